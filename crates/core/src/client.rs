@@ -1,0 +1,354 @@
+//! OAuth clients: dynamic registration metadata (RFC 7591) and client authentication.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use subtle::ConstantTimeEq;
+
+use crate::OAuthError;
+use crate::redirect_uri;
+use crate::token::TokenHash;
+
+/// How a client authenticates at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// A public client (native app, CLI, browser app): PKCE is its only proof.
+    None,
+    ClientSecretPost,
+    ClientSecretBasic,
+}
+
+impl AuthMethod {
+    pub const SUPPORTED: [&'static str; 3] = ["none", "client_secret_post", "client_secret_basic"];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::ClientSecretPost => "client_secret_post",
+            Self::ClientSecretBasic => "client_secret_basic",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "none" => Some(Self::None),
+            "client_secret_post" => Some(Self::ClientSecretPost),
+            "client_secret_basic" => Some(Self::ClientSecretBasic),
+            _ => None,
+        }
+    }
+
+    pub fn is_confidential(self) -> bool {
+        self != Self::None
+    }
+}
+
+/// The registered metadata of a client: what it sent, validated, with defaults filled in.
+/// This is also exactly what the registration response echoes back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientMetadata {
+    pub redirect_uris: Vec<String>,
+    pub token_endpoint_auth_method: AuthMethod,
+    pub grant_types: Vec<String>,
+    pub response_types: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub client_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub client_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub logo_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub contacts: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub tos_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub policy_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub software_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub software_version: Option<String>,
+}
+
+const MAX_REDIRECT_URIS: usize = 20;
+const MAX_URI_LEN: usize = 2048;
+const MAX_TEXT_LEN: usize = 256;
+
+fn bad(msg: impl Into<String>) -> OAuthError {
+    OAuthError::invalid_client_metadata(msg)
+}
+
+fn opt_string(
+    obj: &Map<String, Value>,
+    key: &str,
+    max: usize,
+) -> Result<Option<String>, OAuthError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) if s.chars().count() <= max => Ok(Some(s.clone())),
+        Some(Value::String(_)) => Err(bad(format!("{key} is longer than {max} characters"))),
+        Some(_) => Err(bad(format!("{key} must be a string"))),
+    }
+}
+
+fn opt_string_list(obj: &Map<String, Value>, key: &str) -> Result<Option<Vec<String>>, OAuthError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s.clone()),
+                _ => Err(bad(format!("{key} must be an array of strings"))),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(_) => Err(bad(format!("{key} must be an array of strings"))),
+    }
+}
+
+impl ClientMetadata {
+    /// Validates a registration request body (RFC 7591 §2). Unknown fields are ignored,
+    /// as §2 asks; everything kept is checked.
+    pub fn from_registration(body: &Value) -> Result<Self, OAuthError> {
+        let obj = body
+            .as_object()
+            .ok_or_else(|| bad("the registration request must be a JSON object"))?;
+
+        let redirect_uris = match opt_string_list(obj, "redirect_uris") {
+            Ok(list) => list.unwrap_or_default(),
+            Err(_) => {
+                return Err(OAuthError::invalid_redirect_uri(
+                    "redirect_uris must be an array of strings",
+                ));
+            }
+        };
+        if redirect_uris.is_empty() {
+            return Err(OAuthError::invalid_redirect_uri(
+                "redirect_uris is required for the authorization code flow",
+            ));
+        }
+        if redirect_uris.len() > MAX_REDIRECT_URIS {
+            return Err(OAuthError::invalid_redirect_uri(format!(
+                "at most {MAX_REDIRECT_URIS} redirect_uris may be registered"
+            )));
+        }
+        for uri in &redirect_uris {
+            if uri.len() > MAX_URI_LEN {
+                return Err(OAuthError::invalid_redirect_uri(
+                    "a redirect URI is too long",
+                ));
+            }
+            redirect_uri::validate_for_registration(uri)?;
+        }
+
+        // RFC 7591 §2 makes client_secret_basic the default; MCP clients that want to be
+        // public say `none` explicitly.
+        let token_endpoint_auth_method =
+            match opt_string(obj, "token_endpoint_auth_method", MAX_TEXT_LEN)? {
+                None => AuthMethod::ClientSecretBasic,
+                Some(m) => AuthMethod::parse(&m).ok_or_else(|| {
+                    bad(format!(
+                        "token_endpoint_auth_method {m:?} is not supported; use one of {}",
+                        AuthMethod::SUPPORTED.join(", ")
+                    ))
+                })?,
+            };
+
+        let grant_types = opt_string_list(obj, "grant_types")?
+            .unwrap_or_else(|| vec!["authorization_code".to_owned()]);
+        for g in &grant_types {
+            if g != "authorization_code" && g != "refresh_token" {
+                return Err(bad(format!("grant type {g:?} is not supported")));
+            }
+        }
+        if !grant_types.iter().any(|g| g == "authorization_code") {
+            return Err(bad("grant_types must include authorization_code"));
+        }
+        let response_types =
+            opt_string_list(obj, "response_types")?.unwrap_or_else(|| vec!["code".to_owned()]);
+        if response_types != ["code"] {
+            return Err(bad("response_types must be [\"code\"]"));
+        }
+
+        let contacts = opt_string_list(obj, "contacts")?;
+        let scope = opt_string(obj, "scope", 1024)?;
+        if let Some(s) = &scope {
+            crate::scope::Scopes::parse(s).map_err(|e| bad(e.description))?;
+        }
+
+        Ok(Self {
+            redirect_uris,
+            token_endpoint_auth_method,
+            grant_types,
+            response_types,
+            client_name: opt_string(obj, "client_name", MAX_TEXT_LEN)?,
+            client_uri: opt_string(obj, "client_uri", MAX_URI_LEN)?,
+            logo_uri: opt_string(obj, "logo_uri", MAX_URI_LEN)?,
+            scope,
+            contacts,
+            tos_uri: opt_string(obj, "tos_uri", MAX_URI_LEN)?,
+            policy_uri: opt_string(obj, "policy_uri", MAX_URI_LEN)?,
+            software_id: opt_string(obj, "software_id", MAX_TEXT_LEN)?,
+            software_version: opt_string(obj, "software_version", MAX_TEXT_LEN)?,
+        })
+    }
+
+    pub fn allows_grant(&self, grant_type: &str) -> bool {
+        self.grant_types.iter().any(|g| g == grant_type)
+    }
+}
+
+/// A client as the authorization server knows it.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub client_id: String,
+    /// SHA-256 of the secret; `None` for public clients.
+    pub secret_hash: Option<TokenHash>,
+    pub metadata: ClientMetadata,
+    /// Pre-registered by the operator and allowed to skip the consent page.
+    pub trusted: bool,
+    pub created_at: i64,
+}
+
+/// The credentials a token request carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresentedCredentials {
+    pub client_id: String,
+    pub secret: Option<String>,
+    pub method: AuthMethod,
+}
+
+impl Client {
+    /// Authenticates a token or revocation request (RFC 6749 §2.3). A public client must
+    /// not send a secret; a confidential one must send its secret by its registered method.
+    pub fn authenticate(&self, presented: &PresentedCredentials) -> Result<(), OAuthError> {
+        match (&self.secret_hash, &presented.secret) {
+            (None, None) => Ok(()),
+            (None, Some(_)) => Err(OAuthError::invalid_client(
+                "this client is public and has no secret",
+            )),
+            (Some(_), None) => Err(OAuthError::invalid_client(
+                "client authentication is required",
+            )),
+            (Some(hash), Some(secret)) => {
+                let matches = bool::from(TokenHash::of(secret).as_bytes().ct_eq(hash.as_bytes()));
+                if !matches {
+                    return Err(OAuthError::invalid_client("client authentication failed"));
+                }
+                // A client registered for Basic that posts its secret (or the reverse)
+                // has still proved it holds the secret; refusing it would only break
+                // clients that ignore the echoed method.
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn public_client_registration_gets_defaults() {
+        let m = ClientMetadata::from_registration(&json!({
+            "redirect_uris": ["http://127.0.0.1:3000/cb"],
+            "token_endpoint_auth_method": "none",
+            "client_name": "Inspector",
+            "unknown_field": {"nested": true}
+        }))
+        .unwrap();
+        assert_eq!(m.token_endpoint_auth_method, AuthMethod::None);
+        assert_eq!(m.grant_types, ["authorization_code"]);
+        assert_eq!(m.response_types, ["code"]);
+        assert_eq!(m.client_name.as_deref(), Some("Inspector"));
+    }
+
+    #[test]
+    fn registration_defaults_to_client_secret_basic() {
+        let m =
+            ClientMetadata::from_registration(&json!({"redirect_uris": ["https://a.example/cb"]}))
+                .unwrap();
+        assert_eq!(m.token_endpoint_auth_method, AuthMethod::ClientSecretBasic);
+    }
+
+    #[test]
+    fn bad_registrations_name_the_problem() {
+        let cases = [
+            (json!({}), "invalid_redirect_uri"),
+            (
+                json!({"redirect_uris": "https://a/cb"}),
+                "invalid_redirect_uri",
+            ),
+            (
+                json!({"redirect_uris": ["javascript:alert(1)"]}),
+                "invalid_redirect_uri",
+            ),
+            (
+                json!({"redirect_uris": ["https://a/cb"], "grant_types": ["client_credentials"]}),
+                "invalid_client_metadata",
+            ),
+            (
+                json!({"redirect_uris": ["https://a/cb"], "response_types": ["token"]}),
+                "invalid_client_metadata",
+            ),
+            (
+                json!({"redirect_uris": ["https://a/cb"], "token_endpoint_auth_method": "private_key_jwt"}),
+                "invalid_client_metadata",
+            ),
+            (
+                json!({"redirect_uris": ["https://a/cb"], "client_name": 5}),
+                "invalid_client_metadata",
+            ),
+            (json!([1]), "invalid_client_metadata"),
+        ];
+        for (body, code) in cases {
+            let e = ClientMetadata::from_registration(&body).expect_err(&body.to_string());
+            assert_eq!(e.code.as_str(), code, "{body}");
+        }
+    }
+
+    fn client(secret: Option<&str>) -> Client {
+        Client {
+            client_id: "c".into(),
+            secret_hash: secret.map(TokenHash::of),
+            metadata: ClientMetadata::from_registration(
+                &json!({"redirect_uris": ["https://a/cb"]}),
+            )
+            .unwrap(),
+            trusted: false,
+            created_at: 0,
+        }
+    }
+
+    fn presented(secret: Option<&str>) -> PresentedCredentials {
+        PresentedCredentials {
+            client_id: "c".into(),
+            secret: secret.map(str::to_owned),
+            method: if secret.is_some() {
+                AuthMethod::ClientSecretPost
+            } else {
+                AuthMethod::None
+            },
+        }
+    }
+
+    #[test]
+    fn authentication() {
+        assert!(client(None).authenticate(&presented(None)).is_ok());
+        assert!(client(None).authenticate(&presented(Some("x"))).is_err());
+        assert!(
+            client(Some("s"))
+                .authenticate(&presented(Some("s")))
+                .is_ok()
+        );
+        assert!(
+            client(Some("s"))
+                .authenticate(&presented(Some("t")))
+                .is_err()
+        );
+        assert!(client(Some("s")).authenticate(&presented(None)).is_err());
+    }
+}

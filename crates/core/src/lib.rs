@@ -1,0 +1,21 @@
+//! The protocol core of mcp-oauth-proxy.
+//!
+//! Everything here is pure: no sockets, no files, no database. The HTTP layer and the
+//! storage layer call into these modules to decide *what* the protocol says; they only
+//! decide *how* to carry it out. That split keeps every OAuth rule testable in isolation.
+
+pub mod client;
+pub mod clock;
+pub mod error;
+pub mod family;
+pub mod form;
+pub mod html;
+pub mod pkce;
+pub mod redirect_uri;
+pub mod scope;
+pub mod seal;
+pub mod sign;
+pub mod token;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{OAuthError, OAuthErrorCode};

@@ -1,0 +1,133 @@
+//! Storage for mcp-oauth-proxy.
+//!
+//! One trait, [`Store`], whose operations are phrased as intents ("redeem this code",
+//! "rotate this refresh token") rather than as reads and writes. Each operation is atomic
+//! in the database: a code is consumed, or a refresh token rotated, by one conditional
+//! statement, so two requests racing on two replicas cannot both win. The read-only
+//! `find_*` operations exist so that the caller can decide (with the rules in
+//! `mcp_oauth_core`) before it acts; they never stand in for the condition of a write.
+
+mod migrations;
+pub mod model;
+mod sql;
+
+use async_trait::async_trait;
+use mcp_oauth_core::client::Client;
+use mcp_oauth_core::family::FamilyStatus;
+use mcp_oauth_core::token::TokenHash;
+
+pub use model::*;
+pub use sql::SqlStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached right now; the request may succeed later (503).
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// A row would duplicate an existing one (a random id collided, which is an error
+    /// in the random source, or a caller bug).
+    #[error("duplicate row: {0}")]
+    Duplicate(String),
+    /// Anything else: a bug or a corrupted database.
+    #[error("storage error: {0}")]
+    Internal(String),
+}
+
+/// How long to keep rows that no longer grant anything but still carry meaning.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Used codes are kept this long past their expiry, so that a late replay is still
+    /// recognised and revokes what the code issued.
+    pub used_code_secs: i64,
+    /// Dynamically registered clients with no grant left are removed after this long.
+    pub idle_client_secs: i64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            used_code_secs: 24 * 3600,
+            idle_client_secs: 90 * 24 * 3600,
+        }
+    }
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which database this is, for logs and `check-config`.
+    fn backend(&self) -> &'static str;
+
+    async fn insert_client(&self, server: &str, client: &Client) -> Result<(), StoreError>;
+    async fn find_client(
+        &self,
+        server: &str,
+        client_id: &str,
+    ) -> Result<Option<Client>, StoreError>;
+
+    async fn insert_pending(&self, pending: &PendingAuthorization) -> Result<(), StoreError>;
+    /// Consumes a pending authorization exactly once. `None` when it does not exist, has
+    /// expired, or was started in another browser (a different binding cookie) — in the
+    /// last case it is left in place for its rightful browser.
+    async fn take_pending(
+        &self,
+        state_hash: &TokenHash,
+        browser_hash: &TokenHash,
+        now: i64,
+    ) -> Result<Option<PendingAuthorization>, StoreError>;
+
+    /// Stores a new family together with the authorization code that will start it.
+    async fn create_family(&self, family: &NewFamily, code: &NewCode) -> Result<(), StoreError>;
+    async fn find_code(&self, hash: &TokenHash) -> Result<Option<StoredCode>, StoreError>;
+    /// Marks the code used and issues the family's first token pair, atomically.
+    /// `false` when the code was already used or has expired: another request won.
+    async fn redeem_code(
+        &self,
+        hash: &TokenHash,
+        now: i64,
+        pair: &NewTokenPair,
+    ) -> Result<bool, StoreError>;
+
+    async fn find_refresh_token(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<StoredRefreshToken>, StoreError>;
+    /// Supersedes the refresh token and issues `pair` into its family, atomically, if
+    /// and only if `mcp_oauth_core::family::judge_refresh` would allow a rotation.
+    /// `false` when it would not (the caller reads the token back to learn why).
+    async fn rotate_refresh_token(
+        &self,
+        hash: &TokenHash,
+        client_id: &str,
+        now: i64,
+        grace_secs: i64,
+        pair: &NewTokenPair,
+    ) -> Result<bool, StoreError>;
+
+    /// Ends an active family; every token in it stops working at once.
+    /// `false` if it was not active.
+    async fn end_family(
+        &self,
+        family_id: &str,
+        status: FamilyStatus,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+
+    async fn find_access_token(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<AccessTokenInfo>, StoreError>;
+    async fn revoke_access_token(&self, hash: &TokenHash, now: i64) -> Result<bool, StoreError>;
+
+    async fn upstream_credential(
+        &self,
+        family_id: &str,
+    ) -> Result<Option<UpstreamCredential>, StoreError>;
+
+    /// Deletes what has expired. Safe to run on several replicas at once.
+    async fn purge_expired(&self, now: i64, retention: Retention) -> Result<Purged, StoreError>;
+}
+
+/// Opens the store a `storage.url` names, creating and migrating the database.
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    Ok(std::sync::Arc::new(SqlStore::connect(url).await?))
+}

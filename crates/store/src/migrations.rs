@@ -1,0 +1,102 @@
+//! The schema, as an ordered list of migrations applied at start.
+//!
+//! Written once for both databases: `{blob}` and `{int}` stand for the column types that
+//! differ (BLOB/BYTEA, INTEGER/BIGINT). A migration is never edited once released; a
+//! change is a new entry at the end.
+
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the authorization server.
+    r#"
+CREATE TABLE clients (
+    server       TEXT   NOT NULL,
+    client_id    TEXT   NOT NULL,
+    secret_hash  {blob},
+    metadata     TEXT   NOT NULL,
+    created_at   {int}  NOT NULL,
+    PRIMARY KEY (server, client_id)
+);
+
+CREATE TABLE pending_authorizations (
+    state_hash        {blob} PRIMARY KEY,
+    browser_hash      {blob} NOT NULL,
+    server            TEXT   NOT NULL,
+    client_id         TEXT   NOT NULL,
+    redirect_uri      TEXT   NOT NULL,
+    scope             TEXT   NOT NULL,
+    resource          TEXT   NOT NULL,
+    code_challenge    TEXT   NOT NULL,
+    client_state      TEXT,
+    upstream_verifier TEXT   NOT NULL,
+    nonce             TEXT,
+    expires_at        {int}  NOT NULL
+);
+CREATE INDEX pending_authorizations_expiry ON pending_authorizations (expires_at);
+
+CREATE TABLE families (
+    id                  TEXT  PRIMARY KEY,
+    server              TEXT  NOT NULL,
+    client_id           TEXT  NOT NULL,
+    subject             TEXT  NOT NULL,
+    scope               TEXT  NOT NULL,
+    resource            TEXT  NOT NULL,
+    status              TEXT  NOT NULL,
+    upstream_sealed     TEXT  NOT NULL,
+    upstream_expires_at {int},
+    created_at          {int} NOT NULL,
+    ended_at            {int}
+);
+CREATE INDEX families_client ON families (server, client_id);
+
+CREATE TABLE authorization_codes (
+    code_hash      {blob} PRIMARY KEY,
+    family_id      TEXT   NOT NULL REFERENCES families (id) ON DELETE CASCADE,
+    client_id      TEXT   NOT NULL,
+    redirect_uri   TEXT   NOT NULL,
+    code_challenge TEXT   NOT NULL,
+    expires_at     {int}  NOT NULL,
+    used_at        {int}
+);
+CREATE INDEX authorization_codes_family ON authorization_codes (family_id);
+CREATE INDEX authorization_codes_expiry ON authorization_codes (expires_at);
+
+CREATE TABLE refresh_tokens (
+    token_hash    {blob} PRIMARY KEY,
+    family_id     TEXT   NOT NULL REFERENCES families (id) ON DELETE CASCADE,
+    client_id     TEXT   NOT NULL,
+    scope         TEXT   NOT NULL,
+    issued_at     {int}  NOT NULL,
+    expires_at    {int}  NOT NULL,
+    superseded_at {int}
+);
+CREATE INDEX refresh_tokens_family ON refresh_tokens (family_id);
+CREATE INDEX refresh_tokens_expiry ON refresh_tokens (expires_at);
+
+CREATE TABLE access_tokens (
+    token_hash {blob} PRIMARY KEY,
+    family_id  TEXT   NOT NULL REFERENCES families (id) ON DELETE CASCADE,
+    client_id  TEXT   NOT NULL,
+    scope      TEXT   NOT NULL,
+    issued_at  {int}  NOT NULL,
+    expires_at {int}  NOT NULL,
+    revoked_at {int}
+);
+CREATE INDEX access_tokens_family ON access_tokens (family_id);
+CREATE INDEX access_tokens_expiry ON access_tokens (expires_at);
+"#,
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    pub fn render(self, sql: &str) -> String {
+        let (blob, int) = match self {
+            Dialect::Sqlite => ("BLOB", "INTEGER"),
+            Dialect::Postgres => ("BYTEA", "BIGINT"),
+        };
+        sql.replace("{blob}", blob).replace("{int}", int)
+    }
+}

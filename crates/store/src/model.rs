@@ -1,0 +1,134 @@
+//! The rows the store keeps, as the rest of the proxy sees them.
+
+use mcp_oauth_core::family::FamilyStatus;
+use mcp_oauth_core::token::TokenHash;
+
+/// An authorization request that has passed consent and is waiting for the user to come
+/// back from the upstream provider. Keyed by the hash of the proxy's upstream `state`.
+#[derive(Debug, Clone)]
+pub struct PendingAuthorization {
+    pub state_hash: TokenHash,
+    /// Hash of the browser-binding cookie that must come back with the callback.
+    pub browser_hash: TokenHash,
+    pub server: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub resource: String,
+    pub code_challenge: String,
+    /// The client's own `state`, returned to it untouched.
+    pub client_state: Option<String>,
+    /// The proxy's PKCE verifier towards the upstream provider. Not sealed: without the
+    /// upstream code, which only the user's browser sees, it is worth nothing.
+    pub upstream_verifier: String,
+    pub nonce: Option<String>,
+    pub expires_at: i64,
+}
+
+/// A token family (a grant): born when a user completes an authorization, holding the
+/// user's upstream credential for all the tokens that descend from it.
+#[derive(Debug, Clone)]
+pub struct NewFamily {
+    pub id: String,
+    pub server: String,
+    pub client_id: String,
+    pub subject: String,
+    pub scope: String,
+    pub resource: String,
+    /// The upstream credential, sealed with the family id as additional data.
+    pub upstream_sealed: String,
+    /// `None` when the provider gave no expiry (GitHub OAuth apps): never invent one.
+    pub upstream_expires_at: Option<i64>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewCode {
+    pub hash: TokenHash,
+    pub family_id: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub code_challenge: String,
+    pub expires_at: i64,
+}
+
+/// An authorization code with what it was bound to.
+#[derive(Debug, Clone)]
+pub struct StoredCode {
+    pub family_id: String,
+    pub server: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub code_challenge: String,
+    pub scope: String,
+    pub expires_at: i64,
+    pub used: bool,
+}
+
+/// A new access and refresh token, issued together into one family.
+#[derive(Debug, Clone)]
+pub struct NewTokenPair {
+    pub access_hash: TokenHash,
+    pub access_expires_at: i64,
+    pub refresh_hash: TokenHash,
+    pub refresh_expires_at: i64,
+    pub client_id: String,
+    pub scope: String,
+    pub issued_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredRefreshToken {
+    pub family_id: String,
+    pub server: String,
+    pub client_id: String,
+    pub scope: String,
+    pub expires_at: i64,
+    pub superseded_at: Option<i64>,
+    pub family_status: FamilyStatus,
+}
+
+/// What a bearer token check needs, read in one indexed lookup.
+#[derive(Debug, Clone)]
+pub struct AccessTokenInfo {
+    pub family_id: String,
+    pub server: String,
+    pub client_id: String,
+    pub subject: String,
+    pub scope: String,
+    pub resource: String,
+    pub expires_at: i64,
+    pub revoked: bool,
+    pub family_status: FamilyStatus,
+}
+
+/// The sealed upstream credential of a family.
+#[derive(Debug, Clone)]
+pub struct UpstreamCredential {
+    pub family_id: String,
+    pub sealed: String,
+    pub expires_at: Option<i64>,
+    pub family_status: FamilyStatus,
+}
+
+/// How many rows a purge removed, for the log.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Purged {
+    pub pending: u64,
+    pub codes: u64,
+    pub access_tokens: u64,
+    pub refresh_tokens: u64,
+    pub families: u64,
+    pub clients: u64,
+}
+
+impl Purged {
+    pub fn total(&self) -> u64 {
+        self.pending
+            + self.codes
+            + self.access_tokens
+            + self.refresh_tokens
+            + self.families
+            + self.clients
+    }
+}
