@@ -79,11 +79,7 @@ fn bad(msg: impl Into<String>) -> OAuthError {
     OAuthError::invalid_client_metadata(msg)
 }
 
-fn opt_string(
-    obj: &Map<String, Value>,
-    key: &str,
-    max: usize,
-) -> Result<Option<String>, OAuthError> {
+fn opt_string(obj: &Map<String, Value>, key: &str, max: usize) -> Result<Option<String>, OAuthError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
@@ -112,22 +108,16 @@ impl ClientMetadata {
     /// Validates a registration request body (RFC 7591 §2). Unknown fields are ignored,
     /// as §2 asks; everything kept is checked.
     pub fn from_registration(body: &Value) -> Result<Self, OAuthError> {
-        let obj = body
-            .as_object()
-            .ok_or_else(|| bad("the registration request must be a JSON object"))?;
+        let obj = body.as_object().ok_or_else(|| bad("the registration request must be a JSON object"))?;
 
         let redirect_uris = match opt_string_list(obj, "redirect_uris") {
             Ok(list) => list.unwrap_or_default(),
             Err(_) => {
-                return Err(OAuthError::invalid_redirect_uri(
-                    "redirect_uris must be an array of strings",
-                ));
+                return Err(OAuthError::invalid_redirect_uri("redirect_uris must be an array of strings"));
             }
         };
         if redirect_uris.is_empty() {
-            return Err(OAuthError::invalid_redirect_uri(
-                "redirect_uris is required for the authorization code flow",
-            ));
+            return Err(OAuthError::invalid_redirect_uri("redirect_uris is required for the authorization code flow"));
         }
         if redirect_uris.len() > MAX_REDIRECT_URIS {
             return Err(OAuthError::invalid_redirect_uri(format!(
@@ -136,28 +126,24 @@ impl ClientMetadata {
         }
         for uri in &redirect_uris {
             if uri.len() > MAX_URI_LEN {
-                return Err(OAuthError::invalid_redirect_uri(
-                    "a redirect URI is too long",
-                ));
+                return Err(OAuthError::invalid_redirect_uri("a redirect URI is too long"));
             }
             redirect_uri::validate_for_registration(uri)?;
         }
 
         // RFC 7591 §2 makes client_secret_basic the default; MCP clients that want to be
         // public say `none` explicitly.
-        let token_endpoint_auth_method =
-            match opt_string(obj, "token_endpoint_auth_method", MAX_TEXT_LEN)? {
-                None => AuthMethod::ClientSecretBasic,
-                Some(m) => AuthMethod::parse(&m).ok_or_else(|| {
-                    bad(format!(
-                        "token_endpoint_auth_method {m:?} is not supported; use one of {}",
-                        AuthMethod::SUPPORTED.join(", ")
-                    ))
-                })?,
-            };
+        let token_endpoint_auth_method = match opt_string(obj, "token_endpoint_auth_method", MAX_TEXT_LEN)? {
+            None => AuthMethod::ClientSecretBasic,
+            Some(m) => AuthMethod::parse(&m).ok_or_else(|| {
+                bad(format!(
+                    "token_endpoint_auth_method {m:?} is not supported; use one of {}",
+                    AuthMethod::SUPPORTED.join(", ")
+                ))
+            })?,
+        };
 
-        let grant_types = opt_string_list(obj, "grant_types")?
-            .unwrap_or_else(|| vec!["authorization_code".to_owned()]);
+        let grant_types = opt_string_list(obj, "grant_types")?.unwrap_or_else(|| vec!["authorization_code".to_owned()]);
         for g in &grant_types {
             if g != "authorization_code" && g != "refresh_token" {
                 return Err(bad(format!("grant type {g:?} is not supported")));
@@ -166,8 +152,7 @@ impl ClientMetadata {
         if !grant_types.iter().any(|g| g == "authorization_code") {
             return Err(bad("grant_types must include authorization_code"));
         }
-        let response_types =
-            opt_string_list(obj, "response_types")?.unwrap_or_else(|| vec!["code".to_owned()]);
+        let response_types = opt_string_list(obj, "response_types")?.unwrap_or_else(|| vec!["code".to_owned()]);
         if response_types != ["code"] {
             return Err(bad("response_types must be [\"code\"]"));
         }
@@ -226,12 +211,8 @@ impl Client {
     pub fn authenticate(&self, presented: &PresentedCredentials) -> Result<(), OAuthError> {
         match (&self.secret_hash, &presented.secret) {
             (None, None) => Ok(()),
-            (None, Some(_)) => Err(OAuthError::invalid_client(
-                "this client is public and has no secret",
-            )),
-            (Some(_), None) => Err(OAuthError::invalid_client(
-                "client authentication is required",
-            )),
+            (None, Some(_)) => Err(OAuthError::invalid_client("this client is public and has no secret")),
+            (Some(_), None) => Err(OAuthError::invalid_client("client authentication is required")),
             (Some(hash), Some(secret)) => {
                 let matches = bool::from(TokenHash::of(secret).as_bytes().ct_eq(hash.as_bytes()));
                 if !matches {
@@ -268,9 +249,7 @@ mod tests {
 
     #[test]
     fn registration_defaults_to_client_secret_basic() {
-        let m =
-            ClientMetadata::from_registration(&json!({"redirect_uris": ["https://a.example/cb"]}))
-                .unwrap();
+        let m = ClientMetadata::from_registration(&json!({"redirect_uris": ["https://a.example/cb"]})).unwrap();
         assert_eq!(m.token_endpoint_auth_method, AuthMethod::ClientSecretBasic);
     }
 
@@ -278,30 +257,18 @@ mod tests {
     fn bad_registrations_name_the_problem() {
         let cases = [
             (json!({}), "invalid_redirect_uri"),
-            (
-                json!({"redirect_uris": "https://a/cb"}),
-                "invalid_redirect_uri",
-            ),
-            (
-                json!({"redirect_uris": ["javascript:alert(1)"]}),
-                "invalid_redirect_uri",
-            ),
+            (json!({"redirect_uris": "https://a/cb"}), "invalid_redirect_uri"),
+            (json!({"redirect_uris": ["javascript:alert(1)"]}), "invalid_redirect_uri"),
             (
                 json!({"redirect_uris": ["https://a/cb"], "grant_types": ["client_credentials"]}),
                 "invalid_client_metadata",
             ),
-            (
-                json!({"redirect_uris": ["https://a/cb"], "response_types": ["token"]}),
-                "invalid_client_metadata",
-            ),
+            (json!({"redirect_uris": ["https://a/cb"], "response_types": ["token"]}), "invalid_client_metadata"),
             (
                 json!({"redirect_uris": ["https://a/cb"], "token_endpoint_auth_method": "private_key_jwt"}),
                 "invalid_client_metadata",
             ),
-            (
-                json!({"redirect_uris": ["https://a/cb"], "client_name": 5}),
-                "invalid_client_metadata",
-            ),
+            (json!({"redirect_uris": ["https://a/cb"], "client_name": 5}), "invalid_client_metadata"),
             (json!([1]), "invalid_client_metadata"),
         ];
         for (body, code) in cases {
@@ -314,10 +281,7 @@ mod tests {
         Client {
             client_id: "c".into(),
             secret_hash: secret.map(TokenHash::of),
-            metadata: ClientMetadata::from_registration(
-                &json!({"redirect_uris": ["https://a/cb"]}),
-            )
-            .unwrap(),
+            metadata: ClientMetadata::from_registration(&json!({"redirect_uris": ["https://a/cb"]})).unwrap(),
             trusted: false,
             created_at: 0,
         }
@@ -327,11 +291,7 @@ mod tests {
         PresentedCredentials {
             client_id: "c".into(),
             secret: secret.map(str::to_owned),
-            method: if secret.is_some() {
-                AuthMethod::ClientSecretPost
-            } else {
-                AuthMethod::None
-            },
+            method: if secret.is_some() { AuthMethod::ClientSecretPost } else { AuthMethod::None },
         }
     }
 
@@ -339,16 +299,8 @@ mod tests {
     fn authentication() {
         assert!(client(None).authenticate(&presented(None)).is_ok());
         assert!(client(None).authenticate(&presented(Some("x"))).is_err());
-        assert!(
-            client(Some("s"))
-                .authenticate(&presented(Some("s")))
-                .is_ok()
-        );
-        assert!(
-            client(Some("s"))
-                .authenticate(&presented(Some("t")))
-                .is_err()
-        );
+        assert!(client(Some("s")).authenticate(&presented(Some("s"))).is_ok());
+        assert!(client(Some("s")).authenticate(&presented(Some("t"))).is_err());
         assert!(client(Some("s")).authenticate(&presented(None)).is_err());
     }
 }

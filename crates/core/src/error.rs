@@ -69,11 +69,7 @@ pub struct OAuthError {
 
 impl OAuthError {
     pub fn new(code: OAuthErrorCode, description: impl Into<String>) -> Self {
-        Self {
-            code,
-            description: description.into(),
-            retry_after: None,
-        }
+        Self { code, description: description.into(), retry_after: None }
     }
 
     pub fn invalid_request(d: impl Into<String>) -> Self {
@@ -177,10 +173,7 @@ mod tests {
     #[test]
     fn display_is_the_rfc_code() {
         assert_eq!(OAuthErrorCode::InvalidGrant.to_string(), "invalid_grant");
-        assert_eq!(
-            OAuthError::invalid_request("missing code").to_string(),
-            "invalid_request: missing code"
-        );
+        assert_eq!(OAuthError::invalid_request("missing code").to_string(), "invalid_request: missing code");
     }
 
     #[test]
@@ -188,10 +181,7 @@ mod tests {
         assert_eq!(OAuthError::invalid_grant("x").http_status(), 400);
         assert_eq!(OAuthError::invalid_client("x").http_status(), 401);
         assert_eq!(OAuthError::invalid_token("x").http_status(), 401);
-        assert_eq!(
-            OAuthError::temporarily_unavailable("x", 5).http_status(),
-            503
-        );
+        assert_eq!(OAuthError::temporarily_unavailable("x", 5).http_status(), 503);
     }
 
     #[test]

@@ -86,9 +86,7 @@ impl RefreshVerdict {
     /// Why a refresh was refused, for `error_description`.
     pub fn refusal(self) -> &'static str {
         match self {
-            Self::Rotate | Self::RotateWithinGrace => {
-                "refresh token was rotated concurrently; retry"
-            }
+            Self::Rotate | Self::RotateWithinGrace => "refresh token was rotated concurrently; retry",
             Self::Reuse => "refresh token was already used; the grant has been revoked",
             Self::Expired => "refresh token has expired",
             Self::FamilyEnded => "the grant has been revoked or needs a new login",
@@ -97,12 +95,7 @@ impl RefreshVerdict {
     }
 }
 
-pub fn judge_refresh(
-    t: &RefreshTokenState,
-    presenting_client: &str,
-    now: i64,
-    grace_secs: i64,
-) -> RefreshVerdict {
+pub fn judge_refresh(t: &RefreshTokenState, presenting_client: &str, now: i64, grace_secs: i64) -> RefreshVerdict {
     if t.client_id != presenting_client {
         return RefreshVerdict::WrongClient;
     }
@@ -160,43 +153,25 @@ mod tests {
 
     #[test]
     fn current_token_rotates() {
-        assert_eq!(
-            judge_refresh(&token(None), "c", 10, 30),
-            RefreshVerdict::Rotate
-        );
+        assert_eq!(judge_refresh(&token(None), "c", 10, 30), RefreshVerdict::Rotate);
     }
 
     #[test]
     fn superseded_token_rotates_within_grace_and_is_reuse_after() {
         let t = token(Some(100));
-        assert_eq!(
-            judge_refresh(&t, "c", 100, 30),
-            RefreshVerdict::RotateWithinGrace
-        );
-        assert_eq!(
-            judge_refresh(&t, "c", 130, 30),
-            RefreshVerdict::RotateWithinGrace
-        );
+        assert_eq!(judge_refresh(&t, "c", 100, 30), RefreshVerdict::RotateWithinGrace);
+        assert_eq!(judge_refresh(&t, "c", 130, 30), RefreshVerdict::RotateWithinGrace);
         let v = judge_refresh(&t, "c", 131, 30);
         assert_eq!(v, RefreshVerdict::Reuse);
         assert!(v.revokes_family());
-        assert_eq!(
-            judge_refresh(&t, "c", 100, 0),
-            RefreshVerdict::RotateWithinGrace
-        );
+        assert_eq!(judge_refresh(&t, "c", 100, 0), RefreshVerdict::RotateWithinGrace);
         assert_eq!(judge_refresh(&t, "c", 101, 0), RefreshVerdict::Reuse);
     }
 
     #[test]
     fn expiry_client_and_family_are_checked_first() {
-        assert_eq!(
-            judge_refresh(&token(None), "c", 1_000, 30),
-            RefreshVerdict::Expired
-        );
-        assert_eq!(
-            judge_refresh(&token(None), "other", 10, 30),
-            RefreshVerdict::WrongClient
-        );
+        assert_eq!(judge_refresh(&token(None), "c", 1_000, 30), RefreshVerdict::Expired);
+        assert_eq!(judge_refresh(&token(None), "other", 10, 30), RefreshVerdict::WrongClient);
         // A stolen superseded token presented by another client does not revoke anything.
         assert!(!judge_refresh(&token(Some(1)), "other", 500, 30).revokes_family());
         let mut t = token(None);
@@ -208,55 +183,15 @@ mod tests {
 
     #[test]
     fn codes_are_single_use_and_short_lived() {
-        assert_eq!(
-            judge_code(
-                &CodeState {
-                    used: false,
-                    expires_at: 60
-                },
-                59
-            ),
-            CodeVerdict::Redeem
-        );
-        assert_eq!(
-            judge_code(
-                &CodeState {
-                    used: false,
-                    expires_at: 60
-                },
-                60
-            ),
-            CodeVerdict::Expired
-        );
-        assert_eq!(
-            judge_code(
-                &CodeState {
-                    used: true,
-                    expires_at: 60
-                },
-                10
-            ),
-            CodeVerdict::Replay
-        );
-        assert_eq!(
-            judge_code(
-                &CodeState {
-                    used: true,
-                    expires_at: 60
-                },
-                100
-            ),
-            CodeVerdict::Replay
-        );
+        assert_eq!(judge_code(&CodeState { used: false, expires_at: 60 }, 59), CodeVerdict::Redeem);
+        assert_eq!(judge_code(&CodeState { used: false, expires_at: 60 }, 60), CodeVerdict::Expired);
+        assert_eq!(judge_code(&CodeState { used: true, expires_at: 60 }, 10), CodeVerdict::Replay);
+        assert_eq!(judge_code(&CodeState { used: true, expires_at: 60 }, 100), CodeVerdict::Replay);
     }
 
     #[test]
     fn status_round_trips() {
-        for s in [
-            FamilyStatus::Active,
-            FamilyStatus::Revoked,
-            FamilyStatus::NeedsLogin,
-        ] {
+        for s in [FamilyStatus::Active, FamilyStatus::Revoked, FamilyStatus::NeedsLogin] {
             assert_eq!(FamilyStatus::parse(s.as_str()), Some(s));
         }
         assert_eq!(FamilyStatus::parse("x"), None);

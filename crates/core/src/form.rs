@@ -17,9 +17,7 @@ impl Params {
         let mut map = HashMap::new();
         for (k, v) in form_urlencoded::parse(input) {
             if map.contains_key(k.as_ref()) {
-                return Err(OAuthError::invalid_request(format!(
-                    "parameter {k:?} is repeated"
-                )));
+                return Err(OAuthError::invalid_request(format!("parameter {k:?} is repeated")));
             }
             map.insert(k.into_owned(), v.into_owned());
         }
@@ -28,15 +26,11 @@ impl Params {
 
     /// The value of `name`, with an empty value meaning absent.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
+        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
 
     pub fn require(&self, name: &str) -> Result<&str, OAuthError> {
-        self.get(name)
-            .ok_or_else(|| OAuthError::invalid_request(format!("parameter {name:?} is required")))
+        self.get(name).ok_or_else(|| OAuthError::invalid_request(format!("parameter {name:?} is required")))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {

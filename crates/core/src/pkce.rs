@@ -13,37 +13,26 @@ use crate::OAuthError;
 /// RFC 7636 §4.1: 43 to 128 characters from the unreserved set.
 fn is_valid_verifier_or_challenge(s: &str) -> bool {
     (43..=128).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
 /// Checks the `code_challenge` and `code_challenge_method` of an authorization request.
-pub fn validate_challenge(
-    challenge: Option<&str>,
-    method: Option<&str>,
-) -> Result<String, OAuthError> {
-    let challenge = challenge.ok_or_else(|| {
-        OAuthError::invalid_request("code_challenge is required (PKCE with S256)")
-    })?;
+pub fn validate_challenge(challenge: Option<&str>, method: Option<&str>) -> Result<String, OAuthError> {
+    let challenge =
+        challenge.ok_or_else(|| OAuthError::invalid_request("code_challenge is required (PKCE with S256)"))?;
     match method {
         Some("S256") => {}
         None => {
             // RFC 7636 defaults a missing method to `plain`, which we do not accept.
-            return Err(OAuthError::invalid_request(
-                "code_challenge_method is required and must be S256",
-            ));
+            return Err(OAuthError::invalid_request("code_challenge_method is required and must be S256"));
         }
         Some(_) => {
-            return Err(OAuthError::invalid_request(
-                "code_challenge_method must be S256",
-            ));
+            return Err(OAuthError::invalid_request("code_challenge_method must be S256"));
         }
     }
     // An S256 challenge is the base64url of a SHA-256 digest: exactly 43 characters.
     if challenge.len() != 43 || !is_valid_verifier_or_challenge(challenge) {
-        return Err(OAuthError::invalid_request(
-            "code_challenge is not a base64url SHA-256 digest",
-        ));
+        return Err(OAuthError::invalid_request("code_challenge is not a base64url SHA-256 digest"));
     }
     Ok(challenge.to_owned())
 }
@@ -55,8 +44,7 @@ pub fn s256_challenge(verifier: &str) -> String {
 
 /// Checks a `code_verifier` against the challenge stored with the code, in constant time.
 pub fn verify(verifier: Option<&str>, challenge: &str) -> Result<(), OAuthError> {
-    let verifier =
-        verifier.ok_or_else(|| OAuthError::invalid_grant("code_verifier is required"))?;
+    let verifier = verifier.ok_or_else(|| OAuthError::invalid_grant("code_verifier is required"))?;
     if !is_valid_verifier_or_challenge(verifier) {
         return Err(OAuthError::invalid_grant("code_verifier is malformed"));
     }
@@ -64,9 +52,7 @@ pub fn verify(verifier: Option<&str>, challenge: &str) -> Result<(), OAuthError>
     if bool::from(computed.as_bytes().ct_eq(challenge.as_bytes())) {
         Ok(())
     } else {
-        Err(OAuthError::invalid_grant(
-            "code_verifier does not match the code_challenge",
-        ))
+        Err(OAuthError::invalid_grant("code_verifier does not match the code_challenge"))
     }
 }
 
@@ -92,10 +78,7 @@ mod tests {
     #[test]
     fn wrong_or_missing_verifier_is_invalid_grant() {
         let other = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXX";
-        assert_eq!(
-            verify(Some(other), CHALLENGE).unwrap_err().code,
-            crate::OAuthErrorCode::InvalidGrant
-        );
+        assert_eq!(verify(Some(other), CHALLENGE).unwrap_err().code, crate::OAuthErrorCode::InvalidGrant);
         assert!(verify(None, CHALLENGE).is_err());
         assert!(verify(Some("short"), CHALLENGE).is_err());
     }

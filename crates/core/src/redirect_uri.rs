@@ -71,9 +71,7 @@ pub fn validate_for_registration(raw: &str) -> Result<(), OAuthError> {
         }
         "http" => {
             if !is_loopback(&url) {
-                return Err(bad(
-                    "http is allowed only for loopback hosts (127.0.0.1, [::1], localhost)",
-                ));
+                return Err(bad("http is allowed only for loopback hosts (127.0.0.1, [::1], localhost)"));
             }
         }
         // A private-use scheme (RFC 8252 §7.1): `cursor://`, `vscode://`,
@@ -158,29 +156,14 @@ mod tests {
     fn exact_match_except_loopback_port() {
         assert!(matches("https://a.example/cb", "https://a.example/cb"));
         assert!(!matches("https://a.example/cb", "https://a.example/cb/"));
-        assert!(!matches(
-            "https://a.example/cb",
-            "https://a.example:8443/cb"
-        ));
+        assert!(!matches("https://a.example/cb", "https://a.example:8443/cb"));
         assert!(!matches("https://a.example/cb", "https://A.example/cb"));
-        assert!(matches(
-            "http://127.0.0.1:1000/cb",
-            "http://127.0.0.1:2000/cb"
-        ));
+        assert!(matches("http://127.0.0.1:1000/cb", "http://127.0.0.1:2000/cb"));
         assert!(matches("http://127.0.0.1/cb", "http://127.0.0.1:2000/cb"));
         assert!(matches("http://localhost:1/cb", "http://localhost:2/cb"));
-        assert!(!matches(
-            "http://127.0.0.1:1000/cb",
-            "http://127.0.0.1:2000/other"
-        ));
-        assert!(!matches(
-            "http://127.0.0.1:1000/cb",
-            "http://localhost:1000/cb"
-        ));
-        assert!(!matches(
-            "http://127.0.0.1:1000/cb",
-            "http://127.0.0.1:1000/cb?x=1"
-        ));
+        assert!(!matches("http://127.0.0.1:1000/cb", "http://127.0.0.1:2000/other"));
+        assert!(!matches("http://127.0.0.1:1000/cb", "http://localhost:1000/cb"));
+        assert!(!matches("http://127.0.0.1:1000/cb", "http://127.0.0.1:1000/cb?x=1"));
         assert!(!matches("cursor://a/cb", "cursor://a/cb2"));
     }
 
@@ -188,15 +171,9 @@ mod tests {
     fn resolve_defaults_only_for_a_single_uri() {
         let one = vec!["https://a.example/cb".to_owned()];
         assert_eq!(resolve(&one, None), Some("https://a.example/cb"));
-        let two = vec![
-            "https://a.example/1".to_owned(),
-            "https://a.example/2".to_owned(),
-        ];
+        let two = vec!["https://a.example/1".to_owned(), "https://a.example/2".to_owned()];
         assert_eq!(resolve(&two, None), None);
-        assert_eq!(
-            resolve(&two, Some("https://a.example/2")),
-            Some("https://a.example/2")
-        );
+        assert_eq!(resolve(&two, Some("https://a.example/2")), Some("https://a.example/2"));
         assert_eq!(resolve(&two, Some("https://a.example/3")), None);
     }
 }

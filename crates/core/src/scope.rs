@@ -13,13 +13,8 @@ impl Scopes {
     pub fn parse(s: &str) -> Result<Self, OAuthError> {
         let mut set = BTreeSet::new();
         for token in s.split(' ').filter(|t| !t.is_empty()) {
-            if !token
-                .bytes()
-                .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
-            {
-                return Err(OAuthError::invalid_scope(
-                    "scope contains a character RFC 6749 does not allow",
-                ));
+            if !token.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b)) {
+                return Err(OAuthError::invalid_scope("scope contains a character RFC 6749 does not allow"));
             }
             set.insert(token.to_owned());
         }
@@ -86,9 +81,7 @@ pub fn refresh_scope(requested: Option<&str>, granted: &Scopes) -> Result<Scopes
         return Ok(granted.clone());
     }
     if !requested.is_subset_of(granted) {
-        return Err(OAuthError::invalid_scope(
-            "a refresh may not ask for scopes beyond the original grant",
-        ));
+        return Err(OAuthError::invalid_scope("a refresh may not ask for scopes beyond the original grant"));
     }
     Ok(requested)
 }
@@ -110,16 +103,8 @@ mod tests {
         let offered = Scopes::from_list(["mcp", "read"]);
         assert_eq!(grant_scope(None, &offered).unwrap(), offered);
         assert_eq!(grant_scope(Some(""), &offered).unwrap(), offered);
-        assert_eq!(
-            grant_scope(Some("read"), &offered).unwrap().to_string(),
-            "read"
-        );
-        assert_eq!(
-            grant_scope(Some("read admin"), &offered)
-                .unwrap()
-                .to_string(),
-            "read"
-        );
+        assert_eq!(grant_scope(Some("read"), &offered).unwrap().to_string(), "read");
+        assert_eq!(grant_scope(Some("read admin"), &offered).unwrap().to_string(), "read");
         assert_eq!(grant_scope(Some("admin"), &offered).unwrap(), offered);
         assert!(grant_scope(Some("bad\\scope"), &offered).is_err());
     }

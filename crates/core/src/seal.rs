@@ -49,9 +49,7 @@ pub fn decode_key(b64: &str) -> Result<[u8; 32], SealError> {
     let bytes = STANDARD
         .decode(b64)
         .or_else(|_| URL_SAFE_NO_PAD.decode(b64.trim_end_matches('=')))
-        .or_else(|_| {
-            base64::engine::general_purpose::STANDARD_NO_PAD.decode(b64.trim_end_matches('='))
-        })
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(b64.trim_end_matches('=')))
         .map_err(|_| SealError::BadKey)?;
     bytes.try_into().map_err(|_| SealError::BadKey)
 }
@@ -66,11 +64,7 @@ impl KeyRing {
     pub fn new(current: [u8; 32], previous: &[[u8; 32]]) -> Self {
         let keys = std::iter::once(&current)
             .chain(previous)
-            .map(|raw| Key {
-                id: key_id(raw),
-                cipher: XChaCha20Poly1305::new(raw.into()),
-                raw: *raw,
-            })
+            .map(|raw| Key { id: key_id(raw), cipher: XChaCha20Poly1305::new(raw.into()), raw: *raw })
             .collect();
         Self { keys }
     }
@@ -89,13 +83,7 @@ impl KeyRing {
         let nonce_bytes = crate::token::random_bytes::<24>();
         let ct = key
             .cipher
-            .encrypt(
-                XNonce::from_slice(&nonce_bytes),
-                Payload {
-                    msg: plaintext,
-                    aad: aad.as_bytes(),
-                },
-            )
+            .encrypt(XNonce::from_slice(&nonce_bytes), Payload { msg: plaintext, aad: aad.as_bytes() })
             .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory buffers");
         let mut blob = nonce_bytes.to_vec();
         blob.extend_from_slice(&ct);
@@ -107,26 +95,14 @@ impl KeyRing {
         let (Some("v1"), Some(kid), Some(body)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(SealError::Malformed);
         };
-        let key = self
-            .keys
-            .iter()
-            .find(|k| k.id == kid)
-            .ok_or_else(|| SealError::UnknownKey(kid.to_owned()))?;
-        let blob = URL_SAFE_NO_PAD
-            .decode(body)
-            .map_err(|_| SealError::Malformed)?;
+        let key = self.keys.iter().find(|k| k.id == kid).ok_or_else(|| SealError::UnknownKey(kid.to_owned()))?;
+        let blob = URL_SAFE_NO_PAD.decode(body).map_err(|_| SealError::Malformed)?;
         if blob.len() < 24 + 16 {
             return Err(SealError::Malformed);
         }
         let (nonce, ct) = blob.split_at(24);
         key.cipher
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: ct,
-                    aad: aad.as_bytes(),
-                },
-            )
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: aad.as_bytes() })
             .map_err(|_| SealError::Forged)
     }
 
@@ -141,10 +117,7 @@ fn key_id(raw: &[u8; 32]) -> String {
     let mut h = Sha256::new();
     h.update(b"mcp-oauth-proxy key id\0");
     h.update(raw);
-    h.finalize()[..4]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    h.finalize()[..4].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -169,10 +142,7 @@ mod tests {
         assert!(rotated.is_stale(&sealed));
         assert!(!rotated.is_stale(&rotated.seal(b"x", "r")));
         let without_old = KeyRing::new([2; 32], &[]);
-        assert!(matches!(
-            without_old.open(&sealed, "r"),
-            Err(SealError::UnknownKey(_))
-        ));
+        assert!(matches!(without_old.open(&sealed, "r"), Err(SealError::UnknownKey(_))));
     }
 
     #[test]

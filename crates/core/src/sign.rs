@@ -28,12 +28,9 @@ impl std::fmt::Debug for Signer {
 
 impl Signer {
     pub fn from_key_ring(ring: &KeyRing) -> Self {
-        let mut mac =
-            HmacSha256::new_from_slice(ring.current_raw()).expect("HMAC takes any key size");
+        let mut mac = HmacSha256::new_from_slice(ring.current_raw()).expect("HMAC takes any key size");
         mac.update(b"mcp-oauth-proxy signing key v1");
-        Self {
-            key: mac.finalize().into_bytes().into(),
-        }
+        Self { key: mac.finalize().into_bytes().into() }
     }
 
     fn mac(&self, purpose: &str, parts: &[&str]) -> [u8; 32] {

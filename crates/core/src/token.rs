@@ -53,11 +53,7 @@ impl TokenHash {
 impl std::fmt::Debug for TokenHash {
     // A short fingerprint is enough to correlate log lines, and is not the token.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "TokenHash({:02x}{:02x}{:02x}{:02x}…)",
-            self.0[0], self.0[1], self.0[2], self.0[3]
-        )
+        write!(f, "TokenHash({:02x}{:02x}{:02x}{:02x}…)", self.0[0], self.0[1], self.0[2], self.0[3])
     }
 }
 
@@ -69,9 +65,7 @@ pub struct Minted {
 
 impl std::fmt::Debug for Minted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Minted")
-            .field("hash", &self.hash)
-            .finish_non_exhaustive()
+        f.debug_struct("Minted").field("hash", &self.hash).finish_non_exhaustive()
     }
 }
 
@@ -97,10 +91,7 @@ pub fn random_b64(n: usize) -> String {
 
 /// A random identifier for rows (families, clients): 128 bits, hex.
 pub fn random_id() -> String {
-    random_bytes::<16>()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    random_bytes::<16>().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -1,1 +1,145 @@
-fn main() {}
+//! `mcp-oauth-proxy`: serve, check a configuration, or make an encryption key.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use mcp_oauth_core::SystemClock;
+use mcp_oauth_proxy::config::Config;
+use mcp_oauth_proxy::server;
+
+#[derive(Parser)]
+#[command(
+    name = "mcp-oauth-proxy",
+    version,
+    about = "OAuth 2.1 authorization server and reverse proxy for remote MCP servers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Serve {
+        /// The TOML configuration file (every key may also come from the environment).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration and explain what it sets up; prints no secret.
+    CheckConfig {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Print a new random encryption key (base64 of 32 bytes).
+    Keygen,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Keygen => {
+            println!("{}", mcp_oauth_core::seal::generate_key());
+            ExitCode::SUCCESS
+        }
+        Command::CheckConfig { config } => match Config::load(config.as_deref()) {
+            Ok(c) => {
+                print!("{}", describe(&c));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprint!("{e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Serve { config } => {
+            init_logging();
+            let config = match Config::load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprint!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            match runtime.block_on(serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("mcp-oauth-proxy: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let listen = config.listen;
+    let app = server::build(config, Arc::new(SystemClock)).await?;
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    server::run(app, listener).await?;
+    Ok(())
+}
+
+/// What `check-config` prints: what the configuration sets up, and nothing secret.
+fn describe(c: &Config) -> String {
+    let s = &c.settings;
+    let storage = match url::Url::parse(&c.storage_url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("****"));
+            u.to_string()
+        }
+        _ => c.storage_url.clone(),
+    };
+    let mut out = format!(
+        "configuration is valid\n\nlisten:      {}\npublic_url:  {}\nstorage:     {storage}\nencryption:  key id {}\n\
+         callback URL to register at every upstream provider:\n  {}\n\nservers:\n",
+        c.listen,
+        s.public_url,
+        c.keys.current_key_id(),
+        s.callback_url()
+    );
+    for server in &s.servers {
+        out += &format!(
+            "  {slug}\n    MCP URL:   {}\n    issuer:    {}\n    metadata:  {}\n    upstream:  {}\n    provider:  {}\n    scopes:    {}\n",
+            s.resource(&server.slug),
+            s.issuer(&server.slug),
+            s.resource_metadata_url(&server.slug),
+            server.upstream_url,
+            server.provider,
+            server.scopes,
+            slug = server.slug,
+        );
+    }
+    out += "providers:\n";
+    for p in &c.providers {
+        out += &format!(
+            "  {}: client_id {}, issuer {}, scopes [{}]\n",
+            p.name,
+            p.client_id,
+            p.issuer.as_deref().unwrap_or("(none; explicit endpoints)"),
+            p.scopes.join(" ")
+        );
+    }
+    if !s.static_clients.is_empty() {
+        out += "pre-registered clients:\n";
+        for client in &s.static_clients {
+            out += &format!(
+                "  {} ({}{})\n",
+                client.client_id,
+                if client.secret_hash.is_some() { "confidential" } else { "public" },
+                if client.trusted { ", trusted: no consent page" } else { "" }
+            );
+        }
+    }
+    out
+}

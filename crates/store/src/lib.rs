@@ -45,10 +45,7 @@ pub struct Retention {
 
 impl Default for Retention {
     fn default() -> Self {
-        Self {
-            used_code_secs: 24 * 3600,
-            idle_client_secs: 90 * 24 * 3600,
-        }
+        Self { used_code_secs: 24 * 3600, idle_client_secs: 90 * 24 * 3600 }
     }
 }
 
@@ -58,11 +55,7 @@ pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
 
     async fn insert_client(&self, server: &str, client: &Client) -> Result<(), StoreError>;
-    async fn find_client(
-        &self,
-        server: &str,
-        client_id: &str,
-    ) -> Result<Option<Client>, StoreError>;
+    async fn find_client(&self, server: &str, client_id: &str) -> Result<Option<Client>, StoreError>;
 
     async fn insert_pending(&self, pending: &PendingAuthorization) -> Result<(), StoreError>;
     /// Consumes a pending authorization exactly once. `None` when it does not exist, has
@@ -80,17 +73,9 @@ pub trait Store: Send + Sync + 'static {
     async fn find_code(&self, hash: &TokenHash) -> Result<Option<StoredCode>, StoreError>;
     /// Marks the code used and issues the family's first token pair, atomically.
     /// `false` when the code was already used or has expired: another request won.
-    async fn redeem_code(
-        &self,
-        hash: &TokenHash,
-        now: i64,
-        pair: &NewTokenPair,
-    ) -> Result<bool, StoreError>;
+    async fn redeem_code(&self, hash: &TokenHash, now: i64, pair: &NewTokenPair) -> Result<bool, StoreError>;
 
-    async fn find_refresh_token(
-        &self,
-        hash: &TokenHash,
-    ) -> Result<Option<StoredRefreshToken>, StoreError>;
+    async fn find_refresh_token(&self, hash: &TokenHash) -> Result<Option<StoredRefreshToken>, StoreError>;
     /// Supersedes the refresh token and issues `pair` into its family, atomically, if
     /// and only if `mcp_oauth_core::family::judge_refresh` would allow a rotation.
     /// `false` when it would not (the caller reads the token back to learn why).
@@ -105,23 +90,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Ends an active family; every token in it stops working at once.
     /// `false` if it was not active.
-    async fn end_family(
-        &self,
-        family_id: &str,
-        status: FamilyStatus,
-        now: i64,
-    ) -> Result<bool, StoreError>;
+    async fn end_family(&self, family_id: &str, status: FamilyStatus, now: i64) -> Result<bool, StoreError>;
 
-    async fn find_access_token(
-        &self,
-        hash: &TokenHash,
-    ) -> Result<Option<AccessTokenInfo>, StoreError>;
+    async fn find_access_token(&self, hash: &TokenHash) -> Result<Option<AccessTokenInfo>, StoreError>;
     async fn revoke_access_token(&self, hash: &TokenHash, now: i64) -> Result<bool, StoreError>;
 
-    async fn upstream_credential(
-        &self,
-        family_id: &str,
-    ) -> Result<Option<UpstreamCredential>, StoreError>;
+    async fn upstream_credential(&self, family_id: &str) -> Result<Option<UpstreamCredential>, StoreError>;
 
     /// Deletes what has expired. Safe to run on several replicas at once.
     async fn purge_expired(&self, now: i64, retention: Retention) -> Result<Purged, StoreError>;

@@ -70,8 +70,8 @@ pub struct StoredCode {
 pub struct NewTokenPair {
     pub access_hash: TokenHash,
     pub access_expires_at: i64,
-    pub refresh_hash: TokenHash,
-    pub refresh_expires_at: i64,
+    /// `None` for a client that did not register the `refresh_token` grant.
+    pub refresh: Option<(TokenHash, i64)>,
     pub client_id: String,
     pub scope: String,
     pub issued_at: i64,
@@ -124,11 +124,6 @@ pub struct Purged {
 
 impl Purged {
     pub fn total(&self) -> u64 {
-        self.pending
-            + self.codes
-            + self.access_tokens
-            + self.refresh_tokens
-            + self.families
-            + self.clients
+        self.pending + self.codes + self.access_tokens + self.refresh_tokens + self.families + self.clients
     }
 }

@@ -26,18 +26,15 @@ pub struct SqlStore {
 
 impl std::fmt::Debug for SqlStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqlStore")
-            .field("dialect", &self.dialect)
-            .finish_non_exhaustive()
+        f.debug_struct("SqlStore").field("dialect", &self.dialect).finish_non_exhaustive()
     }
 }
 
 fn map_err(e: sqlx::Error) -> StoreError {
     match &e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+            StoreError::Unavailable(e.to_string())
+        }
         sqlx::Error::Database(db) => {
             if db.is_unique_violation() {
                 return StoreError::Duplicate(db.message().to_owned());
@@ -61,23 +58,19 @@ fn map_err(e: sqlx::Error) -> StoreError {
 
 /// The file path inside a `sqlite:` URL, to create its folder.
 fn sqlite_path(url: &str) -> Option<&str> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or(rest);
     (!path.is_empty() && path != ":memory:").then_some(path)
 }
 
 fn hash_col(row: &AnyRow, col: &str) -> Result<TokenHash, StoreError> {
     let bytes: Vec<u8> = row.try_get(col).map_err(map_err)?;
-    TokenHash::from_slice(&bytes)
-        .ok_or_else(|| StoreError::Internal(format!("{col} is not a 32-byte hash")))
+    TokenHash::from_slice(&bytes).ok_or_else(|| StoreError::Internal(format!("{col} is not a 32-byte hash")))
 }
 
 fn status_col(row: &AnyRow, col: &str) -> Result<FamilyStatus, StoreError> {
     let s: String = row.try_get(col).map_err(map_err)?;
-    FamilyStatus::parse(&s)
-        .ok_or_else(|| StoreError::Internal(format!("unknown family status {s:?}")))
+    FamilyStatus::parse(&s).ok_or_else(|| StoreError::Internal(format!("unknown family status {s:?}")))
 }
 
 fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(
@@ -100,9 +93,8 @@ impl SqlStore {
             if let Some(path) = sqlite_path(url) {
                 if let Some(dir) = std::path::Path::new(path).parent() {
                     if !dir.as_os_str().is_empty() {
-                        std::fs::create_dir_all(dir).map_err(|e| {
-                            StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
-                        })?;
+                        std::fs::create_dir_all(dir)
+                            .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
                     }
                 }
             }
@@ -142,9 +134,7 @@ impl SqlStore {
         let pool = pool.connect_with(options).await.map_err(map_err)?;
         if dialect == Dialect::Sqlite {
             // Persistent in the file; set once.
-            pool.execute("PRAGMA journal_mode = WAL")
-                .await
-                .map_err(map_err)?;
+            pool.execute("PRAGMA journal_mode = WAL").await.map_err(map_err)?;
         }
         let store = Self { pool, dialect };
         store.migrate().await?;
@@ -156,9 +146,7 @@ impl SqlStore {
         if self.dialect == Dialect::Postgres {
             // Replicas starting together: one migrates, the others wait and then see
             // the migrations applied.
-            tx.execute("SELECT pg_advisory_xact_lock(7243610283746)")
-                .await
-                .map_err(map_err)?;
+            tx.execute("SELECT pg_advisory_xact_lock(7243610283746)").await.map_err(map_err)?;
         }
         tx.execute(
             self.dialect
@@ -167,12 +155,11 @@ impl SqlStore {
         )
         .await
         .map_err(map_err)?;
-        let applied: i64 =
-            sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM mop_schema_migrations")
-                .fetch_one(&mut *tx)
-                .await
-                .and_then(|r| r.try_get::<i64, _>("v"))
-                .map_err(map_err)?;
+        let applied: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM mop_schema_migrations")
+            .fetch_one(&mut *tx)
+            .await
+            .and_then(|r| r.try_get::<i64, _>("v"))
+            .map_err(map_err)?;
         if applied as usize > MIGRATIONS.len() {
             return Err(StoreError::Internal(format!(
                 "the database schema (version {applied}) is newer than this binary (version {}): upgrade the binary",
@@ -181,9 +168,7 @@ impl SqlStore {
         }
         for (i, migration) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
             let version = i as i64 + 1;
-            tx.execute(self.dialect.render(migration).as_str())
-                .await
-                .map_err(map_err)?;
+            tx.execute(self.dialect.render(migration).as_str()).await.map_err(map_err)?;
             sqlx::query("INSERT INTO mop_schema_migrations (version, applied_at) VALUES ($1, $2)")
                 .bind(version)
                 .bind(mcp_oauth_core::Clock::now(&mcp_oauth_core::SystemClock))
@@ -200,14 +185,9 @@ impl SqlStore {
         family_id: &str,
         pair: &NewTokenPair,
     ) -> Result<(), StoreError> {
-        for (table, hash, expires_at) in [
-            ("access_tokens", &pair.access_hash, pair.access_expires_at),
-            (
-                "refresh_tokens",
-                &pair.refresh_hash,
-                pair.refresh_expires_at,
-            ),
-        ] {
+        let access = Some(("access_tokens", &pair.access_hash, pair.access_expires_at));
+        let refresh = pair.refresh.as_ref().map(|(hash, exp)| ("refresh_tokens", hash, *exp));
+        for (table, hash, expires_at) in access.into_iter().chain(refresh) {
             sqlx::query(&format!(
                 "INSERT INTO {table} (token_hash, family_id, client_id, scope, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)"
             ))
@@ -235,36 +215,35 @@ impl Store for SqlStore {
     }
 
     async fn insert_client(&self, server: &str, client: &Client) -> Result<(), StoreError> {
-        let metadata = serde_json::to_string(&client.metadata)
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
-        sqlx::query("INSERT INTO clients (server, client_id, secret_hash, metadata, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(server)
-            .bind(&client.client_id)
-            .bind(client.secret_hash.as_ref().map(blob))
-            .bind(metadata)
-            .bind(client.created_at)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+        let metadata = serde_json::to_string(&client.metadata).map_err(|e| StoreError::Internal(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO clients (server, client_id, secret_hash, metadata, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(server)
+        .bind(&client.client_id)
+        .bind(client.secret_hash.as_ref().map(blob))
+        .bind(metadata)
+        .bind(client.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
         Ok(())
     }
 
-    async fn find_client(
-        &self,
-        server: &str,
-        client_id: &str,
-    ) -> Result<Option<Client>, StoreError> {
-        let row = sqlx::query("SELECT client_id, secret_hash, metadata, created_at FROM clients WHERE server = $1 AND client_id = $2")
-            .bind(server)
-            .bind(client_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
+    async fn find_client(&self, server: &str, client_id: &str) -> Result<Option<Client>, StoreError> {
+        let row = sqlx::query(
+            "SELECT client_id, secret_hash, metadata, created_at FROM clients WHERE server = $1 AND client_id = $2",
+        )
+        .bind(server)
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
         let Some(row) = row else { return Ok(None) };
         let secret: Option<Vec<u8>> = get(&row, "secret_hash")?;
         let metadata: String = get(&row, "metadata")?;
-        let metadata: ClientMetadata = serde_json::from_str(&metadata)
-            .map_err(|e| StoreError::Internal(format!("client metadata: {e}")))?;
+        let metadata: ClientMetadata =
+            serde_json::from_str(&metadata).map_err(|e| StoreError::Internal(format!("client metadata: {e}")))?;
         Ok(Some(Client {
             client_id: get(&row, "client_id")?,
             secret_hash: secret.as_deref().and_then(TokenHash::from_slice),
@@ -389,12 +368,7 @@ impl Store for SqlStore {
         }))
     }
 
-    async fn redeem_code(
-        &self,
-        hash: &TokenHash,
-        now: i64,
-        pair: &NewTokenPair,
-    ) -> Result<bool, StoreError> {
+    async fn redeem_code(&self, hash: &TokenHash, now: i64, pair: &NewTokenPair) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         // The write comes first in the transaction, so SQLite takes its write lock at
         // once and two redemptions serialise here; exactly one sees `used_at IS NULL`.
@@ -418,10 +392,7 @@ impl Store for SqlStore {
         Ok(true)
     }
 
-    async fn find_refresh_token(
-        &self,
-        hash: &TokenHash,
-    ) -> Result<Option<StoredRefreshToken>, StoreError> {
+    async fn find_refresh_token(&self, hash: &TokenHash) -> Result<Option<StoredRefreshToken>, StoreError> {
         let row = sqlx::query(
             "SELECT r.family_id, f.server, r.client_id, r.scope, r.expires_at, r.superseded_at, f.status \
              FROM refresh_tokens r JOIN families f ON f.id = r.family_id WHERE r.token_hash = $1",
@@ -476,28 +447,18 @@ impl Store for SqlStore {
         Ok(true)
     }
 
-    async fn end_family(
-        &self,
-        family_id: &str,
-        status: FamilyStatus,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE families SET status = $2, ended_at = $3 WHERE id = $1 AND status = 'active'",
-        )
-        .bind(family_id)
-        .bind(status.as_str())
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+    async fn end_family(&self, family_id: &str, status: FamilyStatus, now: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE families SET status = $2, ended_at = $3 WHERE id = $1 AND status = 'active'")
+            .bind(family_id)
+            .bind(status.as_str())
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(done.rows_affected() == 1)
     }
 
-    async fn find_access_token(
-        &self,
-        hash: &TokenHash,
-    ) -> Result<Option<AccessTokenInfo>, StoreError> {
+    async fn find_access_token(&self, hash: &TokenHash) -> Result<Option<AccessTokenInfo>, StoreError> {
         let row = sqlx::query(
             "SELECT a.family_id, f.server, a.client_id, f.subject, a.scope, f.resource, a.expires_at, a.revoked_at, f.status \
              FROM access_tokens a JOIN families f ON f.id = a.family_id WHERE a.token_hash = $1",
@@ -522,28 +483,21 @@ impl Store for SqlStore {
     }
 
     async fn revoke_access_token(&self, hash: &TokenHash, now: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE access_tokens SET revoked_at = $2 WHERE token_hash = $1 AND revoked_at IS NULL",
-        )
-        .bind(blob(hash))
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        let done = sqlx::query("UPDATE access_tokens SET revoked_at = $2 WHERE token_hash = $1 AND revoked_at IS NULL")
+            .bind(blob(hash))
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(done.rows_affected() == 1)
     }
 
-    async fn upstream_credential(
-        &self,
-        family_id: &str,
-    ) -> Result<Option<UpstreamCredential>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, upstream_sealed, upstream_expires_at, status FROM families WHERE id = $1",
-        )
-        .bind(family_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
+    async fn upstream_credential(&self, family_id: &str) -> Result<Option<UpstreamCredential>, StoreError> {
+        let row = sqlx::query("SELECT id, upstream_sealed, upstream_expires_at, status FROM families WHERE id = $1")
+            .bind(family_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(UpstreamCredential {
             family_id: get(&row, "id")?,
@@ -556,14 +510,7 @@ impl Store for SqlStore {
     async fn purge_expired(&self, now: i64, retention: Retention) -> Result<Purged, StoreError> {
         let run = |sql: &'static str, at: i64| {
             let pool = self.pool.clone();
-            async move {
-                sqlx::query(sql)
-                    .bind(at)
-                    .execute(&pool)
-                    .await
-                    .map(|r| r.rows_affected())
-                    .map_err(map_err)
-            }
+            async move { sqlx::query(sql).bind(at).execute(&pool).await.map(|r| r.rows_affected()).map_err(map_err) }
         };
         Ok(Purged {
             pending: run("DELETE FROM pending_authorizations WHERE expires_at <= $1", now).await?,
@@ -596,14 +543,8 @@ mod tests {
 
     #[test]
     fn sqlite_paths() {
-        assert_eq!(
-            sqlite_path("sqlite://./data/proxy.db"),
-            Some("./data/proxy.db")
-        );
-        assert_eq!(
-            sqlite_path("sqlite:///var/lib/p.db?mode=rwc"),
-            Some("/var/lib/p.db")
-        );
+        assert_eq!(sqlite_path("sqlite://./data/proxy.db"), Some("./data/proxy.db"));
+        assert_eq!(sqlite_path("sqlite:///var/lib/p.db?mode=rwc"), Some("/var/lib/p.db"));
         assert_eq!(sqlite_path("sqlite::memory:"), None);
     }
 }

@@ -11,11 +11,7 @@ use mcp_oauth_store::*;
 
 async fn backends() -> Vec<Arc<dyn Store>> {
     let dir = std::env::temp_dir().join(format!("mop-store-{}", random_id()));
-    let mut out = vec![
-        open(&format!("sqlite://{}/test.db", dir.display()))
-            .await
-            .unwrap(),
-    ];
+    let mut out = vec![open(&format!("sqlite://{}/test.db", dir.display())).await.unwrap()];
     match std::env::var("MOP_TEST_POSTGRES_URL") {
         Ok(url) if !url.is_empty() => out.push(open(&url).await.unwrap()),
         _ if std::env::var("MOP_REQUIRE_POSTGRES").is_ok() => {
@@ -35,8 +31,7 @@ fn pair(client: &str, now: i64) -> (NewTokenPair, String, String) {
         NewTokenPair {
             access_hash: at.hash,
             access_expires_at: now + 3600,
-            refresh_hash: rt.hash,
-            refresh_expires_at: now + 86_400,
+            refresh: Some((rt.hash, now + 86_400)),
             client_id: client.into(),
             scope: "mcp".into(),
             issued_at: now,
@@ -82,7 +77,7 @@ async fn active_family(store: &dyn Store, client: &str) -> (String, TokenHash) {
     let (id, code) = family(store, client).await;
     let (p, _, _) = pair(client, NOW);
     assert!(store.redeem_code(&code, NOW, &p).await.unwrap());
-    (id, p.refresh_hash)
+    (id, p.refresh.unwrap().0)
 }
 
 #[tokio::test]
@@ -100,24 +95,11 @@ async fn clients_are_scoped_to_their_server() {
             created_at: NOW,
         };
         store.insert_client("demo", &client).await.unwrap();
-        let found = store
-            .find_client("demo", &client.client_id)
-            .await
-            .unwrap()
-            .unwrap();
+        let found = store.find_client("demo", &client.client_id).await.unwrap().unwrap();
         assert_eq!(found.metadata, metadata);
         assert!(found.secret_hash.is_none());
-        assert!(
-            store
-                .find_client("other", &client.client_id)
-                .await
-                .unwrap()
-                .is_none()
-        );
-        assert!(matches!(
-            store.insert_client("demo", &client).await,
-            Err(StoreError::Duplicate(_))
-        ));
+        assert!(store.find_client("other", &client.client_id).await.unwrap().is_none());
+        assert!(matches!(store.insert_client("demo", &client).await, Err(StoreError::Duplicate(_))));
     }
 }
 
@@ -141,35 +123,11 @@ async fn pending_authorizations_are_taken_once_by_their_own_browser() {
             expires_at: NOW + 600,
         };
         store.insert_pending(&pending).await.unwrap();
-        assert!(
-            store
-                .take_pending(&state.hash, &TokenHash::of("browser-b"), NOW)
-                .await
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            store
-                .take_pending(&state.hash, &browser, NOW + 600)
-                .await
-                .unwrap()
-                .is_none(),
-            "expired"
-        );
-        let taken = store
-            .take_pending(&state.hash, &browser, NOW)
-            .await
-            .unwrap()
-            .unwrap();
+        assert!(store.take_pending(&state.hash, &TokenHash::of("browser-b"), NOW).await.unwrap().is_none());
+        assert!(store.take_pending(&state.hash, &browser, NOW + 600).await.unwrap().is_none(), "expired");
+        let taken = store.take_pending(&state.hash, &browser, NOW).await.unwrap().unwrap();
         assert_eq!(taken.client_state.as_deref(), Some("s"));
-        assert!(
-            store
-                .take_pending(&state.hash, &browser, NOW)
-                .await
-                .unwrap()
-                .is_none(),
-            "single use"
-        );
+        assert!(store.take_pending(&state.hash, &browser, NOW).await.unwrap().is_none(), "single use");
     }
 }
 
@@ -180,12 +138,7 @@ async fn concurrent_code_redemption_has_exactly_one_winner() {
         let mut tasks = Vec::new();
         for _ in 0..20 {
             let store = store.clone();
-            tasks.push(tokio::spawn(async move {
-                store
-                    .redeem_code(&code, NOW, &pair("c", NOW).0)
-                    .await
-                    .unwrap()
-            }));
+            tasks.push(tokio::spawn(async move { store.redeem_code(&code, NOW, &pair("c", NOW).0).await.unwrap() }));
         }
         let mut wins = 0;
         for t in tasks {
@@ -200,12 +153,7 @@ async fn concurrent_code_redemption_has_exactly_one_winner() {
 async fn expired_codes_cannot_be_redeemed() {
     for store in backends().await {
         let (_, code) = family(store.as_ref(), "c").await;
-        assert!(
-            !store
-                .redeem_code(&code, NOW + 60, &pair("c", NOW).0)
-                .await
-                .unwrap()
-        );
+        assert!(!store.redeem_code(&code, NOW + 60, &pair("c", NOW).0).await.unwrap());
     }
 }
 
@@ -213,83 +161,29 @@ async fn expired_codes_cannot_be_redeemed() {
 async fn rotation_honours_client_grace_expiry_and_family() {
     for store in backends().await {
         let (family_id, rt) = active_family(store.as_ref(), "c").await;
-        assert!(
-            !store
-                .rotate_refresh_token(&rt, "other", NOW, 30, &pair("other", NOW).0)
-                .await
-                .unwrap()
-        );
+        assert!(!store.rotate_refresh_token(&rt, "other", NOW, 30, &pair("other", NOW).0).await.unwrap());
         let (p1, _, _) = pair("c", NOW + 10);
-        assert!(
-            store
-                .rotate_refresh_token(&rt, "c", NOW + 10, 30, &p1)
-                .await
-                .unwrap()
-        );
+        assert!(store.rotate_refresh_token(&rt, "c", NOW + 10, 30, &p1).await.unwrap());
         let old = store.find_refresh_token(&rt).await.unwrap().unwrap();
         assert_eq!(old.superseded_at, Some(NOW + 10));
         // Within grace: still rotates, and the supersession time does not move.
-        assert!(
-            store
-                .rotate_refresh_token(&rt, "c", NOW + 40, 30, &pair("c", NOW + 40).0)
-                .await
-                .unwrap()
-        );
-        assert_eq!(
-            store
-                .find_refresh_token(&rt)
-                .await
-                .unwrap()
-                .unwrap()
-                .superseded_at,
-            Some(NOW + 10)
-        );
+        assert!(store.rotate_refresh_token(&rt, "c", NOW + 40, 30, &pair("c", NOW + 40).0).await.unwrap());
+        assert_eq!(store.find_refresh_token(&rt).await.unwrap().unwrap().superseded_at, Some(NOW + 10));
         // After grace: refused.
-        assert!(
-            !store
-                .rotate_refresh_token(&rt, "c", NOW + 41, 30, &pair("c", NOW + 41).0)
-                .await
-                .unwrap()
-        );
+        assert!(!store.rotate_refresh_token(&rt, "c", NOW + 41, 30, &pair("c", NOW + 41).0).await.unwrap());
         // The new token works until its family ends.
-        let new = store
-            .find_refresh_token(&p1.refresh_hash)
-            .await
-            .unwrap()
-            .unwrap();
+        let new = store.find_refresh_token(&p1.refresh.unwrap().0).await.unwrap().unwrap();
         assert_eq!(new.family_id, family_id);
+        assert!(store.end_family(&family_id, FamilyStatus::Revoked, NOW + 50).await.unwrap());
+        assert!(!store.end_family(&family_id, FamilyStatus::Revoked, NOW + 50).await.unwrap());
         assert!(
-            store
-                .end_family(&family_id, FamilyStatus::Revoked, NOW + 50)
-                .await
-                .unwrap()
+            !store.rotate_refresh_token(&p1.refresh.unwrap().0, "c", NOW + 50, 30, &pair("c", NOW).0).await.unwrap()
         );
-        assert!(
-            !store
-                .end_family(&family_id, FamilyStatus::Revoked, NOW + 50)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !store
-                .rotate_refresh_token(&p1.refresh_hash, "c", NOW + 50, 30, &pair("c", NOW).0)
-                .await
-                .unwrap()
-        );
-        let at = store
-            .find_access_token(&p1.access_hash)
-            .await
-            .unwrap()
-            .unwrap();
+        let at = store.find_access_token(&p1.access_hash).await.unwrap().unwrap();
         assert_eq!(at.family_status, FamilyStatus::Revoked);
         // An expired token does not rotate.
         let (_, rt2) = active_family(store.as_ref(), "c").await;
-        assert!(
-            !store
-                .rotate_refresh_token(&rt2, "c", NOW + 86_400, 30, &pair("c", NOW).0)
-                .await
-                .unwrap()
-        );
+        assert!(!store.rotate_refresh_token(&rt2, "c", NOW + 86_400, 30, &pair("c", NOW).0).await.unwrap());
     }
 }
 
@@ -302,25 +196,14 @@ async fn concurrent_rotations_all_succeed_within_grace() {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
                 let (p, _, _) = pair("c", NOW);
-                let ok = store
-                    .rotate_refresh_token(&rt, "c", NOW, 30, &p)
-                    .await
-                    .unwrap();
-                (ok, p.refresh_hash)
+                let ok = store.rotate_refresh_token(&rt, "c", NOW, 30, &p).await.unwrap();
+                (ok, p.refresh.unwrap().0)
             }));
         }
         for t in tasks {
             let (ok, new) = t.await.unwrap();
             assert!(ok);
-            assert_eq!(
-                store
-                    .find_refresh_token(&new)
-                    .await
-                    .unwrap()
-                    .unwrap()
-                    .family_id,
-                family_id
-            );
+            assert_eq!(store.find_refresh_token(&new).await.unwrap().unwrap().family_id, family_id);
         }
     }
 }
@@ -331,46 +214,16 @@ async fn access_tokens_carry_their_grant_and_can_be_revoked() {
         let (family_id, code) = family(store.as_ref(), "c").await;
         let (p, _, _) = pair("c", NOW);
         store.redeem_code(&code, NOW, &p).await.unwrap();
-        let info = store
-            .find_access_token(&p.access_hash)
-            .await
-            .unwrap()
-            .unwrap();
+        let info = store.find_access_token(&p.access_hash).await.unwrap().unwrap();
         assert_eq!(
-            (
-                info.family_id.as_str(),
-                info.server.as_str(),
-                info.subject.as_str()
-            ),
+            (info.family_id.as_str(), info.server.as_str(), info.subject.as_str()),
             (family_id.as_str(), "demo", "user-1")
         );
         assert!(!info.revoked);
-        assert!(
-            store
-                .revoke_access_token(&p.access_hash, NOW)
-                .await
-                .unwrap()
-        );
-        assert!(
-            store
-                .find_access_token(&p.access_hash)
-                .await
-                .unwrap()
-                .unwrap()
-                .revoked
-        );
-        assert!(
-            store
-                .find_access_token(&TokenHash::of("nope"))
-                .await
-                .unwrap()
-                .is_none()
-        );
-        let up = store
-            .upstream_credential(&family_id)
-            .await
-            .unwrap()
-            .unwrap();
+        assert!(store.revoke_access_token(&p.access_hash, NOW).await.unwrap());
+        assert!(store.find_access_token(&p.access_hash).await.unwrap().unwrap().revoked);
+        assert!(store.find_access_token(&TokenHash::of("nope")).await.unwrap().is_none());
+        let up = store.upstream_credential(&family_id).await.unwrap().unwrap();
         assert_eq!(up.sealed, "v1.x.y");
         assert_eq!(up.expires_at, None);
     }
@@ -381,36 +234,15 @@ async fn purge_removes_only_what_has_expired() {
     for store in backends().await {
         let (live_family, live_rt) = active_family(store.as_ref(), "c").await;
         let (dead_family, _) = family(store.as_ref(), "c").await; // code never redeemed
-        let retention = Retention {
-            used_code_secs: 100,
-            idle_client_secs: 1000,
-        };
+        let retention = Retention { used_code_secs: 100, idle_client_secs: 1000 };
         let later = NOW + 60 + 100;
         store.purge_expired(later, retention).await.unwrap();
-        assert!(
-            store
-                .upstream_credential(&dead_family)
-                .await
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            store
-                .upstream_credential(&live_family)
-                .await
-                .unwrap()
-                .is_some()
-        );
+        assert!(store.upstream_credential(&dead_family).await.unwrap().is_none());
+        assert!(store.upstream_credential(&live_family).await.unwrap().is_some());
         assert!(store.find_refresh_token(&live_rt).await.unwrap().is_some());
         store.purge_expired(NOW + 86_400, retention).await.unwrap();
         assert!(store.find_refresh_token(&live_rt).await.unwrap().is_none());
-        assert!(
-            store
-                .upstream_credential(&live_family)
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(store.upstream_credential(&live_family).await.unwrap().is_none());
     }
 }
 
@@ -422,13 +254,5 @@ async fn reopening_keeps_everything() {
     let (family_id, rt) = active_family(store.as_ref(), "c").await;
     drop(store);
     let store = open(&url).await.unwrap();
-    assert_eq!(
-        store
-            .find_refresh_token(&rt)
-            .await
-            .unwrap()
-            .unwrap()
-            .family_id,
-        family_id
-    );
+    assert_eq!(store.find_refresh_token(&rt).await.unwrap().unwrap().family_id, family_id);
 }

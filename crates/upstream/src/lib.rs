@@ -1,1 +1,12 @@
+//! The proxy's side of the upstream identity provider: one confidential OAuth client.
+//!
+//! - [`provider`]: endpoints (configured or discovered), the authorization URL, code
+//!   exchange, refresh and finding out who the user is;
+//! - [`id_token`]: the claim checks on an OpenID Connect id_token;
+//! - [`http_client`]: the one way this workspace builds an outgoing HTTP client.
 
+pub mod http_client;
+pub mod id_token;
+pub mod provider;
+
+pub use provider::{AuthMethod, Provider, ProviderSettings, UpstreamError, UpstreamTokens};

@@ -1,0 +1,349 @@
+//! A development identity provider.
+//!
+//! It keeps everything in memory and knows one user. It is strict where a real provider
+//! is (client authentication, redirect URI, PKCE, single-use codes) so that the proxy's
+//! upstream client is exercised for real, and it counts what it was asked so that tests
+//! can assert, for example, that a burst of requests caused exactly one refresh.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use mcp_oauth_core::clock::SharedClock;
+use mcp_oauth_core::html::escape;
+use mcp_oauth_core::token::random_b64;
+use serde_json::{Value, json};
+
+/// How the provider behaves.
+#[derive(Debug, Clone)]
+pub struct IdpOptions {
+    pub client_id: String,
+    pub client_secret: String,
+    pub subject: String,
+    /// Lifetime of access tokens; `None` sends no `expires_in` at all (like GitHub).
+    pub access_ttl_secs: Option<i64>,
+    pub issue_refresh_tokens: bool,
+    /// Issue a new refresh token on each refresh and invalidate the old one.
+    pub rotate_refresh_tokens: bool,
+    /// Send an id_token when `openid` is among the scopes.
+    pub issue_id_token: bool,
+}
+
+impl Default for IdpOptions {
+    fn default() -> Self {
+        Self {
+            client_id: "proxy-client".into(),
+            client_secret: "proxy-secret".into(),
+            subject: "demo-user".into(),
+            access_ttl_secs: Some(300),
+            issue_refresh_tokens: true,
+            rotate_refresh_tokens: true,
+            issue_id_token: true,
+        }
+    }
+}
+
+/// What the next token request should suffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// `invalid_grant`: the refresh token is dead (permanent).
+    InvalidGrant,
+    /// HTTP 503 (transient).
+    Unavailable,
+}
+
+#[derive(Debug, Clone)]
+struct IssuedCode {
+    redirect_uri: String,
+    challenge: String,
+    scope: String,
+    nonce: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    codes: HashMap<String, IssuedCode>,
+    /// access token → expiry (None: never)
+    access_tokens: HashMap<String, Option<i64>>,
+    refresh_tokens: HashMap<String, String>, // refresh token → scope
+    refresh_count: usize,
+    code_exchanges: usize,
+    authorize_requests: Vec<HashMap<String, String>>,
+    fault: Option<Fault>,
+}
+
+/// A running provider's handle: cheap to clone, shared with its router.
+#[derive(Clone)]
+pub struct DevIdp {
+    options: Arc<Mutex<IdpOptions>>,
+    inner: Arc<Mutex<Inner>>,
+    clock: SharedClock,
+    issuer: Arc<Mutex<String>>,
+}
+
+impl DevIdp {
+    pub fn new(options: IdpOptions, clock: SharedClock) -> Self {
+        Self { options: Arc::new(Mutex::new(options)), inner: Arc::default(), clock, issuer: Arc::default() }
+    }
+
+    /// Serves the provider on a loopback port; returns its issuer URL.
+    pub async fn spawn(&self) -> std::io::Result<String> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let issuer = format!("http://{}", listener.local_addr()?);
+        *self.issuer.lock().unwrap() = issuer.clone();
+        let router = self.router();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Ok(issuer)
+    }
+
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/.well-known/openid-configuration", get(discovery))
+            .route("/authorize", get(login_page).post(login_submit))
+            .route("/token", axum::routing::post(token))
+            .route("/userinfo", get(userinfo))
+            .with_state(self.clone())
+    }
+
+    pub fn set_options(&self, f: impl FnOnce(&mut IdpOptions)) {
+        f(&mut self.options.lock().unwrap());
+    }
+
+    pub fn options(&self) -> IdpOptions {
+        self.options.lock().unwrap().clone()
+    }
+
+    /// The next token request fails this way (once).
+    pub fn inject_fault(&self, fault: Fault) {
+        self.inner.lock().unwrap().fault = Some(fault);
+    }
+
+    pub fn refresh_count(&self) -> usize {
+        self.inner.lock().unwrap().refresh_count
+    }
+
+    pub fn code_exchanges(&self) -> usize {
+        self.inner.lock().unwrap().code_exchanges
+    }
+
+    /// The query parameters of every authorization request received, oldest first.
+    pub fn authorize_requests(&self) -> Vec<HashMap<String, String>> {
+        self.inner.lock().unwrap().authorize_requests.clone()
+    }
+
+    /// Whether `token` is an access token this provider issued and that is still valid.
+    pub fn access_token_is_valid(&self, token: &str) -> bool {
+        let now = self.clock.now();
+        match self.inner.lock().unwrap().access_tokens.get(token) {
+            Some(None) => true,
+            Some(Some(expires_at)) => now < *expires_at,
+            None => false,
+        }
+    }
+
+    /// Every access token ever issued (tests check none of them leaks to the client).
+    pub fn issued_access_tokens(&self) -> Vec<String> {
+        self.inner.lock().unwrap().access_tokens.keys().cloned().collect()
+    }
+
+    fn issuer(&self) -> String {
+        self.issuer.lock().unwrap().clone()
+    }
+
+    fn mint_tokens(&self, scope: &str, nonce: Option<&str>) -> Value {
+        let o = self.options();
+        let now = self.clock.now();
+        let access = format!("idp_at_{}", random_b64(24));
+        let mut inner = self.inner.lock().unwrap();
+        inner.access_tokens.insert(access.clone(), o.access_ttl_secs.map(|ttl| now + ttl));
+        let mut body = json!({ "access_token": access, "token_type": "Bearer", "scope": scope });
+        if let Some(ttl) = o.access_ttl_secs {
+            body["expires_in"] = ttl.into();
+        }
+        if o.issue_refresh_tokens {
+            let refresh = format!("idp_rt_{}", random_b64(24));
+            inner.refresh_tokens.insert(refresh.clone(), scope.to_owned());
+            body["refresh_token"] = refresh.into();
+        }
+        if o.issue_id_token && scope.split(' ').any(|s| s == "openid") {
+            // Unsigned ("alg":"none"): this provider is for development only, and the
+            // proxy trusts id_tokens by the TLS channel they arrive on, not by signature.
+            let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+            let mut claims = json!({
+                "iss": self.issuer(), "aud": o.client_id, "sub": o.subject,
+                "iat": now, "exp": now + 600,
+            });
+            if let Some(nonce) = nonce {
+                claims["nonce"] = nonce.into();
+            }
+            body["id_token"] = format!("{header}.{}.", URL_SAFE_NO_PAD.encode(claims.to_string())).into();
+        }
+        body
+    }
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    (status, axum::Json(json!({"error": error, "error_description": description}))).into_response()
+}
+
+async fn discovery(State(idp): State<DevIdp>) -> Response {
+    let issuer = idp.issuer();
+    axum::Json(json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/authorize"),
+        "token_endpoint": format!("{issuer}/token"),
+        "userinfo_endpoint": format!("{issuer}/userinfo"),
+        "response_types_supported": ["code"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["none"],
+    }))
+    .into_response()
+}
+
+async fn login_page(State(idp): State<DevIdp>, Query(q): Query<HashMap<String, String>>) -> Response {
+    idp.inner.lock().unwrap().authorize_requests.push(q.clone());
+    if q.get("client_id") != Some(&idp.options().client_id) {
+        return (StatusCode::BAD_REQUEST, Html("unknown client_id")).into_response();
+    }
+    let hidden: String =
+        q.iter().map(|(k, v)| format!(r#"<input type="hidden" name="{}" value="{}">"#, escape(k), escape(v))).collect();
+    let user = escape(&idp.options().subject);
+    Html(format!(
+        r#"<!doctype html><html><head><title>Development identity provider</title></head>
+<body><h1>Development identity provider</h1>
+<p>Log in as the demo user <b>{user}</b>. This provider exists for development and tests only.</p>
+<form method="post" action="/authorize">{hidden}
+<button type="submit" name="login" value="approve">Log in</button>
+<button type="submit" name="login" value="deny">Cancel</button></form></body></html>"#
+    ))
+    .into_response()
+}
+
+async fn login_submit(State(idp): State<DevIdp>, body: Bytes) -> Response {
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let (Some(redirect_uri), Some(state)) = (form.get("redirect_uri"), form.get("state")) else {
+        return (StatusCode::BAD_REQUEST, "redirect_uri and state are required").into_response();
+    };
+    let Ok(mut target) = url::Url::parse(redirect_uri) else {
+        return (StatusCode::BAD_REQUEST, "bad redirect_uri").into_response();
+    };
+    if form.get("login").map(String::as_str) != Some("approve") {
+        target.query_pairs_mut().append_pair("error", "access_denied").append_pair("state", state);
+        return Redirect::to(target.as_str()).into_response();
+    }
+    if form.get("code_challenge_method").map(String::as_str) != Some("S256") || !form.contains_key("code_challenge") {
+        target.query_pairs_mut().append_pair("error", "invalid_request").append_pair("state", state);
+        return Redirect::to(target.as_str()).into_response();
+    }
+    let code = format!("idp_ac_{}", random_b64(24));
+    idp.inner.lock().unwrap().codes.insert(
+        code.clone(),
+        IssuedCode {
+            redirect_uri: redirect_uri.clone(),
+            challenge: form["code_challenge"].clone(),
+            scope: form.get("scope").cloned().unwrap_or_default(),
+            nonce: form.get("nonce").cloned(),
+        },
+    );
+    target.query_pairs_mut().append_pair("code", &code).append_pair("state", state);
+    Redirect::to(target.as_str()).into_response()
+}
+
+fn client_authenticated(idp: &DevIdp, headers: &HeaderMap, form: &HashMap<String, String>) -> bool {
+    let o = idp.options();
+    if let Some(basic) =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic "))
+    {
+        let Ok(decoded) = STANDARD.decode(basic) else { return false };
+        let decoded = String::from_utf8_lossy(&decoded);
+        let Some((id, secret)) = decoded.split_once(':') else { return false };
+        let dec =
+            |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
+        return dec(id).as_deref() == Some(&o.client_id) && dec(secret).as_deref() == Some(&o.client_secret);
+    }
+    form.get("client_id") == Some(&o.client_id) && form.get("client_secret") == Some(&o.client_secret)
+}
+
+async fn token(State(idp): State<DevIdp>, headers: HeaderMap, body: Bytes) -> Response {
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    if !client_authenticated(&idp, &headers, &form) {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed");
+    }
+    if let Some(fault) = idp.inner.lock().unwrap().fault.take() {
+        return match fault {
+            Fault::InvalidGrant => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "injected failure"),
+            Fault::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "injected outage").into_response(),
+        };
+    }
+    match form.get("grant_type").map(String::as_str) {
+        Some("authorization_code") => {
+            let issued = form.get("code").and_then(|c| idp.inner.lock().unwrap().codes.remove(c));
+            let Some(issued) = issued else {
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "unknown or used code");
+            };
+            if form.get("redirect_uri") != Some(&issued.redirect_uri) {
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "redirect_uri mismatch");
+            }
+            let verifier = form.get("code_verifier").cloned().unwrap_or_default();
+            if mcp_oauth_core::pkce::s256_challenge(&verifier) != issued.challenge {
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "PKCE verification failed");
+            }
+            idp.inner.lock().unwrap().code_exchanges += 1;
+            axum::Json(idp.mint_tokens(&issued.scope, issued.nonce.as_deref())).into_response()
+        }
+        Some("refresh_token") => {
+            let presented = form.get("refresh_token").cloned().unwrap_or_default();
+            let rotate = idp.options().rotate_refresh_tokens;
+            let scope = {
+                let mut inner = idp.inner.lock().unwrap();
+                inner.refresh_count += 1;
+                if rotate {
+                    inner.refresh_tokens.remove(&presented)
+                } else {
+                    inner.refresh_tokens.get(&presented).cloned()
+                }
+            };
+            let Some(scope) = scope else {
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "unknown or used refresh token");
+            };
+            let mut body = idp.mint_tokens(&scope, None);
+            body.as_object_mut().unwrap().remove("id_token");
+            if !rotate {
+                // Keep the old refresh token: the response carries none (like Google).
+                if let Some(fresh) = body.as_object_mut().unwrap().remove("refresh_token") {
+                    idp.inner.lock().unwrap().refresh_tokens.remove(fresh.as_str().unwrap());
+                }
+            }
+            axum::Json(body).into_response()
+        }
+        _ => {
+            oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "only authorization_code and refresh_token")
+        }
+    }
+}
+
+async fn userinfo(State(idp): State<DevIdp>, headers: HeaderMap) -> Response {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !idp.access_token_is_valid(token) {
+        return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\"")])
+            .into_response();
+    }
+    let sub = idp.options().subject;
+    axum::Json(json!({"sub": sub, "name": "Demo User"})).into_response()
+}

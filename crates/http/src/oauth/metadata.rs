@@ -1,0 +1,58 @@
+//! Discovery documents: protected resource metadata (RFC 9728) and authorization server
+//! metadata (RFC 8414), served at every location MCP clients look.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::responses::JsonError;
+
+fn not_found(slug: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({"error": "not_found", "error_description": format!("no MCP server named {slug:?}")})),
+    )
+        .into_response()
+}
+
+pub async fn protected_resource(State(app): State<AppState>, Path(slug): Path<String>) -> Response {
+    let Some(server) = app.server(&slug) else { return not_found(&slug) };
+    let s = &app.settings;
+    axum::Json(json!({
+        "resource": s.resource(&server.slug),
+        "authorization_servers": [s.issuer(&server.slug)],
+        "scopes_supported": server.scopes.iter().collect::<Vec<_>>(),
+        "bearer_methods_supported": ["header"],
+        "resource_name": format!("MCP server {}", server.slug),
+    }))
+    .into_response()
+}
+
+pub async fn authorization_server(State(app): State<AppState>, Path(slug): Path<String>) -> Response {
+    let Some(server) = app.server(&slug) else { return not_found(&slug) };
+    let issuer = app.settings.issuer(&server.slug);
+    axum::Json(json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/authorize"),
+        "token_endpoint": format!("{issuer}/token"),
+        "registration_endpoint": format!("{issuer}/register"),
+        "revocation_endpoint": format!("{issuer}/revoke"),
+        "scopes_supported": server.scopes.iter().collect::<Vec<_>>(),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "token_endpoint_auth_methods_supported": mcp_oauth_core::client::AuthMethod::SUPPORTED,
+        "revocation_endpoint_auth_methods_supported": mcp_oauth_core::client::AuthMethod::SUPPORTED,
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": true,
+        "client_id_metadata_document_supported": false,
+    }))
+    .into_response()
+}
+
+/// Unknown paths under `/oauth/…`: an OAuth-shaped 404 rather than an empty one.
+pub async fn unknown_endpoint() -> JsonError {
+    JsonError(mcp_oauth_core::OAuthError::invalid_request("no such endpoint"))
+}

@@ -1,0 +1,99 @@
+//! The validated runtime settings the HTTP layer works from. The binary's config loader
+//! builds these from TOML and the environment; tests build them directly.
+
+use mcp_oauth_core::client::Client;
+use mcp_oauth_core::scope::Scopes;
+
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    pub access_ttl_secs: i64,
+    pub refresh_ttl_secs: i64,
+    pub code_ttl_secs: i64,
+    pub refresh_grace_secs: i64,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Self { access_ttl_secs: 3600, refresh_ttl_secs: 30 * 24 * 3600, code_ttl_secs: 60, refresh_grace_secs: 30 }
+    }
+}
+
+/// One protected MCP server.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub slug: String,
+    pub upstream_url: String,
+    /// The name of the upstream provider users of this server log in with.
+    pub provider: String,
+    /// The scopes this server's authorization server offers.
+    pub scopes: Scopes,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `scheme://host[:port][/prefix]`, without a trailing slash.
+    pub public_url: String,
+    pub tokens: TokenSettings,
+    pub servers: Vec<ServerSettings>,
+    /// Clients pre-registered by the operator; valid at every server.
+    pub static_clients: Vec<Client>,
+}
+
+impl Settings {
+    pub fn server(&self, slug: &str) -> Option<&ServerSettings> {
+        self.servers.iter().find(|s| s.slug == slug)
+    }
+
+    /// The path part of `public_url` (`""` or `/prefix`), under which every route lives.
+    pub fn path_prefix(&self) -> &str {
+        let after_scheme = self.public_url.split_once("://").map_or("", |(_, r)| r);
+        after_scheme.find('/').map_or("", |i| &after_scheme[i..])
+    }
+
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+
+    pub fn issuer(&self, slug: &str) -> String {
+        format!("{}/oauth/{slug}", self.public_url)
+    }
+
+    pub fn resource(&self, slug: &str) -> String {
+        format!("{}/mcp/{slug}", self.public_url)
+    }
+
+    pub fn callback_url(&self) -> String {
+        format!("{}/oauth/callback", self.public_url)
+    }
+
+    /// RFC 9728 §3.1: the well-known segment goes between the host and the path.
+    pub fn resource_metadata_url(&self, slug: &str) -> String {
+        let origin_len = self.public_url.len() - self.path_prefix().len();
+        format!(
+            "{}/.well-known/oauth-protected-resource{}/mcp/{slug}",
+            &self.public_url[..origin_len],
+            self.path_prefix()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(url: &str) -> Settings {
+        Settings { public_url: url.into(), tokens: TokenSettings::default(), servers: vec![], static_clients: vec![] }
+    }
+
+    #[test]
+    fn urls_derive_from_public_url() {
+        let s = settings("https://p.example");
+        assert_eq!(s.path_prefix(), "");
+        assert_eq!(s.issuer("a"), "https://p.example/oauth/a");
+        assert_eq!(s.resource_metadata_url("a"), "https://p.example/.well-known/oauth-protected-resource/mcp/a");
+        let s = settings("https://p.example/auth");
+        assert_eq!(s.path_prefix(), "/auth");
+        assert_eq!(s.resource("a"), "https://p.example/auth/mcp/a");
+        assert_eq!(s.resource_metadata_url("a"), "https://p.example/.well-known/oauth-protected-resource/auth/mcp/a");
+    }
+}

@@ -1,0 +1,629 @@
+//! Configuration: TOML, overlaid by the environment, validated into typed settings.
+//!
+//! Every key can come from the environment as `MCP_OAUTH_PROXY_` followed by its path in
+//! upper case, with `__` between path segments and array indexes as numbers:
+//! `MCP_OAUTH_PROXY_PUBLIC_URL`, `MCP_OAUTH_PROXY_TOKENS__ACCESS_TTL_SECS`,
+//! `MCP_OAUTH_PROXY_PROVIDERS__GITHUB__CLIENT_SECRET`, `MCP_OAUTH_PROXY_SERVERS__0__UPSTREAM_URL`.
+//! `MCP_OAUTH_PROXY_ENCRYPTION_KEY` is accepted for `encryption.key`. Environment values
+//! win over the file. Lists may be given as comma-separated strings.
+//!
+//! Every problem found is reported, each naming its key; secrets never appear in errors.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use mcp_oauth_core::client::{AuthMethod as ClientAuthMethod, Client, ClientMetadata};
+use mcp_oauth_core::scope::Scopes;
+use mcp_oauth_core::seal::{self, KeyRing};
+use mcp_oauth_core::token::TokenHash;
+use mcp_oauth_http::settings::{ServerSettings, Settings, TokenSettings};
+use mcp_oauth_upstream::{AuthMethod, ProviderSettings};
+use serde::Deserialize;
+use toml::{Table, Value};
+
+pub const ENV_PREFIX: &str = "MCP_OAUTH_PROXY_";
+pub const DEFAULT_STORAGE_URL: &str = "sqlite://./data/proxy.db";
+
+/// The validated configuration. `Debug` prints no secret.
+#[derive(Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub storage_url: String,
+    pub keys: KeyRing,
+    pub settings: Settings,
+    pub providers: Vec<ProviderSettings>,
+}
+
+/// Every problem with a configuration, one per line, each naming its key.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "the configuration is invalid:")?;
+        for e in &self.0 {
+            writeln!(f, "  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+// ---- the raw shape of the file --------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    listen: Option<String>,
+    public_url: Option<String>,
+    #[serde(default)]
+    storage: RawStorage,
+    #[serde(default)]
+    encryption: RawEncryption,
+    #[serde(default)]
+    tokens: RawTokens,
+    #[serde(default)]
+    providers: BTreeMap<String, RawProvider>,
+    #[serde(default)]
+    servers: Vec<RawServer>,
+    #[serde(default)]
+    clients: Vec<RawClient>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    url: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEncryption {
+    key: Option<String>,
+    #[serde(default, deserialize_with = "lenient::list")]
+    previous_keys: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTokens {
+    #[serde(default, deserialize_with = "lenient::int")]
+    access_ttl_secs: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    refresh_ttl_secs: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    code_ttl_secs: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    refresh_grace_secs: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    issuer: Option<String>,
+    authorization_endpoint: Option<String>,
+    token_endpoint: Option<String>,
+    userinfo_endpoint: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    client_secret_env: Option<String>,
+    token_endpoint_auth_method: Option<String>,
+    #[serde(default, deserialize_with = "lenient::list")]
+    scopes: Vec<String>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    refresh_margin_secs: Option<i64>,
+    #[serde(default)]
+    authorize_params: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "lenient::boolean")]
+    forward_resource: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    slug: Option<String>,
+    upstream_url: Option<String>,
+    provider: Option<String>,
+    #[serde(default, deserialize_with = "lenient::list")]
+    scopes: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    client_secret_env: Option<String>,
+    client_name: Option<String>,
+    #[serde(default, deserialize_with = "lenient::list")]
+    redirect_uris: Vec<String>,
+    #[serde(default, deserialize_with = "lenient::boolean")]
+    trusted: Option<bool>,
+}
+
+/// Deserializers that also take the string forms the environment provides.
+mod lenient {
+    use serde::{Deserialize, Deserializer, de::Error};
+    use toml::Value;
+
+    pub fn int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Integer(i) => Ok(Some(i)),
+            Value::String(s) => {
+                s.trim().parse().map(Some).map_err(|_| D::Error::custom(format!("{s:?} is not a whole number")))
+            }
+            other => Err(D::Error::custom(format!("expected a whole number, found {}", other.type_str()))),
+        }
+    }
+
+    pub fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Boolean(b) => Ok(Some(b)),
+            Value::String(s) if s == "true" => Ok(Some(true)),
+            Value::String(s) if s == "false" => Ok(Some(false)),
+            other => Err(D::Error::custom(format!("expected true or false, found {other:?}"))),
+        }
+    }
+
+    pub fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        match Value::deserialize(d)? {
+            Value::String(s) => Ok(s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()),
+            Value::Array(items) => items
+                .into_iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s),
+                    other => Err(D::Error::custom(format!("expected strings, found {}", other.type_str()))),
+                })
+                .collect(),
+            other => Err(D::Error::custom(format!("expected a list of strings, found {}", other.type_str()))),
+        }
+    }
+}
+
+// ---- loading --------------------------------------------------------------------------
+
+/// Applies `MCP_OAUTH_PROXY_*` variables onto the parsed file.
+fn overlay_env(table: &mut Table, vars: impl Iterator<Item = (String, String)>) -> Result<(), String> {
+    for (name, value) in vars {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+        let rest = if rest == "ENCRYPTION_KEY" { "ENCRYPTION__KEY" } else { rest };
+        let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+        set_path(table, &path, value).map_err(|e| format!("{name}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn set_path(table: &mut Table, path: &[String], value: String) -> Result<(), String> {
+    let (head, tail) = path.split_first().ok_or("empty key")?;
+    if tail.is_empty() {
+        table.insert(head.clone(), Value::String(value));
+        return Ok(());
+    }
+    let entry = table.entry(head.clone()).or_insert_with(|| {
+        if tail[0].parse::<usize>().is_ok() { Value::Array(vec![]) } else { Value::Table(Table::new()) }
+    });
+    match entry {
+        Value::Table(t) => set_path(t, tail, value),
+        Value::Array(items) => {
+            let index: usize = tail[0].parse().map_err(|_| format!("{head} is a list; expected an index after it"))?;
+            while items.len() <= index {
+                items.push(Value::Table(Table::new()));
+            }
+            match (&mut items[index], &tail[1..]) {
+                (Value::Table(t), rest) if !rest.is_empty() => set_path(t, rest, value),
+                (slot, []) => {
+                    *slot = Value::String(value);
+                    Ok(())
+                }
+                _ => Err(format!("{head}[{index}] is not a table")),
+            }
+        }
+        _ => Err(format!("{head} is not a table")),
+    }
+}
+
+impl Config {
+    /// Reads a file (optional: everything may come from the environment) and the
+    /// process environment.
+    pub fn load(path: Option<&std::path::Path>) -> Result<Self, ConfigErrors> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p).map_err(|e| ConfigErrors(vec![format!("{}: {e}", p.display())]))?,
+            None => String::new(),
+        };
+        Self::from_parts(&text, std::env::vars(), &|name| std::env::var(name).ok())
+    }
+
+    /// Parses and validates; `env_vars` are the overlay, `lookup` reads the variables
+    /// that `client_secret_env` names.
+    pub fn from_parts(
+        toml_text: &str,
+        env_vars: impl Iterator<Item = (String, String)>,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigErrors> {
+        let mut table: Table = toml_text.parse().map_err(|e: toml::de::Error| ConfigErrors(vec![e.to_string()]))?;
+        overlay_env(&mut table, env_vars).map_err(|e| ConfigErrors(vec![e]))?;
+        let raw: Raw = serde_path_to_error::deserialize(Value::Table(table)).map_err(|e| {
+            let path = e.path().to_string();
+            ConfigErrors(vec![format!("{path}: {}", e.into_inner())])
+        })?;
+        validate(raw, lookup)
+    }
+}
+
+fn check_url(errors: &mut Vec<String>, key: &str, value: &str) -> Option<url::Url> {
+    match url::Url::parse(value) {
+        Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => Some(u),
+        Ok(_) => {
+            errors.push(format!("{key}: {value:?} must be an http or https URL"));
+            None
+        }
+        Err(e) => {
+            errors.push(format!("{key}: {value:?} is not a URL ({e})"));
+            None
+        }
+    }
+}
+
+fn secret(
+    errors: &mut Vec<String>,
+    key: &str,
+    value: Option<String>,
+    env: Option<String>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Option<String> {
+    match (value, env) {
+        (Some(_), Some(_)) => {
+            errors.push(format!("{key}: set either {key} or {key}_env, not both"));
+            None
+        }
+        (Some(v), None) => Some(v),
+        (None, Some(var)) => match lookup(&var) {
+            Some(v) if !v.is_empty() => Some(v),
+            _ => {
+                errors.push(format!("{key}_env: the environment variable {var} is not set"));
+                None
+            }
+        },
+        (None, None) => None,
+    }
+}
+
+fn validate(raw: Raw, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+
+    let listen_text = raw.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
+    let listen = listen_text.parse().unwrap_or_else(|_| {
+        errors.push(format!("listen: {listen_text:?} is not an address like 127.0.0.1:8080"));
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    });
+
+    let public_url = match raw.public_url {
+        None => {
+            errors
+                .push("public_url: required (the URL clients reach the proxy at, e.g. https://mcp.example.com)".into());
+            String::new()
+        }
+        Some(u) => {
+            if let Some(parsed) = check_url(&mut errors, "public_url", &u) {
+                if u.ends_with('/') {
+                    errors.push(format!("public_url: {u:?} must not end with a slash"));
+                } else if parsed.query().is_some() || parsed.fragment().is_some() {
+                    errors.push("public_url: must not have a query or fragment".into());
+                }
+            }
+            u
+        }
+    };
+
+    let storage_url = raw.storage.url.unwrap_or_else(|| DEFAULT_STORAGE_URL.into());
+    if !(storage_url.starts_with("sqlite:")
+        || storage_url.starts_with("postgres://")
+        || storage_url.starts_with("postgresql://"))
+    {
+        errors.push("storage.url: must start with sqlite:// or postgres://".into());
+    }
+
+    let keys = match raw.encryption.key {
+        None => {
+            errors.push(format!(
+                "encryption.key: required (or {ENV_PREFIX}ENCRYPTION_KEY); create one with `mcp-oauth-proxy keygen`"
+            ));
+            None
+        }
+        Some(k) => {
+            let current = seal::decode_key(&k).map_err(|e| errors.push(format!("encryption.key: {e}"))).ok();
+            let previous: Vec<[u8; 32]> = raw
+                .encryption
+                .previous_keys
+                .iter()
+                .enumerate()
+                .filter_map(|(i, k)| {
+                    seal::decode_key(k).map_err(|e| errors.push(format!("encryption.previous_keys[{i}]: {e}"))).ok()
+                })
+                .collect();
+            current.map(|c| KeyRing::new(c, &previous))
+        }
+    };
+
+    let defaults = TokenSettings::default();
+    let mut ttl = |key: &str, v: Option<i64>, default: i64, min: i64, max: i64| {
+        let v = v.unwrap_or(default);
+        if v < min || v > max {
+            errors.push(format!("tokens.{key}: {v} is out of range ({min} to {max} seconds)"));
+        }
+        v
+    };
+    let tokens = TokenSettings {
+        access_ttl_secs: ttl("access_ttl_secs", raw.tokens.access_ttl_secs, defaults.access_ttl_secs, 60, 86_400),
+        refresh_ttl_secs: ttl(
+            "refresh_ttl_secs",
+            raw.tokens.refresh_ttl_secs,
+            defaults.refresh_ttl_secs,
+            300,
+            31_536_000,
+        ),
+        code_ttl_secs: ttl("code_ttl_secs", raw.tokens.code_ttl_secs, defaults.code_ttl_secs, 10, 600),
+        refresh_grace_secs: ttl(
+            "refresh_grace_secs",
+            raw.tokens.refresh_grace_secs,
+            defaults.refresh_grace_secs,
+            0,
+            300,
+        ),
+    };
+
+    let mut providers = Vec::new();
+    for (name, p) in raw.providers {
+        let key = |k: &str| format!("providers.{name}.{k}");
+        if let Some(i) = &p.issuer {
+            check_url(&mut errors, &key("issuer"), i);
+        }
+        for (k, v) in [
+            ("authorization_endpoint", &p.authorization_endpoint),
+            ("token_endpoint", &p.token_endpoint),
+            ("userinfo_endpoint", &p.userinfo_endpoint),
+        ] {
+            if let Some(v) = v {
+                check_url(&mut errors, &key(k), v);
+            }
+        }
+        if p.issuer.is_none() && (p.authorization_endpoint.is_none() || p.token_endpoint.is_none()) {
+            errors.push(format!(
+                "{}: set issuer (to discover the endpoints) or both authorization_endpoint and token_endpoint",
+                format_args!("providers.{name}")
+            ));
+        }
+        let client_id = p.client_id.unwrap_or_else(|| {
+            errors.push(format!("{}: required", key("client_id")));
+            String::new()
+        });
+        let client_secret = secret(&mut errors, &key("client_secret"), p.client_secret, p.client_secret_env, lookup)
+            .unwrap_or_else(|| {
+                errors.push(format!("{}: required (or client_secret_env)", key("client_secret")));
+                String::new()
+            });
+        let auth_method = match p.token_endpoint_auth_method.as_deref() {
+            None | Some("client_secret_post") => AuthMethod::ClientSecretPost,
+            Some("client_secret_basic") => AuthMethod::ClientSecretBasic,
+            Some(other) => {
+                errors.push(format!(
+                    "{}: {other:?} is not client_secret_post or client_secret_basic",
+                    key("token_endpoint_auth_method")
+                ));
+                AuthMethod::ClientSecretPost
+            }
+        };
+        let refresh_margin_secs = p.refresh_margin_secs.unwrap_or(60);
+        if !(0..=3600).contains(&refresh_margin_secs) {
+            errors.push(format!("{}: must be between 0 and 3600", key("refresh_margin_secs")));
+        }
+        providers.push(ProviderSettings {
+            name,
+            issuer: p.issuer,
+            authorization_endpoint: p.authorization_endpoint,
+            token_endpoint: p.token_endpoint,
+            userinfo_endpoint: p.userinfo_endpoint,
+            client_id,
+            client_secret,
+            auth_method,
+            scopes: p.scopes,
+            refresh_margin_secs,
+            extra_authorize_params: p.authorize_params.into_iter().collect(),
+            forward_resource: p.forward_resource.unwrap_or(false),
+        });
+    }
+
+    let mut servers: Vec<ServerSettings> = Vec::new();
+    if raw.servers.is_empty() {
+        errors.push("servers: at least one [[servers]] entry is required".into());
+    }
+    for (i, s) in raw.servers.into_iter().enumerate() {
+        let key = |k: &str| format!("servers[{i}].{k}");
+        let slug = s.slug.unwrap_or_default();
+        if slug.is_empty() || !slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+            errors.push(format!("{}: {slug:?} must match [a-z0-9-]+", key("slug")));
+        } else if servers.iter().any(|o| o.slug == slug) {
+            errors.push(format!("{}: {slug:?} is used by another server", key("slug")));
+        }
+        let upstream_url = s.upstream_url.unwrap_or_default();
+        if upstream_url.is_empty() {
+            errors.push(format!("{}: required", key("upstream_url")));
+        } else {
+            check_url(&mut errors, &key("upstream_url"), &upstream_url);
+        }
+        let provider = s.provider.unwrap_or_default();
+        if !providers.iter().any(|p| p.name == provider) {
+            errors.push(format!("{}: no provider named {provider:?} is configured under [providers]", key("provider")));
+        }
+        let scopes = if s.scopes.is_empty() { vec!["mcp".to_owned()] } else { s.scopes };
+        let scopes = Scopes::parse(&scopes.join(" ")).unwrap_or_else(|e| {
+            errors.push(format!("{}: {}", key("scopes"), e.description));
+            Scopes::default()
+        });
+        servers.push(ServerSettings { slug, upstream_url, provider, scopes });
+    }
+
+    let mut static_clients: Vec<Client> = Vec::new();
+    for (i, c) in raw.clients.into_iter().enumerate() {
+        let key = |k: &str| format!("clients[{i}].{k}");
+        let client_id = c.client_id.unwrap_or_default();
+        if client_id.is_empty() {
+            errors.push(format!("{}: required", key("client_id")));
+        } else if static_clients.iter().any(|o| o.client_id == client_id) {
+            errors.push(format!("{}: {client_id:?} is listed twice", key("client_id")));
+        }
+        let secret = secret(&mut errors, &key("client_secret"), c.client_secret, c.client_secret_env, lookup);
+        let method = if secret.is_some() { "client_secret_basic" } else { "none" };
+        let registration = serde_json::json!({
+            "redirect_uris": c.redirect_uris,
+            "token_endpoint_auth_method": method,
+            "grant_types": ["authorization_code", "refresh_token"],
+            "client_name": c.client_name.unwrap_or_else(|| client_id.clone()),
+        });
+        match ClientMetadata::from_registration(&registration) {
+            Ok(metadata) => static_clients.push(Client {
+                client_id,
+                secret_hash: secret.as_deref().map(TokenHash::of),
+                metadata,
+                trusted: c.trusted.unwrap_or(false),
+                created_at: 0,
+            }),
+            Err(e) => errors.push(format!("{}: {}", key("redirect_uris"), e.description)),
+        }
+    }
+    debug_assert!(
+        static_clients.iter().all(|c| c.metadata.token_endpoint_auth_method != ClientAuthMethod::ClientSecretPost)
+    );
+
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    Ok(Config {
+        listen,
+        storage_url,
+        keys: keys.expect("no errors means the key decoded"),
+        settings: Settings { public_url, tokens, servers, static_clients },
+        providers,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    fn minimal() -> String {
+        format!(
+            r#"
+public_url = "https://p.example"
+[encryption]
+key = "{KEY}"
+[providers.gh]
+authorization_endpoint = "https://github.com/login/oauth/authorize"
+token_endpoint = "https://github.com/login/oauth/access_token"
+userinfo_endpoint = "https://api.github.com/user"
+client_id = "abc"
+client_secret_env = "GH_SECRET"
+[[servers]]
+slug = "demo"
+upstream_url = "http://127.0.0.1:9000/mcp"
+provider = "gh"
+"#
+        )
+    }
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
+        let vars: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let lookup_vars = vars.clone();
+        Config::from_parts(text, vars.into_iter(), &move |n| {
+            lookup_vars.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn minimal_config_loads_with_defaults() {
+        let c = load(&minimal(), &[("GH_SECRET", "s3cret")]).unwrap();
+        assert_eq!(c.storage_url, DEFAULT_STORAGE_URL);
+        assert_eq!(c.settings.tokens.access_ttl_secs, 3600);
+        assert_eq!(c.providers[0].client_secret, "s3cret");
+        assert_eq!(c.settings.servers[0].scopes.to_string(), "mcp");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let c = load(
+            &minimal(),
+            &[
+                ("GH_SECRET", "s"),
+                ("MCP_OAUTH_PROXY_TOKENS__ACCESS_TTL_SECS", "120"),
+                ("MCP_OAUTH_PROXY_SERVERS__0__UPSTREAM_URL", "http://127.0.0.1:9999/mcp"),
+                ("MCP_OAUTH_PROXY_PROVIDERS__GH__SCOPES", "read:user, repo"),
+                ("MCP_OAUTH_PROXY_LISTEN", "0.0.0.0:9090"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.settings.tokens.access_ttl_secs, 120);
+        assert_eq!(c.settings.servers[0].upstream_url, "http://127.0.0.1:9999/mcp");
+        assert_eq!(c.providers[0].scopes, ["read:user", "repo"]);
+        assert_eq!(c.listen.port(), 9090);
+    }
+
+    #[test]
+    fn key_can_come_from_the_environment() {
+        let text = minimal().replace(&format!("key = \"{KEY}\""), "");
+        assert!(load(&text, &[("GH_SECRET", "s")]).is_err());
+        assert!(load(&text, &[("GH_SECRET", "s"), ("MCP_OAUTH_PROXY_ENCRYPTION_KEY", KEY)]).is_ok());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_path() {
+        let text = minimal().replace("client_id = \"abc\"", "client_id = \"abc\"\nclient_sekret = \"x\"");
+        let e = load(&text, &[("GH_SECRET", "s")]).unwrap_err().to_string();
+        assert!(e.contains("providers.gh") && e.contains("client_sekret"), "{e}");
+    }
+
+    #[test]
+    fn every_problem_is_named_and_secrets_are_not_echoed() {
+        let text = format!(
+            r#"
+public_url = "https://p.example/"
+[encryption]
+key = "short"
+[providers.gh]
+client_id = "abc"
+client_secret = "hunter2-very-secret"
+[[servers]]
+slug = "Bad Slug"
+upstream_url = "not a url"
+provider = "nope"
+[[servers]]
+slug = "ok"
+upstream_url = "http://127.0.0.1:1/mcp"
+provider = "gh"
+[[servers]]
+slug = "ok"
+upstream_url = "http://127.0.0.1:1/mcp"
+provider = "gh"
+[[clients]]
+client_id = "c"
+redirect_uris = ["javascript:alert(1)"]
+"#
+        );
+        let e = load(&text, &[]).unwrap_err().to_string();
+        for needle in [
+            "public_url",
+            "encryption.key",
+            "providers.gh: set issuer",
+            "servers[0].slug",
+            "servers[0].upstream_url",
+            "servers[0].provider",
+            "servers[2].slug",
+            "clients[0].redirect_uris",
+        ] {
+            assert!(e.contains(needle), "missing {needle:?} in:\n{e}");
+        }
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+}

@@ -1,0 +1,5 @@
+//! The mcp-oauth-proxy binary's library half: configuration and start-up, shared by
+//! `main.rs` and the integration tests.
+
+pub mod config;
+pub mod server;

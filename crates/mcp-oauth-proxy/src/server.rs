@@ -1,0 +1,60 @@
+//! Building the application from a configuration, and running it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcp_oauth_core::clock::SharedClock;
+use mcp_oauth_http::{App, AppState};
+use mcp_oauth_upstream::{Provider, http_client};
+
+use crate::config::Config;
+
+/// Opens the store (creating and migrating it) and wires everything together.
+pub async fn build(config: Config, clock: SharedClock) -> Result<AppState, Box<dyn std::error::Error + Send + Sync>> {
+    let store = mcp_oauth_store::open(&config.storage_url).await?;
+    let http = http_client::for_provider_calls();
+    let providers: HashMap<String, Arc<Provider>> =
+        config.providers.into_iter().map(|p| (p.name.clone(), Arc::new(Provider::new(p, http.clone())))).collect();
+    Ok(Arc::new(App::new(config.settings, store, config.keys, clock, providers)))
+}
+
+/// Serves until SIGINT or SIGTERM, then lets in-flight requests finish.
+pub async fn run(app: AppState, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    for provider in app.providers.values().cloned() {
+        // Discovery problems are worth knowing at start, but a provider that is down
+        // right now must not keep the proxy from starting: requests retry discovery.
+        tokio::spawn(async move {
+            if let Err(e) = provider.warm_up().await {
+                tracing::warn!(provider = provider.name(), error = %e, "provider discovery failed; will retry on use");
+            }
+        });
+    }
+    tokio::spawn(mcp_oauth_http::purge::run(app.clone(), Duration::from_secs(300)));
+    tracing::info!(
+        address = %listener.local_addr()?,
+        public_url = %app.settings.public_url,
+        storage = app.store.backend(),
+        "mcp-oauth-proxy is serving"
+    );
+    axum::serve(listener, mcp_oauth_http::router(app)).with_graceful_shutdown(shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
