@@ -30,7 +30,6 @@ pub fn router(app: AppState) -> Router {
     // uses cookies, so allowing any origin grants nothing a non-browser client lacks.
     let cors = CorsLayer::new().allow_origin(Any).allow_methods(Any).allow_headers(Any).expose_headers(Any);
 
-    let token_method = || post(oauth::token::token).fallback(oauth::token::method_not_allowed);
     let machine = Router::new()
         .route(
             &format!("/.well-known/oauth-protected-resource{prefix}/mcp/{{slug}}"),
@@ -47,8 +46,8 @@ pub fn router(app: AppState) -> Router {
         .route(&oauth("/.well-known/openid-configuration"), get(oauth::metadata::authorization_server))
         .route(&oauth("/.well-known/oauth-authorization-server"), get(oauth::metadata::authorization_server))
         .route(&oauth("/register"), post(oauth::register::register))
-        .route(&oauth("/token"), token_method())
-        .route(&oauth("/revoke"), token_method().post(oauth::revoke::revoke))
+        .route(&oauth("/token"), post(oauth::token::token).fallback(oauth::token::method_not_allowed))
+        .route(&oauth("/revoke"), post(oauth::revoke::revoke).fallback(oauth::token::method_not_allowed))
         .layer(cors);
 
     let browser = Router::new()

@@ -1,0 +1,322 @@
+//! A proxy, a development identity provider and a scripted browser, all in-process on
+//! loopback ports, sharing one manual clock.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use mcp_oauth_core::ManualClock;
+use mcp_oauth_core::pkce::s256_challenge;
+use mcp_oauth_core::token::random_id;
+use mcp_oauth_devsupport::idp::{DevIdp, IdpOptions};
+use mcp_oauth_http::AppState;
+use mcp_oauth_proxy::config::Config;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+pub const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+pub const REDIRECT: &str = "http://127.0.0.1:7777/callback";
+
+pub struct Harness {
+    pub base: String,
+    pub idp: DevIdp,
+    pub clock: ManualClock,
+    pub app: AppState,
+    pub http: reqwest::Client,
+    pub db_dir: std::path::PathBuf,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+pub struct Start {
+    pub extra_toml: String,
+    pub db_dir: Option<std::path::PathBuf>,
+    pub idp: Option<(DevIdp, String)>,
+    pub clock: Option<ManualClock>,
+}
+
+impl Default for Start {
+    fn default() -> Self {
+        Self { extra_toml: String::new(), db_dir: None, idp: None, clock: None }
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    mcp_oauth_upstream::http_client::install_crypto_provider();
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        Self::start_with(Start::default()).await
+    }
+
+    pub async fn start_with(opts: Start) -> Self {
+        let clock = opts.clock.unwrap_or_else(ManualClock::starting_now);
+        let (idp, issuer) = match opts.idp {
+            Some(x) => x,
+            None => {
+                let idp = DevIdp::new(IdpOptions::default(), Arc::new(clock.clone()));
+                let issuer = idp.spawn().await.unwrap();
+                (idp, issuer)
+            }
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let db_dir = opts.db_dir.unwrap_or_else(|| std::env::temp_dir().join(format!("mop-it-{}", random_id())));
+        let toml = format!(
+            r#"
+public_url = "{base}"
+[storage]
+url = "sqlite://{db}/proxy.db"
+[encryption]
+key = "{KEY}"
+[providers.dev]
+issuer = "{issuer}"
+client_id = "proxy-client"
+client_secret = "proxy-secret"
+scopes = ["openid"]
+[[servers]]
+slug = "demo"
+upstream_url = "http://127.0.0.1:9/mcp"
+provider = "dev"
+[[servers]]
+slug = "other"
+upstream_url = "http://127.0.0.1:9/mcp"
+provider = "dev"
+{extra}
+"#,
+            db = db_dir.display(),
+            extra = opts.extra_toml
+        );
+        let config = Config::from_parts(&toml, std::iter::empty(), &|_| None).unwrap();
+        let app = mcp_oauth_proxy::server::build(config, Arc::new(clock.clone())).await.unwrap();
+        let router = mcp_oauth_http::router(app.clone());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        Self { base, idp, clock, app, http: client(), db_dir, server }
+    }
+
+    pub fn idp_issuer(&self) -> String {
+        self.app.providers["dev"].settings().issuer.clone().unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn register(&self, body: Value) -> (StatusCode, Value) {
+        let r = self.http.post(self.url("/oauth/demo/register")).json(&body).send().await.unwrap();
+        (r.status(), r.json().await.unwrap())
+    }
+
+    pub async fn register_public(&self) -> String {
+        let (status, body) = self
+            .register(serde_json::json!({
+                "redirect_uris": [REDIRECT],
+                "token_endpoint_auth_method": "none",
+                "grant_types": ["authorization_code", "refresh_token"],
+                "client_name": "Test client",
+            }))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["client_id"].as_str().unwrap().to_owned()
+    }
+
+    pub fn authorize_url(&self, client_id: &str, extra: &[(&str, &str)]) -> String {
+        let mut url = url::Url::parse(&self.url("/oauth/demo/authorize")).unwrap();
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("response_type", "code")
+                .append_pair("client_id", client_id)
+                .append_pair("redirect_uri", REDIRECT)
+                .append_pair("code_challenge", &s256_challenge(VERIFIER))
+                .append_pair("code_challenge_method", "S256");
+            if !extra.iter().any(|(k, _)| *k == "state") {
+                q.append_pair("state", "client-state");
+            }
+            for (k, v) in extra {
+                q.append_pair(k, v);
+            }
+        }
+        url.into()
+    }
+
+    pub async fn token(&self, form: &[(&str, &str)]) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+        let r = self.http.post(self.url("/oauth/demo/token")).form(form).send().await.unwrap();
+        let status = r.status();
+        let headers = r.headers().clone();
+        (status, r.json().await.unwrap_or(Value::Null), headers)
+    }
+
+    /// The whole login, as a user who approves everything; returns the client's code.
+    pub async fn authorize(&self, browser: &mut Browser, client_id: &str) -> String {
+        let redirect = browser.login(&self.authorize_url(client_id, &[]), true).await;
+        let url = url::Url::parse(&redirect).unwrap();
+        let q: HashMap<String, String> = url.query_pairs().into_owned().collect();
+        assert_eq!(q.get("state").map(String::as_str), Some("client-state"), "{redirect}");
+        assert_eq!(q.get("iss"), Some(&self.app.settings.issuer("demo")));
+        q.get("code").unwrap_or_else(|| panic!("no code in {redirect}")).clone()
+    }
+
+    pub async fn exchange(&self, client_id: &str, code: &str) -> Value {
+        let (status, body, _) = self
+            .token(&[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", VERIFIER),
+                ("client_id", client_id),
+            ])
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    pub async fn refresh(&self, client_id: &str, refresh_token: &str) -> (StatusCode, Value) {
+        let (s, b, _) = self
+            .token(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token), ("client_id", client_id)])
+            .await;
+        (s, b)
+    }
+
+    /// A registered client with a completed login: (client id, token response).
+    pub async fn logged_in(&self) -> (String, Value) {
+        let client_id = self.register_public().await;
+        let mut browser = Browser::new();
+        let code = self.authorize(&mut browser, &client_id).await;
+        let tokens = self.exchange(&client_id, &code).await;
+        (client_id, tokens)
+    }
+
+    pub async fn access_token_works(&self, token: &str) -> bool {
+        let info = self.app.store.find_access_token(&mcp_oauth_core::token::TokenHash::of(token)).await.unwrap();
+        info.is_some_and(|i| {
+            !i.revoked
+                && i.family_status == mcp_oauth_core::family::FamilyStatus::Active
+                && i.expires_at > mcp_oauth_core::Clock::now(&self.clock)
+        })
+    }
+}
+
+/// A browser: follows nothing by itself, keeps cookies, submits forms.
+pub struct Browser {
+    pub http: reqwest::Client,
+    pub cookies: HashMap<String, String>,
+}
+
+pub struct Page {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Page {
+    pub fn location(&self) -> String {
+        self.headers
+            .get("location")
+            .unwrap_or_else(|| panic!("no Location ({}): {}", self.status, self.body))
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// The hidden inputs of the page's form.
+    pub fn hidden_fields(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for chunk in self.body.split("<input ").skip(1) {
+            let tag = &chunk[..chunk.find('>').unwrap()];
+            let attr = |name: &str| {
+                let start = tag.find(&format!("{name}=\""))? + name.len() + 2;
+                let end = start + tag[start..].find('"')?;
+                Some(unescape(&tag[start..end]))
+            };
+            if attr("type").as_deref() == Some("hidden") {
+                out.push((attr("name").unwrap(), attr("value").unwrap()));
+            }
+        }
+        out
+    }
+
+    pub fn form_action(&self) -> String {
+        let start = self.body.find("action=\"").unwrap() + 8;
+        unescape(&self.body[start..start + self.body[start..].find('"').unwrap()])
+    }
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#x2F;", "/")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+impl Browser {
+    pub fn new() -> Self {
+        Self { http: client(), cookies: HashMap::new() }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    async fn absorb(&mut self, r: reqwest::Response) -> Page {
+        for v in r.headers().get_all("set-cookie") {
+            let pair = v.to_str().unwrap().split(';').next().unwrap();
+            let (k, val) = pair.split_once('=').unwrap();
+            self.cookies.insert(k.to_owned(), val.to_owned());
+        }
+        Page { status: r.status(), headers: r.headers().clone(), body: r.text().await.unwrap() }
+    }
+
+    pub async fn get(&mut self, url: &str) -> Page {
+        let r = self.http.get(url).header("cookie", self.cookie_header()).send().await.unwrap();
+        self.absorb(r).await
+    }
+
+    pub async fn post_form(&mut self, url: &str, fields: &[(String, String)]) -> Page {
+        let r = self.http.post(url).header("cookie", self.cookie_header()).form(fields).send().await.unwrap();
+        self.absorb(r).await
+    }
+
+    /// Submits the page's form with its hidden fields plus `extra`.
+    pub async fn submit(&mut self, page: &Page, base: &str, extra: &[(&str, &str)]) -> Page {
+        let mut fields = page.hidden_fields();
+        fields.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let action = page.form_action();
+        let url = if action.starts_with("http") { action } else { format!("{base}{action}") };
+        self.post_form(&url, &fields).await
+    }
+
+    /// Runs the login from the authorization URL to the redirect back to the client,
+    /// approving the consent page if one is shown. Returns the client redirect URL.
+    pub async fn login(&mut self, authorize_url: &str, approve_upstream: bool) -> String {
+        let page = self.get(authorize_url).await;
+        let upstream = match page.status {
+            StatusCode::OK => {
+                let approved = self.submit(&page, "", &[("decision", "approve")]).await;
+                assert_eq!(approved.status, StatusCode::SEE_OTHER, "{}", approved.body);
+                approved.location()
+            }
+            StatusCode::FOUND => page.location(),
+            other => panic!("authorize answered {other}: {}", page.body),
+        };
+        let login = self.get(&upstream).await;
+        assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+        let origin = url::Url::parse(&upstream).unwrap().origin().ascii_serialization();
+        let decision = if approve_upstream { "approve" } else { "deny" };
+        let back = self.submit(&login, &origin, &[("login", decision)]).await;
+        let callback = back.location();
+        let done = self.get(&callback).await;
+        assert_eq!(done.status, StatusCode::FOUND, "callback: {}", done.body);
+        done.location()
+    }
+}

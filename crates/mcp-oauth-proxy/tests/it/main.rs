@@ -1,0 +1,10 @@
+//! Integration tests: the real HTTP server, a real HTTP client, the development identity
+//! provider as upstream. One test binary (fast to link), one module per area.
+
+mod harness;
+
+mod authorization;
+mod discovery;
+mod registration;
+mod secrets;
+mod tokens;
