@@ -64,18 +64,13 @@ pub fn validate_for_registration(raw: &str) -> Result<(), OAuthError> {
         return Err(bad("this scheme is not allowed"));
     }
     match scheme {
-        "https" => {
-            if url.host().is_none() {
-                return Err(bad("https redirect URIs need a host"));
-            }
+        "https" if url.host().is_none() => return Err(bad("https redirect URIs need a host")),
+        "http" if !is_loopback(&url) => {
+            return Err(bad("http is allowed only for loopback hosts (127.0.0.1, [::1], localhost)"));
         }
-        "http" => {
-            if !is_loopback(&url) {
-                return Err(bad("http is allowed only for loopback hosts (127.0.0.1, [::1], localhost)"));
-            }
-        }
-        // A private-use scheme (RFC 8252 §7.1): `cursor://`, `vscode://`,
-        // `com.example.app:/callback`. The url crate has already checked its syntax.
+        // https with a host, loopback http, or a private-use scheme (RFC 8252 §7.1):
+        // `cursor://`, `vscode://`, `com.example.app:/callback`, whose syntax the url
+        // crate has already checked.
         _ => {}
     }
     Ok(())

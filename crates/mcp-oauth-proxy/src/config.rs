@@ -586,8 +586,7 @@ provider = "gh"
 
     #[test]
     fn every_problem_is_named_and_secrets_are_not_echoed() {
-        let text = format!(
-            r#"
+        let text = r#"
 public_url = "https://p.example/"
 [encryption]
 key = "short"
@@ -609,9 +608,8 @@ provider = "gh"
 [[clients]]
 client_id = "c"
 redirect_uris = ["javascript:alert(1)"]
-"#
-        );
-        let e = load(&text, &[]).unwrap_err().to_string();
+"#;
+        let e = load(text, &[]).unwrap_err().to_string();
         for needle in [
             "public_url",
             "encryption.key",

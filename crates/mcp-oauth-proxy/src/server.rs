@@ -21,7 +21,8 @@ pub async fn build(config: Config, clock: SharedClock) -> Result<AppState, Box<d
 
 /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish.
 pub async fn run(app: AppState, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    for provider in app.providers.values().cloned() {
+    for provider in app.providers.values() {
+        let provider = Arc::clone(provider);
         // Discovery problems are worth knowing at start, but a provider that is down
         // right now must not keep the proxy from starting: requests retry discovery.
         tokio::spawn(async move {

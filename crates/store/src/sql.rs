@@ -90,13 +90,11 @@ impl SqlStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let (dialect, url) = if url.starts_with("sqlite:") {
-            if let Some(path) = sqlite_path(url) {
-                if let Some(dir) = std::path::Path::new(path).parent() {
-                    if !dir.as_os_str().is_empty() {
-                        std::fs::create_dir_all(dir)
-                            .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
-                    }
-                }
+            if let Some(dir) = sqlite_path(url).and_then(|p| std::path::Path::new(p).parent())
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
             }
             // Create the file on first start unless the URL says otherwise.
             let url = if url.contains("mode=") {

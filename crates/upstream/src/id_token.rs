@@ -60,10 +60,10 @@ pub fn subject(id_token: &str, expect: &Expectations<'_>) -> Result<String, IdTo
         Some(exp) if exp + 60 > expect.now => {}
         _ => return Err(IdTokenError::Expired),
     }
-    if let Some(nonce) = expect.nonce {
-        if claims["nonce"].as_str() != Some(nonce) {
-            return Err(IdTokenError::WrongNonce);
-        }
+    if let Some(nonce) = expect.nonce
+        && claims["nonce"].as_str() != Some(nonce)
+    {
+        return Err(IdTokenError::WrongNonce);
     }
     match &claims["sub"] {
         Value::String(s) if !s.is_empty() => Ok(s.clone()),

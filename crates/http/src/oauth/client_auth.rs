@@ -32,10 +32,10 @@ pub fn presented(headers: &HeaderMap, params: &Params) -> Result<PresentedCreden
         let (id, secret) =
             decoded.split_once(':').ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials"))?;
         let client_id = form_decode(id);
-        if let Some(body_id) = params.get("client_id") {
-            if body_id != client_id {
-                return Err(OAuthError::invalid_request("client_id differs from the Basic credentials"));
-            }
+        if let Some(body_id) = params.get("client_id")
+            && body_id != client_id
+        {
+            return Err(OAuthError::invalid_request("client_id differs from the Basic credentials"));
         }
         return Ok(PresentedCredentials {
             client_id,

@@ -118,10 +118,10 @@ async fn authorization_code(
             return Err(OAuthError::invalid_grant("the authorization code was already used; its tokens are revoked"));
         }
     }
-    if let Some(given) = params.get("redirect_uri") {
-        if given != stored.redirect_uri {
-            return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request"));
-        }
+    if let Some(given) = params.get("redirect_uri")
+        && given != stored.redirect_uri
+    {
+        return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request"));
     }
     pkce::verify(params.get("code_verifier"), &stored.code_challenge)?;
 

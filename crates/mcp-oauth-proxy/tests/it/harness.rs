@@ -33,17 +33,12 @@ impl Drop for Harness {
     }
 }
 
+#[derive(Default)]
 pub struct Start {
     pub extra_toml: String,
     pub db_dir: Option<std::path::PathBuf>,
     pub idp: Option<(DevIdp, String)>,
     pub clock: Option<ManualClock>,
-}
-
-impl Default for Start {
-    fn default() -> Self {
-        Self { extra_toml: String::new(), db_dir: None, idp: None, clock: None }
-    }
 }
 
 pub fn client() -> reqwest::Client {
