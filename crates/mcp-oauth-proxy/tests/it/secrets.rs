@@ -21,17 +21,28 @@ impl Write for Captured {
     }
 }
 
-/// Runs on this test's single thread, so the subscriber sees the server's logs too.
+/// Installs, once per test process, a global subscriber that records everything at
+/// TRACE level. Global rather than scoped: a scoped subscriber misses events from
+/// callsites whose interest another thread cached first.
+fn capture_logs() -> Captured {
+    static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    CAPTURED
+        .get_or_init(|| {
+            let captured = Captured::default();
+            let sink = captured.clone();
+            tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_writer(move || sink.clone())
+                .with_ansi(false)
+                .init();
+            captured
+        })
+        .clone()
+}
+
 #[tokio::test]
 async fn no_token_code_or_secret_appears_in_the_logs() {
-    let captured = Captured::default();
-    let sink = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || sink.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = capture_logs();
 
     let h = Harness::start().await;
     let (client_id, tokens) = h.logged_in().await;
