@@ -398,11 +398,11 @@ fn validate(raw: Raw, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config,
             errors.push(format!("{}: required", key("client_id")));
             String::new()
         });
+        if p.client_secret.is_none() && p.client_secret_env.is_none() {
+            errors.push(format!("{}: required (or client_secret_env)", key("client_secret")));
+        }
         let client_secret = secret(&mut errors, &key("client_secret"), p.client_secret, p.client_secret_env, lookup)
-            .unwrap_or_else(|| {
-                errors.push(format!("{}: required (or client_secret_env)", key("client_secret")));
-                String::new()
-            });
+            .unwrap_or_default();
         let auth_method = match p.token_endpoint_auth_method.as_deref() {
             None | Some("client_secret_post") => AuthMethod::ClientSecretPost,
             Some("client_secret_basic") => AuthMethod::ClientSecretBasic,

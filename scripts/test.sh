@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every check and test of the project, installing what they need.
+# Used by developers and by CI (.ci/run). Prints how long each stage took.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+stage() {
+    local name=$1
+    shift
+    local start=$SECONDS
+    echo "==> $name"
+    "$@"
+    echo "==> $name: done in $((SECONDS - start))s"
+}
+
+stage "format" cargo fmt --all -- --check
+stage "lint" cargo clippy --workspace --all-targets --locked -- -D warnings
+stage "build tests" cargo test --workspace --locked --no-run
+stage "tests" cargo test --workspace --locked
+echo "==> all stages passed in ${SECONDS}s"
