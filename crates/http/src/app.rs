@@ -23,6 +23,10 @@ pub struct App {
     /// By provider name; every server's provider is present (the config loader checks).
     pub providers: HashMap<String, Arc<Provider>>,
     pub cookies: CookieNames,
+    /// One lock per family whose upstream credential is being refreshed.
+    pub flight_locks: crate::upstream_access::FlightLocks,
+    /// Pooled connections to the upstream MCP servers.
+    pub mcp_client: reqwest::Client,
 }
 
 pub type AppState = Arc<App>;
@@ -34,10 +38,11 @@ impl App {
         keys: KeyRing,
         clock: SharedClock,
         providers: HashMap<String, Arc<Provider>>,
+        mcp_client: reqwest::Client,
     ) -> Self {
         let signer = Signer::from_key_ring(&keys);
         let cookies = CookieNames::new(settings.secure_cookies());
-        Self { settings, store, keys, signer, clock, providers, cookies }
+        Self { settings, store, keys, signer, clock, providers, cookies, flight_locks: Default::default(), mcp_client }
     }
 
     pub fn now(&self) -> i64 {

@@ -3,10 +3,12 @@
 
 pub mod app;
 pub mod cookies;
+pub mod mcp;
 pub mod oauth;
 pub mod purge;
 pub mod responses;
 pub mod settings;
+pub mod upstream_access;
 
 use std::time::Instant;
 
@@ -15,7 +17,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
-use tower_http::cors::{Any, CorsLayer};
+use tower_http::cors::{AllowHeaders, Any, CorsLayer};
 
 pub use app::{App, AppState};
 
@@ -28,7 +30,12 @@ pub fn router(app: AppState) -> Router {
 
     // Endpoints that browser-based MCP clients call from their own origin. None of them
     // uses cookies, so allowing any origin grants nothing a non-browser client lacks.
-    let cors = CorsLayer::new().allow_origin(Any).allow_methods(Any).allow_headers(Any).expose_headers(Any);
+    // Headers are mirrored rather than `*`, which does not cover `Authorization`.
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods(Any)
+        .allow_headers(AllowHeaders::mirror_request())
+        .expose_headers(Any);
 
     let machine = Router::new()
         .route(
@@ -48,16 +55,22 @@ pub fn router(app: AppState) -> Router {
         .route(&oauth("/register"), post(oauth::register::register))
         .route(&oauth("/token"), post(oauth::token::token).fallback(oauth::token::method_not_allowed))
         .route(&oauth("/revoke"), post(oauth::revoke::revoke).fallback(oauth::token::method_not_allowed))
-        .layer(cors);
+        .layer(cors.clone());
 
     let browser = Router::new()
         .route(&oauth("/authorize"), get(oauth::authorize::get).post(oauth::authorize::post))
         .route(&format!("{prefix}/oauth/callback"), get(oauth::callback::callback));
 
+    // The MCP endpoint reads its body itself, up to each server's own limit.
+    let mcp = Router::new()
+        .route(&format!("{prefix}/mcp/{{slug}}"), axum::routing::any(mcp::handle))
+        .layer(DefaultBodyLimit::disable())
+        .layer(cors);
+
     Router::new()
-        .merge(machine)
-        .merge(browser)
-        .layer(DefaultBodyLimit::max(OAUTH_BODY_LIMIT))
+        .merge(machine.layer(DefaultBodyLimit::max(OAUTH_BODY_LIMIT)))
+        .merge(browser.layer(DefaultBodyLimit::max(OAUTH_BODY_LIMIT)))
+        .merge(mcp)
         .layer(middleware::from_fn(access_log))
         .with_state(app)
 }

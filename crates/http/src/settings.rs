@@ -27,6 +27,29 @@ pub struct ServerSettings {
     pub provider: String,
     /// The scopes this server's authorization server offers.
     pub scopes: Scopes,
+    /// The request header that carries the user's upstream token to the MCP server.
+    pub upstream_token_header: axum::http::HeaderName,
+    /// Its value, with `{token}` standing for the token (default `Bearer {token}`).
+    pub upstream_token_format: String,
+    /// Larger MCP request bodies get 413.
+    pub max_body_bytes: usize,
+}
+
+impl ServerSettings {
+    pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+    /// A server with the default upstream header, format and limits.
+    pub fn new(slug: &str, upstream_url: &str, provider: &str, scopes: Scopes) -> Self {
+        Self {
+            slug: slug.to_owned(),
+            upstream_url: upstream_url.to_owned(),
+            provider: provider.to_owned(),
+            scopes,
+            upstream_token_header: axum::http::header::AUTHORIZATION,
+            upstream_token_format: "Bearer {token}".to_owned(),
+            max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

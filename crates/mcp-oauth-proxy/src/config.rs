@@ -32,6 +32,8 @@ pub struct Config {
     pub keys: KeyRing,
     pub settings: Settings,
     pub providers: Vec<ProviderSettings>,
+    /// An upstream MCP response silent this long is ended.
+    pub idle_timeout_secs: u64,
 }
 
 /// Every problem with a configuration, one per line, each naming its key.
@@ -57,6 +59,8 @@ impl std::error::Error for ConfigErrors {}
 struct Raw {
     listen: Option<String>,
     public_url: Option<String>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    idle_timeout_secs: Option<i64>,
     #[serde(default)]
     storage: RawStorage,
     #[serde(default)]
@@ -127,6 +131,10 @@ struct RawServer {
     provider: Option<String>,
     #[serde(default, deserialize_with = "lenient::list")]
     scopes: Vec<String>,
+    upstream_token_header: Option<String>,
+    upstream_token_format: Option<String>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    max_body_bytes: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -316,6 +324,11 @@ fn validate(raw: Raw, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         }
     };
 
+    let idle_timeout_secs = raw.idle_timeout_secs.unwrap_or(300);
+    if !(5..=86_400).contains(&idle_timeout_secs) {
+        errors.push("idle_timeout_secs: must be between 5 and 86400".into());
+    }
+
     let storage_url = raw.storage.url.unwrap_or_else(|| DEFAULT_STORAGE_URL.into());
     if !(storage_url.starts_with("sqlite:")
         || storage_url.starts_with("postgres://")
@@ -461,7 +474,26 @@ fn validate(raw: Raw, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config,
             errors.push(format!("{}: {}", key("scopes"), e.description));
             Scopes::default()
         });
-        servers.push(ServerSettings { slug, upstream_url, provider, scopes });
+        let mut server = ServerSettings::new(&slug, &upstream_url, &provider, scopes);
+        if let Some(h) = s.upstream_token_header {
+            match axum::http::HeaderName::from_bytes(h.as_bytes()) {
+                Ok(name) => server.upstream_token_header = name,
+                Err(_) => errors.push(format!("{}: {h:?} is not a header name", key("upstream_token_header"))),
+            }
+        }
+        if let Some(f) = s.upstream_token_format {
+            if !f.contains("{token}") {
+                errors.push(format!("{}: must contain {{token}}", key("upstream_token_format")));
+            }
+            server.upstream_token_format = f;
+        }
+        if let Some(max) = s.max_body_bytes {
+            if !(1024..=1 << 30).contains(&max) {
+                errors.push(format!("{}: must be between 1024 and 1073741824", key("max_body_bytes")));
+            }
+            server.max_body_bytes = max.max(0) as usize;
+        }
+        servers.push(server);
     }
 
     let mut static_clients: Vec<Client> = Vec::new();
@@ -505,6 +537,7 @@ fn validate(raw: Raw, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         keys: keys.expect("no errors means the key decoded"),
         settings: Settings { public_url, tokens, servers, static_clients },
         providers,
+        idle_timeout_secs: idle_timeout_secs.max(5) as u64,
     })
 }
 

@@ -16,7 +16,8 @@ pub async fn build(config: Config, clock: SharedClock) -> Result<AppState, Box<d
     let http = http_client::for_provider_calls();
     let providers: HashMap<String, Arc<Provider>> =
         config.providers.into_iter().map(|p| (p.name.clone(), Arc::new(Provider::new(p, http.clone())))).collect();
-    Ok(Arc::new(App::new(config.settings, store, config.keys, clock, providers)))
+    let mcp_client = http_client::for_mcp_upstream(Duration::from_secs(config.idle_timeout_secs));
+    Ok(Arc::new(App::new(config.settings, store, config.keys, clock, providers, mcp_client)))
 }
 
 /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish.

@@ -97,6 +97,21 @@ pub trait Store: Send + Sync + 'static {
 
     async fn upstream_credential(&self, family_id: &str) -> Result<Option<UpstreamCredential>, StoreError>;
 
+    /// Takes the right to refresh a family's upstream credential until `now + lease_secs`,
+    /// if nobody (on any replica) holds it. This is what makes an upstream refresh
+    /// happen once when many requests, on many replicas, need it at the same moment; the
+    /// lease expires by itself, so a crashed holder cannot block the grant for long.
+    async fn take_refresh_lease(&self, family_id: &str, now: i64, lease_secs: i64) -> Result<bool, StoreError>;
+    /// Stores a refreshed upstream credential and gives the lease back.
+    async fn store_upstream_credential(
+        &self,
+        family_id: &str,
+        sealed: &str,
+        expires_at: Option<i64>,
+    ) -> Result<(), StoreError>;
+    /// Gives the lease back without a new credential (the refresh failed transiently).
+    async fn release_refresh_lease(&self, family_id: &str) -> Result<(), StoreError>;
+
     /// Deletes what has expired. Safe to run on several replicas at once.
     async fn purge_expired(&self, now: i64, retention: Retention) -> Result<Purged, StoreError>;
 }

@@ -42,6 +42,7 @@ CREATE TABLE families (
     status              TEXT  NOT NULL,
     upstream_sealed     TEXT  NOT NULL,
     upstream_expires_at {int},
+    refresh_lease_until {int},
     created_at          {int} NOT NULL,
     ended_at            {int}
 );

@@ -100,6 +100,10 @@ pub struct AccessTokenInfo {
     pub expires_at: i64,
     pub revoked: bool,
     pub family_status: FamilyStatus,
+    /// The family's sealed upstream credential, read in the same lookup so that the
+    /// hot path needs no second query.
+    pub upstream_sealed: String,
+    pub upstream_expires_at: Option<i64>,
 }
 
 /// The sealed upstream credential of a family.

@@ -458,7 +458,8 @@ impl Store for SqlStore {
 
     async fn find_access_token(&self, hash: &TokenHash) -> Result<Option<AccessTokenInfo>, StoreError> {
         let row = sqlx::query(
-            "SELECT a.family_id, f.server, a.client_id, f.subject, a.scope, f.resource, a.expires_at, a.revoked_at, f.status \
+            "SELECT a.family_id, f.server, a.client_id, f.subject, a.scope, f.resource, a.expires_at, a.revoked_at, f.status, \
+             f.upstream_sealed, f.upstream_expires_at \
              FROM access_tokens a JOIN families f ON f.id = a.family_id WHERE a.token_hash = $1",
         )
         .bind(blob(hash))
@@ -477,6 +478,8 @@ impl Store for SqlStore {
             expires_at: get(&row, "expires_at")?,
             revoked: revoked_at.is_some(),
             family_status: status_col(&row, "status")?,
+            upstream_sealed: get(&row, "upstream_sealed")?,
+            upstream_expires_at: get(&row, "upstream_expires_at")?,
         }))
     }
 
@@ -503,6 +506,47 @@ impl Store for SqlStore {
             expires_at: get(&row, "upstream_expires_at")?,
             family_status: status_col(&row, "status")?,
         }))
+    }
+
+    async fn take_refresh_lease(&self, family_id: &str, now: i64, lease_secs: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE families SET refresh_lease_until = $2 + $3 \
+             WHERE id = $1 AND status = 'active' AND (refresh_lease_until IS NULL OR refresh_lease_until <= $2)",
+        )
+        .bind(family_id)
+        .bind(now)
+        .bind(lease_secs)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn store_upstream_credential(
+        &self,
+        family_id: &str,
+        sealed: &str,
+        expires_at: Option<i64>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE families SET upstream_sealed = $2, upstream_expires_at = $3, refresh_lease_until = NULL WHERE id = $1",
+        )
+        .bind(family_id)
+        .bind(sealed)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn release_refresh_lease(&self, family_id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE families SET refresh_lease_until = NULL WHERE id = $1")
+            .bind(family_id)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
     }
 
     async fn purge_expired(&self, now: i64, retention: Retention) -> Result<Purged, StoreError> {

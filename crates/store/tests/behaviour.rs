@@ -256,3 +256,35 @@ async fn reopening_keeps_everything() {
     let store = open(&url).await.unwrap();
     assert_eq!(store.find_refresh_token(&rt).await.unwrap().unwrap().family_id, family_id);
 }
+
+#[tokio::test]
+async fn the_refresh_lease_is_exclusive_until_released_or_expired() {
+    for store in backends().await {
+        let (family_id, _) = active_family(store.as_ref(), "c").await;
+        assert!(store.take_refresh_lease(&family_id, NOW, 10).await.unwrap());
+        assert!(!store.take_refresh_lease(&family_id, NOW + 5, 10).await.unwrap(), "held");
+        assert!(store.take_refresh_lease(&family_id, NOW + 10, 10).await.unwrap(), "expired, taken over");
+        store.store_upstream_credential(&family_id, "v1.new.sealed", Some(NOW + 3600)).await.unwrap();
+        let up = store.upstream_credential(&family_id).await.unwrap().unwrap();
+        assert_eq!((up.sealed.as_str(), up.expires_at), ("v1.new.sealed", Some(NOW + 3600)));
+        assert!(store.take_refresh_lease(&family_id, NOW + 11, 10).await.unwrap(), "storing released it");
+        store.release_refresh_lease(&family_id).await.unwrap();
+        // Concurrent takers: exactly one wins.
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let store = store.clone();
+            let id = family_id.clone();
+            tasks.push(tokio::spawn(async move { store.take_refresh_lease(&id, NOW + 20, 10).await.unwrap() }));
+        }
+        let mut wins = 0;
+        for t in tasks {
+            wins += t.await.unwrap() as usize;
+        }
+        assert_eq!(wins, 1);
+        store.end_family(&family_id, FamilyStatus::NeedsLogin, NOW + 40).await.unwrap();
+        assert!(
+            !store.take_refresh_lease(&family_id, NOW + 100, 10).await.unwrap(),
+            "ended families are not refreshed"
+        );
+    }
+}

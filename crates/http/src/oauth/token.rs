@@ -18,6 +18,7 @@ use super::client_auth;
 use crate::app::{App, AppState, store_error};
 use crate::responses::{JsonError, no_store_json};
 use crate::settings::ServerSettings;
+use crate::upstream_access::AccessError;
 
 /// OAuth endpoints accept only form posts (RFC 6749 §3.2).
 pub fn require_form(headers: &HeaderMap) -> Result<(), OAuthError> {
@@ -152,6 +153,7 @@ async fn refresh_token(
     };
     refuse_unless_rotatable(app, &stored, client).await?;
     let scope = refresh_scope(params.get("scope"), &Scopes::parse(&stored.scope)?)?;
+    ensure_upstream_usable(app, server, &stored.family_id).await?;
     let (pair, body) = new_pair(app, client, &scope);
     let grace = app.settings.tokens.refresh_grace_secs;
     if app.store.rotate_refresh_token(&hash, &client.client_id, app.now(), grace, &pair).await.map_err(store_error)? {
@@ -166,6 +168,25 @@ async fn refresh_token(
             Err(OAuthError::invalid_grant("the refresh token changed concurrently; retry"))
         }
         None => Err(OAuthError::invalid_grant("unknown refresh token")),
+    }
+}
+
+/// A client refreshing its token after the upstream credential expired must get a token
+/// that works: refresh upstream now, and if that is refused for good, refuse this grant
+/// too, so the client logs in again instead of holding a token that cannot work.
+async fn ensure_upstream_usable(app: &App, server: &ServerSettings, family_id: &str) -> Result<(), OAuthError> {
+    let provider = app.provider(server);
+    let Some(cred) = app.store.upstream_credential(family_id).await.map_err(store_error)? else {
+        return Err(OAuthError::invalid_grant("unknown grant"));
+    };
+    let result = app.upstream_access_token(provider, family_id, &cred.sealed, cred.expires_at, None).await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(AccessError::NeedsLogin) => Err(OAuthError::invalid_grant("the upstream login has ended; authorize again")),
+        Err(AccessError::Unavailable(_)) => {
+            Err(OAuthError::temporarily_unavailable("the upstream identity provider is unavailable; retry shortly", 5))
+        }
+        Err(AccessError::Internal(_)) => Err(OAuthError::server_error("internal error")),
     }
 }
 

@@ -1,0 +1,130 @@
+//! Sending a request to the upstream MCP server and streaming its answer back.
+
+use axum::body::{Body, Bytes};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::Response;
+
+use crate::app::App;
+use crate::settings::ServerSettings;
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1), and so
+/// never cross a proxy.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn connection_named(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_ascii_lowercase())
+        .collect()
+}
+
+/// Request headers that go upstream: everything but hop-by-hop headers, `Host` (the
+/// upstream's own is set), `Content-Length` (recomputed), and the client's credentials
+/// (its token and cookies are for the proxy alone).
+fn forwardable_request_header(name: &HeaderName, named: &[String], token_header: &HeaderName) -> bool {
+    let n = name.as_str();
+    !(HOP_BY_HOP.contains(&n)
+        || named.iter().any(|c| c == n)
+        || name == header::HOST
+        || name == header::CONTENT_LENGTH
+        || name == header::AUTHORIZATION
+        || name == header::COOKIE
+        || name == token_header)
+}
+
+/// Response headers that come back: everything but hop-by-hop headers and cookies (the
+/// upstream's cookies would be set on the proxy's origin).
+fn forwardable_response_header(name: &HeaderName, named: &[String]) -> bool {
+    let n = name.as_str();
+    !(HOP_BY_HOP.contains(&n) || named.iter().any(|c| c == n) || name == header::SET_COOKIE)
+}
+
+pub async fn send(
+    app: &App,
+    server: &ServerSettings,
+    parts: &Parts,
+    body: Bytes,
+    upstream_token: &str,
+) -> Result<reqwest::Response, Response> {
+    let named = connection_named(&parts.headers);
+    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 1);
+    for (name, value) in &parts.headers {
+        if forwardable_request_header(name, &named, &server.upstream_token_header) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    let credential = server.upstream_token_format.replace("{token}", upstream_token);
+    let Ok(mut credential) = HeaderValue::from_str(&credential) else {
+        return Err(super::json_error(
+            StatusCode::BAD_GATEWAY,
+            "bad_gateway",
+            "the upstream token is not a valid header value",
+        ));
+    };
+    credential.set_sensitive(true);
+    headers.insert(server.upstream_token_header.clone(), credential);
+    let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).unwrap_or(reqwest::Method::POST);
+    let result = app.mcp_client.request(method, &server.upstream_url).headers(headers).body(body).send().await;
+    result.map_err(|e| {
+        let timeout = e.is_timeout();
+        tracing::warn!(server = %server.slug, error = %e.without_url(), "upstream MCP server unreachable");
+        if timeout {
+            super::json_error(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "the MCP server did not answer in time")
+        } else {
+            super::json_error(StatusCode::BAD_GATEWAY, "upstream_unreachable", "the MCP server is unreachable")
+        }
+    })
+}
+
+/// The upstream answer as ours, its body streamed chunk by chunk (SSE events reach the
+/// client as they are produced). Dropping the returned body, which hyper does when the
+/// client goes away, drops the upstream connection and so cancels the upstream call.
+pub fn stream_back(upstream: reqwest::Response) -> Response {
+    let status = StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let named = connection_named(upstream.headers());
+    let mut headers = HeaderMap::with_capacity(upstream.headers().len());
+    for (name, value) in upstream.headers() {
+        if forwardable_response_header(name, &named) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    let mut resp = Response::new(Body::from_stream(upstream.bytes_stream()));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_credentials_and_hop_by_hop_headers_stay_behind() {
+        let auth = header::AUTHORIZATION;
+        let named = vec!["x-per-hop".to_owned()];
+        for h in ["authorization", "cookie", "host", "connection", "te", "upgrade", "x-per-hop", "content-length"] {
+            assert!(!forwardable_request_header(&HeaderName::from_static(h), &named, &auth), "{h}");
+        }
+        for h in ["mcp-session-id", "mcp-protocol-version", "last-event-id", "accept", "content-type"] {
+            assert!(forwardable_request_header(&HeaderName::from_static(h), &named, &auth), "{h}");
+        }
+        let custom = HeaderName::from_static("x-api-key");
+        assert!(!forwardable_request_header(&custom, &[], &custom));
+        assert!(!forwardable_response_header(&header::SET_COOKIE, &[]));
+        assert!(forwardable_response_header(&HeaderName::from_static("mcp-session-id"), &[]));
+    }
+}
