@@ -77,6 +77,10 @@ struct Inner {
     code_exchanges: usize,
     authorize_requests: Vec<HashMap<String, String>>,
     fault: Option<Fault>,
+    /// Every access token ever issued, revoked or not.
+    issued: Vec<String>,
+    /// When false, no access token is valid (a provider that revoked everything).
+    rejecting: bool,
 }
 
 /// A running provider's handle: cheap to clone, shared with its router.
@@ -143,16 +147,42 @@ impl DevIdp {
     /// Whether `token` is an access token this provider issued and that is still valid.
     pub fn access_token_is_valid(&self, token: &str) -> bool {
         let now = self.clock.now();
-        match self.inner.lock().unwrap().access_tokens.get(token) {
+        let inner = self.inner.lock().unwrap();
+        if inner.rejecting {
+            return false;
+        }
+        match inner.access_tokens.get(token) {
             Some(None) => true,
             Some(Some(expires_at)) => now < *expires_at,
             None => false,
         }
     }
 
+    /// Invalidates every access token issued so far (refresh tokens keep working), as a
+    /// provider does when it rotates keys or the user changes their password.
+    pub fn revoke_access_tokens(&self) {
+        self.inner.lock().unwrap().access_tokens.clear();
+    }
+
+    /// While set, no access token is accepted anywhere, even fresh ones.
+    pub fn reject_all_tokens(&self, rejecting: bool) {
+        self.inner.lock().unwrap().rejecting = rejecting;
+    }
+
+    /// The subject a valid access token belongs to.
+    pub fn subject_of(&self, token: &str) -> Option<String> {
+        self.access_token_is_valid(token).then(|| self.options().subject)
+    }
+
+    /// A check for the sample MCP server: this provider's valid tokens only.
+    pub fn token_check(&self) -> crate::mcp_server::TokenCheck {
+        let idp = self.clone();
+        std::sync::Arc::new(move |token: &str| idp.subject_of(token))
+    }
+
     /// Every access token ever issued (tests check none of them leaks to the client).
     pub fn issued_access_tokens(&self) -> Vec<String> {
-        self.inner.lock().unwrap().access_tokens.keys().cloned().collect()
+        self.inner.lock().unwrap().issued.clone()
     }
 
     fn issuer(&self) -> String {
@@ -165,6 +195,7 @@ impl DevIdp {
         let access = format!("idp_at_{}", random_b64(24));
         let mut inner = self.inner.lock().unwrap();
         inner.access_tokens.insert(access.clone(), o.access_ttl_secs.map(|ttl| now + ttl));
+        inner.issued.push(access.clone());
         let mut body = json!({ "access_token": access, "token_type": "Bearer", "scope": scope });
         if let Some(ttl) = o.access_ttl_secs {
             body["expires_in"] = ttl.into();

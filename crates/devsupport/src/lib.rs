@@ -4,6 +4,7 @@
 //! inspect and make misbehave.
 
 pub mod idp;
+pub mod mcp_server;
 
 /// Binds `router` to an ephemeral loopback port and serves it in the background.
 /// Returns the base URL (`http://127.0.0.1:PORT`).

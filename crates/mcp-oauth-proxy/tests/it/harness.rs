@@ -8,6 +8,7 @@ use mcp_oauth_core::ManualClock;
 use mcp_oauth_core::pkce::s256_challenge;
 use mcp_oauth_core::token::random_id;
 use mcp_oauth_devsupport::idp::{DevIdp, IdpOptions};
+use mcp_oauth_devsupport::mcp_server::{self, Observed};
 use mcp_oauth_http::AppState;
 use mcp_oauth_proxy::config::Config;
 use reqwest::StatusCode;
@@ -20,6 +21,8 @@ pub const REDIRECT: &str = "http://127.0.0.1:7777/callback";
 pub struct Harness {
     pub base: String,
     pub idp: DevIdp,
+    /// What the sample MCP server behind `demo` saw.
+    pub observed: Observed,
     pub clock: ManualClock,
     pub app: AppState,
     pub http: reqwest::Client,
@@ -36,6 +39,9 @@ impl Drop for Harness {
 #[derive(Default)]
 pub struct Start {
     pub extra_toml: String,
+    /// The demo server's upstream; by default the sample MCP server.
+    pub upstream_url: Option<String>,
+    pub idp_options: Option<IdpOptions>,
     pub db_dir: Option<std::path::PathBuf>,
     pub idp: Option<(DevIdp, String)>,
     pub clock: Option<ManualClock>,
@@ -56,10 +62,15 @@ impl Harness {
         let (idp, issuer) = match opts.idp {
             Some(x) => x,
             None => {
-                let idp = DevIdp::new(IdpOptions::default(), Arc::new(clock.clone()));
+                let idp = DevIdp::new(opts.idp_options.unwrap_or_default(), Arc::new(clock.clone()));
                 let issuer = idp.spawn().await.unwrap();
                 (idp, issuer)
             }
+        };
+        let observed = Observed::default();
+        let upstream_url = match opts.upstream_url {
+            Some(u) => u,
+            None => mcp_server::spawn(idp.token_check(), observed.clone()).await.unwrap(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -78,7 +89,7 @@ client_secret = "proxy-secret"
 scopes = ["openid"]
 [[servers]]
 slug = "demo"
-upstream_url = "http://127.0.0.1:9/mcp"
+upstream_url = "{upstream_url}"
 provider = "dev"
 [[servers]]
 slug = "other"
@@ -95,7 +106,7 @@ provider = "dev"
         let server = tokio::spawn(async move {
             axum::serve(listener, router).await.unwrap();
         });
-        Self { base, idp, clock, app, http: client(), db_dir, server }
+        Self { base, idp, observed, clock, app, http: client(), db_dir, server }
     }
 
     pub fn idp_issuer(&self) -> String {

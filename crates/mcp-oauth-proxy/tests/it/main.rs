@@ -5,6 +5,8 @@ mod harness;
 
 mod authorization;
 mod discovery;
+mod mcp;
+mod raw_upstream;
 mod registration;
 mod secrets;
 mod tokens;

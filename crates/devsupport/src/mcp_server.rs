@@ -1,0 +1,147 @@
+//! A sample MCP server (the official Rust SDK, streamable HTTP) that accepts only tokens
+//! of the development identity provider, for `demo` and the tests.
+//!
+//! Tools: `whoami` (who the upstream token belongs to), `add`, `echo`, and `count_slowly`,
+//! which streams progress notifications before its result.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{CallToolResult, ContentBlock, ProgressNotificationParam, RequestMetaObject};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ErrorData, Peer, RoleServer, ServerHandler, schemars, tool, tool_handler, tool_router};
+
+/// Answers who a bearer token belongs to, or `None` if it is not valid.
+pub type TokenCheck = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// What the server saw, for tests: every Authorization header, in order.
+#[derive(Clone, Default)]
+pub struct Observed(Arc<Mutex<Vec<String>>>);
+
+impl Observed {
+    pub fn authorization_headers(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct AddRequest {
+    pub a: i64,
+    pub b: i64,
+}
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct EchoRequest {
+    pub text: String,
+}
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct CountRequest {
+    /// How many progress steps to send.
+    pub steps: u32,
+    /// Milliseconds between steps.
+    pub delay_ms: u64,
+}
+
+#[derive(Clone)]
+pub struct SampleServer {
+    check: TokenCheck,
+    tool_router: ToolRouter<Self>,
+}
+
+#[tool_router]
+impl SampleServer {
+    pub fn new(check: TokenCheck) -> Self {
+        Self { check, tool_router: Self::tool_router() }
+    }
+
+    #[tool(description = "Tells who the caller is, as the identity provider knows them")]
+    async fn whoami(
+        &self,
+        rmcp::handler::server::tool::Extension(parts): rmcp::handler::server::tool::Extension<http::request::Parts>,
+    ) -> String {
+        let token = bearer(&parts.headers).unwrap_or_default();
+        (self.check)(&token).unwrap_or_else(|| "unknown".into())
+    }
+
+    #[tool(description = "Adds two integers")]
+    async fn add(&self, Parameters(AddRequest { a, b }): Parameters<AddRequest>) -> String {
+        (a + b).to_string()
+    }
+
+    #[tool(description = "Echoes its text")]
+    async fn echo(&self, Parameters(EchoRequest { text }): Parameters<EchoRequest>) -> String {
+        text
+    }
+
+    #[tool(description = "Counts to `steps`, sending a progress notification at each step")]
+    async fn count_slowly(
+        &self,
+        Parameters(CountRequest { steps, delay_ms }): Parameters<CountRequest>,
+        meta: RequestMetaObject,
+        client: Peer<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let token = meta.get_progress_token();
+        for step in 1..=steps {
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+            if let Some(token) = &token {
+                let progress = ProgressNotificationParam::new(token.clone(), f64::from(step))
+                    .with_total(f64::from(steps))
+                    .with_message(format!("step {step} of {steps}"));
+                let _ = client.notify_progress(progress).await;
+            }
+        }
+        Ok(CallToolResult::success(vec![ContentBlock::text(format!("counted to {steps}"))]))
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for SampleServer {}
+
+fn bearer(headers: &http::HeaderMap) -> Option<String> {
+    headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::to_owned)
+}
+
+#[derive(Clone)]
+struct Gate {
+    check: TokenCheck,
+    observed: Observed,
+}
+
+/// Only the identity provider's valid tokens get in; everything else is a 401, as a real
+/// protected MCP server would answer.
+async fn require_token(State(gate): State<Gate>, req: Request, next: Next) -> Response {
+    let auth = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    gate.observed.0.lock().unwrap().push(auth);
+    match bearer(req.headers()).and_then(|t| (gate.check)(&t)) {
+        Some(_) => next.run(req).await,
+        None => {
+            (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\"")]).into_response()
+        }
+    }
+}
+
+/// The MCP server as a router serving `/mcp`.
+pub fn router(check: TokenCheck, observed: Observed) -> Router {
+    let service_check = check.clone();
+    let config = StreamableHttpServerConfig::default().with_sse_keep_alive(Some(Duration::from_secs(15)));
+    let service: StreamableHttpService<SampleServer, LocalSessionManager> =
+        StreamableHttpService::new(move || Ok(SampleServer::new(service_check.clone())), Default::default(), config);
+    Router::new()
+        .nest_service("/mcp", service)
+        .layer(middleware::from_fn_with_state(Gate { check, observed }, require_token))
+}
+
+/// Serves the sample MCP server on a loopback port; returns its MCP URL.
+pub async fn spawn(check: TokenCheck, observed: Observed) -> std::io::Result<String> {
+    let (base, _) = crate::serve_on_loopback(router(check, observed)).await?;
+    Ok(format!("{base}/mcp"))
+}
