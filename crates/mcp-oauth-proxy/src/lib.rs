@@ -2,4 +2,5 @@
 //! `main.rs` and the integration tests.
 
 pub mod config;
+pub mod demo;
 pub mod server;

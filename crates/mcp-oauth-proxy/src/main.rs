@@ -35,6 +35,16 @@ enum Command {
     },
     /// Print a new random encryption key (base64 of 32 bytes).
     Keygen,
+    /// Run everything on loopback: a development identity provider, a sample MCP server
+    /// and the proxy in front of it. Offline; for trying the flow with a real client.
+    Demo {
+        /// The proxy's port on 127.0.0.1 (0: any free port).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Where to keep the database (default: a new temporary folder).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
 }
 
 fn init_logging() {
@@ -60,6 +70,23 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Demo { port, data } => {
+            init_logging();
+            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            let result = runtime.block_on(async move {
+                let demo = mcp_oauth_proxy::demo::start(port, data).await?;
+                println!("{}", demo.banner());
+                demo.serve().await?;
+                Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("mcp-oauth-proxy demo: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve { config } => {
             init_logging();
             let config = match Config::load(config.as_deref()) {

@@ -4,6 +4,7 @@
 mod harness;
 
 mod authorization;
+mod cli;
 mod discovery;
 mod mcp;
 mod raw_upstream;

@@ -17,7 +17,7 @@ use crate::harness::{Browser, Harness, REDIRECT, Start};
 
 /// A client handler that records when each progress notification arrived.
 #[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<(Instant, f64)>>>);
+pub struct Recorder(Arc<Mutex<Vec<(Instant, f64)>>>);
 
 impl ClientHandler for Recorder {
     async fn on_progress(&self, p: ProgressNotificationParam, _cx: NotificationContext<RoleClient>) {
@@ -33,13 +33,13 @@ async fn connect(h: &Harness, slug: &str, token: &str) -> RunningService<RoleCli
         .expect("MCP session through the proxy")
 }
 
-async fn call(client: &RunningService<RoleClient, Recorder>, tool: &str, args: Value) -> Value {
+pub async fn call(client: &RunningService<RoleClient, Recorder>, tool: &str, args: Value) -> Value {
     let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(rmcp::model::object(args));
     let result = client.call_tool(params).await.unwrap_or_else(|e| panic!("{tool}: {e}"));
     serde_json::to_value(result).unwrap()
 }
 
-fn text(result: &Value) -> &str {
+pub fn text(result: &Value) -> &str {
     result["content"][0]["text"].as_str().unwrap_or_else(|| panic!("no text in {result}"))
 }
 
@@ -63,11 +63,11 @@ fn access(tokens: &Value) -> String {
     tokens["access_token"].as_str().unwrap().to_owned()
 }
 
-#[tokio::test]
-async fn rmcp_oauth_client_discovers_registers_logs_in_and_calls_tools() {
-    let h = Harness::start().await;
-    let mcp_url = h.url("/mcp/demo");
-    let mut state = OAuthState::new(mcp_url.as_str(), None).await.expect("discovery");
+/// The official SDK's whole OAuth flow against `mcp_url`: discovery from the 401,
+/// dynamic registration, the consent page and upstream login (a scripted browser),
+/// the code exchange; returns a connected MCP session.
+pub async fn rmcp_oauth_session(mcp_url: &str) -> RunningService<RoleClient, Recorder> {
+    let mut state = OAuthState::new(mcp_url, None).await.expect("discovery");
     state
         .start_authorization(AuthorizationRequest::new(REDIRECT).with_client_name("rmcp integration test"))
         .await
@@ -79,9 +79,15 @@ async fn rmcp_oauth_client_discovers_registers_logs_in_and_calls_tools() {
     let manager = state.into_authorization_manager().expect("authorized");
     let transport = StreamableHttpClientTransport::with_client(
         AuthClient::new(crate::harness::client(), manager),
-        StreamableHttpClientTransportConfig::with_uri(mcp_url),
+        StreamableHttpClientTransportConfig::with_uri(mcp_url.to_owned()),
     );
-    let client = Recorder::default().serve(transport).await.expect("MCP session");
+    Recorder::default().serve(transport).await.expect("MCP session")
+}
+
+#[tokio::test]
+async fn rmcp_oauth_client_discovers_registers_logs_in_and_calls_tools() {
+    let h = Harness::start().await;
+    let client = rmcp_oauth_session(&h.url("/mcp/demo")).await;
     let tools = client.list_tools(None).await.unwrap();
     let names: Vec<String> = tools.tools.iter().map(|t| t.name.to_string()).collect();
     for tool in ["whoami", "add", "echo", "count_slowly"] {

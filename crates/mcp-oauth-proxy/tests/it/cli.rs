@@ -1,0 +1,88 @@
+//! The binary itself: `demo`, `check-config`, `keygen`.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::mcp::{call, rmcp_oauth_session, text};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mcp-oauth-proxy");
+
+#[tokio::test]
+async fn demo_runs_the_whole_flow_offline() {
+    let data = std::env::temp_dir().join(format!("mop-demo-{}", mcp_oauth_core::token::random_id()));
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["demo", "--port", "0", "--data"])
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mcp_url = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(url) = line.strip_prefix("MCP URL:") {
+                return url.trim().to_owned();
+            }
+        }
+        panic!("demo exited without printing its MCP URL");
+    })
+    .await
+    .expect("demo printed its MCP URL in time");
+    let client = rmcp_oauth_session(&mcp_url).await;
+    assert_eq!(text(&call(&client, "whoami", json!({})).await), "demo-user");
+    assert_eq!(text(&call(&client, "count_slowly", json!({"steps": 2, "delay_ms": 10})).await), "counted to 2");
+    assert!(data.join("proxy.db").exists());
+    child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn check_config_names_every_bad_key_and_no_secret() {
+    let dir = std::env::temp_dir().join(format!("mop-cfg-{}", mcp_oauth_core::token::random_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    std::fs::write(
+        &path,
+        r#"
+public_url = "http://127.0.0.1:8080"
+[encryption]
+key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+[providers.gh]
+authorization_endpoint = "https://github.com/login/oauth/authorize"
+token_endpoint = "https://github.com/login/oauth/access_token"
+client_id = "abc"
+client_secret = "super-secret-value"
+[[servers]]
+slug = "a"
+upstream_url = "http://127.0.0.1:9000/mcp"
+provider = "missing"
+"#,
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(BIN).args(["check-config", "--config"]).arg(&path).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("servers[0].provider"), "{stderr}");
+    assert!(!stderr.contains("super-secret-value"));
+
+    let fixed = std::fs::read_to_string(&path).unwrap().replace("\"missing\"", "\"gh\"");
+    std::fs::write(&path, fixed).unwrap();
+    let out = tokio::process::Command::new(BIN).args(["check-config", "--config"]).arg(&path).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("http://127.0.0.1:8080/oauth/callback"), "{stdout}");
+    assert!(stdout.contains("http://127.0.0.1:8080/mcp/a"));
+    assert!(!stdout.contains("super-secret-value"));
+    assert!(!stdout.contains("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="));
+}
+
+#[tokio::test]
+async fn keygen_prints_a_usable_key() {
+    let out = tokio::process::Command::new(BIN).arg("keygen").output().await.unwrap();
+    assert!(out.status.success());
+    let key = String::from_utf8(out.stdout).unwrap();
+    assert!(mcp_oauth_core::seal::decode_key(key.trim()).is_ok());
+}
