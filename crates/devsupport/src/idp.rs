@@ -158,6 +158,12 @@ impl DevIdp {
         }
     }
 
+    /// An access token for the configured user, as if issued by a login (for measuring
+    /// an upstream directly, without the proxy).
+    pub fn mint_access_token(&self) -> String {
+        self.mint_tokens("openid", None)["access_token"].as_str().unwrap_or_default().to_owned()
+    }
+
     /// Invalidates every access token issued so far (refresh tokens keep working), as a
     /// provider does when it rotates keys or the user changes their password.
     pub fn revoke_access_tokens(&self) {

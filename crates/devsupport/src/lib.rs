@@ -3,6 +3,7 @@
 //! tokens, rotating refresh tokens, OpenID discovery, userinfo) and that tests can
 //! inspect and make misbehave.
 
+pub mod browser;
 pub mod idp;
 pub mod mcp_server;
 

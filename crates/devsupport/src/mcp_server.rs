@@ -129,10 +129,19 @@ async fn require_token(State(gate): State<Gate>, req: Request, next: Next) -> Re
     }
 }
 
-/// The MCP server as a router serving `/mcp`.
+/// The MCP server as a router serving `/mcp`, with sessions (`Mcp-Session-Id`).
 pub fn router(check: TokenCheck, observed: Observed) -> Router {
+    router_with(check, observed, false)
+}
+
+/// `stateless`: no sessions, every POST answered with plain JSON (the benchmark's
+/// upstream: one request, one response, nothing held between them).
+pub fn router_with(check: TokenCheck, observed: Observed, stateless: bool) -> Router {
     let service_check = check.clone();
-    let config = StreamableHttpServerConfig::default().with_sse_keep_alive(Some(Duration::from_secs(15)));
+    let mut config = StreamableHttpServerConfig::default().with_sse_keep_alive(Some(Duration::from_secs(15)));
+    if stateless {
+        config = config.with_legacy_session_mode(false).with_json_response(true);
+    }
     let service: StreamableHttpService<SampleServer, LocalSessionManager> =
         StreamableHttpService::new(move || Ok(SampleServer::new(service_check.clone())), Default::default(), config);
     Router::new()

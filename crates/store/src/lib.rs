@@ -7,6 +7,7 @@
 //! `find_*` operations exist so that the caller can decide (with the rules in
 //! `mcp_oauth_core`) before it acts; they never stand in for the condition of a write.
 
+mod cache;
 mod migrations;
 pub mod model;
 mod sql;
@@ -117,6 +118,14 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Opens the store a `storage.url` names, creating and migrating the database.
+///
+/// SQLite is one process's database, so its token lookups are cached in memory (see
+/// `cache`); PostgreSQL is shared by replicas, each of which must see another's
+/// revocation at once, so every lookup goes to the database.
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
-    Ok(std::sync::Arc::new(SqlStore::connect(url).await?))
+    let store = SqlStore::connect(url).await?;
+    Ok(match store.backend() {
+        "sqlite" => std::sync::Arc::new(cache::CachedStore::new(store)),
+        _ => std::sync::Arc::new(store),
+    })
 }

@@ -277,3 +277,23 @@ async fn an_unreachable_upstream_is_502_and_changes_nothing() {
     assert!(h.access_token_works(&access(&tokens)).await);
     assert_eq!(h.refresh(&client_id, tokens["refresh_token"].as_str().unwrap()).await.0, StatusCode::OK);
 }
+
+/// Refresh twice in a row, with a provider that rotates its refresh tokens (the new one
+/// must have been stored) and with one that does not (the old one must have been kept).
+#[tokio::test]
+async fn rotated_upstream_refresh_tokens_are_stored_and_unrotated_ones_kept() {
+    for rotate in [true, false] {
+        let h = Harness::start_with(Start {
+            idp_options: Some(IdpOptions { rotate_refresh_tokens: rotate, ..Default::default() }),
+            ..Default::default()
+        })
+        .await;
+        let (_, tokens) = h.logged_in().await;
+        for round in 1..=3 {
+            h.clock.advance(301);
+            let r = post(&h, "demo", Some(&access(&tokens)), INITIALIZE.into()).await;
+            assert_eq!(r.status(), StatusCode::OK, "rotate={rotate}, round {round}");
+            assert_eq!(h.idp.refresh_count(), round, "rotate={rotate}");
+        }
+    }
+}

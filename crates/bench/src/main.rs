@@ -1,0 +1,232 @@
+//! `mop-bench`: how much does the proxy cost?
+//!
+//! Starts the development identity provider and the sample MCP server (stateless JSON
+//! mode), runs the real `mcp-oauth-proxy serve` binary in front of it as a separate
+//! process, logs in once, and then sends the same MCP `tools/call` at several
+//! concurrencies, first straight to the MCP server, then through the proxy. Prints
+//! requests per second, p50 and p99 latency for each, the ratios between them, and the
+//! proxy's peak memory (VmHWM). Every request is checked; errors are counted and shown.
+//!
+//! Run: `scripts/bench.sh` (builds in release mode first).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use mcp_oauth_core::SystemClock;
+use mcp_oauth_devsupport::browser::Browser;
+use mcp_oauth_devsupport::idp::{DevIdp, IdpOptions};
+use mcp_oauth_devsupport::mcp_server::{self, Observed};
+
+#[derive(Parser)]
+struct Args {
+    /// The proxy binary to measure.
+    #[arg(long, default_value = "target/release/mcp-oauth-proxy")]
+    proxy_bin: PathBuf,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Concurrencies to measure, comma-separated.
+    #[arg(long, default_value = "1,8,32")]
+    concurrency: String,
+}
+
+const CALL: &str =
+    r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"add","arguments":{"a":1,"b":2}}}"#;
+
+struct Run {
+    rps: f64,
+    p50_us: u64,
+    p99_us: u64,
+    errors: u64,
+}
+
+async fn measure(client: &reqwest::Client, url: &str, token: &str, concurrency: usize, seconds: u64) -> Run {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, url, token) = (client.clone(), url.to_owned(), token.to_owned());
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(100_000);
+                let mut errors = 0u64;
+                while Instant::now() < deadline {
+                    let t0 = Instant::now();
+                    let ok = match send(&client, &url, &token).await {
+                        Ok(body) => body.contains("\"3\""),
+                        Err(_) => false,
+                    };
+                    if ok {
+                        latencies.push(t0.elapsed().as_micros() as u64);
+                    } else {
+                        errors += 1;
+                    }
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for w in workers {
+        let (l, e) = w.await.expect("worker");
+        all.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let pct =
+        |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0);
+    Run { rps: all.len() as f64 / elapsed, p50_us: pct(0.50), p99_us: pct(0.99), errors }
+}
+
+async fn send(client: &reqwest::Client, url: &str, token: &str) -> Result<String, reqwest::Error> {
+    client
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-06-18")
+        .body(CALL)
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let concurrencies: Vec<usize> = args.concurrency.split(',').map(|c| c.trim().parse()).collect::<Result<_, _>>()?;
+    if !args.proxy_bin.exists() {
+        return Err(format!("{} not found: build it with `cargo build --release`", args.proxy_bin.display()).into());
+    }
+
+    let idp = DevIdp::new(IdpOptions { access_ttl_secs: Some(24 * 3600), ..Default::default() }, Arc::new(SystemClock));
+    let issuer = idp.spawn().await?;
+    let router = mcp_server::router_with(idp.token_check(), Observed::default(), true);
+    let (upstream_base, _) = mcp_oauth_devsupport::serve_on_loopback(router).await?;
+    let upstream = format!("{upstream_base}/mcp");
+
+    let dir = std::env::temp_dir().join(format!("mop-bench-{}", mcp_oauth_core::token::random_id()));
+    std::fs::create_dir_all(&dir)?;
+    let port = tokio::net::TcpListener::bind("127.0.0.1:0").await?.local_addr()?.port();
+    let public_url = format!("http://127.0.0.1:{port}");
+    let redirect = "http://127.0.0.1:1/callback";
+    let config = dir.join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"listen = "127.0.0.1:{port}"
+public_url = "{public_url}"
+[storage]
+url = "sqlite://{db}"
+[encryption]
+key = "{key}"
+[providers.dev]
+issuer = "{issuer}"
+client_id = "proxy-client"
+client_secret = "proxy-secret"
+scopes = ["openid"]
+[[servers]]
+slug = "bench"
+upstream_url = "{upstream}"
+provider = "dev"
+[[clients]]
+client_id = "bench"
+redirect_uris = ["{redirect}"]
+trusted = true
+"#,
+            db = dir.join("proxy.db").display(),
+            key = mcp_oauth_core::seal::generate_key(),
+        ),
+    )?;
+    let mut proxy = tokio::process::Command::new(&args.proxy_bin)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = proxy.id().ok_or("proxy exited at once")?;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Log in once, as a user would, to get the proxy's token.
+    let verifier = "bench-verifier-0123456789-0123456789-0123456789";
+    let mut authorize = url::Url::parse(&format!("{public_url}/oauth/bench/authorize"))?;
+    authorize
+        .query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", "bench")
+        .append_pair("redirect_uri", redirect)
+        .append_pair("code_challenge", &mcp_oauth_core::pkce::s256_challenge(verifier))
+        .append_pair("code_challenge_method", "S256");
+    let back = Browser::new().login(authorize.as_str(), true).await;
+    let code = url::Url::parse(&back)?.query_pairs().find(|(k, _)| k == "code").ok_or("no code")?.1.into_owned();
+    let http = reqwest::Client::builder().pool_max_idle_per_host(1024).build()?;
+    let tokens: serde_json::Value = http
+        .post(format!("{public_url}/oauth/bench/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("code_verifier", verifier),
+            ("client_id", "bench"),
+            ("redirect_uri", redirect),
+        ])
+        .send()
+        .await?
+        .json()
+        .await?;
+    let proxy_token = tokens["access_token"].as_str().ok_or("no access token")?.to_owned();
+    let direct_token = idp.mint_access_token();
+    let proxied = format!("{public_url}/mcp/bench");
+    send(&http, &upstream, &direct_token).await?;
+    send(&http, &proxied, &proxy_token).await?;
+
+    println!("mcp-oauth-proxy benchmark: MCP tools/call (JSON), {}s per run", args.seconds);
+    println!(
+        "machine: {} cores; load generator, MCP server and identity provider share them with the proxy",
+        std::thread::available_parallelism()?.get()
+    );
+    println!();
+    println!(
+        "{:>4} | {:>10} {:>9} {:>9} | {:>10} {:>9} {:>9} | {:>8} {:>10} {:>10}",
+        "conc", "direct rps", "p50 µs", "p99 µs", "proxy rps", "p50 µs", "p99 µs", "rps %", "+p50 µs", "+p99 µs"
+    );
+    for c in concurrencies {
+        let d = measure(&http, &upstream, &direct_token, c, args.seconds).await;
+        let p = measure(&http, &proxied, &proxy_token, c, args.seconds).await;
+        println!(
+            "{c:>4} | {:>10.0} {:>9} {:>9} | {:>10.0} {:>9} {:>9} | {:>7.1}% {:>10} {:>10}",
+            d.rps,
+            d.p50_us,
+            d.p99_us,
+            p.rps,
+            p.p50_us,
+            p.p99_us,
+            100.0 * p.rps / d.rps,
+            p.p50_us as i64 - d.p50_us as i64,
+            p.p99_us as i64 - d.p99_us as i64,
+        );
+        if d.errors + p.errors > 0 {
+            println!("     errors: direct {}, proxy {}", d.errors, p.errors);
+        }
+    }
+    if let Some(kib) = peak_rss_kib(pid) {
+        println!("\nproxy peak memory (VmHWM): {:.1} MiB", kib as f64 / 1024.0);
+    }
+    proxy.kill().await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

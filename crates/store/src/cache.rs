@@ -1,0 +1,154 @@
+//! An in-process cache of access-token lookups, for the embedded SQLite backend.
+//!
+//! The MCP path checks a token on every request. With SQLite, sqlx hands each query to a
+//! per-connection worker thread; under load those hand-offs cost more than the proxying
+//! itself. A SQLite database belongs to one proxy process (replicas use PostgreSQL), so
+//! every write that can change what a lookup returns passes through this very object,
+//! and the cache can be exact: it is invalidated by those writes, never by a timer.
+//!
+//! A lookup that races an invalidation must not re-insert what it read before the write;
+//! a generation counter, bumped by every invalidation, tells it not to.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use mcp_oauth_core::client::Client;
+use mcp_oauth_core::family::FamilyStatus;
+use mcp_oauth_core::token::TokenHash;
+
+use crate::model::*;
+use crate::{Retention, Store, StoreError};
+
+/// More entries than this and the cache starts over (simple, and rare: one entry per
+/// live access token).
+const MAX_ENTRIES: usize = 100_000;
+
+pub struct CachedStore<S> {
+    inner: S,
+    tokens: RwLock<HashMap<TokenHash, AccessTokenInfo>>,
+    generation: AtomicU64,
+}
+
+impl<S: Store> CachedStore<S> {
+    pub fn new(inner: S) -> Self {
+        Self { inner, tokens: RwLock::default(), generation: AtomicU64::new(0) }
+    }
+
+    /// Forgets entries matching `pred`; lookups in flight will not cache their result.
+    fn invalidate(&self, pred: impl Fn(&TokenHash, &AccessTokenInfo) -> bool) {
+        let mut map = self.tokens.write().unwrap();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        map.retain(|h, info| !pred(h, info));
+    }
+
+    fn forget_family(&self, family_id: &str) {
+        self.invalidate(|_, info| info.family_id == family_id);
+    }
+}
+
+#[async_trait]
+impl<S: Store> Store for CachedStore<S> {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+
+    async fn find_access_token(&self, hash: &TokenHash) -> Result<Option<AccessTokenInfo>, StoreError> {
+        if let Some(hit) = self.tokens.read().unwrap().get(hash) {
+            return Ok(Some(hit.clone()));
+        }
+        let generation = self.generation.load(Ordering::SeqCst);
+        let found = self.inner.find_access_token(hash).await?;
+        if let Some(info) = &found {
+            let mut map = self.tokens.write().unwrap();
+            if self.generation.load(Ordering::SeqCst) == generation {
+                if map.len() >= MAX_ENTRIES {
+                    map.clear();
+                }
+                map.insert(*hash, info.clone());
+            }
+        }
+        Ok(found)
+    }
+
+    async fn revoke_access_token(&self, hash: &TokenHash, now: i64) -> Result<bool, StoreError> {
+        let result = self.inner.revoke_access_token(hash, now).await;
+        self.invalidate(|h, _| h == hash);
+        result
+    }
+
+    async fn end_family(&self, family_id: &str, status: FamilyStatus, now: i64) -> Result<bool, StoreError> {
+        let result = self.inner.end_family(family_id, status, now).await;
+        self.forget_family(family_id);
+        result
+    }
+
+    async fn store_upstream_credential(
+        &self,
+        family_id: &str,
+        sealed: &str,
+        expires_at: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let result = self.inner.store_upstream_credential(family_id, sealed, expires_at).await;
+        self.forget_family(family_id);
+        result
+    }
+
+    async fn purge_expired(&self, now: i64, retention: Retention) -> Result<Purged, StoreError> {
+        let result = self.inner.purge_expired(now, retention).await;
+        self.invalidate(|_, info| info.expires_at <= now);
+        result
+    }
+
+    // Everything else cannot change a cached lookup and goes straight through.
+
+    async fn insert_client(&self, server: &str, client: &Client) -> Result<(), StoreError> {
+        self.inner.insert_client(server, client).await
+    }
+    async fn find_client(&self, server: &str, client_id: &str) -> Result<Option<Client>, StoreError> {
+        self.inner.find_client(server, client_id).await
+    }
+    async fn insert_pending(&self, pending: &PendingAuthorization) -> Result<(), StoreError> {
+        self.inner.insert_pending(pending).await
+    }
+    async fn take_pending(
+        &self,
+        state_hash: &TokenHash,
+        browser_hash: &TokenHash,
+        now: i64,
+    ) -> Result<Option<PendingAuthorization>, StoreError> {
+        self.inner.take_pending(state_hash, browser_hash, now).await
+    }
+    async fn create_family(&self, family: &NewFamily, code: &NewCode) -> Result<(), StoreError> {
+        self.inner.create_family(family, code).await
+    }
+    async fn find_code(&self, hash: &TokenHash) -> Result<Option<StoredCode>, StoreError> {
+        self.inner.find_code(hash).await
+    }
+    async fn redeem_code(&self, hash: &TokenHash, now: i64, pair: &NewTokenPair) -> Result<bool, StoreError> {
+        self.inner.redeem_code(hash, now, pair).await
+    }
+    async fn find_refresh_token(&self, hash: &TokenHash) -> Result<Option<StoredRefreshToken>, StoreError> {
+        self.inner.find_refresh_token(hash).await
+    }
+    async fn rotate_refresh_token(
+        &self,
+        hash: &TokenHash,
+        client_id: &str,
+        now: i64,
+        grace_secs: i64,
+        pair: &NewTokenPair,
+    ) -> Result<bool, StoreError> {
+        self.inner.rotate_refresh_token(hash, client_id, now, grace_secs, pair).await
+    }
+    async fn upstream_credential(&self, family_id: &str) -> Result<Option<UpstreamCredential>, StoreError> {
+        self.inner.upstream_credential(family_id).await
+    }
+    async fn take_refresh_lease(&self, family_id: &str, now: i64, lease_secs: i64) -> Result<bool, StoreError> {
+        self.inner.take_refresh_lease(family_id, now, lease_secs).await
+    }
+    async fn release_refresh_lease(&self, family_id: &str) -> Result<(), StoreError> {
+        self.inner.release_refresh_lease(family_id).await
+    }
+}
