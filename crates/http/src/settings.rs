@@ -23,6 +23,8 @@ impl Default for TokenSettings {
 pub struct ServerSettings {
     pub slug: String,
     pub upstream_url: String,
+    /// `upstream_url`, parsed once (parsing a URL per request shows up in profiles).
+    pub upstream: Option<url::Url>,
     /// The name of the upstream provider users of this server log in with.
     pub provider: String,
     /// The scopes this server's authorization server offers.
@@ -43,6 +45,7 @@ impl ServerSettings {
         Self {
             slug: slug.to_owned(),
             upstream_url: upstream_url.to_owned(),
+            upstream: url::Url::parse(upstream_url).ok(),
             provider: provider.to_owned(),
             scopes,
             upstream_token_header: axum::http::header::AUTHORIZATION,

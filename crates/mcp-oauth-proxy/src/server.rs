@@ -39,6 +39,10 @@ pub async fn run(app: AppState, listener: tokio::net::TcpListener) -> std::io::R
         storage = app.store.backend(),
         "mcp-oauth-proxy is serving"
     );
+    // No Nagle delay: MCP messages are small and latency is what clients feel.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, mcp_oauth_http::router(app)).with_graceful_shutdown(shutdown_signal()).await
 }
 

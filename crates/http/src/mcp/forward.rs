@@ -78,7 +78,10 @@ pub async fn send(
     credential.set_sensitive(true);
     headers.insert(server.upstream_token_header.clone(), credential);
     let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).unwrap_or(reqwest::Method::POST);
-    let result = app.mcp_client.request(method, &server.upstream_url).headers(headers).body(body).send().await;
+    let Some(upstream) = server.upstream.clone() else {
+        return Err(super::json_error(StatusCode::BAD_GATEWAY, "bad_gateway", "the upstream URL is invalid"));
+    };
+    let result = app.mcp_client.request(method, upstream).headers(headers).body(body).send().await;
     result.map_err(|e| {
         let timeout = e.is_timeout();
         tracing::warn!(server = %server.slug, error = %e.without_url(), "upstream MCP server unreachable");
