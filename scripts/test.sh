@@ -13,8 +13,17 @@ stage() {
     echo "==> $name: done in $((SECONDS - start))s"
 }
 
+# PostgreSQL for the storage behaviour suite and the replica tests; never skipped here.
+start_postgres() {
+    MOP_TEST_POSTGRES_URL=$(./scripts/postgres.sh start | tail -n 1)
+    export MOP_TEST_POSTGRES_URL
+    export MOP_REQUIRE_POSTGRES=1
+}
+trap './scripts/postgres.sh stop || true' EXIT
+
 stage "format" cargo fmt --all -- --check
 stage "lint" cargo clippy --workspace --all-targets --locked -- -D warnings
 stage "build tests" cargo test --workspace --locked --no-run
+stage "postgres" start_postgres
 stage "tests" cargo test --workspace --locked
 echo "==> all stages passed in ${SECONDS}s"

@@ -50,14 +50,17 @@ async fn authenticate(app: &App, server: &ServerSettings, headers: &HeaderMap) -
             return Err(json_error(StatusCode::SERVICE_UNAVAILABLE, e.code.as_str(), &e.description));
         }
     };
-    let refuse = |why: &str| Err(challenge(app, server, Some(why)));
+    let refusal = match &info {
+        None => Some("unknown access token"),
+        Some(i) if i.server != server.slug => Some("this access token was issued for another MCP server"),
+        Some(i) if i.revoked => Some("the access token has been revoked"),
+        Some(i) if i.family_status != FamilyStatus::Active => Some("the grant has ended; authorize again"),
+        Some(i) if i.expires_at <= app.now() => Some("the access token has expired"),
+        Some(_) => None,
+    };
     match info {
-        None => refuse("unknown access token"),
-        Some(i) if i.server != server.slug => refuse("this access token was issued for another MCP server"),
-        Some(i) if i.revoked => refuse("the access token has been revoked"),
-        Some(i) if i.family_status != FamilyStatus::Active => refuse("the grant has ended; authorize again"),
-        Some(i) if i.expires_at <= app.now() => refuse("the access token has expired"),
-        Some(i) => Ok(i),
+        Some(i) if refusal.is_none() => Ok(i),
+        _ => Err(challenge(app, server, Some(refusal.unwrap_or("unknown access token")))),
     }
 }
 
