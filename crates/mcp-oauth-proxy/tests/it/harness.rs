@@ -23,6 +23,8 @@ pub struct Harness {
     pub idp: DevIdp,
     /// What the sample MCP server behind `demo` saw.
     pub observed: Observed,
+    /// The demo server's upstream MCP URL.
+    pub upstream_url: String,
     pub clock: ManualClock,
     pub app: AppState,
     pub http: reqwest::Client,
@@ -42,6 +44,10 @@ pub struct Start {
     /// The demo server's upstream; by default the sample MCP server.
     pub upstream_url: Option<String>,
     pub idp_options: Option<IdpOptions>,
+    /// `storage.url`; by default a new SQLite file.
+    pub storage_url: Option<String>,
+    /// The public URL, when this instance is a replica behind another's URL.
+    pub public_url: Option<String>,
     pub db_dir: Option<std::path::PathBuf>,
     pub idp: Option<(DevIdp, String)>,
     pub clock: Option<ManualClock>,
@@ -69,14 +75,17 @@ impl Harness {
             Some(u) => u,
             None => mcp_server::spawn(idp.token_check(), observed.clone()).await.unwrap(),
         };
+        let upstream_url_for_config = upstream_url.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let db_dir = opts.db_dir.unwrap_or_else(|| std::env::temp_dir().join(format!("mop-it-{}", random_id())));
+        let storage_url = opts.storage_url.unwrap_or_else(|| format!("sqlite://{}/proxy.db", db_dir.display()));
+        let public_url = opts.public_url.unwrap_or_else(|| base.clone());
         let toml = format!(
             r#"
-public_url = "{base}"
+public_url = "{public_url}"
 [storage]
-url = "sqlite://{db}/proxy.db"
+url = "{storage_url}"
 [encryption]
 key = "{KEY}"
 [providers.dev]
@@ -86,7 +95,7 @@ client_secret = "proxy-secret"
 scopes = ["openid"]
 [[servers]]
 slug = "demo"
-upstream_url = "{upstream_url}"
+upstream_url = "{upstream_url_for_config}"
 provider = "dev"
 [[servers]]
 slug = "other"
@@ -94,7 +103,6 @@ upstream_url = "http://127.0.0.1:9/mcp"
 provider = "dev"
 {extra}
 "#,
-            db = db_dir.display(),
             extra = opts.extra_toml
         );
         let config = Config::from_parts(&toml, std::iter::empty(), &|_| None).unwrap();
@@ -103,7 +111,7 @@ provider = "dev"
         let server = tokio::spawn(async move {
             axum::serve(listener, router).await.unwrap();
         });
-        Self { base, idp, observed, clock, app, http: client(), db_dir, server }
+        Self { base, idp, observed, upstream_url, clock, app, http: client(), db_dir, server }
     }
 
     pub fn idp_issuer(&self) -> String {

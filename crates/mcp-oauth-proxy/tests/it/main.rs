@@ -9,5 +9,6 @@ mod discovery;
 mod mcp;
 mod raw_upstream;
 mod registration;
+mod replicas;
 mod secrets;
 mod tokens;

@@ -1,0 +1,160 @@
+//! Several replicas on one PostgreSQL database, and the races that break other proxies.
+//! The races run on both backends: on SQLite against one instance, on PostgreSQL spread
+//! over two replicas.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::harness::{Browser, Harness, REDIRECT, Start, VERIFIER};
+
+/// The PostgreSQL test database, if this run has one (CI always does).
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("MOP_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("MOP_REQUIRE_POSTGRES").is_ok() => {
+            panic!("MOP_REQUIRE_POSTGRES is set but MOP_TEST_POSTGRES_URL is not")
+        }
+        _ => None,
+    }
+}
+
+/// Two replicas on one PostgreSQL database, behind one public URL (A's).
+async fn two_replicas() -> Option<(Harness, Harness)> {
+    let url = postgres_url()?;
+    let a = Harness::start_with(Start { storage_url: Some(url.clone()), ..Default::default() }).await;
+    let b = Harness::start_with(Start {
+        storage_url: Some(url),
+        public_url: Some(a.base.clone()),
+        idp: Some((a.idp.clone(), a.idp_issuer())),
+        clock: Some(a.clock.clone()),
+        upstream_url: Some(a.upstream_url.clone()),
+        ..Default::default()
+    })
+    .await;
+    Some((a, b))
+}
+
+/// The deployments every race runs on: one SQLite instance (twice in the pair), and two
+/// PostgreSQL replicas when available.
+async fn deployments() -> Vec<(Harness, Option<Harness>)> {
+    let mut out = vec![(Harness::start().await, None)];
+    if let Some((a, b)) = two_replicas().await {
+        out.push((a, Some(b)));
+    }
+    out
+}
+
+const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+
+async fn mcp_status(h: &Harness, token: &str) -> StatusCode {
+    h.http
+        .post(h.url("/mcp/demo"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(INITIALIZE)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+fn s(v: &Value, k: &str) -> String {
+    v[k].as_str().unwrap_or_else(|| panic!("no {k} in {v}")).to_owned()
+}
+
+#[tokio::test]
+async fn a_grant_made_at_one_replica_works_at_the_other_and_revocation_holds_at_once() {
+    let Some((a, b)) = two_replicas().await else { return };
+    let (client_id, tokens) = a.logged_in().await;
+    let (status, fresh) = b.refresh(&client_id, &s(&tokens, "refresh_token")).await;
+    assert_eq!(status, StatusCode::OK, "{fresh}");
+    assert_eq!(mcp_status(&b, &s(&fresh, "access_token")).await, StatusCode::OK);
+    assert_eq!(mcp_status(&a, &s(&fresh, "access_token")).await, StatusCode::OK);
+    let r = a
+        .http
+        .post(a.url("/oauth/demo/revoke"))
+        .form(&[("token", s(&fresh, "refresh_token").as_str()), ("client_id", &client_id)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(mcp_status(&b, &s(&fresh, "access_token")).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(b.refresh(&client_id, &s(&fresh, "refresh_token")).await.0, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn fifty_concurrent_refreshes_of_one_token_fork_nothing_and_a_late_replay_revokes_all() {
+    for (a, b) in deployments().await {
+        let b = b.as_ref().unwrap_or(&a);
+        let (client_id, tokens) = a.logged_in().await;
+        let rt = s(&tokens, "refresh_token");
+        let burst: Vec<_> = (0..50)
+            .map(|i| {
+                let (h, client_id, rt) = (if i % 2 == 0 { &a } else { b }, client_id.clone(), rt.clone());
+                async move { h.refresh(&client_id, &rt).await }
+            })
+            .collect();
+        let results = futures_util::future::join_all(burst).await;
+        let mut pairs = Vec::new();
+        for (status, body) in results {
+            assert!(!status.is_server_error(), "{status}: {body}");
+            if status == StatusCode::OK {
+                pairs.push(body);
+            }
+        }
+        assert_eq!(pairs.len(), 50, "within the grace window every racer gets a pair");
+        for pair in &pairs {
+            assert_eq!(mcp_status(&a, &s(pair, "access_token")).await, StatusCode::OK);
+            assert_eq!(mcp_status(b, &s(pair, "access_token")).await, StatusCode::OK);
+        }
+        a.clock.advance(31);
+        let (status, err) = b.refresh(&client_id, &rt).await;
+        assert_eq!((status, err["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+        for pair in &pairs {
+            assert_eq!(mcp_status(&a, &s(pair, "access_token")).await, StatusCode::UNAUTHORIZED);
+            assert_eq!(mcp_status(b, &s(pair, "access_token")).await, StatusCode::UNAUTHORIZED);
+        }
+        assert_eq!(a.refresh(&client_id, &s(&pairs[0], "refresh_token")).await.0, StatusCode::BAD_REQUEST);
+    }
+}
+
+#[tokio::test]
+async fn fifty_concurrent_calls_after_upstream_expiry_refresh_upstream_once() {
+    for (a, b) in deployments().await {
+        let b = b.as_ref().unwrap_or(&a);
+        let (_, tokens) = a.logged_in().await;
+        let token = s(&tokens, "access_token");
+        a.clock.advance(301);
+        let calls: Vec<_> = (0..50).map(|i| mcp_status(if i % 2 == 0 { &a } else { b }, &token)).collect();
+        for status in futures_util::future::join_all(calls).await {
+            assert_eq!(status, StatusCode::OK);
+        }
+        assert_eq!(a.idp.refresh_count(), 1, "one upstream refresh for fifty calls on two replicas");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_code_redemption_has_exactly_one_winner() {
+    for (a, b) in deployments().await {
+        let b = b.as_ref().unwrap_or(&a);
+        let client_id = a.register_public().await;
+        let code = a.authorize(&mut Browser::new(), &client_id).await;
+        let attempts: Vec<_> = (0..10)
+            .map(|i| {
+                let h = if i % 2 == 0 { &a } else { b };
+                let form = [
+                    ("grant_type", "authorization_code".to_owned()),
+                    ("code", code.clone()),
+                    ("redirect_uri", REDIRECT.to_owned()),
+                    ("code_verifier", VERIFIER.to_owned()),
+                    ("client_id", client_id.clone()),
+                ];
+                async move { h.http.post(h.url("/oauth/demo/token")).form(&form).send().await.unwrap().status() }
+            })
+            .collect();
+        let statuses = futures_util::future::join_all(attempts).await;
+        assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 1, "{statuses:?}");
+        assert!(statuses.iter().all(|s| *s == StatusCode::OK || *s == StatusCode::BAD_REQUEST), "{statuses:?}");
+    }
+}
