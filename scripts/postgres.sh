@@ -2,6 +2,7 @@
 # A throwaway PostgreSQL for the tests, on loopback, with its files under target/.
 #   scripts/postgres.sh start [DIR] [PORT]   prints the database URL on its last line
 #   scripts/postgres.sh stop  [DIR]
+#   scripts/postgres.sh resume [DIR] [PORT]  starts a stopped cluster again, data kept
 # Installs Debian's postgresql package when no server is present. Trust authentication
 # and fsync=off: this database is for tests only and never leaves this machine.
 set -euo pipefail
@@ -36,6 +37,10 @@ start)
     as_postgres "$bin/createdb -h 127.0.0.1 -p $port -U postgres mop_test"
     echo "postgres://postgres@127.0.0.1:$port/mop_test"
     ;;
+resume)
+    bin=$(find_bin)
+    as_postgres "$bin/pg_ctl -D '$dir/data' -l '$dir/server.log' -w -o \"-p $port -k '$dir' -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=500\" start" >&2
+    ;;
 stop)
     bin=$(find_bin)
     if [ -n "$bin" ] && [ -f "$dir/data/postmaster.pid" ]; then
@@ -43,7 +48,7 @@ stop)
     fi
     ;;
 *)
-    echo "usage: $0 start|stop [DIR] [PORT]" >&2
+    echo "usage: $0 start|stop|resume [DIR] [PORT]" >&2
     exit 2
     ;;
 esac

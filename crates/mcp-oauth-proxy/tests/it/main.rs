@@ -7,6 +7,7 @@ mod authorization;
 mod cli;
 mod discovery;
 mod mcp;
+mod outage;
 mod raw_upstream;
 mod registration;
 mod replicas;
