@@ -18,8 +18,9 @@ use mcp_oauth_upstream::{Provider, UpstreamError};
 use crate::app::App;
 use crate::oauth::upstream_credential::UpstreamSecret;
 
-/// How long one replica may hold the right to refresh before others may take over.
-const LEASE_SECS: i64 = 30;
+/// How long one replica may hold the right to refresh before others may take over:
+/// longer than a provider call may take (30 s), so a live holder never loses it.
+const LEASE_SECS: i64 = 45;
 const LEASE_POLL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -121,22 +122,28 @@ impl App {
     ) -> Result<UpstreamAccess, AccessError> {
         let margin = provider.settings().refresh_margin_secs;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(LEASE_SECS as u64 + 5);
+        let is_fresh = |sealed: &str, expires_at: Option<i64>| match trigger {
+            Trigger::Expiring => !needs_refresh(expires_at, self.now(), margin),
+            Trigger::Rejected => sealed != seen_sealed,
+        };
         loop {
-            let current = self.store.upstream_credential(family_id).await.map_err(store_err)?;
-            let Some(current) = current else { return Err(AccessError::NeedsLogin) };
-            if current.family_status != FamilyStatus::Active {
-                return Err(AccessError::NeedsLogin);
-            }
             // Someone (a request before us, or another replica) may have refreshed already.
-            let fresh = match trigger {
-                Trigger::Expiring => !needs_refresh(current.expires_at, self.now(), margin),
-                Trigger::Rejected => current.sealed != seen_sealed,
-            };
-            if fresh {
+            let current = self.current_credential(family_id).await?;
+            if is_fresh(&current.sealed, current.expires_at) {
                 let token = open(self, family_id, &current.sealed)?.access_token;
                 return Ok(UpstreamAccess { token, sealed: current.sealed });
             }
             if self.store.take_refresh_lease(family_id, self.now(), LEASE_SECS).await.map_err(store_err)? {
+                // Read again under the lease: another replica may have stored a fresh
+                // credential (and released its lease) between our read and our take, and
+                // refreshing with the refresh token we read before would redeem a token
+                // the provider has already rotated away.
+                let current = self.current_credential(family_id).await?;
+                if is_fresh(&current.sealed, current.expires_at) {
+                    self.store.release_refresh_lease(family_id).await.map_err(store_err)?;
+                    let token = open(self, family_id, &current.sealed)?.access_token;
+                    return Ok(UpstreamAccess { token, sealed: current.sealed });
+                }
                 let secret = open(self, family_id, &current.sealed)?;
                 return self.refresh_with_lease(provider, family_id, secret, &current.sealed, current.expires_at).await;
             }
@@ -144,6 +151,14 @@ impl App {
                 return Err(AccessError::Unavailable("another replica is refreshing this grant".into()));
             }
             tokio::time::sleep(LEASE_POLL).await;
+        }
+    }
+
+    /// The stored credential of an active family.
+    async fn current_credential(&self, family_id: &str) -> Result<mcp_oauth_store::UpstreamCredential, AccessError> {
+        match self.store.upstream_credential(family_id).await.map_err(store_err)? {
+            Some(c) if c.family_status == FamilyStatus::Active => Ok(c),
+            _ => Err(AccessError::NeedsLogin),
         }
     }
 

@@ -5,6 +5,7 @@ mod harness;
 
 mod authorization;
 mod cli;
+mod crash;
 mod discovery;
 mod mcp;
 mod outage;

@@ -1,0 +1,194 @@
+//! `kill -9` a replica in the middle of a burst of refreshes and MCP calls, then start it
+//! again: every pair a client received is usable or properly superseded, no grant is
+//! lost, and the restarted replica needs no repair. Real processes on one PostgreSQL.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mcp_oauth_core::ManualClock;
+use mcp_oauth_devsupport::browser::{Browser, client};
+use mcp_oauth_devsupport::idp::{DevIdp, IdpOptions};
+use mcp_oauth_devsupport::mcp_server::{self, Observed};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::harness::{KEY, VERIFIER};
+use crate::replicas::postgres_url;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mcp-oauth-proxy");
+const REDIRECT: &str = "http://127.0.0.1:7/cb";
+
+struct Replica {
+    child: tokio::process::Child,
+    base: String,
+}
+
+async fn spawn_replica(config: &std::path::Path, port: u16) -> Replica {
+    let child = tokio::process::Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("MCP_OAUTH_PROXY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "error")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(Instant::now() < deadline, "replica on {port} did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Replica { child, base }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn refresh(http: &reqwest::Client, base: &str, rt: &str) -> Result<(StatusCode, Value), reqwest::Error> {
+    let r = http
+        .post(format!("{base}/oauth/demo/token"))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", rt), ("client_id", "crash-test")])
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await?;
+    let status = r.status();
+    Ok((status, r.json().await.unwrap_or(Value::Null)))
+}
+
+async fn mcp(http: &reqwest::Client, base: &str, token: &str) -> Result<StatusCode, reqwest::Error> {
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    Ok(http
+        .post(format!("{base}/mcp/demo"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await?
+        .status())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_replica_mid_burst_loses_nothing() {
+    let Some(db) = postgres_url() else { return };
+    let clock = ManualClock::starting_now();
+    let idp = DevIdp::new(IdpOptions::default(), Arc::new(clock.clone()));
+    let issuer = idp.spawn().await.unwrap();
+    let upstream = mcp_server::spawn(idp.token_check(), Observed::default()).await.unwrap();
+    let (port_a, port_b) = (free_port(), free_port());
+    let dir = std::env::temp_dir().join(format!("mop-crash-{}", mcp_oauth_core::token::random_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"public_url = "http://127.0.0.1:{port_a}"
+[storage]
+url = "{db}"
+[encryption]
+key = "{KEY}"
+[providers.dev]
+issuer = "{issuer}"
+client_id = "proxy-client"
+client_secret = "proxy-secret"
+scopes = ["openid"]
+[[servers]]
+slug = "demo"
+upstream_url = "{upstream}"
+provider = "dev"
+[[clients]]
+client_id = "crash-test"
+redirect_uris = ["{REDIRECT}"]
+trusted = true
+"#
+        ),
+    )
+    .unwrap();
+    let a = spawn_replica(&config, port_a).await;
+    let mut b = spawn_replica(&config, port_b).await;
+
+    // Five users log in through replica A.
+    let http = client();
+    let mut sessions = Vec::new();
+    for _ in 0..5 {
+        let mut url = url::Url::parse(&format!("{}/oauth/demo/authorize", a.base)).unwrap();
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", "crash-test")
+            .append_pair("redirect_uri", REDIRECT)
+            .append_pair("code_challenge", &mcp_oauth_core::pkce::s256_challenge(VERIFIER))
+            .append_pair("code_challenge_method", "S256");
+        let back = Browser::new().login(url.as_str(), true).await;
+        let code = url::Url::parse(&back).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+        let tokens: Value = http
+            .post(format!("{}/oauth/demo/token", a.base))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("code_verifier", VERIFIER),
+                ("client_id", "crash-test"),
+                ("redirect_uri", REDIRECT),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        sessions.push(tokens);
+    }
+
+    // Each user's client refreshes and calls in a loop, alternating replicas, keeping
+    // the newest pair it received; a failed request is retried with what it has.
+    let stop_at = Instant::now() + Duration::from_millis(2500);
+    let bases = [a.base.clone(), b.base.clone()];
+    let loops: Vec<_> = sessions
+        .into_iter()
+        .map(|mut pair| {
+            let (http, bases) = (http.clone(), bases.clone());
+            tokio::spawn(async move {
+                let mut received = vec![pair.clone()];
+                let mut i = 0usize;
+                while Instant::now() < stop_at {
+                    let base = &bases[i % 2];
+                    i += 1;
+                    let rt = pair["refresh_token"].as_str().unwrap().to_owned();
+                    if let Ok((status, body)) = refresh(&http, base, &rt).await {
+                        assert!(!status.is_server_error(), "{status}: {body}");
+                        if status == StatusCode::OK {
+                            pair = body;
+                            received.push(pair.clone());
+                        }
+                    }
+                    let _ = mcp(&http, base, pair["access_token"].as_str().unwrap()).await;
+                }
+                received
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    b.child.start_kill().unwrap(); // SIGKILL
+    b.child.wait().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let b = spawn_replica(&config, port_b).await;
+
+    for l in loops {
+        let received = l.await.unwrap();
+        assert!(received.len() > 1, "the loop made progress");
+        let newest = received.last().unwrap();
+        // The newest pair works on both replicas; every earlier access token is either
+        // still valid (not expired) or was issued in a family that is still alive.
+        for base in [&a.base, &b.base] {
+            assert_eq!(mcp(&http, base, newest["access_token"].as_str().unwrap()).await.unwrap(), StatusCode::OK);
+        }
+        for pair in &received {
+            assert_eq!(mcp(&http, &a.base, pair["access_token"].as_str().unwrap()).await.unwrap(), StatusCode::OK);
+        }
+        let (status, body) = refresh(&http, &b.base, newest["refresh_token"].as_str().unwrap()).await.unwrap();
+        assert_eq!(status, StatusCode::OK, "the grant survived: {body}");
+    }
+    drop(a);
+    let _ = std::fs::remove_dir_all(&dir);
+}
