@@ -121,33 +121,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let public_url = format!("http://127.0.0.1:{port}");
     let redirect = "http://127.0.0.1:1/callback";
     let config = dir.join("proxy.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"listen = "127.0.0.1:{port}"
-public_url = "{public_url}"
-[storage]
-url = "sqlite://{db}"
-[encryption]
-key = "{key}"
-[providers.dev]
-issuer = "{issuer}"
-client_id = "proxy-client"
-client_secret = "proxy-secret"
-scopes = ["openid"]
-[[servers]]
-slug = "bench"
-upstream_url = "{upstream}"
-provider = "dev"
-[[clients]]
-client_id = "bench"
-redirect_uris = ["{redirect}"]
-trusted = true
-"#,
-            db = dir.join("proxy.db").display(),
-            key = mcp_oauth_core::seal::generate_key(),
-        ),
-    )?;
+    let db = format!("sqlite://{}", dir.join("proxy.db").display());
+    let toml = mcp_oauth_devsupport::DevProxyConfig {
+        public_url: &public_url,
+        storage_url: &db,
+        encryption_key: &mcp_oauth_core::seal::generate_key(),
+        issuer: &issuer,
+        upstream_url: &upstream,
+        more_tables: &format!("[[clients]]\nclient_id = \"bench\"\nredirect_uris = [\"{redirect}\"]\ntrusted = true\n"),
+    }
+    .toml();
+    std::fs::write(&config, format!("listen = \"127.0.0.1:{port}\"\n{toml}"))?;
     let mut proxy = tokio::process::Command::new(&args.proxy_bin)
         .args(["serve", "--config"])
         .arg(&config)
@@ -164,7 +148,7 @@ trusted = true
 
     // Log in once, as a user would, to get the proxy's token.
     let verifier = "bench-verifier-0123456789-0123456789-0123456789";
-    let mut authorize = url::Url::parse(&format!("{public_url}/oauth/bench/authorize"))?;
+    let mut authorize = url::Url::parse(&format!("{public_url}/oauth/demo/authorize"))?;
     authorize
         .query_pairs_mut()
         .append_pair("response_type", "code")
@@ -176,7 +160,7 @@ trusted = true
     let code = url::Url::parse(&back)?.query_pairs().find(|(k, _)| k == "code").ok_or("no code")?.1.into_owned();
     let http = reqwest::Client::builder().pool_max_idle_per_host(1024).build()?;
     let tokens: serde_json::Value = http
-        .post(format!("{public_url}/oauth/bench/token"))
+        .post(format!("{public_url}/oauth/demo/token"))
         .form(&[
             ("grant_type", "authorization_code"),
             ("code", &code),
@@ -190,7 +174,7 @@ trusted = true
         .await?;
     let proxy_token = tokens["access_token"].as_str().ok_or("no access token")?.to_owned();
     let direct_token = idp.mint_access_token();
-    let proxied = format!("{public_url}/mcp/bench");
+    let proxied = format!("{public_url}/mcp/demo");
     send(&http, &upstream, &direct_token).await?;
     send(&http, &proxied, &proxy_token).await?;
 

@@ -38,32 +38,16 @@ pub async fn start(port: u16, data_dir: Option<PathBuf>) -> Result<Demo, Box<dyn
     let data_dir = data_dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("mcp-oauth-proxy-demo-{}", mcp_oauth_core::token::random_id()))
     });
-    let options = IdpOptions::default();
-    let toml = format!(
-        r#"
-public_url = "{public_url}"
-[storage]
-url = "sqlite://{db}"
-[encryption]
-key = "{key}"
-[tokens]
-access_ttl_secs = 600
-[providers.dev]
-issuer = "{issuer}"
-client_id = "{client_id}"
-client_secret = "{client_secret}"
-scopes = ["openid"]
-refresh_margin_secs = 60
-[[servers]]
-slug = "demo"
-upstream_url = "{upstream}"
-provider = "dev"
-"#,
-        db = data_dir.join("proxy.db").display(),
-        key = mcp_oauth_core::seal::generate_key(),
-        client_id = options.client_id,
-        client_secret = options.client_secret,
-    );
+    let db = format!("sqlite://{}", data_dir.join("proxy.db").display());
+    let toml = mcp_oauth_devsupport::DevProxyConfig {
+        public_url: &public_url,
+        storage_url: &db,
+        encryption_key: &mcp_oauth_core::seal::generate_key(),
+        issuer: &issuer,
+        upstream_url: &upstream,
+        more_tables: "",
+    }
+    .toml();
     let config = Config::from_parts(&toml, std::iter::empty(), &|_| None)?;
     let app = server::build(config, clock).await?;
     let mcp_url = app.settings.resource("demo");

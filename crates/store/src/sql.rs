@@ -178,6 +178,11 @@ impl SqlStore {
         tx.commit().await.map_err(map_err)
     }
 
+    /// The one row a token-hash lookup finds, if any.
+    async fn row_by_hash(&self, sql: &str, hash: &TokenHash) -> Result<Option<AnyRow>, StoreError> {
+        sqlx::query(sql).bind(blob(hash)).fetch_optional(&self.pool).await.map_err(map_err)
+    }
+
     async fn insert_pair(
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         family_id: &str,
@@ -344,14 +349,13 @@ impl Store for SqlStore {
     }
 
     async fn find_code(&self, hash: &TokenHash) -> Result<Option<StoredCode>, StoreError> {
-        let row = sqlx::query(
+        let row = self
+            .row_by_hash(
             "SELECT c.family_id, f.server, c.client_id, c.redirect_uri, c.code_challenge, f.scope, c.expires_at, c.used_at \
              FROM authorization_codes c JOIN families f ON f.id = c.family_id WHERE c.code_hash = $1",
-        )
-        .bind(blob(hash))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
+                hash,
+            )
+            .await?;
         let Some(row) = row else { return Ok(None) };
         let used_at: Option<i64> = get(&row, "used_at")?;
         Ok(Some(StoredCode {
@@ -391,14 +395,13 @@ impl Store for SqlStore {
     }
 
     async fn find_refresh_token(&self, hash: &TokenHash) -> Result<Option<StoredRefreshToken>, StoreError> {
-        let row = sqlx::query(
-            "SELECT r.family_id, f.server, r.client_id, r.scope, r.expires_at, r.superseded_at, f.status \
+        let row = self
+            .row_by_hash(
+                "SELECT r.family_id, f.server, r.client_id, r.scope, r.expires_at, r.superseded_at, f.status \
              FROM refresh_tokens r JOIN families f ON f.id = r.family_id WHERE r.token_hash = $1",
-        )
-        .bind(blob(hash))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
+                hash,
+            )
+            .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(StoredRefreshToken {
             family_id: get(&row, "family_id")?,
@@ -457,15 +460,14 @@ impl Store for SqlStore {
     }
 
     async fn find_access_token(&self, hash: &TokenHash) -> Result<Option<AccessTokenInfo>, StoreError> {
-        let row = sqlx::query(
+        let row = self
+            .row_by_hash(
             "SELECT a.family_id, f.server, a.client_id, f.subject, a.scope, f.resource, a.expires_at, a.revoked_at, f.status, \
              f.upstream_sealed, f.upstream_expires_at \
              FROM access_tokens a JOIN families f ON f.id = a.family_id WHERE a.token_hash = $1",
-        )
-        .bind(blob(hash))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
+                hash,
+            )
+            .await?;
         let Some(row) = row else { return Ok(None) };
         let revoked_at: Option<i64> = get(&row, "revoked_at")?;
         Ok(Some(AccessTokenInfo {

@@ -12,7 +12,7 @@ use mcp_oauth_devsupport::mcp_server::{self, Observed};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::harness::{KEY, VERIFIER};
+use crate::harness::{KEY, VERIFIER, mcp_initialize};
 use crate::replicas::postgres_url;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mcp-oauth-proxy");
@@ -56,20 +56,6 @@ async fn refresh(http: &reqwest::Client, base: &str, rt: &str) -> Result<(Status
     Ok((status, r.json().await.unwrap_or(Value::Null)))
 }
 
-async fn mcp(http: &reqwest::Client, base: &str, token: &str) -> Result<StatusCode, reqwest::Error> {
-    let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
-    Ok(http
-        .post(format!("{base}/mcp/demo"))
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(body)
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await?
-        .status())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_replica_mid_burst_loses_nothing() {
     let Some(db) = postgres_url() else { return };
@@ -81,31 +67,19 @@ async fn killing_a_replica_mid_burst_loses_nothing() {
     let dir = std::env::temp_dir().join(format!("mop-crash-{}", mcp_oauth_core::token::random_id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("proxy.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"public_url = "http://127.0.0.1:{port_a}"
-[storage]
-url = "{db}"
-[encryption]
-key = "{KEY}"
-[providers.dev]
-issuer = "{issuer}"
-client_id = "proxy-client"
-client_secret = "proxy-secret"
-scopes = ["openid"]
-[[servers]]
-slug = "demo"
-upstream_url = "{upstream}"
-provider = "dev"
-[[clients]]
-client_id = "crash-test"
-redirect_uris = ["{REDIRECT}"]
-trusted = true
-"#
+    let public_url = format!("http://127.0.0.1:{port_a}");
+    let toml = mcp_oauth_devsupport::DevProxyConfig {
+        public_url: &public_url,
+        storage_url: &db,
+        encryption_key: KEY,
+        issuer: &issuer,
+        upstream_url: &upstream,
+        more_tables: &format!(
+            "[[clients]]\nclient_id = \"crash-test\"\nredirect_uris = [\"{REDIRECT}\"]\ntrusted = true\n"
         ),
-    )
-    .unwrap();
+    }
+    .toml();
+    std::fs::write(&config, toml).unwrap();
     let a = spawn_replica(&config, port_a).await;
     let mut b = spawn_replica(&config, port_b).await;
 
@@ -162,7 +136,7 @@ trusted = true
                             received.push(pair.clone());
                         }
                     }
-                    let _ = mcp(&http, base, pair["access_token"].as_str().unwrap()).await;
+                    let _ = mcp_initialize(&http, base, pair["access_token"].as_str().unwrap()).await;
                 }
                 received
             })
@@ -181,10 +155,16 @@ trusted = true
         // The newest pair works on both replicas; every earlier access token is either
         // still valid (not expired) or was issued in a family that is still alive.
         for base in [&a.base, &b.base] {
-            assert_eq!(mcp(&http, base, newest["access_token"].as_str().unwrap()).await.unwrap(), StatusCode::OK);
+            assert_eq!(
+                mcp_initialize(&http, base, newest["access_token"].as_str().unwrap()).await.unwrap(),
+                StatusCode::OK
+            );
         }
         for pair in &received {
-            assert_eq!(mcp(&http, &a.base, pair["access_token"].as_str().unwrap()).await.unwrap(), StatusCode::OK);
+            assert_eq!(
+                mcp_initialize(&http, &a.base, pair["access_token"].as_str().unwrap()).await.unwrap(),
+                StatusCode::OK
+            );
         }
         let (status, body) = refresh(&http, &b.base, newest["refresh_token"].as_str().unwrap()).await.unwrap();
         assert_eq!(status, StatusCode::OK, "the grant survived: {body}");

@@ -55,6 +55,23 @@ pub struct Start {
 
 pub use mcp_oauth_devsupport::browser::{Browser, client};
 
+/// The first message of an MCP session, for status-level checks of the MCP path.
+pub const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+
+/// Sends `initialize` to `base`'s demo MCP server with `token`; returns the status.
+pub async fn mcp_initialize(http: &reqwest::Client, base: &str, token: &str) -> Result<StatusCode, reqwest::Error> {
+    Ok(http
+        .post(format!("{base}/mcp/demo"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(INITIALIZE)
+        .timeout(std::time::Duration::from_secs(30))
+        .send()
+        .await?
+        .status())
+}
+
 impl Harness {
     pub async fn start() -> Self {
         Self::start_with(Start::default()).await
@@ -75,36 +92,24 @@ impl Harness {
             Some(u) => u,
             None => mcp_server::spawn(idp.token_check(), observed.clone()).await.unwrap(),
         };
-        let upstream_url_for_config = upstream_url.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let db_dir = opts.db_dir.unwrap_or_else(|| std::env::temp_dir().join(format!("mop-it-{}", random_id())));
         let storage_url = opts.storage_url.unwrap_or_else(|| format!("sqlite://{}/proxy.db", db_dir.display()));
         let public_url = opts.public_url.unwrap_or_else(|| base.clone());
-        let toml = format!(
-            r#"
-public_url = "{public_url}"
-[storage]
-url = "{storage_url}"
-[encryption]
-key = "{KEY}"
-[providers.dev]
-issuer = "{issuer}"
-client_id = "proxy-client"
-client_secret = "proxy-secret"
-scopes = ["openid"]
-[[servers]]
-slug = "demo"
-upstream_url = "{upstream_url_for_config}"
-provider = "dev"
-[[servers]]
-slug = "other"
-upstream_url = "http://127.0.0.1:9/mcp"
-provider = "dev"
-{extra}
-"#,
-            extra = opts.extra_toml
+        let more = format!(
+            "[[servers]]\nslug = \"other\"\nupstream_url = \"http://127.0.0.1:9/mcp\"\nprovider = \"dev\"\n\n{}",
+            opts.extra_toml
         );
+        let toml = mcp_oauth_devsupport::DevProxyConfig {
+            public_url: &public_url,
+            storage_url: &storage_url,
+            encryption_key: KEY,
+            issuer: &issuer,
+            upstream_url: &upstream_url,
+            more_tables: &more,
+        }
+        .toml();
         let config = Config::from_parts(&toml, std::iter::empty(), &|_| None).unwrap();
         let app = mcp_oauth_proxy::server::build(config, Arc::new(clock.clone())).await.unwrap();
         let router = mcp_oauth_http::router(app.clone());
@@ -204,6 +209,10 @@ provider = "dev"
         let code = self.authorize(&mut browser, &client_id).await;
         let tokens = self.exchange(&client_id, &code).await;
         (client_id, tokens)
+    }
+
+    pub async fn mcp_status(&self, token: &str) -> StatusCode {
+        mcp_initialize(&self.http, &self.base, token).await.expect("the proxy answers")
     }
 
     pub async fn access_token_works(&self, token: &str) -> bool {

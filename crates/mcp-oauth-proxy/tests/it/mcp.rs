@@ -13,7 +13,7 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::{Value, json};
 
-use crate::harness::{Browser, Harness, REDIRECT, Start};
+use crate::harness::{Browser, Harness, INITIALIZE, REDIRECT, Start};
 
 /// A client handler that records when each progress notification arrived.
 #[derive(Clone, Default)]
@@ -56,8 +56,6 @@ async fn post(h: &Harness, slug: &str, token: Option<&str>, body: String) -> req
     }
     req.send().await.unwrap()
 }
-
-const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
 
 fn access(tokens: &Value) -> String {
     tokens["access_token"].as_str().unwrap().to_owned()

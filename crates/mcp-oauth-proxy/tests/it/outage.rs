@@ -49,21 +49,6 @@ impl Drop for Cluster {
     }
 }
 
-const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
-
-async fn mcp_status(h: &Harness, token: &str) -> StatusCode {
-    h.http
-        .post(h.url("/mcp/demo"))
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(INITIALIZE)
-        .send()
-        .await
-        .unwrap()
-        .status()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_is_503_meanwhile_and_heals_by_itself() {
     if postgres_url().is_none() {
@@ -74,7 +59,7 @@ async fn a_database_outage_is_503_meanwhile_and_heals_by_itself() {
     let (client_id, tokens) = h.logged_in().await;
     let access = tokens["access_token"].as_str().unwrap().to_owned();
     let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
-    assert_eq!(mcp_status(&h, &access).await, StatusCode::OK);
+    assert_eq!(h.mcp_status(&access).await, StatusCode::OK);
 
     let cluster = tokio::task::spawn_blocking(move || {
         cluster.run("stop");
@@ -83,7 +68,7 @@ async fn a_database_outage_is_503_meanwhile_and_heals_by_itself() {
     .await
     .unwrap();
     let started = Instant::now();
-    assert_eq!(mcp_status(&h, &access).await, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(h.mcp_status(&access).await, StatusCode::SERVICE_UNAVAILABLE);
     let (status, err) = h.refresh(&client_id, &refresh).await;
     assert_eq!((status, err["error"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("temporarily_unavailable")));
     assert!(started.elapsed() < Duration::from_secs(20), "failing is bounded in time");
@@ -96,7 +81,7 @@ async fn a_database_outage_is_503_meanwhile_and_heals_by_itself() {
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let status = mcp_status(&h, &access).await;
+        let status = h.mcp_status(&access).await;
         if status == StatusCode::OK {
             break;
         }

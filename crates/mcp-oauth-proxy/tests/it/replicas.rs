@@ -44,21 +44,6 @@ async fn deployments() -> Vec<(Harness, Option<Harness>)> {
     out
 }
 
-const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
-
-async fn mcp_status(h: &Harness, token: &str) -> StatusCode {
-    h.http
-        .post(h.url("/mcp/demo"))
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(INITIALIZE)
-        .send()
-        .await
-        .unwrap()
-        .status()
-}
-
 fn s(v: &Value, k: &str) -> String {
     v[k].as_str().unwrap_or_else(|| panic!("no {k} in {v}")).to_owned()
 }
@@ -69,8 +54,8 @@ async fn a_grant_made_at_one_replica_works_at_the_other_and_revocation_holds_at_
     let (client_id, tokens) = a.logged_in().await;
     let (status, fresh) = b.refresh(&client_id, &s(&tokens, "refresh_token")).await;
     assert_eq!(status, StatusCode::OK, "{fresh}");
-    assert_eq!(mcp_status(&b, &s(&fresh, "access_token")).await, StatusCode::OK);
-    assert_eq!(mcp_status(&a, &s(&fresh, "access_token")).await, StatusCode::OK);
+    assert_eq!(b.mcp_status(&s(&fresh, "access_token")).await, StatusCode::OK);
+    assert_eq!(a.mcp_status(&s(&fresh, "access_token")).await, StatusCode::OK);
     let r = a
         .http
         .post(a.url("/oauth/demo/revoke"))
@@ -79,7 +64,7 @@ async fn a_grant_made_at_one_replica_works_at_the_other_and_revocation_holds_at_
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(mcp_status(&b, &s(&fresh, "access_token")).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(b.mcp_status(&s(&fresh, "access_token")).await, StatusCode::UNAUTHORIZED);
     assert_eq!(b.refresh(&client_id, &s(&fresh, "refresh_token")).await.0, StatusCode::BAD_REQUEST);
 }
 
@@ -105,15 +90,15 @@ async fn fifty_concurrent_refreshes_of_one_token_fork_nothing_and_a_late_replay_
         }
         assert_eq!(pairs.len(), 50, "within the grace window every racer gets a pair");
         for pair in &pairs {
-            assert_eq!(mcp_status(&a, &s(pair, "access_token")).await, StatusCode::OK);
-            assert_eq!(mcp_status(b, &s(pair, "access_token")).await, StatusCode::OK);
+            assert_eq!(a.mcp_status(&s(pair, "access_token")).await, StatusCode::OK);
+            assert_eq!(b.mcp_status(&s(pair, "access_token")).await, StatusCode::OK);
         }
         a.clock.advance(31);
         let (status, err) = b.refresh(&client_id, &rt).await;
         assert_eq!((status, err["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
         for pair in &pairs {
-            assert_eq!(mcp_status(&a, &s(pair, "access_token")).await, StatusCode::UNAUTHORIZED);
-            assert_eq!(mcp_status(b, &s(pair, "access_token")).await, StatusCode::UNAUTHORIZED);
+            assert_eq!(a.mcp_status(&s(pair, "access_token")).await, StatusCode::UNAUTHORIZED);
+            assert_eq!(b.mcp_status(&s(pair, "access_token")).await, StatusCode::UNAUTHORIZED);
         }
         assert_eq!(a.refresh(&client_id, &s(&pairs[0], "refresh_token")).await.0, StatusCode::BAD_REQUEST);
     }
@@ -126,7 +111,7 @@ async fn fifty_concurrent_calls_after_upstream_expiry_refresh_upstream_once() {
         let (_, tokens) = a.logged_in().await;
         let token = s(&tokens, "access_token");
         a.clock.advance(301);
-        let calls: Vec<_> = (0..50).map(|i| mcp_status(if i % 2 == 0 { &a } else { b }, &token)).collect();
+        let calls: Vec<_> = (0..50).map(|i| (if i % 2 == 0 { &a } else { b }).mcp_status(&token)).collect();
         for status in futures_util::future::join_all(calls).await {
             assert_eq!(status, StatusCode::OK);
         }
