@@ -13,13 +13,24 @@ async fn backends() -> Vec<Arc<dyn Store>> {
     let dir = std::env::temp_dir().join(format!("mop-store-{}", random_id()));
     let mut out = vec![open(&format!("sqlite://{}/test.db", dir.display())).await.unwrap()];
     match std::env::var("MOP_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => out.push(open(&url).await.unwrap()),
+        Ok(url) if !url.is_empty() => out.push(open(&fresh_postgres_database(&url).await).await.unwrap()),
         _ if std::env::var("MOP_REQUIRE_POSTGRES").is_ok() => {
             panic!("MOP_REQUIRE_POSTGRES is set but MOP_TEST_POSTGRES_URL is not")
         }
         _ => {}
     }
     out
+}
+
+/// A new, empty database on the test server, so that each test (purges included) sees
+/// only its own rows, as it does with its own SQLite file.
+async fn fresh_postgres_database(url: &str) -> String {
+    use sqlx::Connection;
+    let name = format!("mop_behaviour_{}", random_id());
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+    let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(url);
+    format!("{base}/{name}")
 }
 
 const NOW: i64 = 1_700_000_000;

@@ -58,7 +58,7 @@ async fn refresh(http: &reqwest::Client, base: &str, rt: &str) -> Result<(Status
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_replica_mid_burst_loses_nothing() {
-    let Some(db) = postgres_url() else { return };
+    let Some(db) = postgres_url().await else { return };
     let clock = ManualClock::starting_now();
     let idp = DevIdp::new(IdpOptions::default(), Arc::new(clock.clone()));
     let issuer = idp.spawn().await.unwrap();

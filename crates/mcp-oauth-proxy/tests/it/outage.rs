@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 
 use crate::harness::{Harness, Start};
-use crate::replicas::postgres_url;
+use crate::replicas::postgres_server;
 
 struct Cluster {
     dir: PathBuf,
@@ -51,7 +51,7 @@ impl Drop for Cluster {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_is_503_meanwhile_and_heals_by_itself() {
-    if postgres_url().is_none() {
+    if postgres_server().is_none() {
         return;
     }
     let (cluster, url) = tokio::task::spawn_blocking(Cluster::start).await.unwrap();

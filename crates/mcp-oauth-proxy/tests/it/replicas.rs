@@ -7,8 +7,21 @@ use serde_json::Value;
 
 use crate::harness::{Browser, Harness, REDIRECT, Start, VERIFIER};
 
-/// The PostgreSQL test database, if this run has one (CI always does).
-pub fn postgres_url() -> Option<String> {
+/// A new, empty database on the PostgreSQL test server, if this run has one (CI always
+/// does), so that tests on PostgreSQL share nothing but the server.
+pub async fn postgres_url() -> Option<String> {
+    use sqlx::Connection;
+    let url = postgres_server()?;
+    let name = format!("mop_it_{}", mcp_oauth_core::token::random_id());
+    let mut conn = sqlx::PgConnection::connect(&url).await.expect("the PostgreSQL test server answers");
+    sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+    let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
+    Some(format!("{base}/{name}"))
+}
+
+/// The PostgreSQL test server's URL, if this run has one; CI sets `MOP_REQUIRE_POSTGRES`
+/// so that its absence fails rather than skips.
+pub fn postgres_server() -> Option<String> {
     match std::env::var("MOP_TEST_POSTGRES_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ if std::env::var("MOP_REQUIRE_POSTGRES").is_ok() => {
@@ -20,7 +33,7 @@ pub fn postgres_url() -> Option<String> {
 
 /// Two replicas on one PostgreSQL database, behind one public URL (A's).
 async fn two_replicas() -> Option<(Harness, Harness)> {
-    let url = postgres_url()?;
+    let url = postgres_url().await?;
     let a = Harness::start_with(Start { storage_url: Some(url.clone()), ..Default::default() }).await;
     let b = Harness::start_with(Start {
         storage_url: Some(url),
