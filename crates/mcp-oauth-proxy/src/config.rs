@@ -368,7 +368,7 @@ fn validate(raw: Raw, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         v
     };
     let tokens = TokenSettings {
-        access_ttl_secs: ttl("access_ttl_secs", raw.tokens.access_ttl_secs, defaults.access_ttl_secs, 60, 86_400),
+        access_ttl_secs: ttl("access_ttl_secs", raw.tokens.access_ttl_secs, defaults.access_ttl_secs, 10, 86_400),
         refresh_ttl_secs: ttl(
             "refresh_ttl_secs",
             raw.tokens.refresh_ttl_secs,

@@ -1,0 +1,68 @@
+// The official TypeScript SDK as an MCP client: discovery from the 401, dynamic
+// registration, PKCE login through the consent page and the upstream provider, then
+// tools/list and tools/call; then, after every token has expired, another call, which
+// the SDK makes work by refreshing (and the proxy by refreshing upstream).
+// Usage: node clients/ts-sdk.mjs MCP_URL WAIT_SECONDS
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
+import { browse } from '../lib/browser.mjs';
+
+const [mcpUrl, waitSeconds] = [process.argv[2], Number(process.argv[3] ?? 0)];
+const redirectUrl = 'http://127.0.0.1:53682/callback';
+
+class MemoryProvider {
+  constructor() { this.saved = {}; }
+  get redirectUrl() { return redirectUrl; }
+  get clientMetadata() {
+    return {
+      client_name: 'interop: TypeScript SDK',
+      redirect_uris: [redirectUrl],
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'none',
+    };
+  }
+  clientInformation() { return this.saved.client; }
+  saveClientInformation(info) { this.saved.client = info; }
+  tokens() { return this.saved.tokens; }
+  saveTokens(tokens) { this.saved.tokens = tokens; this.saved.tokenSaves = (this.saved.tokenSaves ?? 0) + 1; }
+  redirectToAuthorization(url) { this.authorizationUrl = url.toString(); }
+  saveCodeVerifier(v) { this.saved.verifier = v; }
+  codeVerifier() { return this.saved.verifier; }
+}
+
+async function connect(provider) {
+  const client = new Client({ name: 'interop-ts', version: '1.0.0' });
+  await client.connect(new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider }));
+  return client;
+}
+
+const provider = new MemoryProvider();
+let client;
+try {
+  client = await connect(provider);
+  throw new Error('connected without authorization');
+} catch (e) {
+  if (!(e instanceof UnauthorizedError)) throw e;
+  const back = await browse(provider.authorizationUrl, redirectUrl);
+  const params = new URL(back).searchParams;
+  if (!params.get('code')) throw new Error(`no code: ${back}`);
+  const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider });
+  await transport.finishAuth(params.get('code'));
+  client = await connect(provider);
+}
+const tools = await client.listTools();
+if (!tools.tools.some((t) => t.name === 'whoami')) throw new Error('whoami not listed');
+const first = await client.callTool({ name: 'whoami', arguments: {} });
+const who = first.content[0].text;
+if (!who.includes('johndoe')) throw new Error(`unexpected caller: ${who}`);
+await client.close();
+const savesBefore = provider.saved.tokenSaves;
+await new Promise((r) => setTimeout(r, waitSeconds * 1000));
+client = await connect(provider);
+const second = await client.callTool({ name: 'whoami', arguments: {} });
+if (!second.content[0].text.includes('johndoe')) throw new Error(`after refresh: ${second.content[0].text}`);
+if (provider.saved.tokenSaves <= savesBefore) throw new Error('the client never refreshed its token');
+await client.close();
+console.log(`ok: ${who}; refreshed after ${waitSeconds}s`);

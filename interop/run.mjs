@@ -1,0 +1,100 @@
+// The interop suite: real clients, a real OAuth provider and an SDK-built MCP server
+// against the mcp-oauth-proxy binary. One line per scenario, then `N passed, N failed`.
+// Usage: node run.mjs  (MOP_PROXY_BIN names the binary; default ../target/debug/…)
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startProvider } from './lib/provider.mjs';
+import { startUpstream } from './lib/upstream.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const bin = process.env.MOP_PROXY_BIN ?? path.join(here, '../target/debug/mcp-oauth-proxy');
+const UPSTREAM_TTL = 15; // seconds; the proxy refreshes 5 s before expiry
+const ACCESS_TTL = 10; // the proxy's own access tokens
+const WAIT = 20; // clients wait this long, so that both have expired, then call again
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPort(port) {
+  for (let i = 0; i < 200; i++) {
+    const ok = await new Promise((resolve) => {
+      const c = net.connect(port, '127.0.0.1', () => { c.end(); resolve(true); }).on('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`nothing listens on ${port}`);
+}
+
+function run(cmd, args, timeoutMs = 120_000) {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { cwd: here, env: process.env });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (code) => { clearTimeout(timer); resolve({ code, out: out.trim() }); });
+    child.on('error', (e) => { clearTimeout(timer); resolve({ code: -1, out: e.message }); });
+  });
+}
+
+const provider = await startProvider({ ttl: UPSTREAM_TTL });
+const upstream = await startUpstream({ issuer: provider.url });
+const port = await freePort();
+const publicUrl = `http://127.0.0.1:${port}`;
+const dir = mkdtempSync(path.join(os.tmpdir(), 'mop-interop-'));
+const config = path.join(dir, 'proxy.toml');
+writeFileSync(config, `listen = "127.0.0.1:${port}"
+public_url = "${publicUrl}"
+[storage]
+url = "sqlite://${dir}/proxy.db"
+[encryption]
+key = "${randomBytes(32).toString('base64')}"
+[tokens]
+access_ttl_secs = ${ACCESS_TTL}
+[providers.mock]
+issuer = "${provider.url}"
+client_id = "mcp-oauth-proxy"
+client_secret = "interop-secret"
+scopes = ["openid"]
+refresh_margin_secs = 5
+[[servers]]
+slug = "interop"
+upstream_url = "${upstream.url}"
+provider = "mock"
+`);
+const proxy = spawn(bin, ['serve', '--config', config], { env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' }, stdio: ['ignore', 'inherit', 'inherit'] });
+await waitForPort(port);
+const mcpUrl = `${publicUrl}/mcp/interop`;
+
+const scenarios = [
+  ['typescript-sdk', 'node', ['clients/ts-sdk.mjs', mcpUrl, String(WAIT)]],
+];
+const results = await Promise.all(scenarios.map(async ([name, cmd, args]) => [name, await run(cmd, args)]));
+let passed = 0;
+let failed = 0;
+for (const [name, { code, out }] of results) {
+  const ok = code === 0;
+  ok ? passed++ : failed++;
+  const last = out.split('\n').filter(Boolean).slice(ok ? -1 : -8).join(' | ');
+  console.log(`${ok ? 'PASS' : 'FAIL'} ${name}: ${last}`);
+}
+const refreshed = provider.stats.refreshes >= 1;
+refreshed ? passed++ : failed++;
+console.log(`${refreshed ? 'PASS' : 'FAIL'} upstream-refresh: the provider answered ${provider.stats.refreshes} refresh grant(s) for ${provider.stats.codeExchanges} login(s)`);
+console.log(`${passed} passed, ${failed} failed`);
+proxy.kill();
+await provider.stop();
+upstream.stop();
+process.exit(failed === 0 ? 0 : 1);
