@@ -80,6 +80,7 @@ const mcpUrl = `${publicUrl}/mcp/interop`;
 
 const scenarios = [
   ['typescript-sdk', 'node', ['clients/ts-sdk.mjs', mcpUrl, String(WAIT)]],
+  ['python-sdk', path.join(here, '.venv/bin/python'), ['clients/py-sdk.py', mcpUrl, String(WAIT)]],
 ];
 const results = await Promise.all(scenarios.map(async ([name, cmd, args]) => [name, await run(cmd, args)]));
 let passed = 0;

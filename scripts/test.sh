@@ -26,4 +26,6 @@ stage "lint" cargo clippy --workspace --all-targets --locked -- -D warnings
 stage "build tests" cargo test --workspace --locked --no-run
 stage "postgres" start_postgres
 stage "tests" cargo test --workspace --locked
+# Real clients and a real provider against the binary the tests just built.
+stage "interop" env MOP_PROXY_BIN="$PWD/target/debug/mcp-oauth-proxy" ./interop/run.sh
 echo "==> all stages passed in ${SECONDS}s"
