@@ -81,6 +81,7 @@ const mcpUrl = `${publicUrl}/mcp/interop`;
 const scenarios = [
   ['typescript-sdk', 'node', ['clients/ts-sdk.mjs', mcpUrl, String(WAIT)]],
   ['python-sdk', path.join(here, '.venv/bin/python'), ['clients/py-sdk.py', mcpUrl, String(WAIT)]],
+  ['mcp-remote', 'node', ['clients/mcp-remote.mjs', mcpUrl, String(WAIT)]],
 ];
 const results = await Promise.all(scenarios.map(async ([name, cmd, args]) => [name, await run(cmd, args)]));
 let passed = 0;
@@ -91,9 +92,11 @@ for (const [name, { code, out }] of results) {
   const last = out.split('\n').filter(Boolean).slice(ok ? -1 : -8).join(' | ');
   console.log(`${ok ? 'PASS' : 'FAIL'} ${name}: ${last}`);
 }
-const refreshed = provider.stats.refreshes >= 1;
+// Every client logged in exactly once (so each kept working by refreshing, not by sending
+// the user back to log in), and the proxy refreshed upstream tokens during the run.
+const refreshed = provider.stats.refreshes >= 1 && provider.stats.codeExchanges === scenarios.length;
 refreshed ? passed++ : failed++;
-console.log(`${refreshed ? 'PASS' : 'FAIL'} upstream-refresh: the provider answered ${provider.stats.refreshes} refresh grant(s) for ${provider.stats.codeExchanges} login(s)`);
+console.log(`${refreshed ? 'PASS' : 'FAIL'} upstream-refresh: the provider answered ${provider.stats.refreshes} refresh grant(s) for ${provider.stats.codeExchanges} login(s) of ${scenarios.length} client(s)`);
 console.log(`${passed} passed, ${failed} failed`);
 proxy.kill();
 await provider.stop();

@@ -52,3 +52,12 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     (e) => { console.error(e.message); process.exit(1); },
   );
 }
+
+/** Plays the whole browser part for clients that open a real browser and listen on a
+ * loopback callback themselves: follows the login, then delivers the code there. */
+export async function browseAndDeliver(url, redirectPrefix) {
+  const back = await browse(url, redirectPrefix);
+  const res = await fetch(back);
+  if (!res.ok) throw new Error(`the client's callback answered ${res.status}`);
+  return back;
+}
