@@ -82,6 +82,7 @@ const scenarios = [
   ['typescript-sdk', 'node', ['clients/ts-sdk.mjs', mcpUrl, String(WAIT)]],
   ['python-sdk', path.join(here, '.venv/bin/python'), ['clients/py-sdk.py', mcpUrl, String(WAIT)]],
   ['mcp-remote', 'node', ['clients/mcp-remote.mjs', mcpUrl, String(WAIT)]],
+  ['inspector-cli', 'node', ['clients/inspector-cli.mjs', mcpUrl, String(WAIT)]],
 ];
 const results = await Promise.all(scenarios.map(async ([name, cmd, args]) => [name, await run(cmd, args)]));
 let passed = 0;
