@@ -16,6 +16,7 @@ const bin = process.env.MOP_PROXY_BIN ?? path.join(here, '../target/debug/mcp-oa
 const UPSTREAM_TTL = 15; // seconds; the proxy refreshes 5 s before expiry
 const ACCESS_TTL = 10; // the proxy's own access tokens
 const WAIT = 20; // clients wait this long, so that both have expired, then call again
+const CONFORMANCE_PORT = 53700;
 
 function freePort() {
   return new Promise((resolve) => {
@@ -73,18 +74,30 @@ refresh_margin_secs = 5
 slug = "interop"
 upstream_url = "${upstream.url}"
 provider = "mock"
+[[clients]]
+client_id = "conformance"
+redirect_uris = ["http://127.0.0.1:${CONFORMANCE_PORT}/callback"]
+trusted = true
 `);
 const proxy = spawn(bin, ['serve', '--config', config], { env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' }, stdio: ['ignore', 'inherit', 'inherit'] });
 await waitForPort(port);
 const mcpUrl = `${publicUrl}/mcp/interop`;
 
+const issuer = `${publicUrl}/oauth/interop`;
+// [name, command, arguments, how many upstream logins it makes]
 const scenarios = [
-  ['typescript-sdk', 'node', ['clients/ts-sdk.mjs', mcpUrl, String(WAIT)]],
-  ['python-sdk', path.join(here, '.venv/bin/python'), ['clients/py-sdk.py', mcpUrl, String(WAIT)]],
-  ['mcp-remote', 'node', ['clients/mcp-remote.mjs', mcpUrl, String(WAIT)]],
-  ['inspector-cli', 'node', ['clients/inspector-cli.mjs', mcpUrl, String(WAIT)]],
+  ['typescript-sdk', 'node', ['clients/ts-sdk.mjs', mcpUrl, String(WAIT)], 1],
+  ['python-sdk', path.join(here, '.venv/bin/python'), ['clients/py-sdk.py', mcpUrl, String(WAIT)], 1],
+  ['mcp-remote', 'node', ['clients/mcp-remote.mjs', mcpUrl, String(WAIT)], 1],
+  ['inspector-cli', 'node', ['clients/inspector-cli.mjs', mcpUrl, String(WAIT)], 1],
+];
+// The conformance suite listens on a fixed port for its callback: run it on its own.
+const afterwards = [
+  ['conformance (authorization server)', 'node', ['clients/conformance.mjs', issuer, mcpUrl, String(CONFORMANCE_PORT)], 1],
 ];
 const results = await Promise.all(scenarios.map(async ([name, cmd, args]) => [name, await run(cmd, args)]));
+for (const [name, cmd, args] of afterwards) results.push([name, await run(cmd, args)]);
+const expectedLogins = [...scenarios, ...afterwards].reduce((n, s) => n + s[3], 0);
 let passed = 0;
 let failed = 0;
 for (const [name, { code, out }] of results) {
@@ -95,9 +108,9 @@ for (const [name, { code, out }] of results) {
 }
 // Every client logged in exactly once (so each kept working by refreshing, not by sending
 // the user back to log in), and the proxy refreshed upstream tokens during the run.
-const refreshed = provider.stats.refreshes >= 1 && provider.stats.codeExchanges === scenarios.length;
+const refreshed = provider.stats.refreshes >= 1 && provider.stats.codeExchanges === expectedLogins;
 refreshed ? passed++ : failed++;
-console.log(`${refreshed ? 'PASS' : 'FAIL'} upstream-refresh: the provider answered ${provider.stats.refreshes} refresh grant(s) for ${provider.stats.codeExchanges} login(s) of ${scenarios.length} client(s)`);
+console.log(`${refreshed ? 'PASS' : 'FAIL'} upstream-refresh: the provider answered ${provider.stats.refreshes} refresh grant(s) for ${provider.stats.codeExchanges} login(s) (expected ${expectedLogins})`);
 console.log(`${passed} passed, ${failed} failed`);
 proxy.kill();
 await provider.stop();
