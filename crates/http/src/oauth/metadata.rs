@@ -7,7 +7,6 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::app::AppState;
-use crate::responses::JsonError;
 
 fn not_found(slug: &str) -> Response {
     (
@@ -50,9 +49,4 @@ pub async fn authorization_server(State(app): State<AppState>, Path(slug): Path<
         "client_id_metadata_document_supported": false,
     }))
     .into_response()
-}
-
-/// Unknown paths under `/oauth/…`: an OAuth-shaped 404 rather than an empty one.
-pub async fn unknown_endpoint() -> JsonError {
-    JsonError(mcp_oauth_core::OAuthError::invalid_request("no such endpoint"))
 }
