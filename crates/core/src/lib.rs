@@ -5,6 +5,7 @@
 //! decide *how* to carry it out. That split keeps every OAuth rule testable in isolation.
 
 pub mod client;
+pub mod client_metadata_document;
 pub mod clock;
 pub mod error;
 pub mod family;

@@ -55,6 +55,20 @@ impl ServerSettings {
     }
 }
 
+/// Client ID Metadata Documents: clients identified by an https URL to their metadata.
+#[derive(Debug, Clone, Copy)]
+pub struct MetadataDocumentSettings {
+    pub enabled: bool,
+    /// Fetch from loopback (and over plain http): for development and tests only.
+    pub allow_loopback: bool,
+}
+
+impl Default for MetadataDocumentSettings {
+    fn default() -> Self {
+        Self { enabled: true, allow_loopback: false }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// `scheme://host[:port][/prefix]`, without a trailing slash.
@@ -63,6 +77,7 @@ pub struct Settings {
     pub servers: Vec<ServerSettings>,
     /// Clients pre-registered by the operator; valid at every server.
     pub static_clients: Vec<Client>,
+    pub metadata_documents: MetadataDocumentSettings,
 }
 
 impl Settings {
@@ -108,7 +123,13 @@ mod tests {
     use super::*;
 
     fn settings(url: &str) -> Settings {
-        Settings { public_url: url.into(), tokens: TokenSettings::default(), servers: vec![], static_clients: vec![] }
+        Settings {
+            public_url: url.into(),
+            tokens: TokenSettings::default(),
+            servers: vec![],
+            static_clients: vec![],
+            metadata_documents: MetadataDocumentSettings::default(),
+        }
     }
 
     #[test]

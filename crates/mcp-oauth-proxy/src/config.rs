@@ -16,7 +16,7 @@ use mcp_oauth_core::client::{AuthMethod as ClientAuthMethod, Client, ClientMetad
 use mcp_oauth_core::scope::Scopes;
 use mcp_oauth_core::seal::{self, KeyRing};
 use mcp_oauth_core::token::TokenHash;
-use mcp_oauth_http::settings::{ServerSettings, Settings, TokenSettings};
+use mcp_oauth_http::settings::{MetadataDocumentSettings, ServerSettings, Settings, TokenSettings};
 use mcp_oauth_upstream::{AuthMethod, ProviderSettings};
 use serde::Deserialize;
 use toml::{Table, Value};
@@ -73,6 +73,17 @@ struct Raw {
     servers: Vec<RawServer>,
     #[serde(default)]
     clients: Vec<RawClient>,
+    #[serde(default)]
+    client_metadata_documents: RawMetadataDocuments,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMetadataDocuments {
+    #[serde(default, deserialize_with = "lenient::boolean")]
+    enabled: Option<bool>,
+    #[serde(default, deserialize_with = "lenient::boolean")]
+    allow_loopback: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -535,7 +546,16 @@ fn validate(raw: Raw, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         listen,
         storage_url,
         keys: keys.expect("no errors means the key decoded"),
-        settings: Settings { public_url, tokens, servers, static_clients },
+        settings: Settings {
+            public_url,
+            tokens,
+            servers,
+            static_clients,
+            metadata_documents: MetadataDocumentSettings {
+                enabled: raw.client_metadata_documents.enabled.unwrap_or(true),
+                allow_loopback: raw.client_metadata_documents.allow_loopback.unwrap_or(false),
+            },
+        },
         providers,
         idle_timeout_secs: idle_timeout_secs.max(5) as u64,
     })

@@ -5,6 +5,7 @@
 //! - [`id_token`]: the claim checks on an OpenID Connect id_token;
 //! - [`http_client`]: the one way this workspace builds an outgoing HTTP client.
 
+pub mod client_metadata_fetch;
 pub mod http_client;
 pub mod id_token;
 pub mod provider;

@@ -46,7 +46,7 @@ pub async fn authorization_server(State(app): State<AppState>, Path(slug): Path<
         "revocation_endpoint_auth_methods_supported": mcp_oauth_core::client::AuthMethod::SUPPORTED,
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": true,
-        "client_id_metadata_document_supported": false,
+        "client_id_metadata_document_supported": app.settings.metadata_documents.enabled,
     }))
     .into_response()
 }

@@ -8,6 +8,7 @@ mod cli;
 mod crash;
 mod discovery;
 mod mcp;
+mod metadata_documents;
 mod outage;
 mod raw_upstream;
 mod registration;

@@ -1,0 +1,81 @@
+//! Client ID Metadata Documents: a client whose id is the URL of its metadata.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::harness::{Browser, Harness, REDIRECT, Start};
+
+/// Serves `/client.json` (naming itself, unless `claimed_id` says otherwise) and returns
+/// its URL.
+async fn serve_document(claimed_id: Option<&str>, redirect: &str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/client.json", listener.local_addr().unwrap());
+    let doc = json!({
+        "client_id": claimed_id.unwrap_or(&url),
+        "client_name": "Metadata-document app",
+        "redirect_uris": [redirect],
+        "token_endpoint_auth_method": "none",
+    });
+    let router = axum::Router::new().route("/client.json", axum::routing::get(move || async move { axum::Json(doc) }));
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    url
+}
+
+fn allowing_loopback() -> Start {
+    Start { extra_toml: "[client_metadata_documents]\nallow_loopback = true\n".into(), ..Default::default() }
+}
+
+#[tokio::test]
+async fn a_metadata_document_client_logs_in_without_registering() {
+    let h = Harness::start_with(allowing_loopback()).await;
+    let meta: Value = h
+        .http
+        .get(h.url("/.well-known/oauth-authorization-server/oauth/demo"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["client_id_metadata_document_supported"], true);
+
+    let client_id = serve_document(None, REDIRECT).await;
+    let mut browser = Browser::new();
+    let page = browser.get(&h.authorize_url(&client_id, &[])).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("Metadata-document app"));
+    let code = h.authorize(&mut browser, &client_id).await;
+    let tokens = h.exchange(&client_id, &code).await;
+    assert!(h.access_token_works(tokens["access_token"].as_str().unwrap()).await);
+    let (status, _) = h.refresh(&client_id, tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn documents_that_lie_or_do_not_list_the_redirect_are_refused() {
+    let h = Harness::start_with(allowing_loopback()).await;
+    let liar = serve_document(Some("https://trusted.example/client.json"), REDIRECT).await;
+    let page = Browser::new().get(&h.authorize_url(&liar, &[])).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.headers.get("location").is_none());
+    let elsewhere = serve_document(None, "http://127.0.0.1:9999/other").await;
+    let page = Browser::new().get(&h.authorize_url(&elsewhere, &[])).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.headers.get("location").is_none());
+}
+
+#[tokio::test]
+async fn documents_on_internal_addresses_are_never_fetched() {
+    let h = Harness::start().await; // production defaults: no loopback, https only
+    for client_id in
+        ["https://127.0.0.1:1/client.json", "https://localhost/client.json", "https://169.254.169.254/latest/meta-data"]
+    {
+        let page = Browser::new().get(&h.authorize_url(client_id, &[])).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{client_id}");
+        assert!(page.body.contains("internal address"), "{client_id}: {}", page.body);
+    }
+    // Plain http is not a metadata document at all in production.
+    let plain = serve_document(None, REDIRECT).await;
+    let page = Browser::new().get(&h.authorize_url(&plain, &[])).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+}
