@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use mcp_oauth_core::SystemClock;
-use mcp_oauth_devsupport::browser::Browser;
 use mcp_oauth_devsupport::idp::{DevIdp, IdpOptions};
 use mcp_oauth_devsupport::mcp_server::{self, Observed};
 
@@ -147,31 +146,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // Log in once, as a user would, to get the proxy's token.
-    let verifier = "bench-verifier-0123456789-0123456789-0123456789";
-    let mut authorize = url::Url::parse(&format!("{public_url}/oauth/demo/authorize"))?;
-    authorize
-        .query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", "bench")
-        .append_pair("redirect_uri", redirect)
-        .append_pair("code_challenge", &mcp_oauth_core::pkce::s256_challenge(verifier))
-        .append_pair("code_challenge_method", "S256");
-    let back = Browser::new().login(authorize.as_str(), true).await;
-    let code = url::Url::parse(&back)?.query_pairs().find(|(k, _)| k == "code").ok_or("no code")?.1.into_owned();
+    let tokens = mcp_oauth_devsupport::browser::log_in(&public_url, "demo", "bench", redirect).await;
     let http = reqwest::Client::builder().pool_max_idle_per_host(1024).build()?;
-    let tokens: serde_json::Value = http
-        .post(format!("{public_url}/oauth/demo/token"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("code_verifier", verifier),
-            ("client_id", "bench"),
-            ("redirect_uri", redirect),
-        ])
-        .send()
-        .await?
-        .json()
-        .await?;
     let proxy_token = tokens["access_token"].as_str().ok_or("no access token")?.to_owned();
     let direct_token = idp.mint_access_token();
     let proxied = format!("{public_url}/mcp/demo");

@@ -133,3 +133,40 @@ impl Browser {
         done.location()
     }
 }
+
+/// The whole login of a public client at a proxy, as a user who approves everything:
+/// authorization request with PKCE, consent (if shown), the development provider's login,
+/// and the code exchange. Returns the token response.
+pub async fn log_in(public_url: &str, slug: &str, client_id: &str, redirect_uri: &str) -> serde_json::Value {
+    let verifier = mcp_oauth_core::pkce::new_verifier();
+    let mut url = url::Url::parse(&format!("{public_url}/oauth/{slug}/authorize")).expect("public URL");
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", redirect_uri)
+        .append_pair("code_challenge", &mcp_oauth_core::pkce::s256_challenge(&verifier))
+        .append_pair("code_challenge_method", "S256");
+    let back = Browser::new().login(url.as_str(), true).await;
+    let code = url::Url::parse(&back)
+        .expect("redirect URL")
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap_or_else(|| panic!("no code in {back}"))
+        .1
+        .into_owned();
+    client()
+        .post(format!("{public_url}/oauth/{slug}/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("code_verifier", &verifier),
+            ("client_id", client_id),
+            ("redirect_uri", redirect_uri),
+        ])
+        .send()
+        .await
+        .expect("token endpoint answers")
+        .json()
+        .await
+        .expect("token response is JSON")
+}

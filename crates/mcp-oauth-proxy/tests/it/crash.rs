@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mcp_oauth_core::ManualClock;
-use mcp_oauth_devsupport::browser::{Browser, client};
+use mcp_oauth_devsupport::browser::{client, log_in};
 use mcp_oauth_devsupport::idp::{DevIdp, IdpOptions};
 use mcp_oauth_devsupport::mcp_server::{self, Observed};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::harness::{KEY, VERIFIER, mcp_initialize};
+use crate::harness::{KEY, mcp_initialize};
 use crate::replicas::postgres_url;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mcp-oauth-proxy");
@@ -87,31 +87,7 @@ async fn killing_a_replica_mid_burst_loses_nothing() {
     let http = client();
     let mut sessions = Vec::new();
     for _ in 0..5 {
-        let mut url = url::Url::parse(&format!("{}/oauth/demo/authorize", a.base)).unwrap();
-        url.query_pairs_mut()
-            .append_pair("response_type", "code")
-            .append_pair("client_id", "crash-test")
-            .append_pair("redirect_uri", REDIRECT)
-            .append_pair("code_challenge", &mcp_oauth_core::pkce::s256_challenge(VERIFIER))
-            .append_pair("code_challenge_method", "S256");
-        let back = Browser::new().login(url.as_str(), true).await;
-        let code = url::Url::parse(&back).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
-        let tokens: Value = http
-            .post(format!("{}/oauth/demo/token", a.base))
-            .form(&[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("code_verifier", VERIFIER),
-                ("client_id", "crash-test"),
-                ("redirect_uri", REDIRECT),
-            ])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        sessions.push(tokens);
+        sessions.push(log_in(&a.base, "demo", "crash-test", REDIRECT).await);
     }
 
     // Each user's client refreshes and calls in a loop, alternating replicas, keeping
