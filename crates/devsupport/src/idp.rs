@@ -19,6 +19,8 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use mcp_oauth_core::clock::SharedClock;
 use mcp_oauth_core::html::escape;
 use mcp_oauth_core::token::random_b64;
+use ring::rand::SystemRandom;
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use serde_json::{Value, json};
 
 /// How the provider behaves.
@@ -34,6 +36,8 @@ pub struct IdpOptions {
     pub rotate_refresh_tokens: bool,
     /// Send an id_token when `openid` is among the scopes.
     pub issue_id_token: bool,
+    /// Sign id_tokens with a key the provider does not publish (a forgery, for tests).
+    pub sign_with_unpublished_key: bool,
 }
 
 impl Default for IdpOptions {
@@ -46,6 +50,7 @@ impl Default for IdpOptions {
             issue_refresh_tokens: true,
             rotate_refresh_tokens: true,
             issue_id_token: true,
+            sign_with_unpublished_key: false,
         }
     }
 }
@@ -83,6 +88,34 @@ struct Inner {
     rejecting: bool,
 }
 
+/// The provider's id_token signing key (ES256), made fresh at each start.
+struct SigningKey {
+    pair: EcdsaKeyPair,
+    jwk: Value,
+}
+
+impl SigningKey {
+    fn generate() -> Self {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("P-256 key generation");
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).expect("own key");
+        let public = pair.public_key().as_ref();
+        let jwk = json!({
+            "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": "dev-1",
+            "x": URL_SAFE_NO_PAD.encode(&public[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&public[33..65]),
+        });
+        Self { pair, jwk }
+    }
+
+    fn sign_jwt(&self, claims: &Value) -> String {
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"ES256","typ":"JWT","kid":"dev-1"}"#);
+        let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let sig = self.pair.sign(&SystemRandom::new(), input.as_bytes()).expect("ECDSA signing");
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+    }
+}
+
 /// A running provider's handle: cheap to clone, shared with its router.
 #[derive(Clone)]
 pub struct DevIdp {
@@ -90,11 +123,18 @@ pub struct DevIdp {
     inner: Arc<Mutex<Inner>>,
     clock: SharedClock,
     issuer: Arc<Mutex<String>>,
+    signing: Arc<SigningKey>,
 }
 
 impl DevIdp {
     pub fn new(options: IdpOptions, clock: SharedClock) -> Self {
-        Self { options: Arc::new(Mutex::new(options)), inner: Arc::default(), clock, issuer: Arc::default() }
+        Self {
+            options: Arc::new(Mutex::new(options)),
+            inner: Arc::default(),
+            clock,
+            issuer: Arc::default(),
+            signing: Arc::new(SigningKey::generate()),
+        }
     }
 
     /// Serves the provider on a loopback port; returns its issuer URL.
@@ -115,6 +155,7 @@ impl DevIdp {
             .route("/authorize", get(login_page).post(login_submit))
             .route("/token", axum::routing::post(token))
             .route("/userinfo", get(userinfo))
+            .route("/jwks", get(jwks))
             .with_state(self.clone())
     }
 
@@ -212,9 +253,6 @@ impl DevIdp {
             body["refresh_token"] = refresh.into();
         }
         if o.issue_id_token && scope.split(' ').any(|s| s == "openid") {
-            // Unsigned ("alg":"none"): this provider is for development only, and the
-            // proxy trusts id_tokens by the TLS channel they arrive on, not by signature.
-            let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
             let mut claims = json!({
                 "iss": self.issuer(), "aud": o.client_id, "sub": o.subject,
                 "iat": now, "exp": now + 600,
@@ -222,7 +260,12 @@ impl DevIdp {
             if let Some(nonce) = nonce {
                 claims["nonce"] = nonce.into();
             }
-            body["id_token"] = format!("{header}.{}.", URL_SAFE_NO_PAD.encode(claims.to_string())).into();
+            body["id_token"] = if o.sign_with_unpublished_key {
+                SigningKey::generate().sign_jwt(&claims)
+            } else {
+                self.signing.sign_jwt(&claims)
+            }
+            .into();
         }
         body
     }
@@ -244,7 +287,8 @@ async fn discovery(State(idp): State<DevIdp>) -> Response {
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["none"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+        "jwks_uri": format!("{issuer}/jwks"),
     }))
     .into_response()
 }
@@ -369,6 +413,10 @@ async fn token(State(idp): State<DevIdp>, headers: HeaderMap, body: Bytes) -> Re
             oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "only authorization_code and refresh_token")
         }
     }
+}
+
+async fn jwks(State(idp): State<DevIdp>) -> Response {
+    axum::Json(json!({ "keys": [idp.signing.jwk.clone()] })).into_response()
 }
 
 async fn userinfo(State(idp): State<DevIdp>, headers: HeaderMap) -> Response {

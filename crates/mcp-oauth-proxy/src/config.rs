@@ -120,6 +120,7 @@ struct RawProvider {
     authorization_endpoint: Option<String>,
     token_endpoint: Option<String>,
     userinfo_endpoint: Option<String>,
+    jwks_uri: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
     client_secret_env: Option<String>,
@@ -407,6 +408,7 @@ fn validate(raw: Raw, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config,
             ("authorization_endpoint", &p.authorization_endpoint),
             ("token_endpoint", &p.token_endpoint),
             ("userinfo_endpoint", &p.userinfo_endpoint),
+            ("jwks_uri", &p.jwks_uri),
         ] {
             if let Some(v) = v {
                 check_url(&mut errors, &key(k), v);
@@ -448,6 +450,7 @@ fn validate(raw: Raw, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config,
             authorization_endpoint: p.authorization_endpoint,
             token_endpoint: p.token_endpoint,
             userinfo_endpoint: p.userinfo_endpoint,
+            jwks_uri: p.jwks_uri,
             client_id,
             client_secret,
             auth_method,

@@ -1,9 +1,6 @@
-//! Checks on an OpenID Connect id_token received from the token endpoint.
-//!
-//! The id_token comes straight from the provider's token endpoint over TLS in response
-//! to our own authenticated code exchange; OpenID Connect Core §3.1.3.7 (6) allows TLS
-//! server validation to stand in for the signature check in exactly this case. The
-//! claims are still checked: issuer, audience, expiry and the nonce we sent.
+//! Claim checks on an OpenID Connect id_token received from the token endpoint (OpenID
+//! Connect Core §3.1.3.7): issuer, audience, expiry and the nonce we sent. The signature
+//! is checked first, against the provider's keys (see `jwks`).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

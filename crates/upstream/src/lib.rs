@@ -8,6 +8,7 @@
 pub mod client_metadata_fetch;
 pub mod http_client;
 pub mod id_token;
+pub mod jwks;
 pub mod provider;
 
 pub use provider::{AuthMethod, Provider, ProviderSettings, UpstreamError, UpstreamTokens};

@@ -10,6 +10,7 @@ use tokio::sync::OnceCell;
 use url::Url;
 
 use crate::id_token;
+use crate::jwks::{self, JwkSet};
 
 /// How the proxy authenticates to the provider's token endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +28,8 @@ pub struct ProviderSettings {
     pub authorization_endpoint: Option<String>,
     pub token_endpoint: Option<String>,
     pub userinfo_endpoint: Option<String>,
+    /// Where the provider publishes its id_token signing keys (else discovered).
+    pub jwks_uri: Option<String>,
     pub client_id: String,
     pub client_secret: String,
     pub auth_method: AuthMethod,
@@ -48,6 +51,7 @@ impl fmt::Debug for ProviderSettings {
             .field("authorization_endpoint", &self.authorization_endpoint)
             .field("token_endpoint", &self.token_endpoint)
             .field("userinfo_endpoint", &self.userinfo_endpoint)
+            .field("jwks_uri", &self.jwks_uri)
             .field("client_id", &self.client_id)
             .field("client_secret", &"<redacted>")
             .field("auth_method", &self.auth_method)
@@ -117,12 +121,18 @@ struct Endpoints {
     authorization: Url,
     token: Url,
     userinfo: Option<Url>,
+    jwks: Option<Url>,
 }
+
+/// Signing keys are fetched again when a token names an unknown key, but not more often
+/// than this (a stream of forged `kid`s must not turn into a stream of fetches).
+const JWKS_REFETCH_SECS: u64 = 30;
 
 pub struct Provider {
     settings: ProviderSettings,
     http: reqwest::Client,
     endpoints: OnceCell<Endpoints>,
+    keys: tokio::sync::Mutex<Option<(JwkSet, std::time::Instant)>>,
 }
 
 impl fmt::Debug for Provider {
@@ -137,7 +147,7 @@ fn parse_url(what: &str, s: &str) -> Result<Url, UpstreamError> {
 
 impl Provider {
     pub fn new(settings: ProviderSettings, http: reqwest::Client) -> Self {
-        Self { settings, http, endpoints: OnceCell::new() }
+        Self { settings, http, endpoints: OnceCell::new(), keys: tokio::sync::Mutex::new(None) }
     }
 
     pub fn settings(&self) -> &ProviderSettings {
@@ -167,7 +177,8 @@ impl Provider {
     async fn resolve_endpoints(&self) -> Result<Endpoints, UpstreamError> {
         let s = &self.settings;
         let complete = s.authorization_endpoint.is_some() && s.token_endpoint.is_some();
-        let discovered = match (&s.issuer, complete && s.userinfo_endpoint.is_some()) {
+        let all_explicit = complete && s.userinfo_endpoint.is_some() && s.jwks_uri.is_some();
+        let discovered = match (&s.issuer, all_explicit) {
             (Some(issuer), false) => Some(self.discover(issuer).await?),
             _ => None,
         };
@@ -179,10 +190,12 @@ impl Provider {
         let token = pick(&s.token_endpoint, "token_endpoint")
             .ok_or_else(|| UpstreamError::Protocol("no token_endpoint configured or discovered".into()))?;
         let userinfo = pick(&s.userinfo_endpoint, "userinfo_endpoint");
+        let jwks = pick(&s.jwks_uri, "jwks_uri");
         Ok(Endpoints {
             authorization: parse_url("authorization_endpoint", &authorization)?,
             token: parse_url("token_endpoint", &token)?,
             userinfo: userinfo.map(|u| parse_url("userinfo_endpoint", &u)).transpose()?,
+            jwks: jwks.map(|u| parse_url("jwks_uri", &u)).transpose()?,
         })
     }
 
@@ -332,7 +345,12 @@ impl Provider {
         nonce: Option<&str>,
         now: i64,
     ) -> Result<String, UpstreamError> {
-        if let Some(id_token) = &tokens.id_token {
+        let endpoints = self.endpoints().await?;
+        // An id_token counts only if its signature verifies against the provider's keys;
+        // without published keys it is ignored in favour of the userinfo endpoint.
+        let id_token = tokens.id_token.as_ref().filter(|_| endpoints.jwks.is_some() || endpoints.userinfo.is_none());
+        if let Some(id_token) = id_token {
+            self.verify_signature(id_token).await?;
             let expect = id_token::Expectations {
                 issuer: self.settings.issuer.as_deref(),
                 client_id: &self.settings.client_id,
@@ -341,7 +359,7 @@ impl Provider {
             };
             return id_token::subject(id_token, &expect).map_err(|e| UpstreamError::Protocol(e.to_string()));
         }
-        let Some(userinfo) = self.endpoints().await?.userinfo.clone() else {
+        let Some(userinfo) = endpoints.userinfo.clone() else {
             return Err(UpstreamError::Protocol(
                 "the provider returned no id_token and no userinfo_endpoint is configured".into(),
             ));
@@ -371,6 +389,50 @@ impl Provider {
             (_, Value::Number(n)) => Ok(n.to_string()),
             _ => Err(UpstreamError::Protocol("userinfo has neither sub nor id".into())),
         }
+    }
+}
+
+impl Provider {
+    async fn fetch_keys(&self, url: &Url) -> Result<JwkSet, UpstreamError> {
+        let resp = self
+            .http
+            .get(url.clone())
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| UpstreamError::Unavailable(without_url(&e)))?;
+        if resp.status().is_server_error() {
+            return Err(UpstreamError::Unavailable(format!("jwks_uri answered HTTP {}", resp.status())));
+        }
+        if !resp.status().is_success() {
+            return Err(UpstreamError::Protocol(format!("jwks_uri answered HTTP {}", resp.status())));
+        }
+        resp.json().await.map_err(|e| UpstreamError::Protocol(format!("jwks: {e}")))
+    }
+
+    /// Verifies an id_token's signature, fetching the keys on first use and again (rate
+    /// limited) when the token names a key we do not have, as after a key rotation.
+    async fn verify_signature(&self, id_token: &str) -> Result<(), UpstreamError> {
+        let Some(url) = self.endpoints().await?.jwks.clone() else {
+            return Err(UpstreamError::Protocol(
+                "the provider sent an id_token but publishes no signing keys (set jwks_uri or userinfo_endpoint)"
+                    .into(),
+            ));
+        };
+        let mut cache = self.keys.lock().await;
+        let stale = cache.as_ref().is_none_or(|(_, at)| at.elapsed().as_secs() >= JWKS_REFETCH_SECS);
+        if cache.is_none() {
+            *cache = Some((self.fetch_keys(&url).await?, std::time::Instant::now()));
+        }
+        let result = jwks::verify(id_token, &cache.as_ref().expect("filled above").0);
+        match result {
+            Err(jwks::SignatureError::NoKey) if stale => {
+                *cache = Some((self.fetch_keys(&url).await?, std::time::Instant::now()));
+                jwks::verify(id_token, &cache.as_ref().expect("filled above").0)
+            }
+            other => other,
+        }
+        .map_err(|e| UpstreamError::Protocol(format!("id_token: {e}")))
     }
 }
 

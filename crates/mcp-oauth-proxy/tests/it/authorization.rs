@@ -233,3 +233,21 @@ async fn upstream_denial_and_failures_reach_the_client_as_oauth_errors() {
     let back = b.login(&h.authorize_url(&client_id, &[]), true).await;
     assert_eq!(query(&back)["error"], "access_denied");
 }
+
+#[tokio::test]
+async fn an_id_token_with_a_forged_signature_is_refused() {
+    let h = Harness::start_with(crate::harness::Start {
+        idp_options: Some(mcp_oauth_devsupport::idp::IdpOptions {
+            sign_with_unpublished_key: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await;
+    let client_id = h.register_public().await;
+    let back = Browser::new().login(&h.authorize_url(&client_id, &[]), true).await;
+    let q = query(&back);
+    assert_eq!(q["error"], "server_error", "{back}");
+    assert!(!q.contains_key("code"));
+    assert_eq!(h.idp.code_exchanges(), 1, "the code was exchanged, and then the id_token refused");
+}
