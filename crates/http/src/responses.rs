@@ -58,7 +58,8 @@ fn harden_html(resp: &mut Response) {
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;color:#222}\
 h1{font-size:1.4rem}dt{font-weight:600;margin-top:.6rem}dd{margin:0}code{background:#f3f3f3;padding:0 .2rem}\
-button{font-size:1rem;padding:.5rem 1.2rem;margin-right:.6rem}.note{color:#a40}";
+button{font-size:1rem;padding:.5rem 1.2rem;margin-right:.6rem;border-radius:4px;border:1px solid #888;background:#f4f4f4}\
+button[value=approve]{background:#1a5fb4;border-color:#1a5fb4;color:#fff}.note{color:#a40}small{color:#555}";
 
 /// An HTML page; `body_html` must already be escaped where it echoes input.
 pub fn html_page(status: StatusCode, title: &str, body_html: &str) -> Response {

@@ -103,7 +103,7 @@ pub fn page(
     let body = format!(
         "<h1>Allow access to {server_slug}?</h1>{notice}\
          <p><b>{client}</b> wants to use the MCP server <b>{server_slug}</b> on your behalf.</p>\
-         <dl><dt>Application</dt><dd>{client} <small>(client id <code>{client_id}</code>)</small></dd>\
+         <dl><dt>Application</dt><dd>{client} <small>(the name it gives itself; client id <code>{client_id}</code>)</small></dd>\
          <dt>It will receive the answer at</dt><dd><code>{host}</code></dd>\
          <dt>Access requested</dt><dd><code>{scopes}</code></dd>\
          <dt>You will sign in with</dt><dd>{provider}</dd></dl>\
