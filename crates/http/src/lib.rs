@@ -67,12 +67,29 @@ pub fn router(app: AppState) -> Router {
         .layer(DefaultBodyLimit::disable())
         .layer(cors);
 
+    // For load balancers and orchestrators: alive, and ready (the database answers).
+    let health = Router::new()
+        .route(&format!("{prefix}/healthz"), get(|| async { "ok" }))
+        .route(&format!("{prefix}/readyz"), get(ready));
+
     Router::new()
+        .merge(health)
         .merge(machine.layer(DefaultBodyLimit::max(OAUTH_BODY_LIMIT)))
         .merge(browser.layer(DefaultBodyLimit::max(OAUTH_BODY_LIMIT)))
         .merge(mcp)
         .layer(middleware::from_fn(access_log))
         .with_state(app)
+}
+
+async fn ready(axum::extract::State(app): axum::extract::State<AppState>) -> Response {
+    use axum::response::IntoResponse;
+    match app.store.ping().await {
+        Ok(()) => "ready".into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: the database does not answer");
+            (axum::http::StatusCode::SERVICE_UNAVAILABLE, "the database does not answer").into_response()
+        }
+    }
 }
 
 /// One line per request: method, path, status, time. Never the query string, which
@@ -82,6 +99,9 @@ async fn access_log(req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let started = Instant::now();
     let resp = next.run(req).await;
+    if path.ends_with("/healthz") || path.ends_with("/readyz") {
+        return resp; // probes every few seconds would drown the log
+    }
     tracing::info!(
         target: "mcp_oauth_proxy::access",
         %method,

@@ -103,6 +103,10 @@ impl<S: Store> Store for CachedStore<S> {
 
     // Everything else cannot change a cached lookup and goes straight through.
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+
     async fn insert_client(&self, server: &str, client: &Client) -> Result<(), StoreError> {
         self.inner.insert_client(server, client).await
     }

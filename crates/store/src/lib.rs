@@ -55,6 +55,9 @@ pub trait Store: Send + Sync + 'static {
     /// Which database this is, for logs and `check-config`.
     fn backend(&self) -> &'static str;
 
+    /// Whether the database answers (for readiness checks).
+    async fn ping(&self) -> Result<(), StoreError>;
+
     async fn insert_client(&self, server: &str, client: &Client) -> Result<(), StoreError>;
     async fn find_client(&self, server: &str, client_id: &str) -> Result<Option<Client>, StoreError>;
 

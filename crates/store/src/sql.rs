@@ -217,6 +217,10 @@ impl Store for SqlStore {
         }
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(map_err)
+    }
+
     async fn insert_client(&self, server: &str, client: &Client) -> Result<(), StoreError> {
         let metadata = serde_json::to_string(&client.metadata).map_err(|e| StoreError::Internal(e.to_string()))?;
         sqlx::query(

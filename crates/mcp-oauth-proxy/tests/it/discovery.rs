@@ -59,3 +59,12 @@ async fn browser_clients_may_call_machine_endpoints_cross_origin() {
     assert!(r.status().is_success());
     assert_eq!(r.headers()["access-control-allow-origin"], "*");
 }
+
+#[tokio::test]
+async fn health_and_readiness_probes_answer() {
+    let h = Harness::start().await;
+    for path in ["/healthz", "/readyz"] {
+        let r = h.http.get(h.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+    }
+}

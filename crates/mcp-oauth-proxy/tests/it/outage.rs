@@ -71,7 +71,10 @@ async fn a_database_outage_is_503_meanwhile_and_heals_by_itself() {
     assert_eq!(h.mcp_status(&access).await, StatusCode::SERVICE_UNAVAILABLE);
     let (status, err) = h.refresh(&client_id, &refresh).await;
     assert_eq!((status, err["error"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("temporarily_unavailable")));
-    assert!(started.elapsed() < Duration::from_secs(20), "failing is bounded in time");
+    let ready = h.http.get(h.url("/readyz")).send().await.unwrap().status();
+    assert_eq!(ready, StatusCode::SERVICE_UNAVAILABLE, "not ready without a database");
+    assert_eq!(h.http.get(h.url("/healthz")).send().await.unwrap().status(), StatusCode::OK, "but alive");
+    assert!(started.elapsed() < Duration::from_secs(30), "failing is bounded in time");
 
     let _cluster = tokio::task::spawn_blocking(move || {
         cluster.run("resume");
@@ -90,4 +93,5 @@ async fn a_database_outage_is_503_meanwhile_and_heals_by_itself() {
     }
     let (status, body) = h.refresh(&client_id, &refresh).await;
     assert_eq!(status, StatusCode::OK, "the refresh token survived the outage: {body}");
+    assert_eq!(h.http.get(h.url("/readyz")).send().await.unwrap().status(), StatusCode::OK);
 }
