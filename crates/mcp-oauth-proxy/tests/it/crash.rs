@@ -2,53 +2,20 @@
 //! again: every pair a client received is usable or properly superseded, no grant is
 //! lost, and the restarted replica needs no repair. Real processes on one PostgreSQL.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mcp_oauth_core::ManualClock;
 use mcp_oauth_devsupport::browser::{client, log_in};
-use mcp_oauth_devsupport::idp::{DevIdp, IdpOptions};
-use mcp_oauth_devsupport::mcp_server::{self, Observed};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::harness::{KEY, mcp_initialize};
+use crate::harness::mcp_initialize;
+use crate::processes::{REDIRECT, TRUSTED_CLIENT, replica_setup, spawn_replica};
 use crate::replicas::postgres_url;
-
-const BIN: &str = env!("CARGO_BIN_EXE_mcp-oauth-proxy");
-const REDIRECT: &str = "http://127.0.0.1:7/cb";
-
-struct Replica {
-    child: tokio::process::Child,
-    base: String,
-}
-
-async fn spawn_replica(config: &std::path::Path, port: u16) -> Replica {
-    let child = tokio::process::Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("MCP_OAUTH_PROXY_LISTEN", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "error")
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(Instant::now() < deadline, "replica on {port} did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Replica { child, base }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 async fn refresh(http: &reqwest::Client, base: &str, rt: &str) -> Result<(StatusCode, Value), reqwest::Error> {
     let r = http
         .post(format!("{base}/oauth/demo/token"))
-        .form(&[("grant_type", "refresh_token"), ("refresh_token", rt), ("client_id", "crash-test")])
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", rt), ("client_id", TRUSTED_CLIENT)])
         .timeout(Duration::from_secs(10))
         .send()
         .await?;
@@ -59,27 +26,8 @@ async fn refresh(http: &reqwest::Client, base: &str, rt: &str) -> Result<(Status
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_replica_mid_burst_loses_nothing() {
     let Some(db) = postgres_url().await else { return };
-    let clock = ManualClock::starting_now();
-    let idp = DevIdp::new(IdpOptions::default(), Arc::new(clock.clone()));
-    let issuer = idp.spawn().await.unwrap();
-    let upstream = mcp_server::spawn(idp.token_check(), Observed::default()).await.unwrap();
-    let (port_a, port_b) = (free_port(), free_port());
-    let dir = std::env::temp_dir().join(format!("mop-crash-{}", mcp_oauth_core::token::random_id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("proxy.toml");
-    let public_url = format!("http://127.0.0.1:{port_a}");
-    let toml = mcp_oauth_devsupport::DevProxyConfig {
-        public_url: &public_url,
-        storage_url: &db,
-        encryption_key: KEY,
-        issuer: &issuer,
-        upstream_url: &upstream,
-        more_tables: &format!(
-            "[[clients]]\nclient_id = \"crash-test\"\nredirect_uris = [\"{REDIRECT}\"]\ntrusted = true\n"
-        ),
-    }
-    .toml();
-    std::fs::write(&config, toml).unwrap();
+    let setup = replica_setup(&db).await;
+    let (config, port_a, port_b) = (setup.config.clone(), setup.port_a, setup.port_b);
     let a = spawn_replica(&config, port_a).await;
     let mut b = spawn_replica(&config, port_b).await;
 
@@ -87,7 +35,7 @@ async fn killing_a_replica_mid_burst_loses_nothing() {
     let http = client();
     let mut sessions = Vec::new();
     for _ in 0..5 {
-        sessions.push(log_in(&a.base, "demo", "crash-test", REDIRECT).await);
+        sessions.push(log_in(&a.base, "demo", TRUSTED_CLIENT, REDIRECT).await);
     }
 
     // Each user's client refreshes and calls in a loop, alternating replicas, keeping
@@ -146,5 +94,4 @@ async fn killing_a_replica_mid_burst_loses_nothing() {
         assert_eq!(status, StatusCode::OK, "the grant survived: {body}");
     }
     drop(a);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -10,6 +10,7 @@ mod discovery;
 mod mcp;
 mod metadata_documents;
 mod outage;
+mod processes;
 mod raw_upstream;
 mod registration;
 mod replicas;

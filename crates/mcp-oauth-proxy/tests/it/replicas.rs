@@ -61,24 +61,59 @@ fn s(v: &Value, k: &str) -> String {
     v[k].as_str().unwrap_or_else(|| panic!("no {k} in {v}")).to_owned()
 }
 
-#[tokio::test]
+/// Two separate proxy processes on one database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grant_made_at_one_replica_works_at_the_other_and_revocation_holds_at_once() {
-    let Some((a, b)) = two_replicas().await else { return };
-    let (client_id, tokens) = a.logged_in().await;
-    let (status, fresh) = b.refresh(&client_id, &s(&tokens, "refresh_token")).await;
-    assert_eq!(status, StatusCode::OK, "{fresh}");
-    assert_eq!(b.mcp_status(&s(&fresh, "access_token")).await, StatusCode::OK);
-    assert_eq!(a.mcp_status(&s(&fresh, "access_token")).await, StatusCode::OK);
-    let r = a
-        .http
-        .post(a.url("/oauth/demo/revoke"))
+    use crate::harness::mcp_initialize;
+    use crate::processes::{REDIRECT, replica_setup, spawn_replica};
+    let Some(db) = postgres_url().await else { return };
+    let setup = replica_setup(&db).await;
+    let a = spawn_replica(&setup.config, setup.port_a).await;
+    let b = spawn_replica(&setup.config, setup.port_b).await;
+    let http = crate::harness::client();
+
+    // A client registers and its user logs in at replica A…
+    let reg: Value = http
+        .post(format!("{}/oauth/demo/register", a.base))
+        .json(&serde_json::json!({
+            "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "refresh_token"],
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let client_id = s(&reg, "client_id");
+    let tokens = mcp_oauth_devsupport::browser::log_in(&a.base, "demo", &client_id, REDIRECT).await;
+
+    // …then refreshes and calls through replica B.
+    let r = http
+        .post(format!("{}/oauth/demo/token", b.base))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", s(&tokens, "refresh_token").as_str()),
+            ("client_id", &client_id),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let fresh: Value = r.json().await.unwrap();
+    let token = s(&fresh, "access_token");
+    assert_eq!(mcp_initialize(&http, &b.base, &token).await.unwrap(), StatusCode::OK);
+    assert_eq!(mcp_initialize(&http, &a.base, &token).await.unwrap(), StatusCode::OK);
+
+    // A revocation at A holds at B at once.
+    let r = http
+        .post(format!("{}/oauth/demo/revoke", a.base))
         .form(&[("token", s(&fresh, "refresh_token").as_str()), ("client_id", &client_id)])
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(b.mcp_status(&s(&fresh, "access_token")).await, StatusCode::UNAUTHORIZED);
-    assert_eq!(b.refresh(&client_id, &s(&fresh, "refresh_token")).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(mcp_initialize(&http, &b.base, &token).await.unwrap(), StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
