@@ -43,8 +43,29 @@ pub async fn run(app: AppState, listener: tokio::net::TcpListener) -> std::io::R
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, mcp_oauth_http::router(app)).with_graceful_shutdown(shutdown_signal()).await
+    // On SIGTERM/SIGINT stop accepting, let requests in flight finish, but do not wait
+    // forever: MCP event streams never end by themselves, and a deploy must not hang on
+    // them. Their clients reconnect (to another replica) with Last-Event-ID.
+    let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, mcp_oauth_http::router(app)).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        let _ = stopping.send(true);
+    });
+    let deadline = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        result = server => result,
+        () = deadline => {
+            tracing::info!(grace_secs = SHUTDOWN_GRACE.as_secs(), "open streams cut after the shutdown grace period");
+            Ok(())
+        }
+    }
 }
+
+/// How long requests in flight may take to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 async fn shutdown_signal() {
     let ctrl_c = async {

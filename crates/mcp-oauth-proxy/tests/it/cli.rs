@@ -86,3 +86,33 @@ async fn keygen_prints_a_usable_key() {
     let key = String::from_utf8(out.stdout).unwrap();
     assert!(mcp_oauth_core::seal::decode_key(key.trim()).is_ok());
 }
+
+/// A deploy sends SIGTERM: the proxy must exit even while a client holds an MCP event
+/// stream open (the rmcp client keeps a GET stream), after a bounded grace period.
+#[tokio::test]
+async fn sigterm_ends_the_process_despite_open_streams() {
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["demo", "--port", "0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mcp_url = loop {
+        let line = lines.next_line().await.unwrap().expect("demo prints its MCP URL");
+        if let Some(url) = line.strip_prefix("MCP URL:") {
+            break url.trim().to_owned();
+        }
+    };
+    let client = rmcp_oauth_session(&mcp_url).await;
+    assert_eq!(text(&call(&client, "add", json!({"a": 1, "b": 2})).await), "3");
+    tokio::time::sleep(Duration::from_millis(300)).await; // let the GET stream settle
+    let pid = child.id().unwrap().to_string();
+    let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(25), child.wait()).await;
+    let exit = exit.expect("the proxy exited within the grace period").unwrap();
+    assert!(exit.success(), "{exit:?}");
+    drop(client);
+}

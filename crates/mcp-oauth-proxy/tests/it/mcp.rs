@@ -26,6 +26,7 @@ impl ClientHandler for Recorder {
 }
 
 async fn connect(h: &Harness, slug: &str, token: &str) -> RunningService<RoleClient, Recorder> {
+    mcp_oauth_upstream::http_client::install_crypto_provider();
     let cfg = StreamableHttpClientTransportConfig::with_uri(h.url(&format!("/mcp/{slug}"))).auth_header(token);
     Recorder::default()
         .serve(StreamableHttpClientTransport::from_config(cfg))
@@ -65,6 +66,8 @@ fn access(tokens: &Value) -> String {
 /// dynamic registration, the consent page and upstream login (a scripted browser),
 /// the code exchange; returns a connected MCP session.
 pub async fn rmcp_oauth_session(mcp_url: &str) -> RunningService<RoleClient, Recorder> {
+    // rmcp builds its own reqwest clients, which need the process's TLS provider.
+    mcp_oauth_upstream::http_client::install_crypto_provider();
     let mut state = OAuthState::new(mcp_url, None).await.expect("discovery");
     state
         .start_authorization(AuthorizationRequest::new(REDIRECT).with_client_name("rmcp integration test"))
