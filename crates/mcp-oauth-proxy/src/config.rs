@@ -24,6 +24,9 @@ use toml::{Table, Value};
 pub const ENV_PREFIX: &str = "MCP_OAUTH_PROXY_";
 pub const DEFAULT_STORAGE_URL: &str = "sqlite://./data/proxy.db";
 
+/// `MCP_OAUTH_PROXY_*` variables that the command line reads (see `main.rs`).
+const NOT_CONFIG: &[&str] = &["LOG_FORMAT"];
+
 /// The validated configuration. `Debug` prints no secret.
 #[derive(Debug)]
 pub struct Config {
@@ -207,6 +210,10 @@ mod lenient {
 fn overlay_env(table: &mut Table, vars: impl Iterator<Item = (String, String)>) -> Result<(), String> {
     for (name, value) in vars {
         let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+        // Variables of the command line, not of the configuration.
+        if NOT_CONFIG.contains(&rest) {
+            continue;
+        }
         let rest = if rest == "ENCRYPTION_KEY" { "ENCRYPTION__KEY" } else { rest };
         let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
         set_path(table, &path, value).map_err(|e| format!("{name}: {e}"))?;
@@ -617,6 +624,7 @@ provider = "gh"
                 ("MCP_OAUTH_PROXY_SERVERS__0__UPSTREAM_URL", "http://127.0.0.1:9999/mcp"),
                 ("MCP_OAUTH_PROXY_PROVIDERS__GH__SCOPES", "read:user, repo"),
                 ("MCP_OAUTH_PROXY_LISTEN", "0.0.0.0:9090"),
+                ("MCP_OAUTH_PROXY_LOG_FORMAT", "json"),
             ],
         )
         .unwrap();

@@ -16,8 +16,17 @@ use mcp_oauth_proxy::server;
     about = "OAuth 2.1 authorization server and reverse proxy for remote MCP servers"
 )]
 struct Cli {
+    /// Log lines as text, or as one JSON object per line for log collectors.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "MCP_OAUTH_PROXY_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -47,10 +56,14 @@ enum Command {
     },
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
 }
 
 fn main() -> ExitCode {
@@ -71,7 +84,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Demo { port, data } => {
-            init_logging();
+            init_logging(cli.log_format);
             let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
             let result = runtime.block_on(async move {
                 let demo = mcp_oauth_proxy::demo::start(port, data).await?;
@@ -88,7 +101,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Serve { config } => {
-            init_logging();
+            init_logging(cli.log_format);
             let config = match Config::load(config.as_deref()) {
                 Ok(c) => c,
                 Err(e) => {

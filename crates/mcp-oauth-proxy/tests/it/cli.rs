@@ -116,3 +116,61 @@ async fn sigterm_ends_the_process_despite_open_streams() {
     assert!(exit.success(), "{exit:?}");
     drop(client);
 }
+
+/// `serve` with JSON logs chosen through the environment: the variable is the command
+/// line's, not a configuration key, and every log line is one JSON object.
+#[tokio::test]
+async fn serve_logs_json_lines_when_asked() {
+    let dir = std::env::temp_dir().join(format!("mop-json-{}", mcp_oauth_core::token::random_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = dir.join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"listen = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}"
+[storage]
+url = "sqlite://{db}/proxy.db"
+[encryption]
+key = "{key}"
+[providers.gh]
+authorization_endpoint = "https://github.com/login/oauth/authorize"
+token_endpoint = "https://github.com/login/oauth/access_token"
+userinfo_endpoint = "https://api.github.com/user"
+client_id = "abc"
+client_secret = "s"
+[[servers]]
+slug = "a"
+upstream_url = "http://127.0.0.1:9/mcp"
+provider = "gh"
+"#,
+            db = dir.display(),
+            key = crate::harness::KEY
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("MCP_OAUTH_PROXY_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let serving = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let entry: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+            if entry["message"] == "mcp-oauth-proxy is serving" {
+                return entry;
+            }
+        }
+        panic!("serve exited without logging that it serves");
+    })
+    .await
+    .expect("serve started in time");
+    assert_eq!(serving["storage"], "sqlite");
+    child.kill().await.unwrap();
+}
