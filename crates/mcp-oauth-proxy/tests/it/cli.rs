@@ -10,12 +10,11 @@ use crate::mcp::{call, rmcp_oauth_session, text};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mcp-oauth-proxy");
 
-#[tokio::test]
-async fn demo_runs_the_whole_flow_offline() {
-    let data = std::env::temp_dir().join(format!("mop-demo-{}", mcp_oauth_core::token::random_id()));
+/// Starts `demo` on a free port; returns the process and the MCP URL it printed.
+async fn spawn_demo(extra_args: &[&str]) -> (tokio::process::Child, String) {
     let mut child = tokio::process::Command::new(BIN)
-        .args(["demo", "--port", "0", "--data"])
-        .arg(&data)
+        .args(["demo", "--port", "0"])
+        .args(extra_args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -32,6 +31,15 @@ async fn demo_runs_the_whole_flow_offline() {
     })
     .await
     .expect("demo printed its MCP URL in time");
+    // Keep reading, or the demo's next print hits a closed pipe and ends it.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, mcp_url)
+}
+
+#[tokio::test]
+async fn demo_runs_the_whole_flow_offline() {
+    let data = std::env::temp_dir().join(format!("mop-demo-{}", mcp_oauth_core::token::random_id()));
+    let (mut child, mcp_url) = spawn_demo(&["--data", data.to_str().unwrap()]).await;
     let client = rmcp_oauth_session(&mcp_url).await;
     assert_eq!(text(&call(&client, "whoami", json!({})).await), "demo-user");
     assert_eq!(text(&call(&client, "count_slowly", json!({"steps": 2, "delay_ms": 10})).await), "counted to 2");
@@ -91,20 +99,7 @@ async fn keygen_prints_a_usable_key() {
 /// stream open (the rmcp client keeps a GET stream), after a bounded grace period.
 #[tokio::test]
 async fn sigterm_ends_the_process_despite_open_streams() {
-    let mut child = tokio::process::Command::new(BIN)
-        .args(["demo", "--port", "0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mcp_url = loop {
-        let line = lines.next_line().await.unwrap().expect("demo prints its MCP URL");
-        if let Some(url) = line.strip_prefix("MCP URL:") {
-            break url.trim().to_owned();
-        }
-    };
+    let (mut child, mcp_url) = spawn_demo(&[]).await;
     let client = rmcp_oauth_session(&mcp_url).await;
     assert_eq!(text(&call(&client, "add", json!({"a": 1, "b": 2})).await), "3");
     tokio::time::sleep(Duration::from_millis(300)).await; // let the GET stream settle
