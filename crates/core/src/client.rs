@@ -202,7 +202,6 @@ pub struct Client {
 pub struct PresentedCredentials {
     pub client_id: String,
     pub secret: Option<String>,
-    pub method: AuthMethod,
 }
 
 impl Client {
@@ -288,11 +287,7 @@ mod tests {
     }
 
     fn presented(secret: Option<&str>) -> PresentedCredentials {
-        PresentedCredentials {
-            client_id: "c".into(),
-            secret: secret.map(str::to_owned),
-            method: if secret.is_some() { AuthMethod::ClientSecretPost } else { AuthMethod::None },
-        }
+        PresentedCredentials { client_id: "c".into(), secret: secret.map(str::to_owned) }
     }
 
     #[test]

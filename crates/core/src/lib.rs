@@ -10,7 +10,6 @@ pub mod clock;
 pub mod error;
 pub mod family;
 pub mod form;
-pub mod html;
 pub mod pkce;
 pub mod redirect_uri;
 pub mod scope;

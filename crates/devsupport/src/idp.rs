@@ -17,7 +17,6 @@ use axum::routing::get;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use mcp_oauth_core::clock::SharedClock;
-use mcp_oauth_core::html::escape;
 use mcp_oauth_core::token::random_b64;
 use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
@@ -298,18 +297,27 @@ async fn login_page(State(idp): State<DevIdp>, Query(q): Query<HashMap<String, S
     if q.get("client_id") != Some(&idp.options().client_id) {
         return (StatusCode::BAD_REQUEST, Html("unknown client_id")).into_response();
     }
-    let hidden: String =
-        q.iter().map(|(k, v)| format!(r#"<input type="hidden" name="{}" value="{}">"#, escape(k), escape(v))).collect();
-    let user = escape(&idp.options().subject);
-    Html(format!(
-        r#"<!doctype html><html><head><title>Development identity provider</title></head>
-<body><h1>Development identity provider</h1>
-<p>Log in as the demo user <b>{user}</b>. This provider exists for development and tests only.</p>
-<form method="post" action="/authorize">{hidden}
-<button type="submit" name="login" value="approve">Log in</button>
-<button type="submit" name="login" value="deny">Cancel</button></form></body></html>"#
-    ))
-    .into_response()
+    let page = maud::html! {
+        (maud::DOCTYPE)
+        html {
+            head { title { "Development identity provider" } }
+            body {
+                h1 { "Development identity provider" }
+                p {
+                    "Log in as the demo user " b { (idp.options().subject) }
+                    ". This provider exists for development and tests only."
+                }
+                form method="post" action="/authorize" {
+                    @for (k, v) in &q {
+                        input type="hidden" name=(k) value=(v);
+                    }
+                    button type="submit" name="login" value="approve" { "Log in" }
+                    button type="submit" name="login" value="deny" { "Cancel" }
+                }
+            }
+        }
+    };
+    Html(page.into_string()).into_response()
 }
 
 async fn login_submit(State(idp): State<DevIdp>, body: Bytes) -> Response {

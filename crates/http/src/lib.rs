@@ -1,25 +1,46 @@
-//! The HTTP layer of mcp-oauth-proxy: thin axum handlers over the protocol core and the
-//! store. [`router`] builds the whole application; tests drive it directly.
+//! The HTTP edge of mcp-oauth-proxy: thin axum handlers over the protocol core
+//! (`mcp_oauth_core`), the store and the identity-provider client.
+//!
+//! Three files explain every handler:
+//! - [`error`]: [`HttpError`], the one error type; every error response is made there;
+//! - [`extract`]: what handlers would otherwise open with: the server named by the route,
+//!   the strict OAuth form, the checked bearer token;
+//! - [`state`]: [`App`], the settings and the services handlers use.
+//!
+//! The services: [`clients`] (who a `client_id` is), [`providers`] (the identity providers
+//! by name), [`upstream_access`] (provider tokens for the MCP path, refreshed once).
+//! The routes: [`oauth`] (the authorization server), [`mcp`] (the reverse proxy), [`health`].
+//! Around them: [`settings`], [`cookies`], [`pages`] (HTML), [`responses`] (successful
+//! answers), [`access_log`], [`purge`] (the background clean-up).
+//!
+//! Words: the *provider* is the identity provider users log in at (its tokens are the
+//! "upstream" credential the proxy keeps sealed); the *MCP upstream* is the MCP server
+//! behind the proxy; a *server* is one protected MCP server, named by its slug.
 
-pub mod app;
+pub mod access_log;
+pub mod clients;
 pub mod cookies;
+pub mod error;
+pub mod extract;
+pub mod health;
 pub mod mcp;
 pub mod oauth;
+pub mod pages;
+pub mod providers;
 pub mod purge;
 pub mod responses;
 pub mod settings;
+pub mod state;
 pub mod upstream_access;
 
-use std::time::Instant;
-
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
-use axum::middleware::{self, Next};
-use axum::response::Response;
-use axum::routing::{get, post};
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::{any, get, post};
 use tower_http::cors::{AllowHeaders, Any, CorsLayer};
 
-pub use app::{App, AppState};
+pub use error::HttpError;
+pub use state::{App, AppState};
 
 /// Request bodies of the OAuth endpoints are small; anything larger is refused early.
 const OAUTH_BODY_LIMIT: usize = 64 * 1024;
@@ -27,6 +48,7 @@ const OAUTH_BODY_LIMIT: usize = 64 * 1024;
 pub fn router(app: AppState) -> Router {
     let prefix = app.settings.path_prefix().to_owned();
     let oauth = |p: &str| format!("{prefix}/oauth/{{slug}}{p}");
+    let well_known = |kind: &str, path: &str| format!("/.well-known/{kind}{prefix}/{path}/{{slug}}");
 
     // Endpoints that browser-based MCP clients call from their own origin. None of them
     // uses cookies, so allowing any origin grants nothing a non-browser client lacks.
@@ -38,18 +60,9 @@ pub fn router(app: AppState) -> Router {
         .expose_headers(Any);
 
     let machine = Router::new()
-        .route(
-            &format!("/.well-known/oauth-protected-resource{prefix}/mcp/{{slug}}"),
-            get(oauth::metadata::protected_resource),
-        )
-        .route(
-            &format!("/.well-known/oauth-authorization-server{prefix}/oauth/{{slug}}"),
-            get(oauth::metadata::authorization_server),
-        )
-        .route(
-            &format!("/.well-known/openid-configuration{prefix}/oauth/{{slug}}"),
-            get(oauth::metadata::authorization_server),
-        )
+        .route(&well_known("oauth-protected-resource", "mcp"), get(oauth::metadata::protected_resource))
+        .route(&well_known("oauth-authorization-server", "oauth"), get(oauth::metadata::authorization_server))
+        .route(&well_known("openid-configuration", "oauth"), get(oauth::metadata::authorization_server))
         .route(&oauth("/.well-known/openid-configuration"), get(oauth::metadata::authorization_server))
         .route(&oauth("/.well-known/oauth-authorization-server"), get(oauth::metadata::authorization_server))
         .route(&oauth("/register"), post(oauth::register::register))
@@ -63,51 +76,19 @@ pub fn router(app: AppState) -> Router {
 
     // The MCP endpoint reads its body itself, up to each server's own limit.
     let mcp = Router::new()
-        .route(&format!("{prefix}/mcp/{{slug}}"), axum::routing::any(mcp::handle))
+        .route(&format!("{prefix}/mcp/{{slug}}"), any(mcp::handle))
         .layer(DefaultBodyLimit::disable())
         .layer(cors);
 
-    // For load balancers and orchestrators: alive, and ready (the database answers).
     let health = Router::new()
-        .route(&format!("{prefix}/healthz"), get(|| async { "ok" }))
-        .route(&format!("{prefix}/readyz"), get(ready));
+        .route(&format!("{prefix}/healthz"), get(health::alive))
+        .route(&format!("{prefix}/readyz"), get(health::ready));
 
     Router::new()
         .merge(health)
         .merge(machine.layer(DefaultBodyLimit::max(OAUTH_BODY_LIMIT)))
         .merge(browser.layer(DefaultBodyLimit::max(OAUTH_BODY_LIMIT)))
         .merge(mcp)
-        .layer(middleware::from_fn(access_log))
+        .layer(middleware::from_fn(access_log::log))
         .with_state(app)
-}
-
-async fn ready(axum::extract::State(app): axum::extract::State<AppState>) -> Response {
-    use axum::response::IntoResponse;
-    match app.store.ping().await {
-        Ok(()) => "ready".into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "not ready: the database does not answer");
-            (axum::http::StatusCode::SERVICE_UNAVAILABLE, "the database does not answer").into_response()
-        }
-    }
-}
-
-/// One line per request: method, path, status, time. Never the query string, which
-/// carries codes and state, and never a header.
-async fn access_log(req: Request, next: Next) -> Response {
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let started = Instant::now();
-    let resp = next.run(req).await;
-    if path.ends_with("/healthz") || path.ends_with("/readyz") {
-        return resp; // probes every few seconds would drown the log
-    }
-    tracing::info!(
-        target: "mcp_oauth_proxy::access",
-        %method,
-        path,
-        status = resp.status().as_u16(),
-        ms = started.elapsed().as_millis() as u64,
-    );
-    resp
 }

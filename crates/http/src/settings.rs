@@ -1,6 +1,8 @@
 //! The validated runtime settings the HTTP layer works from. The binary's config loader
 //! builds these from TOML and the environment; tests build them directly.
 
+use std::sync::Arc;
+
 use mcp_oauth_core::client::Client;
 use mcp_oauth_core::scope::Scopes;
 
@@ -22,14 +24,14 @@ impl Default for TokenSettings {
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     pub slug: String,
-    pub upstream_url: String,
-    /// `upstream_url`, parsed once (parsing a URL per request shows up in profiles).
-    pub upstream: Option<url::Url>,
-    /// The name of the upstream provider users of this server log in with.
+    /// Where the proxy reaches the MCP server (the "MCP upstream"), validated once by the
+    /// configuration loader: a bad URL stops the proxy at start, never a request.
+    pub mcp_upstream: url::Url,
+    /// The name of the identity provider users of this server log in with.
     pub provider: String,
     /// The scopes this server's authorization server offers.
     pub scopes: Scopes,
-    /// The request header that carries the user's upstream token to the MCP server.
+    /// The request header that carries the user's provider token to the MCP upstream.
     pub upstream_token_header: axum::http::HeaderName,
     /// Its value, with `{token}` standing for the token (default `Bearer {token}`).
     pub upstream_token_format: String,
@@ -40,12 +42,11 @@ pub struct ServerSettings {
 impl ServerSettings {
     pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
-    /// A server with the default upstream header, format and limits.
-    pub fn new(slug: &str, upstream_url: &str, provider: &str, scopes: Scopes) -> Self {
+    /// A server with the default token header, format and limits.
+    pub fn new(slug: &str, mcp_upstream: url::Url, provider: &str, scopes: Scopes) -> Self {
         Self {
             slug: slug.to_owned(),
-            upstream_url: upstream_url.to_owned(),
-            upstream: url::Url::parse(upstream_url).ok(),
+            mcp_upstream,
             provider: provider.to_owned(),
             scopes,
             upstream_token_header: axum::http::header::AUTHORIZATION,
@@ -74,14 +75,15 @@ pub struct Settings {
     /// `scheme://host[:port][/prefix]`, without a trailing slash.
     pub public_url: String,
     pub tokens: TokenSettings,
-    pub servers: Vec<ServerSettings>,
+    /// Shared, so that a request holds its server without copying it.
+    pub servers: Vec<Arc<ServerSettings>>,
     /// Clients pre-registered by the operator; valid at every server.
     pub static_clients: Vec<Client>,
     pub metadata_documents: MetadataDocumentSettings,
 }
 
 impl Settings {
-    pub fn server(&self, slug: &str) -> Option<&ServerSettings> {
+    pub fn server(&self, slug: &str) -> Option<&Arc<ServerSettings>> {
         self.servers.iter().find(|s| s.slug == slug)
     }
 

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use mcp_oauth_core::client::{AuthMethod as ClientAuthMethod, Client, ClientMetadata};
 use mcp_oauth_core::scope::Scopes;
@@ -468,7 +469,7 @@ fn validate(raw: Raw, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         });
     }
 
-    let mut servers: Vec<ServerSettings> = Vec::new();
+    let mut servers: Vec<Arc<ServerSettings>> = Vec::new();
     if raw.servers.is_empty() {
         errors.push("servers: at least one [[servers]] entry is required".into());
     }
@@ -481,11 +482,12 @@ fn validate(raw: Raw, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config,
             errors.push(format!("{}: {slug:?} is used by another server", key("slug")));
         }
         let upstream_url = s.upstream_url.unwrap_or_default();
-        if upstream_url.is_empty() {
+        let mcp_upstream = if upstream_url.is_empty() {
             errors.push(format!("{}: required", key("upstream_url")));
+            None
         } else {
-            check_url(&mut errors, &key("upstream_url"), &upstream_url);
-        }
+            check_url(&mut errors, &key("upstream_url"), &upstream_url)
+        };
         let provider = s.provider.unwrap_or_default();
         if !providers.iter().any(|p| p.name == provider) {
             errors.push(format!("{}: no provider named {provider:?} is configured under [providers]", key("provider")));
@@ -495,7 +497,9 @@ fn validate(raw: Raw, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config,
             errors.push(format!("{}: {}", key("scopes"), e.description));
             Scopes::default()
         });
-        let mut server = ServerSettings::new(&slug, &upstream_url, &provider, scopes);
+        // A placeholder only when an error was recorded above, which stops the load.
+        let mcp_upstream = mcp_upstream.unwrap_or_else(|| url::Url::parse("http://invalid.invalid/").expect("valid"));
+        let mut server = ServerSettings::new(&slug, mcp_upstream, &provider, scopes);
         if let Some(h) = s.upstream_token_header {
             match axum::http::HeaderName::from_bytes(h.as_bytes()) {
                 Ok(name) => server.upstream_token_header = name,
@@ -514,7 +518,7 @@ fn validate(raw: Raw, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config,
             }
             server.max_body_bytes = max.max(0) as usize;
         }
-        servers.push(server);
+        servers.push(Arc::new(server));
     }
 
     let mut static_clients: Vec<Client> = Vec::new();
@@ -629,7 +633,7 @@ provider = "gh"
         )
         .unwrap();
         assert_eq!(c.settings.tokens.access_ttl_secs, 120);
-        assert_eq!(c.settings.servers[0].upstream_url, "http://127.0.0.1:9999/mcp");
+        assert_eq!(c.settings.servers[0].mcp_upstream.as_str(), "http://127.0.0.1:9999/mcp");
         assert_eq!(c.providers[0].scopes, ["read:user", "repo"]);
         assert_eq!(c.listen.port(), 9090);
     }

@@ -13,7 +13,7 @@ use mcp_oauth_devsupport::idp::{DevIdp, IdpOptions};
 use mcp_oauth_devsupport::mcp_server::{self, Observed};
 
 use crate::config::Config;
-use crate::server;
+use crate::runtime;
 
 pub struct Demo {
     pub public_url: String,
@@ -49,7 +49,7 @@ pub async fn start(port: u16, data_dir: Option<PathBuf>) -> Result<Demo, Box<dyn
     }
     .toml();
     let config = Config::from_parts(&toml, std::iter::empty(), &|_| None)?;
-    let app = server::build(config, clock).await?;
+    let app = runtime::build(config, clock).await?;
     let mcp_url = app.settings.resource("demo");
     Ok(Demo { public_url, mcp_url, issuer, data_dir, app, listener })
 }
@@ -74,6 +74,6 @@ impl Demo {
     }
 
     pub async fn serve(self) -> std::io::Result<()> {
-        server::run(self.app, self.listener).await
+        runtime::serve(self.app, self.listener).await
     }
 }

@@ -3,4 +3,4 @@
 
 pub mod config;
 pub mod demo;
-pub mod server;
+pub mod runtime;

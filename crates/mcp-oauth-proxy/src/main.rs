@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use mcp_oauth_core::SystemClock;
 use mcp_oauth_proxy::config::Config;
-use mcp_oauth_proxy::server;
+use mcp_oauth_proxy::runtime;
 
 #[derive(Parser)]
 #[command(
@@ -123,10 +123,10 @@ fn main() -> ExitCode {
 
 async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let listen = config.listen;
-    let app = server::build(config, Arc::new(SystemClock)).await?;
+    let app = runtime::build(config, Arc::new(SystemClock)).await?;
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    server::run(app, listener).await?;
+    runtime::serve(app, listener).await?;
     Ok(())
 }
 
@@ -154,7 +154,7 @@ fn describe(c: &Config) -> String {
             s.resource(&server.slug),
             s.issuer(&server.slug),
             s.resource_metadata_url(&server.slug),
-            server.upstream_url,
+            server.mcp_upstream,
             server.provider,
             server.scopes,
             slug = server.slug,

@@ -1,11 +1,11 @@
-//! Sending a request to the upstream MCP server and streaming its answer back.
+//! Sending a request to the MCP upstream and streaming its answer back.
 
 use axum::body::{Body, Bytes};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
 
-use crate::app::App;
+use crate::error::HttpError;
 use crate::settings::ServerSettings;
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1), and so
@@ -53,13 +53,16 @@ fn forwardable_response_header(name: &HeaderName, named: &[String]) -> bool {
     !(HOP_BY_HOP.contains(&n) || named.iter().any(|c| c == n) || name == header::SET_COOKIE)
 }
 
+/// Sends the client's request to `server`'s MCP upstream with `provider_token` in place
+/// of the client's credentials.
 pub async fn send(
-    app: &App,
+    client: &reqwest::Client,
     server: &ServerSettings,
     parts: &Parts,
     body: Bytes,
-    upstream_token: &str,
-) -> Result<reqwest::Response, Response> {
+    provider_token: &str,
+) -> Result<reqwest::Response, HttpError> {
+    let gateway = |status, error, description: &str| HttpError::Json { status, error, description: description.into() };
     let named = connection_named(&parts.headers);
     let mut headers = HeaderMap::with_capacity(parts.headers.len() + 1);
     for (name, value) in &parts.headers {
@@ -67,35 +70,28 @@ pub async fn send(
             headers.append(name.clone(), value.clone());
         }
     }
-    let credential = server.upstream_token_format.replace("{token}", upstream_token);
+    let credential = server.upstream_token_format.replace("{token}", provider_token);
     let Ok(mut credential) = HeaderValue::from_str(&credential) else {
-        return Err(super::json_error(
-            StatusCode::BAD_GATEWAY,
-            "bad_gateway",
-            "the upstream token is not a valid header value",
-        ));
+        return Err(gateway(StatusCode::BAD_GATEWAY, "bad_gateway", "the upstream token is not a valid header value"));
     };
     credential.set_sensitive(true);
     headers.insert(server.upstream_token_header.clone(), credential);
     let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).unwrap_or(reqwest::Method::POST);
-    let Some(upstream) = server.upstream.clone() else {
-        return Err(super::json_error(StatusCode::BAD_GATEWAY, "bad_gateway", "the upstream URL is invalid"));
-    };
-    let result = app.mcp_client.request(method, upstream).headers(headers).body(body).send().await;
+    let result = client.request(method, server.mcp_upstream.clone()).headers(headers).body(body).send().await;
     result.map_err(|e| {
         let timeout = e.is_timeout();
-        tracing::warn!(server = %server.slug, error = %e.without_url(), "upstream MCP server unreachable");
+        tracing::warn!(server = %server.slug, error = %e.without_url(), "MCP upstream unreachable");
         if timeout {
-            super::json_error(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "the MCP server did not answer in time")
+            gateway(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "the MCP server did not answer in time")
         } else {
-            super::json_error(StatusCode::BAD_GATEWAY, "upstream_unreachable", "the MCP server is unreachable")
+            gateway(StatusCode::BAD_GATEWAY, "upstream_unreachable", "the MCP server is unreachable")
         }
     })
 }
 
-/// The upstream answer as ours, its body streamed chunk by chunk (SSE events reach the
+/// The MCP upstream's answer as ours, its body streamed chunk by chunk (SSE events reach the
 /// client as they are produced). Dropping the returned body, which hyper does when the
-/// client goes away, drops the upstream connection and so cancels the upstream call.
+/// client goes away, drops the connection to the MCP upstream and so cancels its call.
 pub fn stream_back(upstream: reqwest::Response) -> Response {
     let status = StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let named = connection_named(upstream.headers());

@@ -1,14 +1,18 @@
 //! Client authentication at the token and revocation endpoints (RFC 6749 §2.3).
 
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use mcp_oauth_core::OAuthError;
-use mcp_oauth_core::client::{AuthMethod, Client, PresentedCredentials};
+use mcp_oauth_core::client::{Client, PresentedCredentials};
 use mcp_oauth_core::form::Params;
 
-use crate::app::App;
+use crate::error::HttpError;
+use crate::extract::authorization;
+use crate::settings::ServerSettings;
+use crate::state::App;
 
+/// RFC 6749 §2.3.1: both halves of Basic credentials are form-urlencoded before base64.
 fn form_decode(s: &str) -> String {
     url::form_urlencoded::parse(format!("v={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
 }
@@ -16,49 +20,36 @@ fn form_decode(s: &str) -> String {
 /// The credentials a request carries: HTTP Basic, or `client_id` (and `client_secret`)
 /// in the body. Using both at once is an `invalid_request` (RFC 6749 §2.3).
 pub fn presented(headers: &HeaderMap, params: &Params) -> Result<PresentedCredentials, OAuthError> {
-    let basic = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")));
-    if let Some(b64) = basic {
+    if let Some(b64) = authorization(headers, "Basic") {
         if params.get("client_secret").is_some() {
             return Err(OAuthError::invalid_request("use one client authentication method, not two"));
         }
-        let decoded = STANDARD
-            .decode(b64.trim())
-            .ok()
-            .and_then(|d| String::from_utf8(d).ok())
-            .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials"))?;
-        let (id, secret) =
-            decoded.split_once(':').ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials"))?;
+        let malformed = || OAuthError::invalid_client("malformed Basic credentials");
+        let decoded = STANDARD.decode(b64).ok().and_then(|d| String::from_utf8(d).ok()).ok_or_else(malformed)?;
+        let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
         let client_id = form_decode(id);
         if let Some(body_id) = params.get("client_id")
             && body_id != client_id
         {
             return Err(OAuthError::invalid_request("client_id differs from the Basic credentials"));
         }
-        return Ok(PresentedCredentials {
-            client_id,
-            secret: Some(form_decode(secret)),
-            method: AuthMethod::ClientSecretBasic,
-        });
+        return Ok(PresentedCredentials { client_id, secret: Some(form_decode(secret)) });
     }
     let client_id = params.get("client_id").ok_or_else(|| OAuthError::invalid_client("client_id is required"))?;
-    Ok(match params.get("client_secret") {
-        Some(secret) => PresentedCredentials {
-            client_id: client_id.to_owned(),
-            secret: Some(secret.to_owned()),
-            method: AuthMethod::ClientSecretPost,
-        },
-        None => PresentedCredentials { client_id: client_id.to_owned(), secret: None, method: AuthMethod::None },
-    })
+    Ok(PresentedCredentials { client_id: client_id.to_owned(), secret: params.get("client_secret").map(str::to_owned) })
 }
 
 /// Finds and authenticates the client of a token or revocation request.
-pub async fn authenticate(app: &App, server: &str, headers: &HeaderMap, params: &Params) -> Result<Client, OAuthError> {
+pub async fn authenticate(
+    app: &App,
+    server: &ServerSettings,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Client, HttpError> {
     let creds = presented(headers, params)?;
     let client = app
-        .find_client(server, &creds.client_id)
+        .clients
+        .find(&server.slug, &creds.client_id)
         .await?
         .ok_or_else(|| OAuthError::invalid_client("unknown client_id; register again"))?;
     client.authenticate(&creds)?;

@@ -1,38 +1,28 @@
 //! Discovery documents: protected resource metadata (RFC 9728) and authorization server
 //! metadata (RFC 8414), served at every location MCP clients look.
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use axum::Json;
+use axum::extract::State;
+use mcp_oauth_core::client::AuthMethod;
+use serde_json::{Value, json};
 
-use crate::app::AppState;
+use crate::extract::Server;
+use crate::state::AppState;
 
-fn not_found(slug: &str) -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        axum::Json(json!({"error": "not_found", "error_description": format!("no MCP server named {slug:?}")})),
-    )
-        .into_response()
-}
-
-pub async fn protected_resource(State(app): State<AppState>, Path(slug): Path<String>) -> Response {
-    let Some(server) = app.server(&slug) else { return not_found(&slug) };
+pub async fn protected_resource(State(app): State<AppState>, server: Server) -> Json<Value> {
     let s = &app.settings;
-    axum::Json(json!({
+    Json(json!({
         "resource": s.resource(&server.slug),
         "authorization_servers": [s.issuer(&server.slug)],
         "scopes_supported": server.scopes.iter().collect::<Vec<_>>(),
         "bearer_methods_supported": ["header"],
         "resource_name": format!("MCP server {}", server.slug),
     }))
-    .into_response()
 }
 
-pub async fn authorization_server(State(app): State<AppState>, Path(slug): Path<String>) -> Response {
-    let Some(server) = app.server(&slug) else { return not_found(&slug) };
+pub async fn authorization_server(State(app): State<AppState>, server: Server) -> Json<Value> {
     let issuer = app.settings.issuer(&server.slug);
-    axum::Json(json!({
+    Json(json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}/authorize"),
         "token_endpoint": format!("{issuer}/token"),
@@ -42,11 +32,10 @@ pub async fn authorization_server(State(app): State<AppState>, Path(slug): Path<
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
-        "token_endpoint_auth_methods_supported": mcp_oauth_core::client::AuthMethod::SUPPORTED,
-        "revocation_endpoint_auth_methods_supported": mcp_oauth_core::client::AuthMethod::SUPPORTED,
+        "token_endpoint_auth_methods_supported": AuthMethod::SUPPORTED,
+        "revocation_endpoint_auth_methods_supported": AuthMethod::SUPPORTED,
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": true,
         "client_id_metadata_document_supported": app.settings.metadata_documents.enabled,
     }))
-    .into_response()
 }

@@ -1,11 +1,18 @@
 //! The OAuth 2.1 authorization server, one per protected MCP server.
+//!
+//! Handlers, one per endpoint: `metadata`, `register`, `authorize` (with its `consent`
+//! page), `callback`, `token`, `revoke`. What they share: `request` (a checked
+//! authorization request and where its answers go), `login` (the user's login at the
+//! identity provider), `grants` (the token endpoint's grants), `client_auth`.
 
 pub mod authorize;
 pub mod callback;
-pub mod client_auth;
-pub mod consent;
+mod client_auth;
+mod consent;
+mod grants;
+mod login;
 pub mod metadata;
 pub mod register;
+pub mod request;
 pub mod revoke;
 pub mod token;
-pub mod upstream_credential;

@@ -1,32 +1,23 @@
 //! Dynamic client registration (RFC 7591).
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use mcp_oauth_core::OAuthError;
 use mcp_oauth_core::client::{Client, ClientMetadata};
 use mcp_oauth_core::token::{TokenKind, mint, random_id};
 use serde_json::Value;
 
-use crate::app::{AppState, store_error};
-use crate::responses::{JsonError, no_store_json};
+use crate::error::HttpError;
+use crate::extract::Server;
+use crate::responses::no_store_json;
+use crate::state::AppState;
 
-pub async fn register(State(app): State<AppState>, Path(slug): Path<String>, body: Bytes) -> Response {
-    let Some(server) = app.server(&slug) else {
-        return JsonError(OAuthError::invalid_request("unknown MCP server")).into_response();
-    };
-    let request: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(_) => {
-            return JsonError(OAuthError::invalid_client_metadata("the request body must be a JSON object"))
-                .into_response();
-        }
-    };
-    let metadata = match ClientMetadata::from_registration(&request) {
-        Ok(m) => m,
-        Err(e) => return JsonError(e).into_response(),
-    };
+pub async fn register(State(app): State<AppState>, server: Server, body: Bytes) -> Result<Response, HttpError> {
+    let request: Value = serde_json::from_slice(&body)
+        .map_err(|_| OAuthError::invalid_client_metadata("the request body must be a JSON object"))?;
+    let metadata = ClientMetadata::from_registration(&request)?;
     let now = app.now();
     let secret = metadata.token_endpoint_auth_method.is_confidential().then(|| mint(TokenKind::ClientSecret));
     let client = Client {
@@ -36,9 +27,7 @@ pub async fn register(State(app): State<AppState>, Path(slug): Path<String>, bod
         trusted: false,
         created_at: now,
     };
-    if let Err(e) = app.store.insert_client(&server.slug, &client).await {
-        return JsonError(store_error(e)).into_response();
-    }
+    app.clients.register(&server.slug, &client).await?;
     tracing::info!(server = %server.slug, client_id = %client.client_id, name = ?client.metadata.client_name, "client registered");
 
     // RFC 7591 §3.2.1: echo every registered field, plus the credentials.
@@ -49,5 +38,5 @@ pub async fn register(State(app): State<AppState>, Path(slug): Path<String>, bod
         body["client_secret"] = secret.secret.into();
         body["client_secret_expires_at"] = 0.into();
     }
-    no_store_json(StatusCode::CREATED, body)
+    Ok(no_store_json(StatusCode::CREATED, body))
 }

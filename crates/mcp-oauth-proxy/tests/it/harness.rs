@@ -111,7 +111,7 @@ impl Harness {
         }
         .toml();
         let config = Config::from_parts(&toml, std::iter::empty(), &|_| None).unwrap();
-        let app = mcp_oauth_proxy::server::build(config, Arc::new(clock.clone())).await.unwrap();
+        let app = mcp_oauth_proxy::runtime::build(config, Arc::new(clock.clone())).await.unwrap();
         let router = mcp_oauth_http::router(app.clone());
         let server = tokio::spawn(async move {
             axum::serve(listener, router).await.unwrap();
@@ -120,7 +120,7 @@ impl Harness {
     }
 
     pub fn idp_issuer(&self) -> String {
-        self.app.providers["dev"].settings().issuer.clone().unwrap()
+        self.app.providers.get("dev").expect("configured").settings().issuer.clone().unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {

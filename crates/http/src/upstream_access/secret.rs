@@ -1,4 +1,4 @@
-//! The user's upstream credential as sealed into a family row.
+//! The user's provider credential (access and refresh token) as sealed into a grant row.
 
 use mcp_oauth_core::seal::KeyRing;
 use mcp_oauth_upstream::UpstreamTokens;

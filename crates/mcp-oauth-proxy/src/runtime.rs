@@ -1,10 +1,10 @@
-//! Building the application from a configuration, and running it.
+//! The process: building the application from a configuration, and serving it.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mcp_oauth_core::clock::SharedClock;
+use mcp_oauth_http::providers::Providers;
 use mcp_oauth_http::{App, AppState};
 use mcp_oauth_upstream::{Provider, http_client};
 
@@ -14,15 +14,14 @@ use crate::config::Config;
 pub async fn build(config: Config, clock: SharedClock) -> Result<AppState, Box<dyn std::error::Error + Send + Sync>> {
     let store = mcp_oauth_store::open(&config.storage_url).await?;
     let http = http_client::for_provider_calls();
-    let providers: HashMap<String, Arc<Provider>> =
-        config.providers.into_iter().map(|p| (p.name.clone(), Arc::new(Provider::new(p, http.clone())))).collect();
+    let providers = Providers::new(config.providers.into_iter().map(|p| Provider::new(p, http.clone())));
     let mcp_client = http_client::for_mcp_upstream(Duration::from_secs(config.idle_timeout_secs));
     Ok(Arc::new(App::new(config.settings, store, config.keys, clock, providers, mcp_client)))
 }
 
 /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish.
-pub async fn run(app: AppState, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    for provider in app.providers.values() {
+pub async fn serve(app: AppState, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    for provider in app.providers.iter() {
         let provider = Arc::clone(provider);
         // Discovery problems are worth knowing at start, but a provider that is down
         // right now must not keep the proxy from starting: requests retry discovery.
@@ -32,7 +31,7 @@ pub async fn run(app: AppState, listener: tokio::net::TcpListener) -> std::io::R
             }
         });
     }
-    tokio::spawn(mcp_oauth_http::purge::run(app.clone(), Duration::from_secs(300)));
+    let _purge = mcp_oauth_http::purge::spawn(app.clone(), Duration::from_secs(300));
     tracing::info!(
         address = %listener.local_addr()?,
         public_url = %app.settings.public_url,

@@ -1,0 +1,236 @@
+//! The one error type of the HTTP layer, and the only way a handler answers with an error.
+//!
+//! Each variant is a kind of answer, not a cause: the same cause (the database is down)
+//! is an OAuth JSON error at the token endpoint and an error page in the browser. Domain
+//! errors come in through one `From` each; browser routes turn what would be JSON into a
+//! page with [`HttpError::for_browser`]. Details that help an attacker or leak internals
+//! go to the log at the conversion, never into the answer.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use mcp_oauth_core::{OAuthError, OAuthErrorCode};
+use mcp_oauth_store::StoreError;
+use mcp_oauth_upstream::UpstreamError;
+
+use crate::responses::{no_store_json, redirect};
+use crate::settings::{ServerSettings, Settings};
+use crate::upstream_access::AccessError;
+
+#[derive(Debug)]
+pub enum HttpError {
+    /// An OAuth error as JSON (RFC 6749 §5.2), with the status [`OAuthError::http_status`]
+    /// gives it: the OAuth endpoints, and failures of the MCP endpoint that are not about
+    /// its token (the database or the provider is unavailable).
+    OAuth(OAuthError),
+    /// The OAuth endpoint exists but not for this method.
+    MethodNotAllowed { allow: &'static str },
+    /// A JSON error outside OAuth's vocabulary: an unknown server (404), an MCP request too
+    /// large (413), an MCP upstream that fails (502, 504).
+    Json { status: StatusCode, error: &'static str, description: String },
+    /// A page for the person in the browser, when there is no client we may redirect to.
+    Page { status: StatusCode, message: String },
+    /// An authorization error delivered to the client's verified redirect URI.
+    Redirect { status: StatusCode, location: String },
+    /// The MCP endpoint's bearer challenge (RFC 6750 §3, RFC 9728 §5.1).
+    Challenge(Challenge),
+}
+
+/// What a `WWW-Authenticate: Bearer` challenge tells the client: where the authorization
+/// server is, which scopes to ask for, and what was wrong with the token it sent.
+#[derive(Debug)]
+pub struct Challenge {
+    pub resource_metadata: String,
+    pub scope: String,
+    /// `Some` only when a token was presented (RFC 6750 §3.1: no error code otherwise).
+    pub invalid_token: Option<String>,
+}
+
+impl HttpError {
+    pub fn page(status: StatusCode, message: impl Into<String>) -> Self {
+        Self::Page { status, message: message.into() }
+    }
+
+    /// The MCP endpoint's 401 for `server`; `why` when a token was presented and refused.
+    pub fn challenge(settings: &Settings, server: &ServerSettings, why: Option<&str>) -> Self {
+        Self::Challenge(Challenge {
+            resource_metadata: settings.resource_metadata_url(&server.slug),
+            scope: server.scopes.to_string(),
+            invalid_token: why.map(str::to_owned),
+        })
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::Json { status: StatusCode::NOT_FOUND, error: "not_found", description: what.into() }
+    }
+
+    /// The same error for a person in a browser: JSON becomes a page with its status and
+    /// description; pages and redirects stay as they are.
+    pub fn for_browser(self) -> Self {
+        match self {
+            Self::OAuth(e) => {
+                let status = StatusCode::from_u16(e.http_status())
+                    .ok()
+                    .filter(StatusCode::is_server_error)
+                    .unwrap_or(StatusCode::BAD_REQUEST);
+                let message = if e.description.is_empty() { e.code.to_string() } else { e.description };
+                Self::Page { status, message }
+            }
+            Self::Json { status, description, .. } => Self::Page { status, message: description },
+            Self::MethodNotAllowed { .. } => Self::page(StatusCode::METHOD_NOT_ALLOWED, "This method is not allowed."),
+            other => other,
+        }
+    }
+}
+
+impl From<OAuthError> for HttpError {
+    fn from(e: OAuthError) -> Self {
+        Self::OAuth(e)
+    }
+}
+
+/// A storage failure: temporary when the database is unreachable (the client should
+/// retry), a server error otherwise.
+impl From<StoreError> for HttpError {
+    fn from(e: StoreError) -> Self {
+        Self::OAuth(match e {
+            StoreError::Unavailable(detail) => {
+                tracing::warn!(%detail, "database unavailable");
+                OAuthError::temporarily_unavailable("the database is unavailable; retry shortly", 1)
+            }
+            other => {
+                tracing::error!(error = %other, "storage error");
+                OAuthError::server_error("internal storage error")
+            }
+        })
+    }
+}
+
+/// A failed login at the identity provider, as the client is told about it. The caller
+/// has logged the detail.
+impl From<UpstreamError> for HttpError {
+    fn from(e: UpstreamError) -> Self {
+        Self::OAuth(match e {
+            UpstreamError::Unavailable(_) => {
+                OAuthError::temporarily_unavailable("the upstream identity provider is unavailable; try again", 5)
+            }
+            UpstreamError::Rejected { error, .. } => {
+                OAuthError::access_denied(format!("the upstream identity provider refused the login ({error})"))
+            }
+            UpstreamError::Protocol(_) => {
+                OAuthError::server_error("the upstream identity provider answered unexpectedly")
+            }
+        })
+    }
+}
+
+/// No usable provider token for a grant. The MCP endpoint answers `NeedsLogin` with its
+/// bearer challenge instead (see `mcp`); everywhere else it ends the client's grant.
+impl From<AccessError> for HttpError {
+    fn from(e: AccessError) -> Self {
+        Self::OAuth(match e {
+            AccessError::NeedsLogin => OAuthError::invalid_grant("the upstream login has ended; authorize again"),
+            AccessError::Unavailable(_) => {
+                OAuthError::temporarily_unavailable("the upstream identity provider is unavailable; retry shortly", 5)
+            }
+            AccessError::Internal(_) => OAuthError::server_error("internal error"),
+        })
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::OAuth(e) => oauth_json(&e),
+            Self::MethodNotAllowed { allow } => {
+                let mut resp = oauth_json(&OAuthError::invalid_request(format!("this endpoint accepts {allow} only")));
+                *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+                resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+                resp
+            }
+            Self::Json { status, error, description } => {
+                no_store_json(status, serde_json::json!({"error": error, "error_description": description}))
+            }
+            Self::Page { status, message } => crate::pages::error(status, &message),
+            Self::Redirect { status, location } => redirect(status, &location),
+            Self::Challenge(c) => c.into_response(),
+        }
+    }
+}
+
+fn oauth_json(e: &OAuthError) -> Response {
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut resp = no_store_json(status, e.to_json());
+    if e.code == OAuthErrorCode::InvalidClient {
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"mcp-oauth-proxy\""));
+    }
+    if let Some(secs) = e.retry_after {
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
+}
+
+impl IntoResponse for Challenge {
+    fn into_response(self) -> Response {
+        let mut value = format!("Bearer resource_metadata=\"{}\", scope=\"{}\"", self.resource_metadata, self.scope);
+        let body = match &self.invalid_token {
+            Some(why) => {
+                value.push_str(&format!(", error=\"invalid_token\", error_description=\"{}\"", why.replace('"', "'")));
+                serde_json::json!({"error": "invalid_token", "error_description": why})
+            }
+            None => {
+                serde_json::json!({"error": "unauthorized", "error_description": "a Bearer access token is required"})
+            }
+        };
+        let mut resp = no_store_json(StatusCode::UNAUTHORIZED, body);
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oauth_errors_carry_their_status_and_headers() {
+        let resp = HttpError::from(OAuthError::invalid_client("x")).into_response();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert!(resp.headers()[header::WWW_AUTHENTICATE].to_str().unwrap().starts_with("Basic"));
+        let resp = HttpError::from(StoreError::Unavailable("down".into())).into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(resp.headers()[header::CACHE_CONTROL], "no-store");
+    }
+
+    #[test]
+    fn browsers_get_pages_with_the_same_status() {
+        let page = HttpError::from(StoreError::Unavailable("down".into())).for_browser();
+        assert!(matches!(page, HttpError::Page { status: StatusCode::SERVICE_UNAVAILABLE, .. }));
+        let page = HttpError::from(OAuthError::invalid_request("bad")).for_browser();
+        assert!(matches!(page, HttpError::Page { status: StatusCode::BAD_REQUEST, ref message } if message == "bad"));
+        let resp = HttpError::not_found("no such server").for_browser().into_response();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        assert!(resp.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+    }
+
+    #[test]
+    fn a_challenge_names_an_error_only_for_a_presented_token() {
+        let c = |why: Option<&str>| {
+            HttpError::Challenge(Challenge {
+                resource_metadata: "https://p/.well-known/oauth-protected-resource/mcp/s".into(),
+                scope: "mcp".into(),
+                invalid_token: why.map(str::to_owned),
+            })
+            .into_response()
+        };
+        let without = c(None);
+        assert_eq!(without.status(), StatusCode::UNAUTHORIZED);
+        assert!(!without.headers()[header::WWW_AUTHENTICATE].to_str().unwrap().contains("error="));
+        let with = c(Some("expired \"now\""));
+        let value = with.headers()[header::WWW_AUTHENTICATE].to_str().unwrap().to_owned();
+        assert!(value.contains("error=\"invalid_token\"") && value.contains("expired 'now'"), "{value}");
+    }
+}

@@ -1,0 +1,184 @@
+//! Extractors: what every handler would otherwise open with. Each refuses with an
+//! [`HttpError`] in the form its kind of route answers in: JSON for the OAuth and MCP
+//! endpoints, a page for the routes a person's browser visits.
+
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use mcp_oauth_core::OAuthError;
+use mcp_oauth_core::family::FamilyStatus;
+use mcp_oauth_core::form::Params;
+use mcp_oauth_core::token::TokenHash;
+use mcp_oauth_store::AccessTokenInfo;
+
+use crate::error::HttpError;
+use crate::settings::ServerSettings;
+use crate::state::AppState;
+
+/// How a kind of route answers a refusal.
+pub trait RouteKind: Send + Sync + 'static {
+    fn refuse(e: HttpError) -> HttpError;
+}
+
+/// Endpoints that programs call (OAuth, metadata, MCP): JSON errors.
+pub struct Api;
+
+/// Endpoints a person's browser visits (authorize, callback): error pages.
+pub struct Browser;
+
+impl RouteKind for Api {
+    fn refuse(e: HttpError) -> HttpError {
+        e
+    }
+}
+
+impl RouteKind for Browser {
+    fn refuse(e: HttpError) -> HttpError {
+        e.for_browser()
+    }
+}
+
+/// The protected MCP server named by the route's `{slug}`; an unknown slug is a 404.
+pub struct Server<K = Api>(pub Arc<ServerSettings>, pub PhantomData<K>);
+
+impl<K> Deref for Server<K> {
+    type Target = ServerSettings;
+
+    fn deref(&self) -> &ServerSettings {
+        &self.0
+    }
+}
+
+impl<K: RouteKind> FromRequestParts<AppState> for Server<K> {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, HttpError> {
+        let slug = Path::<String>::from_request_parts(parts, app).await.map(|Path(s)| s).unwrap_or_default();
+        match app.settings.server(&slug) {
+            Some(server) => Ok(Server(Arc::clone(server), PhantomData)),
+            None => Err(K::refuse(HttpError::not_found(format!("There is no MCP server named {slug:?} here.")))),
+        }
+    }
+}
+
+/// Form parameters, parsed strictly (repeated parameters refused, empty ones absent; see
+/// `mcp_oauth_core::form`), from an `application/x-www-form-urlencoded` body (RFC 6749
+/// §3.2). The body is bounded by the router's `DefaultBodyLimit`.
+pub struct OAuthForm<K = Api>(pub Params, pub PhantomData<K>);
+
+impl<K: RouteKind> FromRequest<AppState> for OAuthForm<K> {
+    type Rejection = HttpError;
+
+    async fn from_request(req: Request, app: &AppState) -> Result<Self, HttpError> {
+        if !is_form(req.headers()) {
+            let e = OAuthError::invalid_request("the body must be application/x-www-form-urlencoded");
+            return Err(K::refuse(e.into()));
+        }
+        let body = Bytes::from_request(req, app).await.map_err(|rejection| {
+            K::refuse(HttpError::Json {
+                status: rejection.status(),
+                error: "invalid_request",
+                description: rejection.body_text(),
+            })
+        })?;
+        Params::parse(&body).map(|p| Self(p, PhantomData)).map_err(|e| K::refuse(e.into()))
+    }
+}
+
+fn is_form(headers: &HeaderMap) -> bool {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let mime = ct.split(';').next().unwrap_or_default().trim();
+    mime.eq_ignore_ascii_case("application/x-www-form-urlencoded")
+}
+
+/// Query parameters of a browser route, parsed as strictly as a form.
+pub struct BrowserQuery(pub Params);
+
+impl FromRequestParts<AppState> for BrowserQuery {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, HttpError> {
+        let query = parts.uri.query().unwrap_or_default();
+        Params::parse(query.as_bytes()).map(Self).map_err(|e| HttpError::from(e).for_browser())
+    }
+}
+
+/// The credentials in an `Authorization` header with `scheme` (matched case-insensitively,
+/// RFC 7235 §2.1).
+pub fn authorization<'a>(headers: &'a HeaderMap, scheme: &str) -> Option<&'a str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (given, credentials) = value.split_once(' ')?;
+    given.eq_ignore_ascii_case(scheme).then(|| credentials.trim())
+}
+
+/// A client's access token at the MCP endpoint, checked in one indexed read: present,
+/// known, unexpired, unrevoked, its grant active, and issued for this very server
+/// (audience). Refused with the bearer challenge.
+pub struct Bearer {
+    pub server: Arc<ServerSettings>,
+    pub token: AccessTokenInfo,
+}
+
+impl FromRequestParts<AppState> for Bearer {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, HttpError> {
+        let Server(server, _) = Server::<Api>::from_request_parts(parts, app).await?;
+        let refuse = |why: Option<&str>| HttpError::challenge(&app.settings, &server, why);
+        if !parts.headers.contains_key(header::AUTHORIZATION) {
+            return Err(refuse(None));
+        }
+        let Some(token) = authorization(&parts.headers, "Bearer").filter(|t| !t.is_empty()) else {
+            return Err(refuse(Some("the Authorization header must be a Bearer token")));
+        };
+        let found = app.store.find_access_token(&TokenHash::of(token)).await?;
+        let why = match &found {
+            None => "unknown access token",
+            Some(t) if t.server != server.slug => "this access token was issued for another MCP server",
+            Some(t) if t.revoked => "the access token has been revoked",
+            Some(t) if t.family_status != FamilyStatus::Active => "the grant has ended; authorize again",
+            Some(t) if t.expires_at <= app.now() => "the access token has expired",
+            Some(_) => "",
+        };
+        match found {
+            Some(token) if why.is_empty() => Ok(Bearer { server, token }),
+            _ => Err(refuse(Some(why))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn auth_schemes_match_case_insensitively() {
+        let mut h = HeaderMap::new();
+        for (value, expected) in [
+            ("Bearer abc", Some("abc")),
+            ("bearer abc", Some("abc")),
+            ("BEARER  abc ", Some("abc")),
+            ("Basic abc", None),
+            ("Bearerabc", None),
+        ] {
+            h.insert(header::AUTHORIZATION, HeaderValue::from_static(value));
+            assert_eq!(authorization(&h, "Bearer"), expected, "{value}");
+        }
+    }
+
+    #[test]
+    fn only_form_bodies_are_forms() {
+        let mut h = HeaderMap::new();
+        assert!(!is_form(&h));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("Application/X-WWW-Form-Urlencoded; charset=utf-8"));
+        assert!(is_form(&h));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        assert!(!is_form(&h));
+    }
+}

@@ -1,0 +1,152 @@
+//! The two grants of the token endpoint. Each decides with the rules in
+//! `mcp_oauth_core::family` and acts with one atomic store operation, so that racing
+//! requests (on one replica or several) cannot both win.
+
+use mcp_oauth_core::client::Client;
+use mcp_oauth_core::family::{CodeState, CodeVerdict, FamilyStatus, RefreshTokenState, judge_code, judge_refresh};
+use mcp_oauth_core::form::Params;
+use mcp_oauth_core::scope::{Scopes, refresh_scope};
+use mcp_oauth_core::token::{TokenHash, TokenKind, mint};
+use mcp_oauth_core::{OAuthError, pkce};
+use mcp_oauth_store::{NewTokenPair, StoredRefreshToken};
+use serde_json::{Value, json};
+
+use crate::error::HttpError;
+use crate::settings::ServerSettings;
+use crate::state::App;
+
+/// Redeems an authorization code for the grant's first token pair.
+pub async fn authorization_code(
+    app: &App,
+    server: &ServerSettings,
+    client: &Client,
+    params: &Params,
+) -> Result<Value, HttpError> {
+    let code = params.require("code")?;
+    let hash = TokenHash::of(code);
+    let Some(stored) = app.store.find_code(&hash).await? else {
+        return Err(OAuthError::invalid_grant("unknown authorization code").into());
+    };
+    // Checks that do not prove the caller holds this code leave it untouched.
+    if stored.client_id != client.client_id || stored.server != server.slug {
+        return Err(OAuthError::invalid_grant("the authorization code was issued to another client").into());
+    }
+    let replayed = || OAuthError::invalid_grant("the authorization code was already used; its tokens are revoked");
+    match judge_code(&CodeState { used: stored.used, expires_at: stored.expires_at }, app.now()) {
+        CodeVerdict::Redeem => {}
+        CodeVerdict::Expired => return Err(OAuthError::invalid_grant("the authorization code has expired").into()),
+        CodeVerdict::Replay => {
+            revoke_for_replay(app, &stored.family_id, "authorization code").await;
+            return Err(replayed().into());
+        }
+    }
+    if let Some(given) = params.get("redirect_uri")
+        && given != stored.redirect_uri
+    {
+        return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request").into());
+    }
+    pkce::verify(params.get("code_verifier"), &stored.code_challenge)?;
+
+    let scope = Scopes::parse(&stored.scope)?;
+    let (pair, body) = new_pair(app, client, &scope);
+    if !app.store.redeem_code(&hash, app.now(), &pair).await? {
+        // Another request redeemed it between our read and our write: a replay.
+        revoke_for_replay(app, &stored.family_id, "authorization code").await;
+        return Err(replayed().into());
+    }
+    Ok(body)
+}
+
+/// Rotates a refresh token: the presented one is superseded, a new pair issued.
+pub async fn refresh_token(
+    app: &App,
+    server: &ServerSettings,
+    client: &Client,
+    params: &Params,
+) -> Result<Value, HttpError> {
+    if !client.metadata.allows_grant("refresh_token") {
+        return Err(OAuthError::unauthorized_client("this client did not register the refresh_token grant").into());
+    }
+    let hash = TokenHash::of(params.require("refresh_token")?);
+    let unknown = || OAuthError::invalid_grant("unknown refresh token");
+    let stored = app.store.find_refresh_token(&hash).await?.filter(|s| s.server == server.slug).ok_or_else(unknown)?;
+    refuse_unless_rotatable(app, &stored, client).await?;
+    let scope = refresh_scope(params.get("scope"), &Scopes::parse(&stored.scope)?)?;
+    ensure_provider_token(app, server, &stored.family_id).await?;
+    let (pair, body) = new_pair(app, client, &scope);
+    let grace = app.settings.tokens.refresh_grace_secs;
+    if app.store.rotate_refresh_token(&hash, &client.client_id, app.now(), grace, &pair).await? {
+        return Ok(body);
+    }
+    // The state changed between our read and our write (a concurrent revocation, or the
+    // grace window closing): read again and report what it is now.
+    let now_stored = app.store.find_refresh_token(&hash).await?.ok_or_else(unknown)?;
+    refuse_unless_rotatable(app, &now_stored, client).await?;
+    Err(OAuthError::invalid_grant("the refresh token changed concurrently; retry").into())
+}
+
+/// A fresh token pair for `client`; the refresh token only if the client registered
+/// for the refresh grant. Returns the stored form and the response body.
+fn new_pair(app: &App, client: &Client, scope: &Scopes) -> (NewTokenPair, Value) {
+    let now = app.now();
+    let t = &app.settings.tokens;
+    let access = mint(TokenKind::AccessToken);
+    let mut body = json!({
+        "access_token": access.secret,
+        "token_type": "Bearer",
+        "expires_in": t.access_ttl_secs,
+        "scope": scope.to_string(),
+    });
+    let refresh = client.metadata.allows_grant("refresh_token").then(|| {
+        let r = mint(TokenKind::RefreshToken);
+        body["refresh_token"] = r.secret.into();
+        (r.hash, now + t.refresh_ttl_secs)
+    });
+    let pair = NewTokenPair {
+        access_hash: access.hash,
+        access_expires_at: now + t.access_ttl_secs,
+        refresh,
+        client_id: client.client_id.clone(),
+        scope: scope.to_string(),
+        issued_at: now,
+    };
+    (pair, body)
+}
+
+async fn revoke_for_replay(app: &App, family_id: &str, what: &str) {
+    match app.store.end_family(family_id, FamilyStatus::Revoked, app.now()).await {
+        Ok(true) => tracing::warn!(family = family_id, "{what} replayed: the grant has been revoked"),
+        Ok(false) => {}
+        Err(e) => tracing::error!(family = family_id, error = %e, "could not revoke a replayed grant"),
+    }
+}
+
+/// A client refreshing its token after the provider token expired must get a token that
+/// works: refresh at the provider now, and if that is refused for good, refuse this
+/// grant too, so the client logs in again instead of holding a token that cannot work.
+async fn ensure_provider_token(app: &App, server: &ServerSettings, family_id: &str) -> Result<(), HttpError> {
+    let Some(cred) = app.store.upstream_credential(family_id).await? else {
+        return Err(OAuthError::invalid_grant("unknown grant").into());
+    };
+    let provider = app.providers.for_server(server);
+    app.upstream.token(provider, family_id, &cred.sealed, cred.expires_at, None).await?;
+    Ok(())
+}
+
+/// Applies the family state machine; revokes the family on reuse.
+async fn refuse_unless_rotatable(app: &App, stored: &StoredRefreshToken, client: &Client) -> Result<(), HttpError> {
+    let state = RefreshTokenState {
+        client_id: stored.client_id.clone(),
+        family_status: stored.family_status,
+        expires_at: stored.expires_at,
+        superseded_at: stored.superseded_at,
+    };
+    let verdict = judge_refresh(&state, &client.client_id, app.now(), app.settings.tokens.refresh_grace_secs);
+    if verdict.rotates() {
+        return Ok(());
+    }
+    if verdict.revokes_family() {
+        revoke_for_replay(app, &stored.family_id, "superseded refresh token").await;
+    }
+    Err(OAuthError::invalid_grant(verdict.refusal()).into())
+}

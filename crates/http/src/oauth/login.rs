@@ -1,0 +1,121 @@
+//! The user's login at the identity provider, from both ends: starting it once consent
+//! is given, and finishing it when the provider sends the browser back.
+
+use mcp_oauth_core::form::Params;
+use mcp_oauth_core::token::{TokenHash, TokenKind, mint, random_b64, random_id};
+use mcp_oauth_core::{OAuthError, pkce};
+use mcp_oauth_store::{NewCode, NewFamily, PendingAuthorization};
+use mcp_oauth_upstream::UpstreamError;
+
+use super::request::AuthorizationRequest;
+use crate::error::HttpError;
+use crate::settings::ServerSettings;
+use crate::state::App;
+
+/// How long a user may take to log in at the provider.
+const LOGIN_TTL_SECS: i64 = 600;
+
+/// Everything checked and consented to: remember the request (bound to this browser) and
+/// return the provider URL to send the browser to.
+pub async fn start(
+    app: &App,
+    server: &ServerSettings,
+    req: &AuthorizationRequest,
+    browser_id: &str,
+) -> Result<String, HttpError> {
+    let provider = app.providers.for_server(server);
+    let state = mint(TokenKind::UpstreamState);
+    let verifier = pkce::new_verifier();
+    let nonce = provider.wants_nonce().then(|| random_b64(16));
+    let pending = PendingAuthorization {
+        state_hash: state.hash,
+        browser_hash: TokenHash::of(browser_id),
+        server: server.slug.clone(),
+        client_id: req.client.client_id.clone(),
+        redirect_uri: req.reply.redirect_uri.clone(),
+        scope: req.scope.to_string(),
+        resource: req.resource.clone(),
+        code_challenge: req.code_challenge.clone(),
+        client_state: req.reply.state.clone(),
+        upstream_verifier: verifier.clone(),
+        nonce: nonce.clone(),
+        expires_at: app.now() + LOGIN_TTL_SECS,
+    };
+    app.store.insert_pending(&pending).await?;
+    let url = provider
+        .authorization_url(
+            &app.settings.callback_url(),
+            &state.secret,
+            &pkce::s256_challenge(&verifier),
+            nonce.as_deref(),
+            Some(&req.resource),
+        )
+        .await
+        .map_err(|e| {
+            tracing::warn!(provider = provider.name(), error = %e, "cannot build the upstream authorization URL");
+            OAuthError::temporarily_unavailable("the upstream identity provider is unavailable", 5)
+        })?;
+    Ok(url)
+}
+
+/// The provider's answer for `pending`: exchange its code, identify the user, seal the
+/// provider's tokens into a new grant, and return the proxy's own authorization code.
+pub async fn finish(
+    app: &App,
+    server: &ServerSettings,
+    pending: &PendingAuthorization,
+    params: &Params,
+) -> Result<String, HttpError> {
+    let provider = app.providers.for_server(server);
+    if let Some(error) = params.get("error") {
+        tracing::info!(provider = provider.name(), error, "upstream login did not succeed");
+        return Err(match error {
+            "access_denied" => OAuthError::access_denied("the user did not log in at the upstream identity provider"),
+            "temporarily_unavailable" => {
+                OAuthError::temporarily_unavailable("the upstream identity provider is unavailable; try again", 5)
+            }
+            other => OAuthError::server_error(format!("the upstream identity provider answered {other}")),
+        }
+        .into());
+    }
+    let code = params
+        .get("code")
+        .ok_or_else(|| OAuthError::server_error("the upstream identity provider sent neither a code nor an error"))?;
+    let failed = |stage: &'static str| {
+        move |e: UpstreamError| {
+            tracing::warn!(provider = provider.name(), stage, error = %e, "upstream login failed");
+            HttpError::from(e)
+        }
+    };
+    let tokens = provider
+        .exchange_code(code, &pending.upstream_verifier, &app.settings.callback_url())
+        .await
+        .map_err(failed("code exchange"))?;
+    let now = app.now();
+    let subject = provider.subject(&tokens, pending.nonce.as_deref(), now).await.map_err(failed("identify user"))?;
+
+    let family_id = random_id();
+    let family = NewFamily {
+        id: family_id.clone(),
+        server: pending.server.clone(),
+        client_id: pending.client_id.clone(),
+        subject: subject.clone(),
+        scope: pending.scope.clone(),
+        resource: pending.resource.clone(),
+        upstream_sealed: app.upstream.seal(&family_id, &tokens),
+        upstream_expires_at: tokens.expires_in.map(|secs| now + secs),
+        created_at: now,
+    };
+    let code = mint(TokenKind::AuthorizationCode);
+    let stored_code = NewCode {
+        hash: code.hash,
+        family_id: family_id.clone(),
+        client_id: pending.client_id.clone(),
+        redirect_uri: pending.redirect_uri.clone(),
+        code_challenge: pending.code_challenge.clone(),
+        expires_at: now + app.settings.tokens.code_ttl_secs,
+    };
+    app.store.create_family(&family, &stored_code).await?;
+    tracing::info!(server = %pending.server, client_id = %pending.client_id, %subject, family = %family_id, "user authorized a client");
+    Ok(code.secret)
+}

@@ -1,0 +1,128 @@
+//! An authorization request (RFC 6749 §4.1.1 with PKCE and RFC 8707), checked, and the
+//! verified place its answers go.
+//!
+//! Order matters (RFC 6749 §4.1.2.1, RFC 9700 §4.1): until the client and its redirect
+//! URI are verified, every error is a page shown to the user, never a redirect; after
+//! that, errors go back to the client's redirect URI with `state` and `iss`.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use mcp_oauth_core::client::Client;
+use mcp_oauth_core::form::Params;
+use mcp_oauth_core::scope::{Scopes, grant_scope};
+use mcp_oauth_core::{OAuthError, pkce, redirect_uri};
+
+use crate::error::HttpError;
+use crate::responses::redirect;
+use crate::settings::ServerSettings;
+use crate::state::App;
+
+/// A checked authorization request.
+#[derive(Debug, Clone)]
+pub struct AuthorizationRequest {
+    pub client: Client,
+    pub scope: Scopes,
+    pub code_challenge: String,
+    pub resource: String,
+    pub reply: ClientRedirect,
+}
+
+/// The client's verified redirect URI, with what every answer sent there carries: the
+/// client's `state` and our `iss` (RFC 9207, so clients can tell authorization servers
+/// apart).
+#[derive(Debug, Clone)]
+pub struct ClientRedirect {
+    pub issuer: String,
+    pub redirect_uri: String,
+    pub state: Option<String>,
+    /// `302 Found` answering a GET, `303 See Other` answering a form POST.
+    pub status: StatusCode,
+}
+
+impl ClientRedirect {
+    fn location(&self, params: &[(&str, &str)]) -> String {
+        let Ok(mut url) = url::Url::parse(&self.redirect_uri) else {
+            return self.redirect_uri.clone();
+        };
+        {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in params {
+                q.append_pair(k, v);
+            }
+            if let Some(state) = &self.state {
+                q.append_pair("state", state);
+            }
+            q.append_pair("iss", &self.issuer);
+        }
+        url.into()
+    }
+
+    /// The successful answer: the authorization code.
+    pub fn code(&self, code: &str) -> Response {
+        redirect(self.status, &self.location(&[("code", code)]))
+    }
+
+    /// An error answer (RFC 6749 §4.1.2.1). Only OAuth errors are the client's to know;
+    /// anything else is shown to the person in the browser.
+    pub fn error(&self, error: impl Into<HttpError>) -> HttpError {
+        match error.into() {
+            HttpError::OAuth(error) => {
+                let mut params = vec![("error", error.code.as_str())];
+                if !error.description.is_empty() {
+                    params.push(("error_description", error.description.as_str()));
+                }
+                HttpError::Redirect { status: self.status, location: self.location(&params) }
+            }
+            other => other.for_browser(),
+        }
+    }
+}
+
+impl AuthorizationRequest {
+    /// Checks an authorization request's parameters; `status` is how redirects answer it.
+    pub async fn validate(
+        app: &App,
+        server: &ServerSettings,
+        params: &Params,
+        status: StatusCode,
+    ) -> Result<Self, HttpError> {
+        let page = |message: &str| HttpError::page(StatusCode::BAD_REQUEST, message);
+        let client_id = params.require("client_id").map_err(|e| HttpError::from(e).for_browser())?;
+        let client = app
+            .clients
+            .find(&server.slug, client_id)
+            .await
+            .map_err(HttpError::for_browser)?
+            .ok_or_else(|| page("Unknown client. The application must register again."))?;
+        let redirect_uri = redirect_uri::resolve(&client.metadata.redirect_uris, params.get("redirect_uri"))
+            .ok_or_else(|| page("The redirect URI is missing or is not registered for this client."))?
+            .to_owned();
+        let reply = ClientRedirect {
+            issuer: app.settings.issuer(&server.slug),
+            redirect_uri,
+            state: params.get("state").map(str::to_owned),
+            status,
+        };
+
+        match params.get("response_type") {
+            Some("code") => {}
+            Some(_) => {
+                return Err(reply.error(OAuthError::unsupported_response_type("only response_type=code is supported")));
+            }
+            None => return Err(reply.error(OAuthError::invalid_request("response_type is required"))),
+        }
+        let code_challenge =
+            pkce::validate_challenge(params.get("code_challenge"), params.get("code_challenge_method"))
+                .map_err(|e| reply.error(e))?;
+        let resource = app.settings.resource(&server.slug);
+        if let Some(requested) = params.get("resource") {
+            // RFC 8707: the resource must be ours. A trailing slash is the same resource.
+            if requested.trim_end_matches('/') != resource {
+                let e = OAuthError::invalid_target(format!("this server issues tokens only for {resource}"));
+                return Err(reply.error(e));
+            }
+        }
+        let scope = grant_scope(params.get("scope"), &server.scopes).map_err(|e| reply.error(e))?;
+        Ok(Self { client, scope, code_challenge, resource, reply })
+    }
+}

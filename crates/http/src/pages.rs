@@ -1,0 +1,98 @@
+//! The two HTML pages the proxy renders: the consent page and the error page. maud
+//! escapes everything it interpolates, so a client's self-given name or a redirect URI
+//! cannot become markup.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+
+use crate::responses;
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;color:#222}\
+h1{font-size:1.4rem}dt{font-weight:600;margin-top:.6rem}dd{margin:0}code{background:#f3f3f3;padding:0 .2rem}\
+button{font-size:1rem;padding:.5rem 1.2rem;margin-right:.6rem;border-radius:4px;border:1px solid #888;background:#f4f4f4}\
+button[value=approve]{background:#1a5fb4;border-color:#1a5fb4;color:#fff}.note{color:#a40}small{color:#555}";
+
+fn layout(title: &str, body: Markup) -> String {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width";
+                title { (title) }
+                style { (PreEscaped(STYLE)) }
+            }
+            body { (body) }
+        }
+    }
+    .into_string()
+}
+
+/// An error shown to the person in the browser, used when there is no client redirect
+/// URI we may trust (unknown client, mismatched redirect URI, lost login session).
+pub fn error(status: StatusCode, message: &str) -> Response {
+    let body = html! {
+        h1 { "Authorization error" }
+        p { (message) }
+    };
+    responses::html(status, layout("Authorization error", body))
+}
+
+/// What the consent page shows and carries back.
+pub struct Consent<'a> {
+    pub server: &'a str,
+    pub client_name: &'a str,
+    pub client_id: &'a str,
+    /// Where the answer goes, as the user should judge it (scheme and host).
+    pub destination: &'a str,
+    pub scopes: &'a str,
+    pub provider: &'a str,
+    pub notice: Option<&'a str>,
+    pub action: &'a str,
+    /// The authorization parameters the form posts back unchanged.
+    pub carried: Vec<(&'a str, &'a str)>,
+    pub csrf_token: &'a str,
+}
+
+pub fn consent(status: StatusCode, c: &Consent<'_>) -> Response {
+    let body = html! {
+        h1 { "Allow access to " (c.server) "?" }
+        @if let Some(notice) = c.notice {
+            p.note { (notice) }
+        }
+        p { b { (c.client_name) } " wants to use the MCP server " b { (c.server) } " on your behalf." }
+        dl {
+            dt { "Application" }
+            dd { (c.client_name) " " small { "(the name it gives itself; client id " code { (c.client_id) } ")" } }
+            dt { "It will receive the answer at" }
+            dd { code { (c.destination) } }
+            dt { "Access requested" }
+            dd { code { (c.scopes) } }
+            dt { "You will sign in with" }
+            dd { (c.provider) }
+        }
+        p { "Only allow applications you started yourself and trust." }
+        form method="post" action=(c.action) {
+            @for (name, value) in &c.carried {
+                input type="hidden" name=(name) value=(value);
+            }
+            input type="hidden" name="csrf_token" value=(c.csrf_token);
+            button type="submit" name="decision" value="approve" { "Allow" }
+            button type="submit" name="decision" value="deny" { "Deny" }
+        }
+    };
+    responses::html(status, layout("Allow access?", body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interpolated_text_is_escaped() {
+        let page = layout("t", html! { p { ("<script>alert(\"x\")</script>") } });
+        assert!(page.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"), "{page}");
+        assert!(!page.contains("<script>"));
+    }
+}

@@ -1,0 +1,59 @@
+//! The state every handler shares: the settings and a few small services, each owning
+//! what its job needs.
+
+use std::sync::Arc;
+
+use mcp_oauth_core::clock::SharedClock;
+use mcp_oauth_core::seal::KeyRing;
+use mcp_oauth_core::sign::Signer;
+use mcp_oauth_store::Store;
+
+use crate::clients::ClientDirectory;
+use crate::cookies::CookieNames;
+use crate::providers::Providers;
+use crate::settings::Settings;
+use crate::upstream_access::UpstreamAccess;
+
+pub struct App {
+    pub settings: Settings,
+    pub store: Arc<dyn Store>,
+    pub clock: SharedClock,
+    /// Who a `client_id` is.
+    pub clients: ClientDirectory,
+    pub providers: Providers,
+    /// Provider tokens for the MCP path, refreshed once when due.
+    pub upstream: UpstreamAccess,
+    /// Signs what the proxy hands to browsers (consent cookies, CSRF tokens).
+    pub signer: Signer,
+    pub cookies: CookieNames,
+    /// Pooled connections to the MCP upstreams.
+    pub mcp_client: reqwest::Client,
+}
+
+pub type AppState = Arc<App>;
+
+impl App {
+    pub fn new(
+        settings: Settings,
+        store: Arc<dyn Store>,
+        keys: KeyRing,
+        clock: SharedClock,
+        providers: Providers,
+        mcp_client: reqwest::Client,
+    ) -> Self {
+        let signer = Signer::from_key_ring(&keys);
+        let cookies = CookieNames::new(settings.secure_cookies());
+        let clients = ClientDirectory::new(
+            settings.static_clients.clone(),
+            settings.metadata_documents,
+            Arc::clone(&store),
+            Arc::clone(&clock),
+        );
+        let upstream = UpstreamAccess::new(Arc::clone(&store), keys, Arc::clone(&clock));
+        Self { settings, store, clock, clients, providers, upstream, signer, cookies, mcp_client }
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+}

@@ -1,0 +1,240 @@
+//! The upstream-access service: a usable provider access token for a grant, refreshed
+//! once when it needs to be. It owns what that takes: the key ring that seals provider
+//! credentials at rest, the single-flight locks, and the store's refresh lease.
+//!
+//! The fast path opens the sealed credential read together with the client's token and
+//! returns it. The slow path (expiring soon, or the MCP upstream just answered 401) is
+//! single-flight at two levels:
+//! - in this process, one async lock per grant: concurrent requests queue behind the
+//!   first, then re-read the credential it stored (without the re-read, each would redeem
+//!   the provider's single-use refresh token again and lose the grant);
+//! - across replicas, a lease row in the database: a replica that cannot take it waits
+//!   for the holder's result instead of redeeming the same refresh token twice.
+
+mod flight;
+mod secret;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcp_oauth_core::clock::SharedClock;
+use mcp_oauth_core::family::FamilyStatus;
+use mcp_oauth_core::seal::KeyRing;
+use mcp_oauth_store::{Store, StoreError, UpstreamCredential};
+use mcp_oauth_upstream::{Provider, UpstreamError, UpstreamTokens};
+
+use flight::FlightLocks;
+pub use secret::UpstreamSecret;
+
+/// How long one replica may hold the right to refresh before others may take over:
+/// longer than a provider call may take (30 s), so a live holder never loses it.
+const LEASE_SECS: i64 = 45;
+const LEASE_POLL: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccessError {
+    /// The provider grant is gone for good: the user must log in again.
+    #[error("the upstream grant needs a new login")]
+    NeedsLogin,
+    /// The provider or the database is unavailable right now; the grant is kept.
+    #[error("temporarily unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for AccessError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(d) => Self::Unavailable(d),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Why the slow path is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The credential expires within the provider's margin (or has expired).
+    Expiring,
+    /// The MCP upstream refused the token we sent (the credential sealed as given).
+    Rejected,
+}
+
+/// A provider access token and the sealed credential it was opened from (to recognise,
+/// after the MCP upstream refuses it, whether someone has refreshed since).
+#[derive(Debug, Clone)]
+pub struct ProviderToken {
+    pub token: String,
+    pub sealed: String,
+}
+
+pub fn needs_refresh(expires_at: Option<i64>, now: i64, margin: i64) -> bool {
+    expires_at.is_some_and(|e| now >= e - margin)
+}
+
+pub struct UpstreamAccess {
+    store: Arc<dyn Store>,
+    keys: KeyRing,
+    clock: SharedClock,
+    flights: FlightLocks,
+}
+
+impl UpstreamAccess {
+    pub fn new(store: Arc<dyn Store>, keys: KeyRing, clock: SharedClock) -> Self {
+        Self { store, keys, clock, flights: FlightLocks::default() }
+    }
+
+    /// The provider's tokens sealed for storage in grant `family_id`.
+    pub fn seal(&self, family_id: &str, tokens: &UpstreamTokens) -> String {
+        UpstreamSecret::from_tokens(tokens).seal(&self.keys, family_id)
+    }
+
+    /// The provider access token to send for `family_id`, given the credential as read
+    /// with the client's token. `trigger` forces the slow path.
+    pub async fn token(
+        &self,
+        provider: &Provider,
+        family_id: &str,
+        sealed: &str,
+        expires_at: Option<i64>,
+        trigger: Option<Trigger>,
+    ) -> Result<ProviderToken, AccessError> {
+        let margin = provider.settings().refresh_margin_secs;
+        if trigger.is_none() && !needs_refresh(expires_at, self.clock.now(), margin) {
+            return self.opened(family_id, sealed);
+        }
+        let trigger = trigger.unwrap_or(Trigger::Expiring);
+        let lock = self.flights.get(family_id);
+        let result = {
+            let _turn = lock.lock().await;
+            self.refresh(provider, family_id, sealed, trigger).await
+        };
+        self.flights.done(family_id, lock);
+        result
+    }
+
+    /// The token in `sealed`, which is current.
+    fn opened(&self, family_id: &str, sealed: &str) -> Result<ProviderToken, AccessError> {
+        let token = self.open(family_id, sealed)?.access_token;
+        Ok(ProviderToken { token, sealed: sealed.to_owned() })
+    }
+
+    fn open(&self, family_id: &str, sealed: &str) -> Result<UpstreamSecret, AccessError> {
+        UpstreamSecret::open(&self.keys, family_id, sealed).map_err(|e| {
+            tracing::error!(family = family_id, error = %e, "cannot open the sealed upstream credential");
+            AccessError::Internal("cannot open the upstream credential".into())
+        })
+    }
+
+    async fn refresh(
+        &self,
+        provider: &Provider,
+        family_id: &str,
+        seen_sealed: &str,
+        trigger: Trigger,
+    ) -> Result<ProviderToken, AccessError> {
+        let margin = provider.settings().refresh_margin_secs;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(LEASE_SECS as u64 + 5);
+        let is_fresh = |c: &UpstreamCredential| match trigger {
+            Trigger::Expiring => !needs_refresh(c.expires_at, self.clock.now(), margin),
+            Trigger::Rejected => c.sealed != seen_sealed,
+        };
+        loop {
+            // Someone (a request before us, or another replica) may have refreshed already.
+            let current = self.current_credential(family_id).await?;
+            if is_fresh(&current) {
+                return self.opened(family_id, &current.sealed);
+            }
+            if self.store.take_refresh_lease(family_id, self.clock.now(), LEASE_SECS).await? {
+                // Read again under the lease: another replica may have stored a fresh
+                // credential (and released its lease) between our read and our take, and
+                // refreshing with the refresh token we read before would redeem a token
+                // the provider has already rotated away.
+                let current = self.current_credential(family_id).await?;
+                if is_fresh(&current) {
+                    self.store.release_refresh_lease(family_id).await?;
+                    return self.opened(family_id, &current.sealed);
+                }
+                return self.refresh_with_lease(provider, &current).await;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(AccessError::Unavailable("another replica is refreshing this grant".into()));
+            }
+            tokio::time::sleep(LEASE_POLL).await;
+        }
+    }
+
+    /// The stored credential of an active grant.
+    async fn current_credential(&self, family_id: &str) -> Result<UpstreamCredential, AccessError> {
+        match self.store.upstream_credential(family_id).await? {
+            Some(c) if c.family_status == FamilyStatus::Active => Ok(c),
+            _ => Err(AccessError::NeedsLogin),
+        }
+    }
+
+    /// We hold the lease: call the provider, store the result, and release.
+    async fn refresh_with_lease(
+        &self,
+        provider: &Provider,
+        current: &UpstreamCredential,
+    ) -> Result<ProviderToken, AccessError> {
+        let family_id = current.family_id.as_str();
+        let secret = self.open(family_id, &current.sealed)?;
+        let Some(refresh_token) = secret.refresh_token else {
+            // Nothing to refresh with. A token that has not expired yet is still worth
+            // using; one that has (or that the MCP upstream refused) means a new login.
+            self.store.release_refresh_lease(family_id).await?;
+            if current.expires_at.is_some_and(|e| self.clock.now() < e) {
+                return Ok(ProviderToken { token: secret.access_token, sealed: current.sealed.clone() });
+            }
+            return self.needs_login(family_id, "the upstream credential expired and has no refresh token").await;
+        };
+        match provider.refresh(&refresh_token).await {
+            Ok(tokens) => {
+                let renewed = UpstreamSecret {
+                    access_token: tokens.access_token,
+                    // Providers that do not rotate send no new refresh token: keep ours.
+                    refresh_token: tokens.refresh_token.or(Some(refresh_token)),
+                };
+                let expires_at = tokens.expires_in.map(|s| self.clock.now() + s);
+                let sealed = renewed.seal(&self.keys, family_id);
+                if let Err(e) = self.store.store_upstream_credential(family_id, &sealed, expires_at).await {
+                    // The provider may have rotated its refresh token, which we now failed
+                    // to keep; nothing better can be done than to say so loudly.
+                    tracing::error!(family = family_id, error = %e, "refreshed upstream credential could not be stored");
+                    return Err(e.into());
+                }
+                tracing::info!(provider = provider.name(), family = family_id, "upstream credential refreshed");
+                Ok(ProviderToken { token: renewed.access_token, sealed })
+            }
+            Err(e @ UpstreamError::Rejected { .. }) => {
+                tracing::warn!(provider = provider.name(), family = family_id, error = %e, "upstream refresh refused");
+                self.needs_login(family_id, "the upstream provider refused to refresh").await
+            }
+            Err(e) => {
+                tracing::warn!(provider = provider.name(), family = family_id, error = %e, "upstream refresh failed; will retry");
+                let _ = self.store.release_refresh_lease(family_id).await;
+                Err(AccessError::Unavailable(e.to_string()))
+            }
+        }
+    }
+
+    async fn needs_login(&self, family_id: &str, why: &str) -> Result<ProviderToken, AccessError> {
+        self.store.end_family(family_id, FamilyStatus::NeedsLogin, self.clock.now()).await?;
+        tracing::info!(family = family_id, why, "grant needs a new login");
+        Err(AccessError::NeedsLogin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn refresh_is_due_within_the_margin_and_never_without_expiry() {
+        use super::needs_refresh;
+        assert!(!needs_refresh(None, 1_000_000, 60));
+        assert!(!needs_refresh(Some(1000), 939, 60));
+        assert!(needs_refresh(Some(1000), 940, 60));
+        assert!(needs_refresh(Some(1000), 2000, 60));
+    }
+}
