@@ -12,7 +12,8 @@
 //! ```
 //!
 //! The grace window exists because honest clients race themselves (two tabs, a retry after
-//! a lost response) and must not be logged out for it (field lesson 1); after the window,
+//! a lost response) and must not be logged out for it, as hosted clients refreshing from two
+//! places at once are by stricter servers; after the window,
 //! a superseded token being presented means two parties hold it, and RFC 9700 §4.14.2 says
 //! to revoke the family.
 //!

@@ -7,6 +7,7 @@ mod authorization;
 mod cli;
 mod crash;
 mod discovery;
+mod edge;
 mod mcp;
 mod metadata_documents;
 mod outage;

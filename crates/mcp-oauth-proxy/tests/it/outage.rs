@@ -68,7 +68,17 @@ async fn a_database_outage_is_503_meanwhile_and_heals_by_itself() {
     .await
     .unwrap();
     let started = Instant::now();
-    assert_eq!(h.mcp_status(&access).await, StatusCode::SERVICE_UNAVAILABLE);
+    let r = h
+        .http
+        .post(h.url("/mcp/demo"))
+        .bearer_auth(&access)
+        .header("content-type", "application/json")
+        .body(crate::harness::INITIALIZE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers().contains_key("retry-after"), "the MCP path says when to retry");
     let (status, err) = h.refresh(&client_id, &refresh).await;
     assert_eq!((status, err["error"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("temporarily_unavailable")));
     let ready = h.http.get(h.url("/readyz")).send().await.unwrap().status();
