@@ -1,13 +1,18 @@
 //! The authorization endpoint: `GET` checks the request and shows the consent page (or
 //! goes straight to the provider's login for trusted or already-approved clients);
 //! `POST` receives the consent form.
+//!
+//! Errors in a request go back to the client only when the client has earned it here:
+//! it is trusted, this browser approved it before, or the person has just answered its
+//! consent form. Otherwise they are shown on a page (see `request::Invalid`).
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use mcp_oauth_core::OAuthError;
+use mcp_oauth_core::client::Client;
 
-use super::request::AuthorizationRequest;
+use super::request::{AuthorizationRequest, ClientRedirect};
 use super::{consent, login};
 use crate::cookies::{self, BROWSER_MAX_AGE};
 use crate::error::HttpError;
@@ -21,9 +26,13 @@ pub async fn get(
     BrowserQuery(params): BrowserQuery,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
-    let req = AuthorizationRequest::validate(&app, &server, &params, StatusCode::FOUND).await?;
     let (browser_id, is_new) = cookies::browser_id(&headers, &app.cookies);
-    let resp = if req.client.trusted || consent::is_remembered(&app, &server, &req.client, &browser_id, &headers) {
+    let approved =
+        |client: &Client| client.trusted || consent::is_remembered(&app, &server, client, &browser_id, &headers);
+    let req = AuthorizationRequest::validate(&app, &server, &params, StatusCode::FOUND)
+        .await
+        .map_err(|invalid| invalid.answer(|client, _| approved(client)))?;
+    let resp = if approved(&req.client) {
         go_to_provider(&app, &server, &req, &browser_id).await?
     } else {
         consent::page(&app, &server, &req, &params, &browser_id, None)
@@ -37,9 +46,20 @@ pub async fn post(
     headers: HeaderMap,
     OAuthForm(params, _): OAuthForm<Browser>,
 ) -> Result<Response, HttpError> {
-    let req = AuthorizationRequest::validate(&app, &server, &params, StatusCode::SEE_OTHER).await?;
     let (browser_id, is_new) = cookies::browser_id(&headers, &app.cookies);
-    let resp = if !consent::csrf_is_valid(&app, &server, &req, &browser_id, params.get("csrf_token")) {
+    // The person acted only if the form carries a CSRF token signed for this browser.
+    let acted = |client: &Client, reply: &ClientRedirect| {
+        consent::csrf_is_valid(&app, &server, client, reply, &browser_id, params.get("csrf_token"))
+    };
+    let req =
+        AuthorizationRequest::validate(&app, &server, &params, StatusCode::SEE_OTHER).await.map_err(|invalid| {
+            invalid.answer(|client, reply| {
+                acted(client, reply)
+                    || client.trusted
+                    || consent::is_remembered(&app, &server, client, &browser_id, &headers)
+            })
+        })?;
+    let resp = if !acted(&req.client, &req.reply) {
         // Expired form, lost cookie, or a forged post: nothing happens, and the person
         // (if it is one) is asked again with a fresh form.
         let notice = "This consent form has expired or did not come from this browser. Please confirm again.";

@@ -12,7 +12,7 @@ use axum::response::Response;
 use mcp_oauth_core::client::Client;
 use mcp_oauth_core::form::Params;
 
-use super::request::AuthorizationRequest;
+use super::request::{AuthorizationRequest, ClientRedirect};
 use crate::cookies::{self, CONSENT_MAX_AGE};
 use crate::pages;
 use crate::settings::ServerSettings;
@@ -33,18 +33,26 @@ const CARRIED: &[&str] = &[
 ];
 
 /// What a CSRF token is bound to: this server, client, redirect URI and browser.
-fn csrf_parts<'a>(server: &'a ServerSettings, req: &'a AuthorizationRequest, browser_id: &'a str) -> [&'a str; 4] {
-    [&server.slug, &req.client.client_id, &req.reply.redirect_uri, browser_id]
+fn csrf_parts<'a>(
+    server: &'a ServerSettings,
+    client: &'a Client,
+    reply: &'a ClientRedirect,
+    browser_id: &'a str,
+) -> [&'a str; 4] {
+    [&server.slug, &client.client_id, &reply.redirect_uri, browser_id]
 }
 
+/// Whether a consent form was really answered by the person in this browser.
 pub fn csrf_is_valid(
     app: &App,
     server: &ServerSettings,
-    req: &AuthorizationRequest,
+    client: &Client,
+    reply: &ClientRedirect,
     browser_id: &str,
     token: Option<&str>,
 ) -> bool {
-    token.is_some_and(|t| app.signer.verify_until("csrf", &csrf_parts(server, req, browser_id), t, app.now()))
+    let parts = csrf_parts(server, client, reply, browser_id);
+    token.is_some_and(|t| app.signer.verify_until("csrf", &parts, t, app.now()))
 }
 
 fn approval_parts<'a>(server: &'a ServerSettings, client: &'a Client, browser_id: &'a str) -> [&'a str; 3] {
@@ -92,7 +100,8 @@ pub fn page(
     browser_id: &str,
     notice: Option<&str>,
 ) -> Response {
-    let csrf = app.signer.sign_until("csrf", &csrf_parts(server, req, browser_id), app.now() + CSRF_TTL_SECS);
+    let parts = csrf_parts(server, &req.client, &req.reply, browser_id);
+    let csrf = app.signer.sign_until("csrf", &parts, app.now() + CSRF_TTL_SECS);
     let scopes = if req.scope.is_empty() { "(none)".to_owned() } else { req.scope.to_string() };
     let action = format!("{}/authorize", app.settings.issuer(&server.slug));
     let status = if notice.is_some() { StatusCode::FORBIDDEN } else { StatusCode::OK };

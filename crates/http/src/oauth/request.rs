@@ -3,7 +3,8 @@
 //!
 //! Order matters (RFC 6749 §4.1.2.1, RFC 9700 §4.1): until the client and its redirect
 //! URI are verified, every error is a page shown to the user, never a redirect; after
-//! that, errors go back to the client's redirect URI with `state` and `iss`.
+//! that, errors may go back to the client's redirect URI with `state` and `iss`, when
+//! the handler judges the client trustworthy enough (see [`Invalid::answer`]).
 
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -16,6 +17,10 @@ use crate::error::HttpError;
 use crate::responses::redirect;
 use crate::settings::ServerSettings;
 use crate::state::App;
+
+/// `state` is stored with the pending login and echoed back; an anonymous caller must not
+/// make the proxy store more than this for it.
+const MAX_STATE_BYTES: usize = 4096;
 
 /// A checked authorization request.
 #[derive(Debug, Clone)]
@@ -78,6 +83,30 @@ impl ClientRedirect {
     }
 }
 
+/// Why an authorization request was refused.
+#[derive(Debug)]
+pub enum Invalid {
+    /// The client or its redirect URI could not be verified: only a page will do.
+    Unverified(HttpError),
+    /// The client and redirect URI are verified, the rest of the request is not.
+    Verified { client: Client, reply: ClientRedirect, error: OAuthError },
+}
+
+impl Invalid {
+    /// The answer: the error at the client's redirect URI only if `may_redirect` (the
+    /// client is trusted, or this browser approved it, or the user has just acted);
+    /// otherwise a page. Redirecting a malformed request of any registered client would
+    /// make the proxy's domain an open redirector to whatever URI that client registered
+    /// (RFC 9700 §4.11.2).
+    pub fn answer(self, may_redirect: impl FnOnce(&Client, &ClientRedirect) -> bool) -> HttpError {
+        match self {
+            Self::Unverified(e) => e,
+            Self::Verified { client, reply, error } if may_redirect(&client, &reply) => reply.error(error),
+            Self::Verified { error, .. } => HttpError::from(error).for_browser(),
+        }
+    }
+}
+
 impl AuthorizationRequest {
     /// Checks an authorization request's parameters; `status` is how redirects answer it.
     pub async fn validate(
@@ -85,44 +114,52 @@ impl AuthorizationRequest {
         server: &ServerSettings,
         params: &Params,
         status: StatusCode,
-    ) -> Result<Self, HttpError> {
-        let page = |message: &str| HttpError::page(StatusCode::BAD_REQUEST, message);
-        let client_id = params.require("client_id").map_err(|e| HttpError::from(e).for_browser())?;
+    ) -> Result<Self, Invalid> {
+        let page = |message: &str| Invalid::Unverified(HttpError::page(StatusCode::BAD_REQUEST, message));
+        if params.get("state").is_some_and(|s| s.len() > MAX_STATE_BYTES) {
+            return Err(page("The state parameter is too long (at most 4096 bytes)."));
+        }
+        let client_id =
+            params.require("client_id").map_err(|e| Invalid::Unverified(HttpError::from(e).for_browser()))?;
         let client = app
             .clients
             .find(&server.slug, client_id)
             .await
-            .map_err(HttpError::for_browser)?
+            .map_err(|e| Invalid::Unverified(e.for_browser()))?
             .ok_or_else(|| page("Unknown client. The application must register again."))?;
-        let redirect_uri = redirect_uri::resolve(&client.metadata.redirect_uris, params.get("redirect_uri"))
-            .ok_or_else(|| page("The redirect URI is missing or is not registered for this client."))?
-            .to_owned();
+        let Some(redirect_uri) = redirect_uri::resolve(&client.metadata.redirect_uris, params.get("redirect_uri"))
+        else {
+            return Err(page("The redirect URI is missing or is not registered for this client."));
+        };
         let reply = ClientRedirect {
             issuer: app.settings.issuer(&server.slug),
-            redirect_uri,
+            redirect_uri: redirect_uri.to_owned(),
             state: params.get("state").map(str::to_owned),
             status,
         };
-
-        match params.get("response_type") {
-            Some("code") => {}
-            Some(_) => {
-                return Err(reply.error(OAuthError::unsupported_response_type("only response_type=code is supported")));
-            }
-            None => return Err(reply.error(OAuthError::invalid_request("response_type is required"))),
+        match check(app, server, params) {
+            Ok((scope, code_challenge, resource)) => Ok(Self { client, scope, code_challenge, resource, reply }),
+            Err(error) => Err(Invalid::Verified { client, reply, error }),
         }
-        let code_challenge =
-            pkce::validate_challenge(params.get("code_challenge"), params.get("code_challenge_method"))
-                .map_err(|e| reply.error(e))?;
-        let resource = app.settings.resource(&server.slug);
-        if let Some(requested) = params.get("resource") {
-            // RFC 8707: the resource must be ours. A trailing slash is the same resource.
-            if requested.trim_end_matches('/') != resource {
-                let e = OAuthError::invalid_target(format!("this server issues tokens only for {resource}"));
-                return Err(reply.error(e));
-            }
-        }
-        let scope = grant_scope(params.get("scope"), &server.scopes).map_err(|e| reply.error(e))?;
-        Ok(Self { client, scope, code_challenge, resource, reply })
     }
+}
+
+/// The rest of the request, once the client and its redirect URI are known: the scope,
+/// the PKCE challenge and the resource.
+fn check(app: &App, server: &ServerSettings, params: &Params) -> Result<(Scopes, String, String), OAuthError> {
+    match params.get("response_type") {
+        Some("code") => {}
+        Some(_) => return Err(OAuthError::unsupported_response_type("only response_type=code is supported")),
+        None => return Err(OAuthError::invalid_request("response_type is required")),
+    }
+    let code_challenge = pkce::validate_challenge(params.get("code_challenge"), params.get("code_challenge_method"))?;
+    let resource = app.settings.resource(&server.slug);
+    if let Some(requested) = params.get("resource") {
+        // RFC 8707: the resource must be ours. A trailing slash is the same resource.
+        if requested.trim_end_matches('/') != resource {
+            return Err(OAuthError::invalid_target(format!("this server issues tokens only for {resource}")));
+        }
+    }
+    let scope = grant_scope(params.get("scope"), &server.scopes)?;
+    Ok((scope, code_challenge, resource))
 }

@@ -35,6 +35,8 @@ async fn loopback_redirects_match_on_any_port() {
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
 }
 
+/// Errors in a request redirect to the client only once this browser approved it (or it
+/// is trusted): before that, a page, so the proxy is no open redirector.
 #[tokio::test]
 async fn pkce_is_required_and_must_be_s256() {
     let h = Harness::start().await;
@@ -47,8 +49,15 @@ async fn pkce_is_required_and_must_be_s256() {
         .collect::<Vec<_>>()
         .join("&");
     let plain = h.authorize_url(&client_id, &[]).replace("code_challenge_method=S256", "code_challenge_method=plain");
-    for url in [no_pkce, plain] {
-        let page = b.get(&url).await;
+    for url in [&no_pkce, &plain] {
+        let page = b.get(url).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{url}");
+        assert!(page.headers.get("location").is_none());
+        assert!(page.body.contains("code_challenge"), "{}", page.body);
+    }
+    h.authorize(&mut b, &client_id).await;
+    for url in [&no_pkce, &plain] {
+        let page = b.get(url).await;
         assert_eq!(page.status, StatusCode::FOUND);
         let q = query(&page.location());
         assert!(page.location().starts_with(REDIRECT));
@@ -65,10 +74,70 @@ async fn resource_must_be_this_server() {
     let mut b = Browser::new();
     let other = h.url("/mcp/other");
     let page = b.get(&h.authorize_url(&client_id, &[("resource", &other)])).await;
-    assert_eq!(query(&page.location())["error"], "invalid_target");
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.body.contains("only for"), "{}", page.body);
     let ours = h.url("/mcp/demo");
     let page = b.get(&h.authorize_url(&client_id, &[("resource", &ours)])).await;
     assert_eq!(page.status, StatusCode::OK);
+    h.authorize(&mut b, &client_id).await;
+    let page = b.get(&h.authorize_url(&client_id, &[("resource", &other)])).await;
+    assert_eq!(query(&page.location())["error"], "invalid_target");
+}
+
+/// A malformed request for a client that names an attacker's redirect URI must not send
+/// the browser there (open redirect, RFC 9700 §4.11.2), even through a forged consent
+/// POST; a trusted client does get its errors redirected.
+#[tokio::test]
+async fn open_redirect_through_a_malformed_request_is_refused() {
+    let h = Harness::start_with(crate::harness::Start {
+        extra_toml: format!(
+            "[[clients]]\nclient_id = \"ops-tool\"\nredirect_uris = [\"{REDIRECT}\"]\ntrusted = true\n"
+        ),
+        ..Default::default()
+    })
+    .await;
+    let (status, body) = h
+        .register(
+            serde_json::json!({"redirect_uris": ["https://evil.example/land"], "token_endpoint_auth_method": "none"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let evil_client = body["client_id"].as_str().unwrap();
+    let mut b = Browser::new();
+    let url = format!(
+        "{}?client_id={evil_client}&redirect_uri=https%3A%2F%2Fevil.example%2Fland&state=x",
+        h.url("/oauth/demo/authorize")
+    );
+    let page = b.get(&url).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.headers.get("location").is_none(), "no redirect to the attacker");
+    assert_eq!(page.headers["x-frame-options"], "DENY");
+    let fields = vec![
+        ("client_id".to_owned(), evil_client.to_owned()),
+        ("redirect_uri".to_owned(), "https://evil.example/land".to_owned()),
+        ("decision".to_owned(), "approve".to_owned()),
+        ("csrf_token".to_owned(), "forged".to_owned()),
+    ];
+    let page = b.post_form(&h.url("/oauth/demo/authorize"), &fields).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.headers.get("location").is_none(), "no redirect after a forged consent post");
+
+    let trusted = format!("{}?client_id=ops-tool&redirect_uri={}&state=x", h.url("/oauth/demo/authorize"), REDIRECT);
+    let page = b.get(&trusted).await;
+    assert_eq!(page.status, StatusCode::FOUND);
+    assert_eq!(query(&page.location())["error"], "invalid_request");
+}
+
+#[tokio::test]
+async fn an_overlong_state_gets_a_page() {
+    let h = Harness::start().await;
+    let client_id = h.register_public().await;
+    let long = "s".repeat(4097);
+    let page = Browser::new().get(&h.authorize_url(&client_id, &[("state", &long)])).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.body.contains("state"), "{}", page.body);
+    let ok = "s".repeat(4096);
+    assert_eq!(Browser::new().get(&h.authorize_url(&client_id, &[("state", &ok)])).await.status, StatusCode::OK);
 }
 
 #[tokio::test]
