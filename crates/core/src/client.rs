@@ -74,6 +74,8 @@ pub struct ClientMetadata {
 const MAX_REDIRECT_URIS: usize = 20;
 const MAX_URI_LEN: usize = 2048;
 const MAX_TEXT_LEN: usize = 256;
+/// Lists with a few entries in honest use (grant types, contacts).
+const MAX_SHORT_LIST: usize = 10;
 
 fn bad(msg: impl Into<String>) -> OAuthError {
     OAuthError::invalid_client_metadata(msg)
@@ -89,13 +91,24 @@ fn opt_string(obj: &Map<String, Value>, key: &str, max: usize) -> Result<Option<
     }
 }
 
-fn opt_string_list(obj: &Map<String, Value>, key: &str) -> Result<Option<Vec<String>>, OAuthError> {
+/// A list of strings, at most `max_items` long, each at most `max_len` characters: what
+/// an anonymous caller can make the proxy store is bounded item by item.
+fn opt_string_list(
+    obj: &Map<String, Value>,
+    key: &str,
+    max_items: usize,
+    max_len: usize,
+) -> Result<Option<Vec<String>>, OAuthError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) if items.len() > max_items => {
+            Err(bad(format!("{key} may have at most {max_items} entries")))
+        }
         Some(Value::Array(items)) => items
             .iter()
             .map(|v| match v {
-                Value::String(s) => Ok(s.clone()),
+                Value::String(s) if s.chars().count() <= max_len => Ok(s.clone()),
+                Value::String(_) => Err(bad(format!("an entry of {key} is longer than {max_len} characters"))),
                 _ => Err(bad(format!("{key} must be an array of strings"))),
             })
             .collect::<Result<Vec<_>, _>>()
@@ -104,13 +117,24 @@ fn opt_string_list(obj: &Map<String, Value>, key: &str) -> Result<Option<Vec<Str
     }
 }
 
+/// Text a client gives about itself, as it may be shown to a person: without control
+/// characters, and without the bidirectional overrides and isolates that can make a
+/// name read as something else ("moc.elgoog" shown as "google.com").
+pub fn displayable(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_control() && !matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
 impl ClientMetadata {
     /// Validates a registration request body (RFC 7591 §2). Unknown fields are ignored,
     /// as §2 asks; everything kept is checked.
     pub fn from_registration(body: &Value) -> Result<Self, OAuthError> {
         let obj = body.as_object().ok_or_else(|| bad("the registration request must be a JSON object"))?;
 
-        let redirect_uris = match opt_string_list(obj, "redirect_uris") {
+        let redirect_uris = match opt_string_list(obj, "redirect_uris", MAX_REDIRECT_URIS, MAX_URI_LEN) {
             Ok(list) => list.unwrap_or_default(),
             Err(_) => {
                 return Err(OAuthError::invalid_redirect_uri("redirect_uris must be an array of strings"));
@@ -119,15 +143,7 @@ impl ClientMetadata {
         if redirect_uris.is_empty() {
             return Err(OAuthError::invalid_redirect_uri("redirect_uris is required for the authorization code flow"));
         }
-        if redirect_uris.len() > MAX_REDIRECT_URIS {
-            return Err(OAuthError::invalid_redirect_uri(format!(
-                "at most {MAX_REDIRECT_URIS} redirect_uris may be registered"
-            )));
-        }
         for uri in &redirect_uris {
-            if uri.len() > MAX_URI_LEN {
-                return Err(OAuthError::invalid_redirect_uri("a redirect URI is too long"));
-            }
             redirect_uri::validate_for_registration(uri)?;
         }
 
@@ -143,7 +159,8 @@ impl ClientMetadata {
             })?,
         };
 
-        let grant_types = opt_string_list(obj, "grant_types")?.unwrap_or_else(|| vec!["authorization_code".to_owned()]);
+        let grant_types = opt_string_list(obj, "grant_types", MAX_SHORT_LIST, MAX_TEXT_LEN)?
+            .unwrap_or_else(|| vec!["authorization_code".to_owned()]);
         for g in &grant_types {
             if g != "authorization_code" && g != "refresh_token" {
                 return Err(bad(format!("grant type {g:?} is not supported")));
@@ -152,12 +169,13 @@ impl ClientMetadata {
         if !grant_types.iter().any(|g| g == "authorization_code") {
             return Err(bad("grant_types must include authorization_code"));
         }
-        let response_types = opt_string_list(obj, "response_types")?.unwrap_or_else(|| vec!["code".to_owned()]);
+        let response_types = opt_string_list(obj, "response_types", MAX_SHORT_LIST, MAX_TEXT_LEN)?
+            .unwrap_or_else(|| vec!["code".to_owned()]);
         if response_types != ["code"] {
             return Err(bad("response_types must be [\"code\"]"));
         }
 
-        let contacts = opt_string_list(obj, "contacts")?;
+        let contacts = opt_string_list(obj, "contacts", MAX_SHORT_LIST, MAX_TEXT_LEN)?;
         let scope = opt_string(obj, "scope", 1024)?;
         if let Some(s) = &scope {
             crate::scope::Scopes::parse(s).map_err(|e| bad(e.description))?;
@@ -168,7 +186,9 @@ impl ClientMetadata {
             token_endpoint_auth_method,
             grant_types,
             response_types,
-            client_name: opt_string(obj, "client_name", MAX_TEXT_LEN)?,
+            client_name: opt_string(obj, "client_name", MAX_TEXT_LEN)?
+                .map(|n| displayable(&n))
+                .filter(|n| !n.is_empty()),
             client_uri: opt_string(obj, "client_uri", MAX_URI_LEN)?,
             logo_uri: opt_string(obj, "logo_uri", MAX_URI_LEN)?,
             scope,
@@ -288,6 +308,37 @@ mod tests {
 
     fn presented(secret: Option<&str>) -> PresentedCredentials {
         PresentedCredentials { client_id: "c".into(), secret: secret.map(str::to_owned) }
+    }
+
+    #[test]
+    fn lists_and_texts_are_bounded() {
+        let uris: Vec<String> = (0..21).map(|i| format!("https://a.example/cb{i}")).collect();
+        let e = ClientMetadata::from_registration(&json!({"redirect_uris": uris})).unwrap_err();
+        assert_eq!(e.code, crate::OAuthErrorCode::InvalidRedirectUri);
+        let long = format!("https://a.example/{}", "x".repeat(2048));
+        assert!(ClientMetadata::from_registration(&json!({"redirect_uris": [long]})).is_err());
+        let contacts: Vec<String> = (0..11).map(|i| format!("c{i}@a.example")).collect();
+        let e = ClientMetadata::from_registration(&json!({"redirect_uris": ["https://a/cb"], "contacts": contacts}))
+            .unwrap_err();
+        assert!(e.description.contains("contacts"), "{e}");
+        let many = vec!["authorization_code"; 11];
+        assert!(
+            ClientMetadata::from_registration(&json!({"redirect_uris": ["https://a/cb"], "grant_types": many}))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn client_names_lose_control_and_direction_characters() {
+        let m = ClientMetadata::from_registration(
+            &json!({"redirect_uris": ["https://a/cb"], "client_name": "Good\u{202e}moc.live\u{2066} App\n\u{0007}"}),
+        )
+        .unwrap();
+        assert_eq!(m.client_name.as_deref(), Some("Goodmoc.live App"));
+        let m =
+            ClientMetadata::from_registration(&json!({"redirect_uris": ["https://a/cb"], "client_name": "\u{202e}"}))
+                .unwrap();
+        assert_eq!(m.client_name, None);
     }
 
     #[test]

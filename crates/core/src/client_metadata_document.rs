@@ -3,7 +3,7 @@
 //! registration is needed.
 //!
 //! This module holds the rules (which URLs qualify, which addresses may be fetched, what a
-//! document must say); fetching is the upstream crate's job.
+//! document must say); fetching is the HTTP layer's job (its client directory).
 
 use std::net::IpAddr;
 
@@ -51,11 +51,18 @@ pub fn is_forbidden_address(ip: IpAddr) -> bool {
                 || o[0] >= 240
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_forbidden_address(IpAddr::V4(v4));
-            }
             let s = v6.segments();
-            v6.is_loopback()
+            // Forms that carry an IPv4 address inside, which a translator or tunnel on
+            // the path may deliver to that IPv4 address: refused whatever it is, since
+            // each form has its own way of placing it. IPv4-mapped (::ffff:0:0/96),
+            // IPv4-compatible (::/96), NAT64 (64:ff9b::/96 and 64:ff9b:1::/48), 6to4
+            // (2002::/16) and Teredo (2001::/32).
+            let embeds_ipv4 = (s[..5] == [0; 5] && (s[5] == 0xffff || s[5] == 0))
+                || (s[0] == 0x64 && s[1] == 0xff9b && (s[2..6] == [0; 4] || s[2] == 1))
+                || s[0] == 0x2002
+                || (s[0] == 0x2001 && s[1] == 0);
+            embeds_ipv4
+                || v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (s[0] & 0xfe00) == 0xfc00 // unique local
@@ -124,6 +131,13 @@ mod tests {
             "fd00::1",
             "fe80::1",
             "::ffff:10.0.0.1",
+            "::ffff:93.184.216.34",
+            "::10.0.0.1",
+            "64:ff9b::a00:1",
+            "64:ff9b::5db8:d822",
+            "64:ff9b:1::a00:1",
+            "2002:a00:1::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
         ] {
             assert!(is_forbidden_address(ip.parse().unwrap()), "{ip}");
         }

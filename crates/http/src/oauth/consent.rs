@@ -9,7 +9,7 @@
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
-use mcp_oauth_core::client::Client;
+use mcp_oauth_core::client::{Client, displayable};
 use mcp_oauth_core::form::Params;
 
 use super::request::{AuthorizationRequest, ClientRedirect};
@@ -78,13 +78,13 @@ pub fn remember(app: &App, server: &ServerSettings, client: &Client, browser_id:
     app.cookies.set(&name, &value, CONSENT_MAX_AGE)
 }
 
-/// Where the answer goes, as a person can judge it: the host (and port), or the scheme
-/// of a custom-scheme URI.
+/// Where the answer goes, as a person can judge it: the scheme and the host (and port).
+/// The scheme matters: `claudeai://claude.ai/…` opens an app, not the claude.ai website.
 fn destination(uri: &str) -> String {
     match url::Url::parse(uri) {
         Ok(u) => match (u.host_str(), u.port()) {
-            (Some(h), Some(p)) => format!("{h}:{p}"),
-            (Some(h), None) => h.to_owned(),
+            (Some(h), Some(p)) => format!("{}://{h}:{p}", u.scheme()),
+            (Some(h), None) => format!("{}://{h}", u.scheme()),
             (None, _) => format!("{}:", u.scheme()),
         },
         Err(_) => uri.to_owned(),
@@ -102,6 +102,9 @@ pub fn page(
 ) -> Response {
     let parts = csrf_parts(server, &req.client, &req.reply, browser_id);
     let csrf = app.signer.sign_until("csrf", &parts, app.now() + CSRF_TTL_SECS);
+    // Names from stored registrations predate the cleaning at registration: clean again.
+    let client_name = req.client.metadata.client_name.as_deref().map(displayable).unwrap_or_default();
+    let client_name = if client_name.is_empty() { "An unnamed application".to_owned() } else { client_name };
     let scopes = if req.scope.is_empty() { "(none)".to_owned() } else { req.scope.to_string() };
     let action = format!("{}/authorize", app.settings.issuer(&server.slug));
     let status = if notice.is_some() { StatusCode::FORBIDDEN } else { StatusCode::OK };
@@ -109,7 +112,7 @@ pub fn page(
         status,
         &pages::Consent {
             server: &server.slug,
-            client_name: req.client.metadata.client_name.as_deref().unwrap_or("An unnamed application"),
+            client_name: &client_name,
             client_id: &req.client.client_id,
             destination: &destination(&req.reply.redirect_uri),
             scopes: &scopes,
@@ -120,4 +123,16 @@ pub fn page(
             csrf_token: &csrf,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_destination_shows_scheme_and_host() {
+        use super::destination;
+        assert_eq!(destination("claudeai://claude.ai/oauth/callback"), "claudeai://claude.ai");
+        assert_eq!(destination("https://app.example/cb?x=1"), "https://app.example");
+        assert_eq!(destination("http://127.0.0.1:7777/callback"), "http://127.0.0.1:7777");
+        assert_eq!(destination("com.example.app:/callback"), "com.example.app:");
+    }
 }
