@@ -62,11 +62,15 @@ pub struct MetadataDocumentSettings {
     pub enabled: bool,
     /// Fetch from loopback (and over plain http): for development and tests only.
     pub allow_loopback: bool,
+    /// What the cache of fetched documents may hold, in bytes of its own accounting.
+    pub cache_bytes: usize,
+    /// Fetches from one host per minute; more are refused until the minute has passed.
+    pub fetches_per_host_per_minute: u32,
 }
 
 impl Default for MetadataDocumentSettings {
     fn default() -> Self {
-        Self { enabled: true, allow_loopback: false }
+        Self { enabled: true, allow_loopback: false, cache_bytes: 4 * 1024 * 1024, fetches_per_host_per_minute: 30 }
     }
 }
 
@@ -80,6 +84,9 @@ pub struct Settings {
     /// Clients pre-registered by the operator; valid at every server.
     pub static_clients: Vec<Client>,
     pub metadata_documents: MetadataDocumentSettings,
+    /// Peers whose `X-Forwarded-For` and `Forwarded` headers are believed: the load
+    /// balancers and reverse proxies in front of this one.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Settings {
@@ -91,6 +98,12 @@ impl Settings {
     pub fn path_prefix(&self) -> &str {
         let after_scheme = self.public_url.split_once("://").map_or("", |(_, r)| r);
         after_scheme.find('/').map_or("", |i| &after_scheme[i..])
+    }
+
+    /// The scheme and the host (with port) of `public_url`, as clients see the proxy.
+    pub fn public_scheme_and_host(&self) -> (&str, &str) {
+        let (scheme, rest) = self.public_url.split_once("://").unwrap_or(("", &self.public_url));
+        (scheme, rest.split('/').next().unwrap_or(rest))
     }
 
     pub fn secure_cookies(&self) -> bool {
@@ -131,6 +144,7 @@ mod tests {
             servers: vec![],
             static_clients: vec![],
             metadata_documents: MetadataDocumentSettings::default(),
+            trusted_proxies: vec![],
         }
     }
 
@@ -142,6 +156,7 @@ mod tests {
         assert_eq!(s.resource_metadata_url("a"), "https://p.example/.well-known/oauth-protected-resource/mcp/a");
         let s = settings("https://p.example/auth");
         assert_eq!(s.path_prefix(), "/auth");
+        assert_eq!(s.public_scheme_and_host(), ("https", "p.example"));
         assert_eq!(s.resource("a"), "https://p.example/auth/mcp/a");
         assert_eq!(s.resource_metadata_url("a"), "https://p.example/.well-known/oauth-protected-resource/auth/mcp/a");
     }

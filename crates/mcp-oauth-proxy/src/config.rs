@@ -568,7 +568,9 @@ fn validate(raw: Raw, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config,
             metadata_documents: MetadataDocumentSettings {
                 enabled: raw.client_metadata_documents.enabled.unwrap_or(true),
                 allow_loopback: raw.client_metadata_documents.allow_loopback.unwrap_or(false),
+                ..Default::default()
             },
+            trusted_proxies: vec![],
         },
         providers,
         idle_timeout_secs: idle_timeout_secs.max(5) as u64,

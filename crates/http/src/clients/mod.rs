@@ -14,12 +14,13 @@ use mcp_oauth_store::Store;
 
 use crate::error::HttpError;
 use crate::settings::MetadataDocumentSettings;
-use metadata_document::DocumentCache;
+use metadata_document::{DocumentCache, Fetcher};
 
 pub struct ClientDirectory {
     configured: Vec<Client>,
     documents: MetadataDocumentSettings,
     document_cache: DocumentCache,
+    fetcher: Fetcher,
     store: Arc<dyn Store>,
     clock: SharedClock,
 }
@@ -31,7 +32,14 @@ impl ClientDirectory {
         store: Arc<dyn Store>,
         clock: SharedClock,
     ) -> Self {
-        Self { configured, documents, document_cache: DocumentCache::default(), store, clock }
+        Self {
+            configured,
+            document_cache: DocumentCache::new(documents.cache_bytes),
+            fetcher: Fetcher::new(&documents),
+            documents,
+            store,
+            clock,
+        }
     }
 
     /// The client `client_id` names at `server`, if any. A metadata document that cannot
@@ -47,6 +55,11 @@ impl ClientDirectory {
         Ok(self.store.find_client(server, client_id).await?)
     }
 
+    /// The metadata-document cache's own accounting: entries and bytes held.
+    pub fn document_cache_usage(&self) -> (usize, usize) {
+        self.document_cache.usage()
+    }
+
     /// Registers a client dynamically (RFC 7591) at `server`.
     pub async fn register(&self, server: &str, client: &Client) -> Result<(), HttpError> {
         Ok(self.store.insert_client(server, client).await?)
@@ -57,7 +70,7 @@ impl ClientDirectory {
         if let Some(client) = self.document_cache.get(url, now) {
             return Ok(client);
         }
-        let client = metadata_document::fetch_client(url, self.documents.allow_loopback, now).await?;
+        let client = self.fetcher.client(url, now).await?;
         self.document_cache.insert(url, &client, now);
         Ok(client)
     }

@@ -5,6 +5,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
 
+use crate::client_address::ClientAddress;
 use crate::error::HttpError;
 use crate::settings::ServerSettings;
 
@@ -46,6 +47,36 @@ fn forwardable_request_header(name: &HeaderName, named: &[String], token_header:
         || name == token_header)
 }
 
+/// Headers that say where a request came from. Believed only from a trusted proxy: from
+/// anyone else they are whatever the client chose to claim.
+const FORWARDING: &[&str] = &["forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip"];
+
+/// The forwarding headers the MCP upstream receives: the client's trusted chain (if the
+/// peer is a trusted proxy) extended by this hop, else this hop alone.
+fn set_forwarding(headers: &mut HeaderMap, incoming: &HeaderMap, from: &ClientAddress, (proto, host): (&str, &str)) {
+    let chain =
+        incoming.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(", ");
+    let forwarded_for = if from.peer_is_trusted && !chain.is_empty() {
+        format!("{chain}, {}", from.peer)
+    } else {
+        from.peer.to_string()
+    };
+    let set = |headers: &mut HeaderMap, name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    };
+    set(headers, "x-forwarded-for", &forwarded_for);
+    let trusted_or = |name: &str, ours: &str| -> String {
+        match incoming.get(name).and_then(|v| v.to_str().ok()) {
+            Some(theirs) if from.peer_is_trusted => theirs.to_owned(),
+            _ => ours.to_owned(),
+        }
+    };
+    set(headers, "x-forwarded-proto", &trusted_or("x-forwarded-proto", proto));
+    set(headers, "x-forwarded-host", &trusted_or("x-forwarded-host", host));
+}
+
 /// Response headers that come back: everything but hop-by-hop headers and cookies (the
 /// upstream's cookies would be set on the proxy's origin).
 fn forwardable_response_header(name: &HeaderName, named: &[String]) -> bool {
@@ -61,14 +92,22 @@ pub async fn send(
     parts: &Parts,
     body: Bytes,
     provider_token: &str,
+    (from, public): (&ClientAddress, (&str, &str)),
 ) -> Result<reqwest::Response, HttpError> {
     let gateway = |status, error, description: &str| HttpError::Json { status, error, description: description.into() };
     let named = connection_named(&parts.headers);
     let mut headers = HeaderMap::with_capacity(parts.headers.len() + 1);
     for (name, value) in &parts.headers {
-        if forwardable_request_header(name, &named, &server.upstream_token_header) {
+        let forwarding = FORWARDING.contains(&name.as_str());
+        if forwardable_request_header(name, &named, &server.upstream_token_header) && !forwarding {
             headers.append(name.clone(), value.clone());
         }
+    }
+    set_forwarding(&mut headers, &parts.headers, from, public);
+    if from.peer_is_trusted
+        && let Some(forwarded) = parts.headers.get("forwarded")
+    {
+        headers.insert(HeaderName::from_static("forwarded"), forwarded.clone());
     }
     let credential = server.upstream_token_format.replace("{token}", provider_token);
     let Ok(mut credential) = HeaderValue::from_str(&credential) else {
@@ -110,6 +149,26 @@ pub fn stream_back(upstream: reqwest::Response) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarding_headers_are_ours_unless_a_trusted_proxy_sent_them() {
+        let public = ("https", "mcp.example.com");
+        let mut incoming = HeaderMap::new();
+        incoming.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        incoming.insert("x-forwarded-host", HeaderValue::from_static("evil.example"));
+        let direct = ClientAddress::of("9.9.9.9".parse().unwrap(), &incoming, &[]);
+        let mut out = HeaderMap::new();
+        set_forwarding(&mut out, &incoming, &direct, public);
+        assert_eq!(out["x-forwarded-for"], "9.9.9.9");
+        assert_eq!(out["x-forwarded-host"], "mcp.example.com");
+        assert_eq!(out["x-forwarded-proto"], "https");
+        let trusted = [ipnet::IpNet::from("10.0.0.2".parse::<std::net::IpAddr>().unwrap())];
+        let via = ClientAddress::of("10.0.0.2".parse().unwrap(), &incoming, &trusted);
+        let mut out = HeaderMap::new();
+        set_forwarding(&mut out, &incoming, &via, public);
+        assert_eq!(out["x-forwarded-for"], "6.6.6.6, 10.0.0.2");
+        assert_eq!(out["x-forwarded-host"], "evil.example");
+    }
 
     #[test]
     fn client_credentials_and_hop_by_hop_headers_stay_behind() {

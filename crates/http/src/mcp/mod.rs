@@ -13,6 +13,7 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::Response;
 
+use crate::client_address::ClientAddress;
 use crate::error::HttpError;
 use crate::extract::Bearer;
 use crate::settings::{ServerSettings, Settings};
@@ -22,6 +23,7 @@ use crate::upstream_access::{AccessError, Trigger};
 pub async fn handle(
     State(app): State<AppState>,
     Bearer { server, token }: Bearer,
+    from: ClientAddress,
     req: Request,
 ) -> Result<Response, HttpError> {
     let (parts, body) = req.into_parts();
@@ -34,13 +36,14 @@ pub async fn handle(
     let body = axum::body::to_bytes(Body::new(body), server.max_body_bytes).await.map_err(|_| too_large(&server))?;
 
     let provider = app.providers.for_server(&server);
+    let origin = (&from, app.settings.public_scheme_and_host());
     let refused = |e| access_refused(&app.settings, &server, e);
     let first = app
         .upstream
         .token(provider, &token.family_id, &token.upstream_sealed, token.upstream_expires_at, None)
         .await
         .map_err(refused)?;
-    let resp = forward::send(&app.mcp_client, &server, &parts, body.clone(), &first.token).await?;
+    let resp = forward::send(&app.mcp_client, &server, &parts, body.clone(), &first.token, origin).await?;
     if resp.status() != reqwest::StatusCode::UNAUTHORIZED {
         return Ok(forward::stream_back(resp));
     }
@@ -53,7 +56,7 @@ pub async fn handle(
         .token(provider, &token.family_id, &first.sealed, token.upstream_expires_at, trigger)
         .await
         .map_err(refused)?;
-    let resp = forward::send(&app.mcp_client, &server, &parts, body, &second.token).await?;
+    let resp = forward::send(&app.mcp_client, &server, &parts, body, &second.token, origin).await?;
     if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
         return Err(HttpError::challenge(
             &app.settings,

@@ -72,10 +72,73 @@ async fn documents_on_internal_addresses_are_never_fetched() {
     {
         let page = Browser::new().get(&h.authorize_url(client_id, &[])).await;
         assert_eq!(page.status, StatusCode::BAD_REQUEST, "{client_id}");
-        assert!(page.body.contains("internal address"), "{client_id}: {}", page.body);
+        // The reason goes to the log; the caller learns only that it could not be used.
+        assert!(page.body.contains("could not be used"), "{client_id}: {}", page.body);
+        assert!(!page.body.contains("internal address"), "{client_id}: {}", page.body);
     }
     // Plain http is not a metadata document at all in production.
     let plain = serve_document(None, REDIRECT).await;
     let page = Browser::new().get(&h.authorize_url(&plain, &[])).await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
+}
+
+/// Serves the largest documents the proxy accepts (64 KiB, 20 redirect URIs of 2 KiB
+/// each), each naming the URL it was fetched from, on `hosts` loopback addresses.
+async fn serve_maximal_documents(hosts: u8) -> Vec<String> {
+    let router = axum::Router::new().route(
+        "/{name}",
+        axum::routing::get(
+            |headers: axum::http::HeaderMap, axum::extract::Path(name): axum::extract::Path<String>| async move {
+                let host = headers["host"].to_str().unwrap().to_owned();
+                let uris: Vec<String> = (0..20).map(|i| format!("https://app.example/{i:0>2030}")).collect();
+                let doc = json!({
+                    "client_id": format!("http://{host}/{name}"),
+                    "client_name": "x".repeat(256),
+                    "redirect_uris": uris,
+                    "token_endpoint_auth_method": "none",
+                    "padding": "p".repeat(20_000),
+                });
+                axum::Json(doc)
+            },
+        ),
+    );
+    let mut bases = Vec::new();
+    for i in 1..=hosts {
+        let listener = tokio::net::TcpListener::bind(format!("127.0.0.{i}:0")).await.unwrap();
+        bases.push(format!("http://{}", listener.local_addr().unwrap()));
+        let router = router.clone();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    }
+    bases
+}
+
+/// Thousands of maximal documents on many hosts cannot grow the proxy past the cache's
+/// byte budget; the per-host limit refuses a host's documents beyond its rate.
+#[tokio::test]
+async fn the_document_cache_is_bounded_in_bytes_against_many_documents_on_many_hosts() {
+    let budget = 2 * 1024 * 1024;
+    let h = Harness::start_with(Start {
+        extra_toml: format!("[client_metadata_documents]\nallow_loopback = true\ncache_bytes = {budget}\n"),
+        ..Default::default()
+    })
+    .await;
+    let hosts = serve_maximal_documents(100).await;
+    let mut fetched = 0;
+    let mut refused = 0;
+    for (i, base) in hosts.iter().enumerate() {
+        // 31 documents a host: the 31st is over the default 30 fetches per host a minute.
+        for n in 0..31 {
+            let url = format!("{base}/client-{i}-{n}.json");
+            match h.app.clients.find("demo", &url).await {
+                Ok(Some(_)) => fetched += 1,
+                Ok(None) => panic!("{url}: no client"),
+                Err(_) => refused += 1,
+            }
+            let (_, bytes) = h.app.clients.document_cache_usage();
+            assert!(bytes <= budget, "the cache holds {bytes} bytes, over its budget of {budget}");
+        }
+    }
+    assert_eq!((fetched, refused), (3000, 100), "30 fetches a host, the 31st refused");
+    let (entries, bytes) = h.app.clients.document_cache_usage();
+    assert!(entries > 10 && bytes > budget / 2, "the cache is used: {entries} entries, {bytes} bytes");
 }
