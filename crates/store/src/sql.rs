@@ -30,29 +30,34 @@ impl std::fmt::Debug for SqlStore {
     }
 }
 
-fn map_err(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
-            StoreError::Unavailable(e.to_string())
-        }
-        sqlx::Error::Database(db) => {
-            if db.is_unique_violation() {
-                return StoreError::Duplicate(db.message().to_owned());
-            }
-            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-            // SQLite: 5 BUSY, 6 LOCKED (the busy timeout ran out).
-            // PostgreSQL: class 08 connection exceptions, 57P0x shutdowns, 53 resources.
-            if matches!(code.as_str(), "5" | "6" | "517" | "262")
-                || code.starts_with("08")
-                || code.starts_with("57P")
-                || code.starts_with("53")
-            {
+/// Classifies a database failure by what the caller can do about it: wait and retry
+/// (`Unavailable`, a 503), or not (`Duplicate`, `Internal`).
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
                 StoreError::Unavailable(e.to_string())
-            } else {
-                StoreError::Internal(e.to_string())
             }
+            sqlx::Error::Database(db) => {
+                if db.is_unique_violation() {
+                    return StoreError::Duplicate(db.message().to_owned());
+                }
+                let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+                // SQLite: 5 BUSY, 6 LOCKED (the busy timeout ran out), and their extended
+                // codes 517 BUSY_SNAPSHOT and 262 LOCKED_SHAREDCACHE.
+                // PostgreSQL: class 08 connection exceptions, 57P0x shutdowns, 53 resources.
+                if matches!(code.as_str(), "5" | "6" | "517" | "262")
+                    || code.starts_with("08")
+                    || code.starts_with("57P")
+                    || code.starts_with("53")
+                {
+                    StoreError::Unavailable(e.to_string())
+                } else {
+                    StoreError::Internal(e.to_string())
+                }
+            }
+            _ => StoreError::Internal(e.to_string()),
         }
-        _ => StoreError::Internal(e.to_string()),
     }
 }
 
@@ -64,12 +69,12 @@ fn sqlite_path(url: &str) -> Option<&str> {
 }
 
 fn hash_col(row: &AnyRow, col: &str) -> Result<TokenHash, StoreError> {
-    let bytes: Vec<u8> = row.try_get(col).map_err(map_err)?;
+    let bytes: Vec<u8> = row.try_get(col)?;
     TokenHash::from_slice(&bytes).ok_or_else(|| StoreError::Internal(format!("{col} is not a 32-byte hash")))
 }
 
 fn status_col(row: &AnyRow, col: &str) -> Result<FamilyStatus, StoreError> {
-    let s: String = row.try_get(col).map_err(map_err)?;
+    let s: String = row.try_get(col)?;
     FamilyStatus::parse(&s).ok_or_else(|| StoreError::Internal(format!("unknown family status {s:?}")))
 }
 
@@ -77,7 +82,7 @@ fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(
     row: &'r AnyRow,
     col: &str,
 ) -> Result<T, StoreError> {
-    row.try_get(col).map_err(map_err)
+    Ok(row.try_get(col)?)
 }
 
 fn blob(h: &TokenHash) -> Vec<u8> {
@@ -113,7 +118,7 @@ impl SqlStore {
                 url.split(':').next().unwrap_or("")
             )));
         };
-        let options = sqlx::any::AnyConnectOptions::from_str(&url).map_err(map_err)?;
+        let options = sqlx::any::AnyConnectOptions::from_str(&url)?;
 
         let mut pool = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(5));
         pool = match dialect {
@@ -129,10 +134,10 @@ impl SqlStore {
             }),
             Dialect::Postgres => pool.max_connections(16),
         };
-        let pool = pool.connect_with(options).await.map_err(map_err)?;
+        let pool = pool.connect_with(options).await?;
         if dialect == Dialect::Sqlite {
             // Persistent in the file; set once.
-            pool.execute("PRAGMA journal_mode = WAL").await.map_err(map_err)?;
+            pool.execute("PRAGMA journal_mode = WAL").await?;
         }
         let store = Self { pool, dialect };
         store.migrate().await?;
@@ -140,24 +145,21 @@ impl SqlStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.pool.begin().await?;
         if self.dialect == Dialect::Postgres {
             // Replicas starting together: one migrates, the others wait and then see
             // the migrations applied.
-            tx.execute("SELECT pg_advisory_xact_lock(7243610283746)").await.map_err(map_err)?;
+            tx.execute("SELECT pg_advisory_xact_lock(7243610283746)").await?;
         }
         tx.execute(
             self.dialect
                 .render("CREATE TABLE IF NOT EXISTS mop_schema_migrations (version {int} PRIMARY KEY, applied_at {int} NOT NULL)")
                 .as_str(),
         )
-        .await
-        .map_err(map_err)?;
-        let applied: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM mop_schema_migrations")
+        .await?;
+        let applied: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM mop_schema_migrations")
             .fetch_one(&mut *tx)
-            .await
-            .and_then(|r| r.try_get::<i64, _>("v"))
-            .map_err(map_err)?;
+            .await?;
         if applied as usize > MIGRATIONS.len() {
             return Err(StoreError::Internal(format!(
                 "the database schema (version {applied}) is newer than this binary (version {}): upgrade the binary",
@@ -166,21 +168,20 @@ impl SqlStore {
         }
         for (i, migration) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
             let version = i as i64 + 1;
-            tx.execute(self.dialect.render(migration).as_str()).await.map_err(map_err)?;
+            tx.execute(self.dialect.render(migration).as_str()).await?;
             sqlx::query("INSERT INTO mop_schema_migrations (version, applied_at) VALUES ($1, $2)")
                 .bind(version)
                 .bind(mcp_oauth_core::Clock::now(&mcp_oauth_core::SystemClock))
                 .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
+                .await?;
             tracing::info!(version, "applied database migration");
         }
-        tx.commit().await.map_err(map_err)
+        Ok(tx.commit().await?)
     }
 
     /// The one row a token-hash lookup finds, if any.
     async fn row_by_hash(&self, sql: &str, hash: &TokenHash) -> Result<Option<AnyRow>, StoreError> {
-        sqlx::query(sql).bind(blob(hash)).fetch_optional(&self.pool).await.map_err(map_err)
+        Ok(sqlx::query(sql).bind(blob(hash)).fetch_optional(&self.pool).await?)
     }
 
     async fn insert_pair(
@@ -201,8 +202,7 @@ impl SqlStore {
             .bind(pair.issued_at)
             .bind(expires_at)
             .execute(&mut **tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         }
         Ok(())
     }
@@ -218,7 +218,8 @@ impl Store for SqlStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(map_err)
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
     }
 
     async fn insert_client(&self, server: &str, client: &Client) -> Result<(), StoreError> {
@@ -232,8 +233,7 @@ impl Store for SqlStore {
         .bind(metadata)
         .bind(client.created_at)
         .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(())
     }
 
@@ -244,8 +244,7 @@ impl Store for SqlStore {
         .bind(server)
         .bind(client_id)
         .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let Some(row) = row else { return Ok(None) };
         let secret: Option<Vec<u8>> = get(&row, "secret_hash")?;
         let metadata: String = get(&row, "metadata")?;
@@ -279,8 +278,7 @@ impl Store for SqlStore {
         .bind(p.nonce.as_deref())
         .bind(p.expires_at)
         .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(())
     }
 
@@ -299,8 +297,7 @@ impl Store for SqlStore {
         .bind(blob(browser_hash))
         .bind(now)
         .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(PendingAuthorization {
             state_hash: hash_col(&row, "state_hash")?,
@@ -319,7 +316,7 @@ impl Store for SqlStore {
     }
 
     async fn create_family(&self, f: &NewFamily, code: &NewCode) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO families (id, server, client_id, subject, scope, resource, status, upstream_sealed, \
              upstream_expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9)",
@@ -334,8 +331,7 @@ impl Store for SqlStore {
         .bind(f.upstream_expires_at)
         .bind(f.created_at)
         .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         sqlx::query(
             "INSERT INTO authorization_codes (code_hash, family_id, client_id, redirect_uri, code_challenge, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -347,9 +343,8 @@ impl Store for SqlStore {
         .bind(&code.code_challenge)
         .bind(code.expires_at)
         .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)
+        .await?;
+        Ok(tx.commit().await?)
     }
 
     async fn find_code(&self, hash: &TokenHash) -> Result<Option<StoredCode>, StoreError> {
@@ -375,7 +370,7 @@ impl Store for SqlStore {
     }
 
     async fn redeem_code(&self, hash: &TokenHash, now: i64, pair: &NewTokenPair) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.pool.begin().await?;
         // The write comes first in the transaction, so SQLite takes its write lock at
         // once and two redemptions serialise here; exactly one sees `used_at IS NULL`.
         let row = sqlx::query(
@@ -387,14 +382,13 @@ impl Store for SqlStore {
         .bind(blob(hash))
         .bind(now)
         .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let Some(row) = row else {
             return Ok(false);
         };
         let family_id: String = get(&row, "family_id")?;
         Self::insert_pair(&mut tx, &family_id, pair).await?;
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(true)
     }
 
@@ -426,7 +420,7 @@ impl Store for SqlStore {
         grace_secs: i64,
         pair: &NewTokenPair,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.pool.begin().await?;
         // The condition is `judge_refresh(..).rotates()`, written in SQL. COALESCE keeps
         // the first supersession time, so the grace window never slides.
         let row = sqlx::query(
@@ -441,14 +435,13 @@ impl Store for SqlStore {
         .bind(client_id)
         .bind(grace_secs)
         .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let Some(row) = row else {
             return Ok(false);
         };
         let family_id: String = get(&row, "family_id")?;
         Self::insert_pair(&mut tx, &family_id, pair).await?;
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(true)
     }
 
@@ -458,8 +451,7 @@ impl Store for SqlStore {
             .bind(status.as_str())
             .bind(now)
             .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -494,8 +486,7 @@ impl Store for SqlStore {
             .bind(blob(hash))
             .bind(now)
             .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -503,8 +494,7 @@ impl Store for SqlStore {
         let row = sqlx::query("SELECT id, upstream_sealed, upstream_expires_at, status FROM families WHERE id = $1")
             .bind(family_id)
             .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(UpstreamCredential {
             family_id: get(&row, "id")?,
@@ -523,8 +513,7 @@ impl Store for SqlStore {
         .bind(now)
         .bind(lease_secs)
         .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -541,8 +530,7 @@ impl Store for SqlStore {
         .bind(sealed)
         .bind(expires_at)
         .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(())
     }
 
@@ -550,15 +538,14 @@ impl Store for SqlStore {
         sqlx::query("UPDATE families SET refresh_lease_until = NULL WHERE id = $1")
             .bind(family_id)
             .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(())
     }
 
     async fn purge_expired(&self, now: i64, retention: Retention) -> Result<Purged, StoreError> {
         let run = |sql: &'static str, at: i64| {
             let pool = self.pool.clone();
-            async move { sqlx::query(sql).bind(at).execute(&pool).await.map(|r| r.rows_affected()).map_err(map_err) }
+            async move { Ok::<_, StoreError>(sqlx::query(sql).bind(at).execute(&pool).await?.rows_affected()) }
         };
         Ok(Purged {
             pending: run("DELETE FROM pending_authorizations WHERE expires_at <= $1", now).await?,
@@ -588,6 +575,63 @@ impl Store for SqlStore {
 #[cfg(test)]
 mod tests {
     use super::sqlite_path;
+    use crate::StoreError;
+
+    /// A database error with a given code, as a driver would report it.
+    #[derive(Debug)]
+    struct Coded(&'static str, bool);
+
+    impl std::fmt::Display for Coded {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "code {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Coded {}
+
+    impl sqlx::error::DatabaseError for Coded {
+        fn message(&self) -> &str {
+            self.0
+        }
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.0.into())
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            if self.1 { sqlx::error::ErrorKind::UniqueViolation } else { sqlx::error::ErrorKind::Other }
+        }
+    }
+
+    fn classify(code: &'static str, unique: bool) -> StoreError {
+        sqlx::Error::Database(Box::new(Coded(code, unique))).into()
+    }
+
+    #[test]
+    fn errors_are_classified_by_what_the_caller_can_do() {
+        // SQLite BUSY/LOCKED and their extended codes; PostgreSQL connection, shutdown
+        // and resource classes: the database will answer again, so a 503.
+        for code in ["5", "6", "517", "262", "08006", "57P01", "53300"] {
+            assert!(matches!(classify(code, false), StoreError::Unavailable(_)), "{code}");
+        }
+        for e in [sqlx::Error::PoolTimedOut, sqlx::Error::PoolClosed, sqlx::Error::Io(std::io::ErrorKind::Other.into())]
+        {
+            assert!(matches!(StoreError::from(e), StoreError::Unavailable(_)));
+        }
+        assert!(matches!(classify("2067", true), StoreError::Duplicate(_)));
+        assert!(matches!(classify("23505", true), StoreError::Duplicate(_)));
+        for code in ["1", "19", "42P01", "23503"] {
+            assert!(matches!(classify(code, false), StoreError::Internal(_)), "{code}");
+        }
+        assert!(matches!(StoreError::from(sqlx::Error::RowNotFound), StoreError::Internal(_)));
+    }
 
     #[test]
     fn sqlite_paths() {
