@@ -4,6 +4,10 @@
 //! statements use `$n` parameters, which both understand, and only the DDL differs (see
 //! `migrations`). One implementation means the two backends cannot drift apart in
 //! semantics, and the behaviour suite proves it on both.
+//!
+//! Rows are decoded with `sqlx::FromRow`: straight into the model where a result is the
+//! model (the queries alias columns to the field names), or through a private row struct
+//! here where a column becomes something else (a timestamp read as a flag, JSON text).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -13,7 +17,7 @@ use mcp_oauth_core::client::{Client, ClientMetadata};
 use mcp_oauth_core::family::FamilyStatus;
 use mcp_oauth_core::token::TokenHash;
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::{AnyPool, Executor, FromRow};
 
 use crate::migrations::{Dialect, MIGRATIONS};
 use crate::model::*;
@@ -68,21 +72,96 @@ fn sqlite_path(url: &str) -> Option<&str> {
     (!path.is_empty() && path != ":memory:").then_some(path)
 }
 
-fn hash_col(row: &AnyRow, col: &str) -> Result<TokenHash, StoreError> {
-    let bytes: Vec<u8> = row.try_get(col)?;
-    TokenHash::from_slice(&bytes).ok_or_else(|| StoreError::Internal(format!("{col} is not a 32-byte hash")))
+/// A `clients` row; the metadata is stored as JSON text.
+#[derive(FromRow)]
+struct ClientRow {
+    client_id: String,
+    secret_hash: Option<Vec<u8>>,
+    metadata: String,
+    created_at: i64,
 }
 
-fn status_col(row: &AnyRow, col: &str) -> Result<FamilyStatus, StoreError> {
-    let s: String = row.try_get(col)?;
-    FamilyStatus::parse(&s).ok_or_else(|| StoreError::Internal(format!("unknown family status {s:?}")))
+impl TryFrom<ClientRow> for Client {
+    type Error = StoreError;
+
+    fn try_from(row: ClientRow) -> Result<Self, StoreError> {
+        let metadata: ClientMetadata =
+            serde_json::from_str(&row.metadata).map_err(|e| StoreError::Internal(format!("client metadata: {e}")))?;
+        Ok(Client {
+            client_id: row.client_id,
+            secret_hash: row.secret_hash.as_deref().and_then(TokenHash::from_slice),
+            metadata,
+            trusted: false,
+            created_at: row.created_at,
+        })
+    }
 }
 
-fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(
-    row: &'r AnyRow,
-    col: &str,
-) -> Result<T, StoreError> {
-    Ok(row.try_get(col)?)
+// The two flags below are computed here and not in SQL (`used_at IS NOT NULL AS used`)
+// because the Any driver decodes a value by the type the database reports for it:
+// PostgreSQL reports a BOOLEAN, SQLite an INTEGER, which Any refuses to read as a bool.
+
+/// An authorization code joined with its family.
+#[derive(FromRow)]
+struct CodeRow {
+    family_id: String,
+    server: String,
+    client_id: String,
+    redirect_uri: String,
+    code_challenge: String,
+    scope: String,
+    expires_at: i64,
+    used_at: Option<i64>,
+}
+
+impl From<CodeRow> for StoredCode {
+    fn from(row: CodeRow) -> Self {
+        StoredCode {
+            family_id: row.family_id,
+            server: row.server,
+            client_id: row.client_id,
+            redirect_uri: row.redirect_uri,
+            code_challenge: row.code_challenge,
+            scope: row.scope,
+            expires_at: row.expires_at,
+            used: row.used_at.is_some(),
+        }
+    }
+}
+
+/// An access token joined with its family.
+#[derive(FromRow)]
+struct AccessTokenRow {
+    family_id: String,
+    server: String,
+    client_id: String,
+    subject: String,
+    scope: String,
+    resource: String,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+    #[sqlx(try_from = "String")]
+    family_status: FamilyStatus,
+    upstream_sealed: String,
+    upstream_expires_at: Option<i64>,
+}
+
+impl From<AccessTokenRow> for AccessTokenInfo {
+    fn from(row: AccessTokenRow) -> Self {
+        AccessTokenInfo {
+            family_id: row.family_id,
+            server: row.server,
+            client_id: row.client_id,
+            subject: row.subject,
+            scope: row.scope,
+            resource: row.resource,
+            expires_at: row.expires_at,
+            revoked: row.revoked_at.is_some(),
+            family_status: row.family_status,
+            upstream_sealed: row.upstream_sealed,
+            upstream_expires_at: row.upstream_expires_at,
+        }
+    }
 }
 
 fn blob(h: &TokenHash) -> Vec<u8> {
@@ -180,8 +259,11 @@ impl SqlStore {
     }
 
     /// The one row a token-hash lookup finds, if any.
-    async fn row_by_hash(&self, sql: &str, hash: &TokenHash) -> Result<Option<AnyRow>, StoreError> {
-        Ok(sqlx::query(sql).bind(blob(hash)).fetch_optional(&self.pool).await?)
+    async fn row_by_hash<T>(&self, sql: &str, hash: &TokenHash) -> Result<Option<T>, StoreError>
+    where
+        T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+    {
+        Ok(sqlx::query_as(sql).bind(blob(hash)).fetch_optional(&self.pool).await?)
     }
 
     async fn insert_pair(
@@ -238,25 +320,14 @@ impl Store for SqlStore {
     }
 
     async fn find_client(&self, server: &str, client_id: &str) -> Result<Option<Client>, StoreError> {
-        let row = sqlx::query(
+        let row: Option<ClientRow> = sqlx::query_as(
             "SELECT client_id, secret_hash, metadata, created_at FROM clients WHERE server = $1 AND client_id = $2",
         )
         .bind(server)
         .bind(client_id)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let secret: Option<Vec<u8>> = get(&row, "secret_hash")?;
-        let metadata: String = get(&row, "metadata")?;
-        let metadata: ClientMetadata =
-            serde_json::from_str(&metadata).map_err(|e| StoreError::Internal(format!("client metadata: {e}")))?;
-        Ok(Some(Client {
-            client_id: get(&row, "client_id")?,
-            secret_hash: secret.as_deref().and_then(TokenHash::from_slice),
-            metadata,
-            trusted: false,
-            created_at: get(&row, "created_at")?,
-        }))
+        row.map(Client::try_from).transpose()
     }
 
     async fn insert_pending(&self, p: &PendingAuthorization) -> Result<(), StoreError> {
@@ -288,7 +359,7 @@ impl Store for SqlStore {
         browser_hash: &TokenHash,
         now: i64,
     ) -> Result<Option<PendingAuthorization>, StoreError> {
-        let row = sqlx::query(
+        Ok(sqlx::query_as(
             "DELETE FROM pending_authorizations WHERE state_hash = $1 AND browser_hash = $2 AND expires_at > $3 \
              RETURNING state_hash, browser_hash, server, client_id, redirect_uri, scope, resource, code_challenge, \
              client_state, upstream_verifier, nonce, expires_at",
@@ -297,22 +368,7 @@ impl Store for SqlStore {
         .bind(blob(browser_hash))
         .bind(now)
         .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(PendingAuthorization {
-            state_hash: hash_col(&row, "state_hash")?,
-            browser_hash: hash_col(&row, "browser_hash")?,
-            server: get(&row, "server")?,
-            client_id: get(&row, "client_id")?,
-            redirect_uri: get(&row, "redirect_uri")?,
-            scope: get(&row, "scope")?,
-            resource: get(&row, "resource")?,
-            code_challenge: get(&row, "code_challenge")?,
-            client_state: get(&row, "client_state")?,
-            upstream_verifier: get(&row, "upstream_verifier")?,
-            nonce: get(&row, "nonce")?,
-            expires_at: get(&row, "expires_at")?,
-        }))
+        .await?)
     }
 
     async fn create_family(&self, f: &NewFamily, code: &NewCode) -> Result<(), StoreError> {
@@ -348,32 +404,21 @@ impl Store for SqlStore {
     }
 
     async fn find_code(&self, hash: &TokenHash) -> Result<Option<StoredCode>, StoreError> {
-        let row = self
+        let row: Option<CodeRow> = self
             .row_by_hash(
-            "SELECT c.family_id, f.server, c.client_id, c.redirect_uri, c.code_challenge, f.scope, c.expires_at, c.used_at \
-             FROM authorization_codes c JOIN families f ON f.id = c.family_id WHERE c.code_hash = $1",
+                "SELECT c.family_id, f.server, c.client_id, c.redirect_uri, c.code_challenge, f.scope, c.expires_at, \
+                 c.used_at FROM authorization_codes c JOIN families f ON f.id = c.family_id WHERE c.code_hash = $1",
                 hash,
             )
             .await?;
-        let Some(row) = row else { return Ok(None) };
-        let used_at: Option<i64> = get(&row, "used_at")?;
-        Ok(Some(StoredCode {
-            family_id: get(&row, "family_id")?,
-            server: get(&row, "server")?,
-            client_id: get(&row, "client_id")?,
-            redirect_uri: get(&row, "redirect_uri")?,
-            code_challenge: get(&row, "code_challenge")?,
-            scope: get(&row, "scope")?,
-            expires_at: get(&row, "expires_at")?,
-            used: used_at.is_some(),
-        }))
+        Ok(row.map(StoredCode::from))
     }
 
     async fn redeem_code(&self, hash: &TokenHash, now: i64, pair: &NewTokenPair) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         // The write comes first in the transaction, so SQLite takes its write lock at
         // once and two redemptions serialise here; exactly one sees `used_at IS NULL`.
-        let row = sqlx::query(
+        let family_id: Option<String> = sqlx::query_scalar(
             "UPDATE authorization_codes SET used_at = $2 \
              WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2 \
              AND EXISTS (SELECT 1 FROM families f WHERE f.id = authorization_codes.family_id AND f.status = 'active') \
@@ -383,33 +428,21 @@ impl Store for SqlStore {
         .bind(now)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(row) = row else {
+        let Some(family_id) = family_id else {
             return Ok(false);
         };
-        let family_id: String = get(&row, "family_id")?;
         Self::insert_pair(&mut tx, &family_id, pair).await?;
         tx.commit().await?;
         Ok(true)
     }
 
     async fn find_refresh_token(&self, hash: &TokenHash) -> Result<Option<StoredRefreshToken>, StoreError> {
-        let row = self
-            .row_by_hash(
-                "SELECT r.family_id, f.server, r.client_id, r.scope, r.expires_at, r.superseded_at, f.status \
+        self.row_by_hash(
+            "SELECT r.family_id, f.server, r.client_id, r.scope, r.expires_at, r.superseded_at, f.status AS family_status \
              FROM refresh_tokens r JOIN families f ON f.id = r.family_id WHERE r.token_hash = $1",
-                hash,
-            )
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(StoredRefreshToken {
-            family_id: get(&row, "family_id")?,
-            server: get(&row, "server")?,
-            client_id: get(&row, "client_id")?,
-            scope: get(&row, "scope")?,
-            expires_at: get(&row, "expires_at")?,
-            superseded_at: get(&row, "superseded_at")?,
-            family_status: status_col(&row, "status")?,
-        }))
+            hash,
+        )
+        .await
     }
 
     async fn rotate_refresh_token(
@@ -423,7 +456,7 @@ impl Store for SqlStore {
         let mut tx = self.pool.begin().await?;
         // The condition is `judge_refresh(..).rotates()`, written in SQL. COALESCE keeps
         // the first supersession time, so the grace window never slides.
-        let row = sqlx::query(
+        let family_id: Option<String> = sqlx::query_scalar(
             "UPDATE refresh_tokens SET superseded_at = COALESCE(superseded_at, $2) \
              WHERE token_hash = $1 AND client_id = $3 AND expires_at > $2 \
              AND (superseded_at IS NULL OR superseded_at >= $2 - $4) \
@@ -436,10 +469,9 @@ impl Store for SqlStore {
         .bind(grace_secs)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(row) = row else {
+        let Some(family_id) = family_id else {
             return Ok(false);
         };
-        let family_id: String = get(&row, "family_id")?;
         Self::insert_pair(&mut tx, &family_id, pair).await?;
         tx.commit().await?;
         Ok(true)
@@ -456,29 +488,15 @@ impl Store for SqlStore {
     }
 
     async fn find_access_token(&self, hash: &TokenHash) -> Result<Option<AccessTokenInfo>, StoreError> {
-        let row = self
+        let row: Option<AccessTokenRow> = self
             .row_by_hash(
-            "SELECT a.family_id, f.server, a.client_id, f.subject, a.scope, f.resource, a.expires_at, a.revoked_at, f.status, \
-             f.upstream_sealed, f.upstream_expires_at \
-             FROM access_tokens a JOIN families f ON f.id = a.family_id WHERE a.token_hash = $1",
+                "SELECT a.family_id, f.server, a.client_id, f.subject, a.scope, f.resource, a.expires_at, a.revoked_at, \
+                 f.status AS family_status, f.upstream_sealed, f.upstream_expires_at \
+                 FROM access_tokens a JOIN families f ON f.id = a.family_id WHERE a.token_hash = $1",
                 hash,
             )
             .await?;
-        let Some(row) = row else { return Ok(None) };
-        let revoked_at: Option<i64> = get(&row, "revoked_at")?;
-        Ok(Some(AccessTokenInfo {
-            family_id: get(&row, "family_id")?,
-            server: get(&row, "server")?,
-            client_id: get(&row, "client_id")?,
-            subject: get(&row, "subject")?,
-            scope: get(&row, "scope")?,
-            resource: get(&row, "resource")?,
-            expires_at: get(&row, "expires_at")?,
-            revoked: revoked_at.is_some(),
-            family_status: status_col(&row, "status")?,
-            upstream_sealed: get(&row, "upstream_sealed")?,
-            upstream_expires_at: get(&row, "upstream_expires_at")?,
-        }))
+        Ok(row.map(AccessTokenInfo::from))
     }
 
     async fn revoke_access_token(&self, hash: &TokenHash, now: i64) -> Result<bool, StoreError> {
@@ -491,17 +509,13 @@ impl Store for SqlStore {
     }
 
     async fn upstream_credential(&self, family_id: &str) -> Result<Option<UpstreamCredential>, StoreError> {
-        let row = sqlx::query("SELECT id, upstream_sealed, upstream_expires_at, status FROM families WHERE id = $1")
-            .bind(family_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(UpstreamCredential {
-            family_id: get(&row, "id")?,
-            sealed: get(&row, "upstream_sealed")?,
-            expires_at: get(&row, "upstream_expires_at")?,
-            family_status: status_col(&row, "status")?,
-        }))
+        Ok(sqlx::query_as(
+            "SELECT id AS family_id, upstream_sealed AS sealed, upstream_expires_at AS expires_at, \
+             status AS family_status FROM families WHERE id = $1",
+        )
+        .bind(family_id)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     async fn take_refresh_lease(&self, family_id: &str, now: i64, lease_secs: i64) -> Result<bool, StoreError> {
@@ -574,8 +588,10 @@ impl Store for SqlStore {
 
 #[cfg(test)]
 mod tests {
-    use super::sqlite_path;
-    use crate::StoreError;
+    use mcp_oauth_core::token::{TokenHash, random_id};
+
+    use super::{SqlStore, blob, sqlite_path};
+    use crate::{Store, StoreError};
 
     /// A database error with a given code, as a driver would report it.
     #[derive(Debug)]
@@ -631,6 +647,36 @@ mod tests {
             assert!(matches!(classify(code, false), StoreError::Internal(_)), "{code}");
         }
         assert!(matches!(StoreError::from(sqlx::Error::RowNotFound), StoreError::Internal(_)));
+    }
+
+    /// A stored value this version cannot read is an error, never a guess: a family status
+    /// it does not know must not read as some status it does.
+    #[tokio::test]
+    async fn unreadable_columns_are_internal_errors() {
+        let dir = std::env::temp_dir().join(format!("mop-sql-{}", random_id()));
+        let store = SqlStore::connect(&format!("sqlite://{}/t.db", dir.display())).await.unwrap();
+        let token = TokenHash::of("t");
+        sqlx::query(
+            "INSERT INTO families (id, server, client_id, subject, scope, resource, status, upstream_sealed, created_at) \
+             VALUES ('f', 's', 'c', 'u', 'mcp', 'r', 'frozen', 'sealed', 0)",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        for table in ["refresh_tokens", "access_tokens"] {
+            sqlx::query(&format!(
+                "INSERT INTO {table} (token_hash, family_id, client_id, scope, issued_at, expires_at) \
+                 VALUES ($1, 'f', 'c', 'mcp', 0, 1)"
+            ))
+            .bind(blob(&token))
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        }
+        assert!(matches!(store.find_refresh_token(&token).await, Err(StoreError::Internal(_))));
+        assert!(matches!(store.find_access_token(&token).await, Err(StoreError::Internal(_))));
+        assert!(matches!(store.upstream_credential("f").await, Err(StoreError::Internal(_))));
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
