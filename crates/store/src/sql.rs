@@ -87,13 +87,14 @@ impl TryFrom<ClientRow> for Client {
     fn try_from(row: ClientRow) -> Result<Self, StoreError> {
         let metadata: ClientMetadata =
             serde_json::from_str(&row.metadata).map_err(|e| StoreError::Internal(format!("client metadata: {e}")))?;
-        Ok(Client {
-            client_id: row.client_id,
-            secret_hash: row.secret_hash.as_deref().and_then(TokenHash::from_slice),
-            metadata,
-            trusted: false,
-            created_at: row.created_at,
-        })
+        // A hash that cannot be read is an error like any other unreadable column: read as
+        // "no secret", it would turn a confidential client into a public one.
+        let secret_hash = row
+            .secret_hash
+            .map(TokenHash::try_from)
+            .transpose()
+            .map_err(|e| StoreError::Internal(format!("client secret_hash: {e}")))?;
+        Ok(Client { client_id: row.client_id, secret_hash, metadata, trusted: false, created_at: row.created_at })
     }
 }
 
@@ -650,7 +651,8 @@ mod tests {
     }
 
     /// A stored value this version cannot read is an error, never a guess: a family status
-    /// it does not know must not read as some status it does.
+    /// it does not know must not read as some status it does, nor a client secret hash of
+    /// the wrong length as "no secret".
     #[tokio::test]
     async fn unreadable_columns_are_internal_errors() {
         let dir = std::env::temp_dir().join(format!("mop-sql-{}", random_id()));
@@ -676,6 +678,24 @@ mod tests {
         assert!(matches!(store.find_refresh_token(&token).await, Err(StoreError::Internal(_))));
         assert!(matches!(store.find_access_token(&token).await, Err(StoreError::Internal(_))));
         assert!(matches!(store.upstream_credential("f").await, Err(StoreError::Internal(_))));
+
+        let metadata = mcp_oauth_core::client::ClientMetadata::from_registration(
+            &serde_json::json!({"redirect_uris": ["https://a.example/cb"]}),
+        )
+        .unwrap();
+        for (client_id, secret_hash) in [("good", vec![0u8; 32]), ("short", vec![0u8; 5])] {
+            sqlx::query(
+                "INSERT INTO clients (server, client_id, secret_hash, metadata, created_at) VALUES ('s', $1, $2, $3, 0)",
+            )
+            .bind(client_id)
+            .bind(secret_hash)
+            .bind(serde_json::to_string(&metadata).unwrap())
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        }
+        assert!(store.find_client("s", "good").await.unwrap().unwrap().secret_hash.is_some());
+        assert!(matches!(store.find_client("s", "short").await, Err(StoreError::Internal(_))));
         let _ = std::fs::remove_dir_all(dir);
     }
 
