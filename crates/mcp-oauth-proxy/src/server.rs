@@ -36,7 +36,7 @@ pub async fn run(app: AppState, listener: tokio::net::TcpListener) -> std::io::R
     tracing::info!(
         address = %listener.local_addr()?,
         public_url = %app.settings.public_url,
-        storage = app.store.backend(),
+        storage = app.store.backend().as_str(),
         "mcp-oauth-proxy is serving"
     );
     // No Nagle delay: MCP messages are small and latency is what clients feel.

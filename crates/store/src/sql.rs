@@ -19,18 +19,18 @@ use mcp_oauth_core::token::TokenHash;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, FromRow};
 
-use crate::migrations::{Dialect, MIGRATIONS};
+use crate::migrations::MIGRATIONS;
 use crate::model::*;
-use crate::{Retention, Store, StoreError};
+use crate::{Backend, Retention, Store, StoreError};
 
 pub struct SqlStore {
     pool: AnyPool,
-    dialect: Dialect,
+    backend: Backend,
 }
 
 impl std::fmt::Debug for SqlStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqlStore").field("dialect", &self.dialect).finish_non_exhaustive()
+        f.debug_struct("SqlStore").field("backend", &self.backend).finish_non_exhaustive()
     }
 }
 
@@ -174,35 +174,36 @@ impl SqlStore {
     /// file if needed, and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
-        let (dialect, url) = if url.starts_with("sqlite:") {
-            if let Some(dir) = sqlite_path(url).and_then(|p| std::path::Path::new(p).parent())
-                && !dir.as_os_str().is_empty()
-            {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
-            }
-            // Create the file on first start unless the URL says otherwise.
-            let url = if url.contains("mode=") {
-                url.to_owned()
-            } else if url.contains('?') {
-                format!("{url}&mode=rwc")
-            } else {
-                format!("{url}?mode=rwc")
-            };
-            (Dialect::Sqlite, url)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            (Dialect::Postgres, url.to_owned())
-        } else {
-            return Err(StoreError::Internal(format!(
+        let backend = Backend::for_url(url).ok_or_else(|| {
+            StoreError::Internal(format!(
                 "unsupported storage URL scheme in {:?}: use sqlite:// or postgres://",
                 url.split(':').next().unwrap_or("")
-            )));
+            ))
+        })?;
+        let url = match backend {
+            Backend::Sqlite => {
+                if let Some(dir) = sqlite_path(url).and_then(|p| std::path::Path::new(p).parent())
+                    && !dir.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+                }
+                // Create the file on first start unless the URL says otherwise.
+                if url.contains("mode=") {
+                    url.to_owned()
+                } else if url.contains('?') {
+                    format!("{url}&mode=rwc")
+                } else {
+                    format!("{url}?mode=rwc")
+                }
+            }
+            Backend::Postgres => url.to_owned(),
         };
         let options = sqlx::any::AnyConnectOptions::from_str(&url)?;
 
         let mut pool = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(5));
-        pool = match dialect {
-            Dialect::Sqlite => pool.max_connections(8).after_connect(|conn, _| {
+        pool = match backend {
+            Backend::Sqlite => pool.max_connections(8).after_connect(|conn, _| {
                 Box::pin(async move {
                     // WAL lets readers proceed during a write; the busy timeout makes a
                     // writer wait for the lock instead of failing; foreign keys are off
@@ -212,27 +213,27 @@ impl SqlStore {
                     Ok(())
                 })
             }),
-            Dialect::Postgres => pool.max_connections(16),
+            Backend::Postgres => pool.max_connections(16),
         };
         let pool = pool.connect_with(options).await?;
-        if dialect == Dialect::Sqlite {
+        if backend == Backend::Sqlite {
             // Persistent in the file; set once.
             pool.execute("PRAGMA journal_mode = WAL").await?;
         }
-        let store = Self { pool, dialect };
+        let store = Self { pool, backend };
         store.migrate().await?;
         Ok(store)
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        if self.dialect == Dialect::Postgres {
+        if self.backend == Backend::Postgres {
             // Replicas starting together: one migrates, the others wait and then see
             // the migrations applied.
             tx.execute("SELECT pg_advisory_xact_lock(7243610283746)").await?;
         }
         tx.execute(
-            self.dialect
+            self.backend
                 .render("CREATE TABLE IF NOT EXISTS mop_schema_migrations (version {int} PRIMARY KEY, applied_at {int} NOT NULL)")
                 .as_str(),
         )
@@ -248,7 +249,7 @@ impl SqlStore {
         }
         for (i, migration) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
             let version = i as i64 + 1;
-            tx.execute(self.dialect.render(migration).as_str()).await?;
+            tx.execute(self.backend.render(migration).as_str()).await?;
             sqlx::query("INSERT INTO mop_schema_migrations (version, applied_at) VALUES ($1, $2)")
                 .bind(version)
                 .bind(mcp_oauth_core::Clock::now(&mcp_oauth_core::SystemClock))
@@ -293,11 +294,8 @@ impl SqlStore {
 
 #[async_trait]
 impl Store for SqlStore {
-    fn backend(&self) -> &'static str {
-        match self.dialect {
-            Dialect::Sqlite => "sqlite",
-            Dialect::Postgres => "postgres",
-        }
+    fn backend(&self) -> Backend {
+        self.backend
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
