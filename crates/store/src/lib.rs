@@ -6,6 +6,17 @@
 //! statement, so two requests racing on two replicas cannot both win. The read-only
 //! `find_*` operations exist so that the caller can decide (with the rules in
 //! `mcp_oauth_core`) before it acts; they never stand in for the condition of a write.
+//!
+//! Where things are:
+//! - here: the [`Store`] trait, [`StoreError`], [`Backend`], [`Retention`], and [`open`],
+//!   which turns a `storage.url` into a ready store;
+//! - [`model`]: what the operations take and return;
+//! - `sql`: [`SqlStore`], the only implementation: the same statements on SQLite and
+//!   PostgreSQL through sqlx's `Any` driver, the row decoding, and the mapping of
+//!   database errors to [`StoreError`];
+//! - `migrations`: the schema, one list of migrations rendered for each backend;
+//! - `cache`: the exact in-process cache of access-token lookups that [`open`] puts in
+//!   front of SQLite (and only SQLite: see [`open`]).
 
 mod cache;
 mod migrations;
