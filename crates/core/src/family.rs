@@ -51,6 +51,21 @@ impl FamilyStatus {
     }
 }
 
+/// A stored family status this version does not know: a corrupted row, or a row written
+/// by a newer version.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown family status {0:?}")]
+pub struct UnknownFamilyStatus(pub String);
+
+/// From an owned string, because that is what a database column decodes to.
+impl TryFrom<String> for FamilyStatus {
+    type Error = UnknownFamilyStatus;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s).ok_or(UnknownFamilyStatus(s))
+    }
+}
+
 /// A stored refresh token as the state machine sees it.
 #[derive(Debug, Clone)]
 pub struct RefreshTokenState {
@@ -196,5 +211,7 @@ mod tests {
             assert_eq!(FamilyStatus::parse(s.as_str()), Some(s));
         }
         assert_eq!(FamilyStatus::parse("x"), None);
+        assert_eq!(FamilyStatus::try_from("revoked".to_owned()), Ok(FamilyStatus::Revoked));
+        assert_eq!(FamilyStatus::try_from("x".to_owned()), Err(UnknownFamilyStatus("x".into())));
     }
 }

@@ -50,6 +50,21 @@ impl TokenHash {
     }
 }
 
+/// Bytes read back as a [`TokenHash`] that are not 32 long: a corrupted row, never a token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a token hash is 32 bytes, not {0}")]
+pub struct NotATokenHash(pub usize);
+
+/// Owned bytes, because that is what a database column decodes to (the storage layer
+/// converts each hash column with this).
+impl TryFrom<Vec<u8>> for TokenHash {
+    type Error = NotATokenHash;
+
+    fn try_from(bytes: Vec<u8>) -> Result<Self, Self::Error> {
+        Self::from_slice(&bytes).ok_or(NotATokenHash(bytes.len()))
+    }
+}
+
 impl std::fmt::Debug for TokenHash {
     // A short fingerprint is enough to correlate log lines, and is not the token.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -119,5 +134,13 @@ mod tests {
     fn sha256_of_known_input() {
         let h = TokenHash::of("abc");
         assert_eq!(h.0[..4], [0xba, 0x78, 0x16, 0xbf]);
+    }
+
+    #[test]
+    fn hashes_read_back_must_be_32_bytes() {
+        let h = TokenHash::of("abc");
+        assert_eq!(TokenHash::try_from(h.as_bytes().to_vec()), Ok(h));
+        assert_eq!(TokenHash::try_from(vec![0; 31]), Err(NotATokenHash(31)));
+        assert_eq!(TokenHash::try_from(Vec::new()), Err(NotATokenHash(0)));
     }
 }

@@ -35,7 +35,7 @@ pub async fn serve(app: AppState, listener: tokio::net::TcpListener) -> std::io:
     tracing::info!(
         address = %listener.local_addr()?,
         public_url = %app.settings.public_url,
-        storage = app.store.backend(),
+        storage = app.store.backend().as_str(),
         "mcp-oauth-proxy is serving"
     );
     // No Nagle delay: MCP messages are small and latency is what clients feel.

@@ -19,7 +19,7 @@ use mcp_oauth_core::family::FamilyStatus;
 use mcp_oauth_core::token::TokenHash;
 
 use crate::model::*;
-use crate::{Retention, Store, StoreError};
+use crate::{Backend, Retention, Store, StoreError};
 
 /// More entries than this and the cache starts over (simple, and rare: one entry per
 /// live access token).
@@ -50,7 +50,7 @@ impl<S: Store> CachedStore<S> {
 
 #[async_trait]
 impl<S: Store> Store for CachedStore<S> {
-    fn backend(&self) -> &'static str {
+    fn backend(&self) -> Backend {
         self.inner.backend()
     }
 

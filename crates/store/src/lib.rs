@@ -6,6 +6,17 @@
 //! statement, so two requests racing on two replicas cannot both win. The read-only
 //! `find_*` operations exist so that the caller can decide (with the rules in
 //! `mcp_oauth_core`) before it acts; they never stand in for the condition of a write.
+//!
+//! Where things are:
+//! - here: the [`Store`] trait, [`StoreError`], [`Backend`], [`Retention`], and [`open`],
+//!   which turns a `storage.url` into a ready store;
+//! - [`model`]: what the operations take and return;
+//! - `sql`: [`SqlStore`], the only implementation: the same statements on SQLite and
+//!   PostgreSQL through sqlx's `Any` driver, the row decoding, and the mapping of
+//!   database errors to [`StoreError`];
+//! - `migrations`: the schema, one list of migrations rendered for each backend;
+//! - `cache`: the exact in-process cache of access-token lookups that [`open`] puts in
+//!   front of SQLite (and only SQLite: see [`open`]).
 
 mod cache;
 mod migrations;
@@ -34,6 +45,42 @@ pub enum StoreError {
     Internal(String),
 }
 
+/// The database behind a store, chosen by the scheme of `storage.url`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// One process's embedded database (`sqlite:`).
+    Sqlite,
+    /// A server that replicas share (`postgres://` or `postgresql://`).
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a storage URL names, or `None` for a scheme the store does not speak.
+    pub fn for_url(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else {
+            None
+        }
+    }
+
+    /// Its name in logs and `check-config` output.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// How long to keep rows that no longer grant anything but still carry meaning.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
@@ -52,8 +99,8 @@ impl Default for Retention {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Which database this is, for logs and `check-config`.
-    fn backend(&self) -> &'static str;
+    /// Which database this is.
+    fn backend(&self) -> Backend;
 
     /// Whether the database answers (for readiness checks).
     async fn ping(&self) -> Result<(), StoreError>;
@@ -128,7 +175,24 @@ pub trait Store: Send + Sync + 'static {
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     let store = SqlStore::connect(url).await?;
     Ok(match store.backend() {
-        "sqlite" => std::sync::Arc::new(cache::CachedStore::new(store)),
-        _ => std::sync::Arc::new(store),
+        Backend::Sqlite => std::sync::Arc::new(cache::CachedStore::new(store)),
+        Backend::Postgres => std::sync::Arc::new(store),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Backend;
+
+    #[test]
+    fn the_url_scheme_names_the_backend() {
+        assert_eq!(Backend::for_url("sqlite://./data/proxy.db"), Some(Backend::Sqlite));
+        assert_eq!(Backend::for_url("sqlite::memory:"), Some(Backend::Sqlite));
+        assert_eq!(Backend::for_url("postgres://u@h/db"), Some(Backend::Postgres));
+        assert_eq!(Backend::for_url("postgresql://u@h/db"), Some(Backend::Postgres));
+        assert_eq!(Backend::for_url("mysql://u@h/db"), None);
+        // The names that logs and check-config print.
+        assert_eq!(Backend::Sqlite.to_string(), "sqlite");
+        assert_eq!(Backend::Postgres.as_str(), "postgres");
+    }
 }

@@ -4,6 +4,8 @@
 //! differ (BLOB/BYTEA, INTEGER/BIGINT). A migration is never edited once released; a
 //! change is a new entry at the end.
 
+use crate::Backend;
+
 pub const MIGRATIONS: &[&str] = &[
     // 1: the authorization server.
     r#"
@@ -86,17 +88,12 @@ CREATE INDEX access_tokens_expiry ON access_tokens (expires_at);
 "#,
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    Sqlite,
-    Postgres,
-}
-
-impl Dialect {
-    pub fn render(self, sql: &str) -> String {
+impl Backend {
+    /// `sql` with the column types of this database.
+    pub(crate) fn render(self, sql: &str) -> String {
         let (blob, int) = match self {
-            Dialect::Sqlite => ("BLOB", "INTEGER"),
-            Dialect::Postgres => ("BYTEA", "BIGINT"),
+            Backend::Sqlite => ("BLOB", "INTEGER"),
+            Backend::Postgres => ("BYTEA", "BIGINT"),
         };
         sql.replace("{blob}", blob).replace("{int}", int)
     }

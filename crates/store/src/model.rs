@@ -1,14 +1,21 @@
 //! The rows the store keeps, as the rest of the proxy sees them.
+//!
+//! The types a query returns as they are derive `sqlx::FromRow`: their field names are
+//! the column names of the query (which aliases where a table's names differ), and hash
+//! and status columns are converted with core's `TryFrom` impls, so a corrupted value is
+//! an error rather than a silently wrong field.
 
 use mcp_oauth_core::family::FamilyStatus;
 use mcp_oauth_core::token::TokenHash;
 
 /// An authorization request that has passed consent and is waiting for the user to come
 /// back from the upstream provider. Keyed by the hash of the proxy's upstream `state`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PendingAuthorization {
+    #[sqlx(try_from = "Vec<u8>")]
     pub state_hash: TokenHash,
     /// Hash of the browser-binding cookie that must come back with the callback.
+    #[sqlx(try_from = "Vec<u8>")]
     pub browser_hash: TokenHash,
     pub server: String,
     pub client_id: String,
@@ -77,7 +84,7 @@ pub struct NewTokenPair {
     pub issued_at: i64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StoredRefreshToken {
     pub family_id: String,
     pub server: String,
@@ -85,6 +92,7 @@ pub struct StoredRefreshToken {
     pub scope: String,
     pub expires_at: i64,
     pub superseded_at: Option<i64>,
+    #[sqlx(try_from = "String")]
     pub family_status: FamilyStatus,
 }
 
@@ -107,11 +115,12 @@ pub struct AccessTokenInfo {
 }
 
 /// The sealed upstream credential of a family.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UpstreamCredential {
     pub family_id: String,
     pub sealed: String,
     pub expires_at: Option<i64>,
+    #[sqlx(try_from = "String")]
     pub family_status: FamilyStatus,
 }
 

@@ -4,6 +4,10 @@
 //! statements use `$n` parameters, which both understand, and only the DDL differs (see
 //! `migrations`). One implementation means the two backends cannot drift apart in
 //! semantics, and the behaviour suite proves it on both.
+//!
+//! Rows are decoded with `sqlx::FromRow`: straight into the model where a result is the
+//! model (the queries alias columns to the field names), or through a private row struct
+//! here where a column becomes something else (a timestamp read as a flag, JSON text).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -13,46 +17,51 @@ use mcp_oauth_core::client::{Client, ClientMetadata};
 use mcp_oauth_core::family::FamilyStatus;
 use mcp_oauth_core::token::TokenHash;
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::{AnyPool, Executor, FromRow};
 
-use crate::migrations::{Dialect, MIGRATIONS};
+use crate::migrations::MIGRATIONS;
 use crate::model::*;
-use crate::{Retention, Store, StoreError};
+use crate::{Backend, Retention, Store, StoreError};
 
 pub struct SqlStore {
     pool: AnyPool,
-    dialect: Dialect,
+    backend: Backend,
 }
 
 impl std::fmt::Debug for SqlStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqlStore").field("dialect", &self.dialect).finish_non_exhaustive()
+        f.debug_struct("SqlStore").field("backend", &self.backend).finish_non_exhaustive()
     }
 }
 
-fn map_err(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
-            StoreError::Unavailable(e.to_string())
-        }
-        sqlx::Error::Database(db) => {
-            if db.is_unique_violation() {
-                return StoreError::Duplicate(db.message().to_owned());
-            }
-            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-            // SQLite: 5 BUSY, 6 LOCKED (the busy timeout ran out).
-            // PostgreSQL: class 08 connection exceptions, 57P0x shutdowns, 53 resources.
-            if matches!(code.as_str(), "5" | "6" | "517" | "262")
-                || code.starts_with("08")
-                || code.starts_with("57P")
-                || code.starts_with("53")
-            {
+/// Classifies a database failure by what the caller can do about it: wait and retry
+/// (`Unavailable`, a 503), or not (`Duplicate`, `Internal`).
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
                 StoreError::Unavailable(e.to_string())
-            } else {
-                StoreError::Internal(e.to_string())
             }
+            sqlx::Error::Database(db) => {
+                if db.is_unique_violation() {
+                    return StoreError::Duplicate(db.message().to_owned());
+                }
+                let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+                // SQLite: 5 BUSY, 6 LOCKED (the busy timeout ran out), and their extended
+                // codes 517 BUSY_SNAPSHOT and 262 LOCKED_SHAREDCACHE.
+                // PostgreSQL: class 08 connection exceptions, 57P0x shutdowns, 53 resources.
+                if matches!(code.as_str(), "5" | "6" | "517" | "262")
+                    || code.starts_with("08")
+                    || code.starts_with("57P")
+                    || code.starts_with("53")
+                {
+                    StoreError::Unavailable(e.to_string())
+                } else {
+                    StoreError::Internal(e.to_string())
+                }
+            }
+            _ => StoreError::Internal(e.to_string()),
         }
-        _ => StoreError::Internal(e.to_string()),
     }
 }
 
@@ -63,21 +72,97 @@ fn sqlite_path(url: &str) -> Option<&str> {
     (!path.is_empty() && path != ":memory:").then_some(path)
 }
 
-fn hash_col(row: &AnyRow, col: &str) -> Result<TokenHash, StoreError> {
-    let bytes: Vec<u8> = row.try_get(col).map_err(map_err)?;
-    TokenHash::from_slice(&bytes).ok_or_else(|| StoreError::Internal(format!("{col} is not a 32-byte hash")))
+/// A `clients` row; the metadata is stored as JSON text.
+#[derive(FromRow)]
+struct ClientRow {
+    client_id: String,
+    secret_hash: Option<Vec<u8>>,
+    metadata: String,
+    created_at: i64,
 }
 
-fn status_col(row: &AnyRow, col: &str) -> Result<FamilyStatus, StoreError> {
-    let s: String = row.try_get(col).map_err(map_err)?;
-    FamilyStatus::parse(&s).ok_or_else(|| StoreError::Internal(format!("unknown family status {s:?}")))
+impl TryFrom<ClientRow> for Client {
+    type Error = StoreError;
+
+    fn try_from(row: ClientRow) -> Result<Self, StoreError> {
+        let metadata: ClientMetadata =
+            serde_json::from_str(&row.metadata).map_err(|e| StoreError::Internal(format!("client metadata: {e}")))?;
+        // A hash that cannot be read is an error like any other unreadable column: read as
+        // "no secret", it would turn a confidential client into a public one.
+        let secret_hash = row
+            .secret_hash
+            .map(TokenHash::try_from)
+            .transpose()
+            .map_err(|e| StoreError::Internal(format!("client secret_hash: {e}")))?;
+        Ok(Client { client_id: row.client_id, secret_hash, metadata, trusted: false, created_at: row.created_at })
+    }
 }
 
-fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(
-    row: &'r AnyRow,
-    col: &str,
-) -> Result<T, StoreError> {
-    row.try_get(col).map_err(map_err)
+// The two flags below are computed here and not in SQL (`used_at IS NOT NULL AS used`)
+// because the Any driver decodes a value by the type the database reports for it:
+// PostgreSQL reports a BOOLEAN, SQLite an INTEGER, which Any refuses to read as a bool.
+
+/// An authorization code joined with its family.
+#[derive(FromRow)]
+struct CodeRow {
+    family_id: String,
+    server: String,
+    client_id: String,
+    redirect_uri: String,
+    code_challenge: String,
+    scope: String,
+    expires_at: i64,
+    used_at: Option<i64>,
+}
+
+impl From<CodeRow> for StoredCode {
+    fn from(row: CodeRow) -> Self {
+        StoredCode {
+            family_id: row.family_id,
+            server: row.server,
+            client_id: row.client_id,
+            redirect_uri: row.redirect_uri,
+            code_challenge: row.code_challenge,
+            scope: row.scope,
+            expires_at: row.expires_at,
+            used: row.used_at.is_some(),
+        }
+    }
+}
+
+/// An access token joined with its family.
+#[derive(FromRow)]
+struct AccessTokenRow {
+    family_id: String,
+    server: String,
+    client_id: String,
+    subject: String,
+    scope: String,
+    resource: String,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+    #[sqlx(try_from = "String")]
+    family_status: FamilyStatus,
+    upstream_sealed: String,
+    upstream_expires_at: Option<i64>,
+}
+
+impl From<AccessTokenRow> for AccessTokenInfo {
+    fn from(row: AccessTokenRow) -> Self {
+        AccessTokenInfo {
+            family_id: row.family_id,
+            server: row.server,
+            client_id: row.client_id,
+            subject: row.subject,
+            scope: row.scope,
+            resource: row.resource,
+            expires_at: row.expires_at,
+            revoked: row.revoked_at.is_some(),
+            family_status: row.family_status,
+            upstream_sealed: row.upstream_sealed,
+            upstream_expires_at: row.upstream_expires_at,
+        }
+    }
 }
 
 fn blob(h: &TokenHash) -> Vec<u8> {
@@ -89,35 +174,36 @@ impl SqlStore {
     /// file if needed, and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
-        let (dialect, url) = if url.starts_with("sqlite:") {
-            if let Some(dir) = sqlite_path(url).and_then(|p| std::path::Path::new(p).parent())
-                && !dir.as_os_str().is_empty()
-            {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
-            }
-            // Create the file on first start unless the URL says otherwise.
-            let url = if url.contains("mode=") {
-                url.to_owned()
-            } else if url.contains('?') {
-                format!("{url}&mode=rwc")
-            } else {
-                format!("{url}?mode=rwc")
-            };
-            (Dialect::Sqlite, url)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            (Dialect::Postgres, url.to_owned())
-        } else {
-            return Err(StoreError::Internal(format!(
+        let backend = Backend::for_url(url).ok_or_else(|| {
+            StoreError::Internal(format!(
                 "unsupported storage URL scheme in {:?}: use sqlite:// or postgres://",
                 url.split(':').next().unwrap_or("")
-            )));
+            ))
+        })?;
+        let url = match backend {
+            Backend::Sqlite => {
+                if let Some(dir) = sqlite_path(url).and_then(|p| std::path::Path::new(p).parent())
+                    && !dir.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+                }
+                // Create the file on first start unless the URL says otherwise.
+                if url.contains("mode=") {
+                    url.to_owned()
+                } else if url.contains('?') {
+                    format!("{url}&mode=rwc")
+                } else {
+                    format!("{url}?mode=rwc")
+                }
+            }
+            Backend::Postgres => url.to_owned(),
         };
-        let options = sqlx::any::AnyConnectOptions::from_str(&url).map_err(map_err)?;
+        let options = sqlx::any::AnyConnectOptions::from_str(&url)?;
 
         let mut pool = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(5));
-        pool = match dialect {
-            Dialect::Sqlite => pool.max_connections(8).after_connect(|conn, _| {
+        pool = match backend {
+            Backend::Sqlite => pool.max_connections(8).after_connect(|conn, _| {
                 Box::pin(async move {
                     // WAL lets readers proceed during a write; the busy timeout makes a
                     // writer wait for the lock instead of failing; foreign keys are off
@@ -127,37 +213,34 @@ impl SqlStore {
                     Ok(())
                 })
             }),
-            Dialect::Postgres => pool.max_connections(16),
+            Backend::Postgres => pool.max_connections(16),
         };
-        let pool = pool.connect_with(options).await.map_err(map_err)?;
-        if dialect == Dialect::Sqlite {
+        let pool = pool.connect_with(options).await?;
+        if backend == Backend::Sqlite {
             // Persistent in the file; set once.
-            pool.execute("PRAGMA journal_mode = WAL").await.map_err(map_err)?;
+            pool.execute("PRAGMA journal_mode = WAL").await?;
         }
-        let store = Self { pool, dialect };
+        let store = Self { pool, backend };
         store.migrate().await?;
         Ok(store)
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        if self.dialect == Dialect::Postgres {
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
             // Replicas starting together: one migrates, the others wait and then see
             // the migrations applied.
-            tx.execute("SELECT pg_advisory_xact_lock(7243610283746)").await.map_err(map_err)?;
+            tx.execute("SELECT pg_advisory_xact_lock(7243610283746)").await?;
         }
         tx.execute(
-            self.dialect
+            self.backend
                 .render("CREATE TABLE IF NOT EXISTS mop_schema_migrations (version {int} PRIMARY KEY, applied_at {int} NOT NULL)")
                 .as_str(),
         )
-        .await
-        .map_err(map_err)?;
-        let applied: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM mop_schema_migrations")
+        .await?;
+        let applied: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM mop_schema_migrations")
             .fetch_one(&mut *tx)
-            .await
-            .and_then(|r| r.try_get::<i64, _>("v"))
-            .map_err(map_err)?;
+            .await?;
         if applied as usize > MIGRATIONS.len() {
             return Err(StoreError::Internal(format!(
                 "the database schema (version {applied}) is newer than this binary (version {}): upgrade the binary",
@@ -166,21 +249,23 @@ impl SqlStore {
         }
         for (i, migration) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
             let version = i as i64 + 1;
-            tx.execute(self.dialect.render(migration).as_str()).await.map_err(map_err)?;
+            tx.execute(self.backend.render(migration).as_str()).await?;
             sqlx::query("INSERT INTO mop_schema_migrations (version, applied_at) VALUES ($1, $2)")
                 .bind(version)
                 .bind(mcp_oauth_core::Clock::now(&mcp_oauth_core::SystemClock))
                 .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
+                .await?;
             tracing::info!(version, "applied database migration");
         }
-        tx.commit().await.map_err(map_err)
+        Ok(tx.commit().await?)
     }
 
     /// The one row a token-hash lookup finds, if any.
-    async fn row_by_hash(&self, sql: &str, hash: &TokenHash) -> Result<Option<AnyRow>, StoreError> {
-        sqlx::query(sql).bind(blob(hash)).fetch_optional(&self.pool).await.map_err(map_err)
+    async fn row_by_hash<T>(&self, sql: &str, hash: &TokenHash) -> Result<Option<T>, StoreError>
+    where
+        T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+    {
+        Ok(sqlx::query_as(sql).bind(blob(hash)).fetch_optional(&self.pool).await?)
     }
 
     async fn insert_pair(
@@ -201,8 +286,7 @@ impl SqlStore {
             .bind(pair.issued_at)
             .bind(expires_at)
             .execute(&mut **tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         }
         Ok(())
     }
@@ -210,15 +294,13 @@ impl SqlStore {
 
 #[async_trait]
 impl Store for SqlStore {
-    fn backend(&self) -> &'static str {
-        match self.dialect {
-            Dialect::Sqlite => "sqlite",
-            Dialect::Postgres => "postgres",
-        }
+    fn backend(&self) -> Backend {
+        self.backend
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(map_err)
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
     }
 
     async fn insert_client(&self, server: &str, client: &Client) -> Result<(), StoreError> {
@@ -232,32 +314,19 @@ impl Store for SqlStore {
         .bind(metadata)
         .bind(client.created_at)
         .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(())
     }
 
     async fn find_client(&self, server: &str, client_id: &str) -> Result<Option<Client>, StoreError> {
-        let row = sqlx::query(
+        let row: Option<ClientRow> = sqlx::query_as(
             "SELECT client_id, secret_hash, metadata, created_at FROM clients WHERE server = $1 AND client_id = $2",
         )
         .bind(server)
         .bind(client_id)
         .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
-        let Some(row) = row else { return Ok(None) };
-        let secret: Option<Vec<u8>> = get(&row, "secret_hash")?;
-        let metadata: String = get(&row, "metadata")?;
-        let metadata: ClientMetadata =
-            serde_json::from_str(&metadata).map_err(|e| StoreError::Internal(format!("client metadata: {e}")))?;
-        Ok(Some(Client {
-            client_id: get(&row, "client_id")?,
-            secret_hash: secret.as_deref().and_then(TokenHash::from_slice),
-            metadata,
-            trusted: false,
-            created_at: get(&row, "created_at")?,
-        }))
+        .await?;
+        row.map(Client::try_from).transpose()
     }
 
     async fn insert_pending(&self, p: &PendingAuthorization) -> Result<(), StoreError> {
@@ -279,8 +348,7 @@ impl Store for SqlStore {
         .bind(p.nonce.as_deref())
         .bind(p.expires_at)
         .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(())
     }
 
@@ -290,7 +358,7 @@ impl Store for SqlStore {
         browser_hash: &TokenHash,
         now: i64,
     ) -> Result<Option<PendingAuthorization>, StoreError> {
-        let row = sqlx::query(
+        Ok(sqlx::query_as(
             "DELETE FROM pending_authorizations WHERE state_hash = $1 AND browser_hash = $2 AND expires_at > $3 \
              RETURNING state_hash, browser_hash, server, client_id, redirect_uri, scope, resource, code_challenge, \
              client_state, upstream_verifier, nonce, expires_at",
@@ -299,27 +367,11 @@ impl Store for SqlStore {
         .bind(blob(browser_hash))
         .bind(now)
         .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(PendingAuthorization {
-            state_hash: hash_col(&row, "state_hash")?,
-            browser_hash: hash_col(&row, "browser_hash")?,
-            server: get(&row, "server")?,
-            client_id: get(&row, "client_id")?,
-            redirect_uri: get(&row, "redirect_uri")?,
-            scope: get(&row, "scope")?,
-            resource: get(&row, "resource")?,
-            code_challenge: get(&row, "code_challenge")?,
-            client_state: get(&row, "client_state")?,
-            upstream_verifier: get(&row, "upstream_verifier")?,
-            nonce: get(&row, "nonce")?,
-            expires_at: get(&row, "expires_at")?,
-        }))
+        .await?)
     }
 
     async fn create_family(&self, f: &NewFamily, code: &NewCode) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO families (id, server, client_id, subject, scope, resource, status, upstream_sealed, \
              upstream_expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9)",
@@ -334,8 +386,7 @@ impl Store for SqlStore {
         .bind(f.upstream_expires_at)
         .bind(f.created_at)
         .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         sqlx::query(
             "INSERT INTO authorization_codes (code_hash, family_id, client_id, redirect_uri, code_challenge, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -347,38 +398,26 @@ impl Store for SqlStore {
         .bind(&code.code_challenge)
         .bind(code.expires_at)
         .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)
+        .await?;
+        Ok(tx.commit().await?)
     }
 
     async fn find_code(&self, hash: &TokenHash) -> Result<Option<StoredCode>, StoreError> {
-        let row = self
+        let row: Option<CodeRow> = self
             .row_by_hash(
-            "SELECT c.family_id, f.server, c.client_id, c.redirect_uri, c.code_challenge, f.scope, c.expires_at, c.used_at \
-             FROM authorization_codes c JOIN families f ON f.id = c.family_id WHERE c.code_hash = $1",
+                "SELECT c.family_id, f.server, c.client_id, c.redirect_uri, c.code_challenge, f.scope, c.expires_at, \
+                 c.used_at FROM authorization_codes c JOIN families f ON f.id = c.family_id WHERE c.code_hash = $1",
                 hash,
             )
             .await?;
-        let Some(row) = row else { return Ok(None) };
-        let used_at: Option<i64> = get(&row, "used_at")?;
-        Ok(Some(StoredCode {
-            family_id: get(&row, "family_id")?,
-            server: get(&row, "server")?,
-            client_id: get(&row, "client_id")?,
-            redirect_uri: get(&row, "redirect_uri")?,
-            code_challenge: get(&row, "code_challenge")?,
-            scope: get(&row, "scope")?,
-            expires_at: get(&row, "expires_at")?,
-            used: used_at.is_some(),
-        }))
+        Ok(row.map(StoredCode::from))
     }
 
     async fn redeem_code(&self, hash: &TokenHash, now: i64, pair: &NewTokenPair) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.pool.begin().await?;
         // The write comes first in the transaction, so SQLite takes its write lock at
         // once and two redemptions serialise here; exactly one sees `used_at IS NULL`.
-        let row = sqlx::query(
+        let family_id: Option<String> = sqlx::query_scalar(
             "UPDATE authorization_codes SET used_at = $2 \
              WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2 \
              AND EXISTS (SELECT 1 FROM families f WHERE f.id = authorization_codes.family_id AND f.status = 'active') \
@@ -387,35 +426,22 @@ impl Store for SqlStore {
         .bind(blob(hash))
         .bind(now)
         .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let Some(row) = row else {
+        .await?;
+        let Some(family_id) = family_id else {
             return Ok(false);
         };
-        let family_id: String = get(&row, "family_id")?;
         Self::insert_pair(&mut tx, &family_id, pair).await?;
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(true)
     }
 
     async fn find_refresh_token(&self, hash: &TokenHash) -> Result<Option<StoredRefreshToken>, StoreError> {
-        let row = self
-            .row_by_hash(
-                "SELECT r.family_id, f.server, r.client_id, r.scope, r.expires_at, r.superseded_at, f.status \
+        self.row_by_hash(
+            "SELECT r.family_id, f.server, r.client_id, r.scope, r.expires_at, r.superseded_at, f.status AS family_status \
              FROM refresh_tokens r JOIN families f ON f.id = r.family_id WHERE r.token_hash = $1",
-                hash,
-            )
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(StoredRefreshToken {
-            family_id: get(&row, "family_id")?,
-            server: get(&row, "server")?,
-            client_id: get(&row, "client_id")?,
-            scope: get(&row, "scope")?,
-            expires_at: get(&row, "expires_at")?,
-            superseded_at: get(&row, "superseded_at")?,
-            family_status: status_col(&row, "status")?,
-        }))
+            hash,
+        )
+        .await
     }
 
     async fn rotate_refresh_token(
@@ -426,10 +452,10 @@ impl Store for SqlStore {
         grace_secs: i64,
         pair: &NewTokenPair,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.pool.begin().await?;
         // The condition is `judge_refresh(..).rotates()`, written in SQL. COALESCE keeps
         // the first supersession time, so the grace window never slides.
-        let row = sqlx::query(
+        let family_id: Option<String> = sqlx::query_scalar(
             "UPDATE refresh_tokens SET superseded_at = COALESCE(superseded_at, $2) \
              WHERE token_hash = $1 AND client_id = $3 AND expires_at > $2 \
              AND (superseded_at IS NULL OR superseded_at >= $2 - $4) \
@@ -441,14 +467,12 @@ impl Store for SqlStore {
         .bind(client_id)
         .bind(grace_secs)
         .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let Some(row) = row else {
+        .await?;
+        let Some(family_id) = family_id else {
             return Ok(false);
         };
-        let family_id: String = get(&row, "family_id")?;
         Self::insert_pair(&mut tx, &family_id, pair).await?;
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(true)
     }
 
@@ -458,35 +482,20 @@ impl Store for SqlStore {
             .bind(status.as_str())
             .bind(now)
             .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn find_access_token(&self, hash: &TokenHash) -> Result<Option<AccessTokenInfo>, StoreError> {
-        let row = self
+        let row: Option<AccessTokenRow> = self
             .row_by_hash(
-            "SELECT a.family_id, f.server, a.client_id, f.subject, a.scope, f.resource, a.expires_at, a.revoked_at, f.status, \
-             f.upstream_sealed, f.upstream_expires_at \
-             FROM access_tokens a JOIN families f ON f.id = a.family_id WHERE a.token_hash = $1",
+                "SELECT a.family_id, f.server, a.client_id, f.subject, a.scope, f.resource, a.expires_at, a.revoked_at, \
+                 f.status AS family_status, f.upstream_sealed, f.upstream_expires_at \
+                 FROM access_tokens a JOIN families f ON f.id = a.family_id WHERE a.token_hash = $1",
                 hash,
             )
             .await?;
-        let Some(row) = row else { return Ok(None) };
-        let revoked_at: Option<i64> = get(&row, "revoked_at")?;
-        Ok(Some(AccessTokenInfo {
-            family_id: get(&row, "family_id")?,
-            server: get(&row, "server")?,
-            client_id: get(&row, "client_id")?,
-            subject: get(&row, "subject")?,
-            scope: get(&row, "scope")?,
-            resource: get(&row, "resource")?,
-            expires_at: get(&row, "expires_at")?,
-            revoked: revoked_at.is_some(),
-            family_status: status_col(&row, "status")?,
-            upstream_sealed: get(&row, "upstream_sealed")?,
-            upstream_expires_at: get(&row, "upstream_expires_at")?,
-        }))
+        Ok(row.map(AccessTokenInfo::from))
     }
 
     async fn revoke_access_token(&self, hash: &TokenHash, now: i64) -> Result<bool, StoreError> {
@@ -494,24 +503,18 @@ impl Store for SqlStore {
             .bind(blob(hash))
             .bind(now)
             .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn upstream_credential(&self, family_id: &str) -> Result<Option<UpstreamCredential>, StoreError> {
-        let row = sqlx::query("SELECT id, upstream_sealed, upstream_expires_at, status FROM families WHERE id = $1")
-            .bind(family_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(UpstreamCredential {
-            family_id: get(&row, "id")?,
-            sealed: get(&row, "upstream_sealed")?,
-            expires_at: get(&row, "upstream_expires_at")?,
-            family_status: status_col(&row, "status")?,
-        }))
+        Ok(sqlx::query_as(
+            "SELECT id AS family_id, upstream_sealed AS sealed, upstream_expires_at AS expires_at, \
+             status AS family_status FROM families WHERE id = $1",
+        )
+        .bind(family_id)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     async fn take_refresh_lease(&self, family_id: &str, now: i64, lease_secs: i64) -> Result<bool, StoreError> {
@@ -523,8 +526,7 @@ impl Store for SqlStore {
         .bind(now)
         .bind(lease_secs)
         .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -541,8 +543,7 @@ impl Store for SqlStore {
         .bind(sealed)
         .bind(expires_at)
         .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(())
     }
 
@@ -550,15 +551,14 @@ impl Store for SqlStore {
         sqlx::query("UPDATE families SET refresh_lease_until = NULL WHERE id = $1")
             .bind(family_id)
             .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(())
     }
 
     async fn purge_expired(&self, now: i64, retention: Retention) -> Result<Purged, StoreError> {
         let run = |sql: &'static str, at: i64| {
             let pool = self.pool.clone();
-            async move { sqlx::query(sql).bind(at).execute(&pool).await.map(|r| r.rows_affected()).map_err(map_err) }
+            async move { Ok::<_, StoreError>(sqlx::query(sql).bind(at).execute(&pool).await?.rows_affected()) }
         };
         Ok(Purged {
             pending: run("DELETE FROM pending_authorizations WHERE expires_at <= $1", now).await?,
@@ -587,7 +587,115 @@ impl Store for SqlStore {
 
 #[cfg(test)]
 mod tests {
-    use super::sqlite_path;
+    use mcp_oauth_core::token::{TokenHash, random_id};
+
+    use super::{SqlStore, blob, sqlite_path};
+    use crate::{Store, StoreError};
+
+    /// A database error with a given code, as a driver would report it.
+    #[derive(Debug)]
+    struct Coded(&'static str, bool);
+
+    impl std::fmt::Display for Coded {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "code {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Coded {}
+
+    impl sqlx::error::DatabaseError for Coded {
+        fn message(&self) -> &str {
+            self.0
+        }
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.0.into())
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            if self.1 { sqlx::error::ErrorKind::UniqueViolation } else { sqlx::error::ErrorKind::Other }
+        }
+    }
+
+    fn classify(code: &'static str, unique: bool) -> StoreError {
+        sqlx::Error::Database(Box::new(Coded(code, unique))).into()
+    }
+
+    #[test]
+    fn errors_are_classified_by_what_the_caller_can_do() {
+        // SQLite BUSY/LOCKED and their extended codes; PostgreSQL connection, shutdown
+        // and resource classes: the database will answer again, so a 503.
+        for code in ["5", "6", "517", "262", "08006", "57P01", "53300"] {
+            assert!(matches!(classify(code, false), StoreError::Unavailable(_)), "{code}");
+        }
+        for e in [sqlx::Error::PoolTimedOut, sqlx::Error::PoolClosed, sqlx::Error::Io(std::io::ErrorKind::Other.into())]
+        {
+            assert!(matches!(StoreError::from(e), StoreError::Unavailable(_)));
+        }
+        assert!(matches!(classify("2067", true), StoreError::Duplicate(_)));
+        assert!(matches!(classify("23505", true), StoreError::Duplicate(_)));
+        for code in ["1", "19", "42P01", "23503"] {
+            assert!(matches!(classify(code, false), StoreError::Internal(_)), "{code}");
+        }
+        assert!(matches!(StoreError::from(sqlx::Error::RowNotFound), StoreError::Internal(_)));
+    }
+
+    /// A stored value this version cannot read is an error, never a guess: a family status
+    /// it does not know must not read as some status it does, nor a client secret hash of
+    /// the wrong length as "no secret".
+    #[tokio::test]
+    async fn unreadable_columns_are_internal_errors() {
+        let dir = std::env::temp_dir().join(format!("mop-sql-{}", random_id()));
+        let store = SqlStore::connect(&format!("sqlite://{}/t.db", dir.display())).await.unwrap();
+        let token = TokenHash::of("t");
+        sqlx::query(
+            "INSERT INTO families (id, server, client_id, subject, scope, resource, status, upstream_sealed, created_at) \
+             VALUES ('f', 's', 'c', 'u', 'mcp', 'r', 'frozen', 'sealed', 0)",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        for table in ["refresh_tokens", "access_tokens"] {
+            sqlx::query(&format!(
+                "INSERT INTO {table} (token_hash, family_id, client_id, scope, issued_at, expires_at) \
+                 VALUES ($1, 'f', 'c', 'mcp', 0, 1)"
+            ))
+            .bind(blob(&token))
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        }
+        assert!(matches!(store.find_refresh_token(&token).await, Err(StoreError::Internal(_))));
+        assert!(matches!(store.find_access_token(&token).await, Err(StoreError::Internal(_))));
+        assert!(matches!(store.upstream_credential("f").await, Err(StoreError::Internal(_))));
+
+        let metadata = mcp_oauth_core::client::ClientMetadata::from_registration(
+            &serde_json::json!({"redirect_uris": ["https://a.example/cb"]}),
+        )
+        .unwrap();
+        for (client_id, secret_hash) in [("good", vec![0u8; 32]), ("short", vec![0u8; 5])] {
+            sqlx::query(
+                "INSERT INTO clients (server, client_id, secret_hash, metadata, created_at) VALUES ('s', $1, $2, $3, 0)",
+            )
+            .bind(client_id)
+            .bind(secret_hash)
+            .bind(serde_json::to_string(&metadata).unwrap())
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        }
+        assert!(store.find_client("s", "good").await.unwrap().unwrap().secret_hash.is_some());
+        assert!(matches!(store.find_client("s", "short").await, Err(StoreError::Internal(_))));
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     #[test]
     fn sqlite_paths() {

@@ -111,6 +111,13 @@ async fn clients_are_scoped_to_their_server() {
         assert!(found.secret_hash.is_none());
         assert!(store.find_client("other", &client.client_id).await.unwrap().is_none());
         assert!(matches!(store.insert_client("demo", &client).await, Err(StoreError::Duplicate(_))));
+
+        // A confidential client's secret hash comes back as it went in.
+        let secret = mint(TokenKind::ClientSecret);
+        let confidential = Client { client_id: random_id(), secret_hash: Some(secret.hash), ..client };
+        store.insert_client("demo", &confidential).await.unwrap();
+        let found = store.find_client("demo", &confidential.client_id).await.unwrap().unwrap();
+        assert_eq!(found.secret_hash, Some(secret.hash));
     }
 }
 
