@@ -59,12 +59,6 @@ fn b64(s: &str) -> Result<Vec<u8>, SignatureError> {
     URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).map_err(|_| SignatureError::Malformed)
 }
 
-/// The `kid` of a JWT's header, to pick (or refetch) keys.
-pub fn key_id(jwt: &str) -> Option<String> {
-    let header = jwt.split('.').next()?;
-    serde_json::from_slice::<Header>(&b64(header).ok()?).ok()?.kid
-}
-
 /// Verifies a compact JWS against a key set.
 pub fn verify(jwt: &str, keys: &JwkSet) -> Result<(), SignatureError> {
     let mut parts = jwt.split('.');
@@ -163,7 +157,6 @@ mod tests {
         let (pair, jwk) = es256_key();
         let keys = JwkSet { keys: vec![jwk] };
         let jwt = sign(&pair, r#"{"alg":"ES256","kid":"k1"}"#, r#"{"sub":"u"}"#);
-        assert_eq!(key_id(&jwt).as_deref(), Some("k1"));
         assert_eq!(verify(&jwt, &keys), Ok(()));
         let mut parts: Vec<&str> = jwt.split('.').collect();
         let forged_payload = URL_SAFE_NO_PAD.encode(r#"{"sub":"admin"}"#);

@@ -11,4 +11,4 @@ pub mod id_token;
 pub mod jwks;
 pub mod provider;
 
-pub use provider::{AuthMethod, Provider, ProviderSettings, UpstreamError, UpstreamTokens};
+pub use provider::{Provider, ProviderAuthMethod, ProviderSettings, UpstreamError, UpstreamTokens};

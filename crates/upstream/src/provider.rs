@@ -12,9 +12,10 @@ use url::Url;
 use crate::id_token;
 use crate::jwks::{self, JwkSet};
 
-/// How the proxy authenticates to the provider's token endpoint.
+/// How the proxy authenticates itself to the provider's token endpoint (not to be confused
+/// with `mcp_oauth_core::client::AuthMethod`, how our own clients authenticate to us).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMethod {
+pub enum ProviderAuthMethod {
     ClientSecretPost,
     ClientSecretBasic,
 }
@@ -32,14 +33,14 @@ pub struct ProviderSettings {
     pub jwks_uri: Option<String>,
     pub client_id: String,
     pub client_secret: String,
-    pub auth_method: AuthMethod,
+    pub auth_method: ProviderAuthMethod,
     pub scopes: Vec<String>,
     /// Refresh the upstream access token this long before it expires.
     pub refresh_margin_secs: i64,
     /// Extra query parameters for the authorization URL (`prompt`, `access_type`, …).
     pub extra_authorize_params: Vec<(String, String)>,
     /// Send the client's `resource` upstream. Off by default: Entra ID, Auth0 and
-    /// others reject resource indicators they do not know (field lesson 7).
+    /// others reject resource indicators they do not know, and the login fails.
     pub forward_resource: bool,
 }
 
@@ -65,16 +66,12 @@ impl fmt::Debug for ProviderSettings {
 pub struct UpstreamTokens {
     pub access_token: String,
     #[serde(default)]
-    pub token_type: Option<String>,
-    #[serde(default)]
     pub refresh_token: Option<String>,
     /// Seconds; `None` when the provider says nothing (GitHub OAuth apps).
     #[serde(default, deserialize_with = "lenient_seconds")]
     pub expires_in: Option<i64>,
     #[serde(default)]
     pub id_token: Option<String>,
-    #[serde(default)]
-    pub scope: Option<String>,
 }
 
 impl fmt::Debug for UpstreamTokens {
@@ -229,7 +226,9 @@ impl Provider {
                     last = UpstreamError::Unavailable(format!("discovery at {url}: HTTP {}", resp.status()))
                 }
                 Ok(resp) => last = UpstreamError::Protocol(format!("discovery at {url}: HTTP {}", resp.status())),
-                Err(e) => last = UpstreamError::Unavailable(format!("discovery at {url}: {}", without_url(&e))),
+                Err(e) => {
+                    last = UpstreamError::Unavailable(format!("discovery at {url}: {}", describe_transport_error(&e)))
+                }
             }
         }
         Err(last)
@@ -293,11 +292,11 @@ impl Provider {
         let mut form: Vec<(&str, &str)> = params.to_vec();
         let mut req = self.http.post(endpoint).header("accept", "application/json");
         match self.settings.auth_method {
-            AuthMethod::ClientSecretPost => {
+            ProviderAuthMethod::ClientSecretPost => {
                 form.push(("client_id", &self.settings.client_id));
                 form.push(("client_secret", &self.settings.client_secret));
             }
-            AuthMethod::ClientSecretBasic => {
+            ProviderAuthMethod::ClientSecretBasic => {
                 // RFC 6749 §2.3.1: both parts form-urlencoded before base64.
                 let enc = |s: &str| form_urlencoded_component(s);
                 let basic =
@@ -305,9 +304,10 @@ impl Provider {
                 req = req.header("authorization", format!("Basic {basic}"));
             }
         }
-        let resp = req.form(&form).send().await.map_err(|e| UpstreamError::Unavailable(without_url(&e)))?;
+        let resp =
+            req.form(&form).send().await.map_err(|e| UpstreamError::Unavailable(describe_transport_error(&e)))?;
         let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| UpstreamError::Unavailable(without_url(&e)))?;
+        let body = resp.bytes().await.map_err(|e| UpstreamError::Unavailable(describe_transport_error(&e)))?;
         let json: Option<Value> = serde_json::from_slice(&body).ok();
         // Some providers (GitHub) answer errors with 200 and an `error` member.
         if let Some(error) = json.as_ref().and_then(|j| j["error"].as_str()) {
@@ -371,7 +371,7 @@ impl Provider {
             .header("accept", "application/json")
             .send()
             .await
-            .map_err(|e| UpstreamError::Unavailable(without_url(&e)))?;
+            .map_err(|e| UpstreamError::Unavailable(describe_transport_error(&e)))?;
         let status = resp.status();
         if status.is_server_error() {
             return Err(UpstreamError::Unavailable(format!("userinfo answered HTTP {status}")));
@@ -400,7 +400,7 @@ impl Provider {
             .header("accept", "application/json")
             .send()
             .await
-            .map_err(|e| UpstreamError::Unavailable(without_url(&e)))?;
+            .map_err(|e| UpstreamError::Unavailable(describe_transport_error(&e)))?;
         if resp.status().is_server_error() {
             return Err(UpstreamError::Unavailable(format!("jwks_uri answered HTTP {}", resp.status())));
         }
@@ -436,10 +436,11 @@ impl Provider {
     }
 }
 
-/// reqwest errors print the URL, which for a token request can carry nothing secret
-/// (secrets go in the body), but userinfo or discovery URLs are still noise; keep the
-/// cause only.
-fn without_url(e: &reqwest::Error) -> String {
+/// A failed request to the provider, described by its kind and innermost cause. reqwest's own
+/// message (and its `without_url()`) leads with the URL and hides the cause behind it; the
+/// URLs carry nothing secret (secrets go in bodies and headers), but the cause is what an
+/// operator needs.
+fn describe_transport_error(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
