@@ -1,0 +1,123 @@
+//! Who logged in: the subject of a verified id_token, or else the userinfo endpoint's answer.
+//! The provider's signing keys are cached here.
+
+use std::time::Instant;
+
+use serde_json::Value;
+use tokio::sync::Mutex;
+use url::Url;
+
+use crate::error::{UpstreamError, describe_transport_error};
+use crate::id_token;
+use crate::jwks::{self, JwkSet};
+use crate::provider::{Endpoints, ProviderSettings};
+use crate::token_endpoint::UpstreamTokens;
+
+/// Signing keys are fetched again when a token names an unknown key, but not more often
+/// than this (a stream of forged `kid`s must not turn into a stream of fetches).
+const JWKS_REFETCH_SECS: u64 = 30;
+
+/// The provider's published signing keys and when they were fetched; empty until first needed.
+#[derive(Default)]
+pub(crate) struct SigningKeys(Mutex<Option<(JwkSet, Instant)>>);
+
+/// What is needed to find out who logged in.
+pub(crate) struct Context<'a> {
+    pub http: &'a reqwest::Client,
+    pub settings: &'a ProviderSettings,
+    pub endpoints: &'a Endpoints,
+    pub keys: &'a SigningKeys,
+}
+
+/// Who logged in: the id_token's subject when there is one, else the userinfo
+/// endpoint's `sub` (OpenID) or `id` (GitHub and other plain OAuth APIs).
+pub(crate) async fn subject(
+    cx: &Context<'_>,
+    tokens: &UpstreamTokens,
+    nonce: Option<&str>,
+    now: i64,
+) -> Result<String, UpstreamError> {
+    // An id_token counts only if its signature verifies against the provider's keys;
+    // without published keys it is ignored in favour of the userinfo endpoint.
+    let id_token = tokens.id_token.as_ref().filter(|_| cx.endpoints.jwks.is_some() || cx.endpoints.userinfo.is_none());
+    if let Some(id_token) = id_token {
+        verify_signature(cx, id_token).await?;
+        let expect = id_token::Expectations {
+            issuer: cx.settings.issuer.as_deref(),
+            client_id: &cx.settings.client_id,
+            nonce,
+            now,
+        };
+        return id_token::subject(id_token, &expect).map_err(|e| UpstreamError::Protocol(e.to_string()));
+    }
+    let Some(userinfo) = cx.endpoints.userinfo.clone() else {
+        return Err(UpstreamError::Protocol(
+            "the provider returned no id_token and no userinfo_endpoint is configured".into(),
+        ));
+    };
+    userinfo_subject(cx.http, userinfo, &tokens.access_token).await
+}
+
+async fn userinfo_subject(http: &reqwest::Client, url: Url, access_token: &str) -> Result<String, UpstreamError> {
+    let resp = http
+        .get(url)
+        .bearer_auth(access_token)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .map_err(|e| UpstreamError::Unavailable(describe_transport_error(&e)))?;
+    let status = resp.status();
+    if status.is_server_error() {
+        return Err(UpstreamError::Unavailable(format!("userinfo answered HTTP {status}")));
+    }
+    if !status.is_success() {
+        return Err(UpstreamError::Rejected { error: format!("userinfo_http_{}", status.as_u16()), description: None });
+    }
+    let info: Value = resp.json().await.map_err(|e| UpstreamError::Protocol(format!("userinfo: {e}")))?;
+    match (&info["sub"], &info["id"]) {
+        (Value::String(s), _) if !s.is_empty() => Ok(s.clone()),
+        (_, Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        (_, Value::Number(n)) => Ok(n.to_string()),
+        _ => Err(UpstreamError::Protocol("userinfo has neither sub nor id".into())),
+    }
+}
+
+async fn fetch_keys(http: &reqwest::Client, url: &Url) -> Result<JwkSet, UpstreamError> {
+    let resp = http
+        .get(url.clone())
+        .header("accept", "application/json")
+        .send()
+        .await
+        .map_err(|e| UpstreamError::Unavailable(describe_transport_error(&e)))?;
+    if resp.status().is_server_error() {
+        return Err(UpstreamError::Unavailable(format!("jwks_uri answered HTTP {}", resp.status())));
+    }
+    if !resp.status().is_success() {
+        return Err(UpstreamError::Protocol(format!("jwks_uri answered HTTP {}", resp.status())));
+    }
+    resp.json().await.map_err(|e| UpstreamError::Protocol(format!("jwks: {e}")))
+}
+
+/// Verifies an id_token's signature, fetching the keys on first use and again (rate
+/// limited) when the token names a key we do not have, as after a key rotation.
+async fn verify_signature(cx: &Context<'_>, id_token: &str) -> Result<(), UpstreamError> {
+    let Some(url) = cx.endpoints.jwks.clone() else {
+        return Err(UpstreamError::Protocol(
+            "the provider sent an id_token but publishes no signing keys (set jwks_uri or userinfo_endpoint)".into(),
+        ));
+    };
+    let mut cache = cx.keys.0.lock().await;
+    let stale = cache.as_ref().is_none_or(|(_, at)| at.elapsed().as_secs() >= JWKS_REFETCH_SECS);
+    if cache.is_none() {
+        *cache = Some((fetch_keys(cx.http, &url).await?, Instant::now()));
+    }
+    let result = jwks::verify(id_token, &cache.as_ref().expect("filled above").0);
+    match result {
+        Err(jwks::SignatureError::NoKey) if stale => {
+            *cache = Some((fetch_keys(cx.http, &url).await?, Instant::now()));
+            jwks::verify(id_token, &cache.as_ref().expect("filled above").0)
+        }
+        other => other,
+    }
+    .map_err(|e| UpstreamError::Protocol(format!("id_token: {e}")))
+}
