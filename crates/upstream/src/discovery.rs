@@ -3,7 +3,8 @@
 
 use serde_json::Value;
 
-use crate::error::{UpstreamError, describe_transport_error};
+use crate::answer::{self, Endpoint};
+use crate::error::UpstreamError;
 use crate::provider::parse_url;
 
 /// The provider's metadata document. It must name the configured issuer: a document that
@@ -20,28 +21,32 @@ pub(crate) async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Val
     ];
     let mut last = UpstreamError::Unavailable("no discovery document found".into());
     for url in candidates {
-        match http.get(&url).header("accept", "application/json").send().await {
-            Ok(resp) if resp.status().is_success() => {
-                let doc: Value = resp
-                    .json()
-                    .await
-                    .map_err(|e| UpstreamError::Protocol(format!("discovery document at {url}: {e}")))?;
-                let named = doc["issuer"].as_str().unwrap_or_default();
-                if named.trim_end_matches('/') != base {
-                    return Err(UpstreamError::Protocol(format!(
-                        "discovery document at {url} names issuer {named:?}, not {issuer:?}"
-                    )));
-                }
-                return Ok(doc);
-            }
-            Ok(resp) if resp.status().is_server_error() => {
-                last = UpstreamError::Unavailable(format!("discovery at {url}: HTTP {}", resp.status()))
-            }
-            Ok(resp) => last = UpstreamError::Protocol(format!("discovery at {url}: HTTP {}", resp.status())),
+        // Any failure at one place is a reason to try the other: a server may answer 404, or
+        // 200 with an HTML page, at the one it does not serve.
+        let doc = match answer::fetch_json(Endpoint::Discovery, http.get(&url)).await {
+            Ok(doc) => doc,
             Err(e) => {
-                last = UpstreamError::Unavailable(format!("discovery at {url}: {}", describe_transport_error(&e)))
+                last = at(&url, e);
+                continue;
             }
+        };
+        let named = doc["issuer"].as_str().unwrap_or_default();
+        if named.trim_end_matches('/') != base {
+            return Err(UpstreamError::Protocol(format!(
+                "discovery document at {url} names issuer {named:?}, not {issuer:?}"
+            )));
         }
+        return Ok(doc);
     }
     Err(last)
+}
+
+/// Says which of the two places failed: the operator fixing the issuer needs to know.
+fn at(url: &str, e: UpstreamError) -> UpstreamError {
+    match e {
+        UpstreamError::Unavailable(m) => UpstreamError::Unavailable(format!("{m} (at {url})")),
+        UpstreamError::Protocol(m) => UpstreamError::Protocol(format!("{m} (at {url})")),
+        // Not produced for a document endpoint (see `answer::classify`); kept as it is.
+        rejected @ UpstreamError::Rejected { .. } => rejected,
+    }
 }

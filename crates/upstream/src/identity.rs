@@ -7,7 +7,8 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 use url::Url;
 
-use crate::error::{UpstreamError, describe_transport_error};
+use crate::answer::{self, Endpoint};
+use crate::error::UpstreamError;
 use crate::id_token;
 use crate::jwks::{self, JwkSet};
 use crate::provider::{Endpoints, ProviderSettings};
@@ -59,21 +60,7 @@ pub(crate) async fn subject(
 }
 
 async fn userinfo_subject(http: &reqwest::Client, url: Url, access_token: &str) -> Result<String, UpstreamError> {
-    let resp = http
-        .get(url)
-        .bearer_auth(access_token)
-        .header("accept", "application/json")
-        .send()
-        .await
-        .map_err(|e| UpstreamError::Unavailable(describe_transport_error(&e)))?;
-    let status = resp.status();
-    if status.is_server_error() {
-        return Err(UpstreamError::Unavailable(format!("userinfo answered HTTP {status}")));
-    }
-    if !status.is_success() {
-        return Err(UpstreamError::Rejected { error: format!("userinfo_http_{}", status.as_u16()), description: None });
-    }
-    let info: Value = resp.json().await.map_err(|e| UpstreamError::Protocol(format!("userinfo: {e}")))?;
+    let info = answer::fetch_json(Endpoint::Userinfo, http.get(url).bearer_auth(access_token)).await?;
     match (&info["sub"], &info["id"]) {
         (Value::String(s), _) if !s.is_empty() => Ok(s.clone()),
         (_, Value::String(s)) if !s.is_empty() => Ok(s.clone()),
@@ -83,19 +70,8 @@ async fn userinfo_subject(http: &reqwest::Client, url: Url, access_token: &str) 
 }
 
 async fn fetch_keys(http: &reqwest::Client, url: &Url) -> Result<JwkSet, UpstreamError> {
-    let resp = http
-        .get(url.clone())
-        .header("accept", "application/json")
-        .send()
-        .await
-        .map_err(|e| UpstreamError::Unavailable(describe_transport_error(&e)))?;
-    if resp.status().is_server_error() {
-        return Err(UpstreamError::Unavailable(format!("jwks_uri answered HTTP {}", resp.status())));
-    }
-    if !resp.status().is_success() {
-        return Err(UpstreamError::Protocol(format!("jwks_uri answered HTTP {}", resp.status())));
-    }
-    resp.json().await.map_err(|e| UpstreamError::Protocol(format!("jwks: {e}")))
+    let doc = answer::fetch_json(Endpoint::Jwks, http.get(url.clone())).await?;
+    serde_json::from_value(doc).map_err(|e| UpstreamError::Protocol(format!("jwks: {e}")))
 }
 
 /// Verifies an id_token's signature, fetching the keys on first use and again (rate

@@ -7,6 +7,7 @@
 //! - `identity`: who logged in (id_token or userinfo), and the provider's signing keys;
 //! - `id_token`: the claim checks on an OpenID Connect id_token;
 //! - `jwks`: id_token signature checks against the provider's published keys;
+//! - `answer`: every HTTP answer from the provider read and classified one way;
 //! - `error`: [`UpstreamError`], the three kinds of failure callers act on;
 //! - [`http_client`]: the one way this workspace builds an outgoing HTTP client;
 //! - [`client_metadata_fetch`]: fetching a client's metadata document, guarded against SSRF.
@@ -15,6 +16,7 @@ pub mod client_metadata_fetch;
 pub mod http_client;
 pub mod provider;
 
+mod answer;
 mod authorization_url;
 mod discovery;
 mod error;

@@ -9,7 +9,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use url::Url;
 
-use crate::error::{UpstreamError, describe_transport_error};
+use crate::answer::{self, Endpoint};
+use crate::error::UpstreamError;
 use crate::provider::{ProviderAuthMethod, ProviderSettings};
 
 /// Tokens from the provider's token endpoint. `Debug` prints no secret.
@@ -52,7 +53,7 @@ pub(crate) async fn request(
     params: &[(&str, &str)],
 ) -> Result<UpstreamTokens, UpstreamError> {
     let mut form: Vec<(&str, &str)> = params.to_vec();
-    let mut req = http.post(endpoint).header("accept", "application/json");
+    let mut req = http.post(endpoint);
     match settings.auth_method {
         ProviderAuthMethod::ClientSecretPost => {
             form.push(("client_id", &settings.client_id));
@@ -65,30 +66,7 @@ pub(crate) async fn request(
             req = req.header("authorization", format!("Basic {basic}"));
         }
     }
-    let resp = req.form(&form).send().await.map_err(|e| UpstreamError::Unavailable(describe_transport_error(&e)))?;
-    let status = resp.status();
-    let body = resp.bytes().await.map_err(|e| UpstreamError::Unavailable(describe_transport_error(&e)))?;
-    let json: Option<Value> = serde_json::from_slice(&body).ok();
-    // Some providers (GitHub) answer errors with 200 and an `error` member.
-    if let Some(error) = json.as_ref().and_then(|j| j["error"].as_str()) {
-        let err = UpstreamError::Rejected {
-            error: error.to_owned(),
-            description: json.as_ref().and_then(|j| j["error_description"].as_str()).map(str::to_owned),
-        };
-        // A 5xx carrying an OAuth error body is still the provider failing.
-        return Err(if status.is_server_error() || error == "temporarily_unavailable" {
-            UpstreamError::Unavailable(err.to_string())
-        } else {
-            err
-        });
-    }
-    if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
-        return Err(UpstreamError::Unavailable(format!("token endpoint answered HTTP {status}")));
-    }
-    if !status.is_success() {
-        return Err(UpstreamError::Rejected { error: format!("http_{}", status.as_u16()), description: None });
-    }
-    let json = json.ok_or_else(|| UpstreamError::Protocol("token endpoint did not answer JSON".into()))?;
+    let json = answer::fetch_json(Endpoint::Token, req.form(&form)).await?;
     let tokens: UpstreamTokens =
         serde_json::from_value(json).map_err(|e| UpstreamError::Protocol(format!("token response: {e}")))?;
     if tokens.access_token.is_empty() {
