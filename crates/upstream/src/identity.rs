@@ -1,26 +1,31 @@
 //! Who logged in: the subject of a verified id_token, or else the userinfo endpoint's answer.
 //! The provider's signing keys are cached here.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use jsonwebtoken::jwk::{Jwk, JwkSet};
 use serde_json::Value;
 use tokio::sync::Mutex;
 use url::Url;
 
 use crate::answer::{self, Endpoint};
 use crate::error::UpstreamError;
-use crate::id_token;
-use crate::jwks::{self, JwkSet};
+use crate::id_token::{self, IdTokenError};
 use crate::provider::{Endpoints, ProviderSettings};
 use crate::token_endpoint::UpstreamTokens;
 
 /// Signing keys are fetched again when a token names an unknown key, but not more often
 /// than this (a stream of forged `kid`s must not turn into a stream of fetches).
-const JWKS_REFETCH_SECS: u64 = 30;
+const JWKS_REFETCH: Duration = Duration::from_secs(30);
 
-/// The provider's published signing keys and when they were fetched; empty until first needed.
+/// The provider's published signing keys, fetched when first needed.
 #[derive(Default)]
-pub(crate) struct SigningKeys(Mutex<Option<(JwkSet, Instant)>>);
+pub(crate) struct SigningKeys(Mutex<Option<Fetched>>);
+
+struct Fetched {
+    keys: JwkSet,
+    at: Instant,
+}
 
 /// What is needed to find out who logged in.
 pub(crate) struct Context<'a> {
@@ -42,14 +47,13 @@ pub(crate) async fn subject(
     // without published keys it is ignored in favour of the userinfo endpoint.
     let id_token = tokens.id_token.as_ref().filter(|_| cx.endpoints.jwks.is_some() || cx.endpoints.userinfo.is_none());
     if let Some(id_token) = id_token {
-        verify_signature(cx, id_token).await?;
         let expect = id_token::Expectations {
             issuer: cx.settings.issuer.as_deref(),
             client_id: &cx.settings.client_id,
             nonce,
             now,
         };
-        return id_token::subject(id_token, &expect).map_err(|e| UpstreamError::Protocol(e.to_string()));
+        return verified_subject(cx, id_token, &expect).await;
     }
     let Some(userinfo) = cx.endpoints.userinfo.clone() else {
         return Err(UpstreamError::Protocol(
@@ -69,31 +73,41 @@ async fn userinfo_subject(http: &reqwest::Client, url: Url, access_token: &str) 
     }
 }
 
-async fn fetch_keys(http: &reqwest::Client, url: &Url) -> Result<JwkSet, UpstreamError> {
+/// The keys in the provider's JWKS document that we can read. A key of a kind the library
+/// does not know is left out rather than failing the whole set: the others still verify.
+async fn fetch_keys(http: &reqwest::Client, url: &Url) -> Result<Fetched, UpstreamError> {
     let doc = answer::fetch_json(Endpoint::Jwks, http.get(url.clone())).await?;
-    serde_json::from_value(doc).map_err(|e| UpstreamError::Protocol(format!("jwks: {e}")))
+    let Some(published) = doc["keys"].as_array() else {
+        return Err(UpstreamError::Protocol("the jwks_uri document has no keys array".into()));
+    };
+    let keys = published.iter().filter_map(|k| serde_json::from_value::<Jwk>(k.clone()).ok()).collect();
+    Ok(Fetched { keys: JwkSet { keys }, at: Instant::now() })
 }
 
-/// Verifies an id_token's signature, fetching the keys on first use and again (rate
-/// limited) when the token names a key we do not have, as after a key rotation.
-async fn verify_signature(cx: &Context<'_>, id_token: &str) -> Result<(), UpstreamError> {
-    let Some(url) = cx.endpoints.jwks.clone() else {
+/// The subject of a verified id_token. The keys are fetched on first use, and again (rate
+/// limited) when no key we have could have signed the token, as after a key rotation.
+async fn verified_subject(
+    cx: &Context<'_>,
+    id_token: &str,
+    expect: &id_token::Expectations<'_>,
+) -> Result<String, UpstreamError> {
+    let Some(url) = cx.endpoints.jwks.as_ref() else {
         return Err(UpstreamError::Protocol(
             "the provider sent an id_token but publishes no signing keys (set jwks_uri or userinfo_endpoint)".into(),
         ));
     };
     let mut cache = cx.keys.0.lock().await;
-    let stale = cache.as_ref().is_none_or(|(_, at)| at.elapsed().as_secs() >= JWKS_REFETCH_SECS);
-    if cache.is_none() {
-        *cache = Some((fetch_keys(cx.http, &url).await?, Instant::now()));
-    }
-    let result = jwks::verify(id_token, &cache.as_ref().expect("filled above").0);
-    match result {
-        Err(jwks::SignatureError::NoKey) if stale => {
-            *cache = Some((fetch_keys(cx.http, &url).await?, Instant::now()));
-            jwks::verify(id_token, &cache.as_ref().expect("filled above").0)
+    let fetched = match cache.take() {
+        Some(fetched) => fetched,
+        None => fetch_keys(cx.http, url).await?,
+    };
+    let fetched = cache.insert(fetched);
+    match id_token::verify(id_token, &fetched.keys, expect) {
+        Err(IdTokenError::NoKey) if fetched.at.elapsed() >= JWKS_REFETCH => {
+            let fetched = cache.insert(fetch_keys(cx.http, url).await?);
+            id_token::verify(id_token, &fetched.keys, expect)
         }
         other => other,
     }
-    .map_err(|e| UpstreamError::Protocol(format!("id_token: {e}")))
+    .map_err(|e| UpstreamError::Protocol(e.to_string()))
 }

@@ -5,8 +5,7 @@
 //! - `authorization_url`: where the user's browser is sent to log in;
 //! - `token_endpoint`: code exchange and refresh, authenticated as the proxy's client;
 //! - `identity`: who logged in (id_token or userinfo), and the provider's signing keys;
-//! - `id_token`: the claim checks on an OpenID Connect id_token;
-//! - `jwks`: id_token signature checks against the provider's published keys;
+//! - `id_token`: an OpenID Connect id_token's signature and claims, checked with `jsonwebtoken`;
 //! - `answer`: every HTTP answer from the provider read and classified one way;
 //! - `error`: [`UpstreamError`], the three kinds of failure callers act on;
 //! - [`http_client`]: the one way this workspace builds an outgoing HTTP client;
@@ -22,7 +21,6 @@ mod discovery;
 mod error;
 mod id_token;
 mod identity;
-mod jwks;
 mod token_endpoint;
 
 pub use error::UpstreamError;
