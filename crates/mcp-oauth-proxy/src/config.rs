@@ -18,7 +18,7 @@ use mcp_oauth_core::scope::Scopes;
 use mcp_oauth_core::seal::{self, KeyRing};
 use mcp_oauth_core::token::TokenHash;
 use mcp_oauth_http::settings::{MetadataDocumentSettings, ServerSettings, Settings, TokenSettings};
-use mcp_oauth_upstream::{AuthMethod, ProviderSettings};
+use mcp_oauth_upstream::{ProviderAuthMethod, ProviderSettings};
 use serde::Deserialize;
 use toml::{Table, Value};
 
@@ -438,14 +438,14 @@ fn validate(raw: Raw, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         let client_secret = secret(&mut errors, &key("client_secret"), p.client_secret, p.client_secret_env, lookup)
             .unwrap_or_default();
         let auth_method = match p.token_endpoint_auth_method.as_deref() {
-            None | Some("client_secret_post") => AuthMethod::ClientSecretPost,
-            Some("client_secret_basic") => AuthMethod::ClientSecretBasic,
+            None | Some("client_secret_post") => ProviderAuthMethod::ClientSecretPost,
+            Some("client_secret_basic") => ProviderAuthMethod::ClientSecretBasic,
             Some(other) => {
                 errors.push(format!(
                     "{}: {other:?} is not client_secret_post or client_secret_basic",
                     key("token_endpoint_auth_method")
                 ));
-                AuthMethod::ClientSecretPost
+                ProviderAuthMethod::ClientSecretPost
             }
         };
         let refresh_margin_secs = p.refresh_margin_secs.unwrap_or(60);

@@ -1,17 +1,45 @@
-//! Claim checks on an OpenID Connect id_token received from the token endpoint (OpenID
-//! Connect Core §3.1.3.7): issuer, audience, expiry and the nonce we sent. The signature
-//! is checked first, against the provider's keys (see `jwks`).
+//! Checking an OpenID Connect id_token (OpenID Connect Core §3.1.3.7): its signature against
+//! the provider's published keys, then issuer, audience, expiry, the nonce we sent and the
+//! subject. `jsonwebtoken` does the JOSE work (parsing, signature, iss and aud); what is ours
+//! is the policy around it: which algorithms and keys may sign, and the checks on our clock.
+
+use std::sync::Once;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
 use serde_json::Value;
 
+/// The algorithms an id_token may be signed with: asymmetric only, so that only the provider
+/// can sign. HS* would let anyone holding a shared secret (or a symmetric key slipped into
+/// the key set) sign tokens; `none` cannot even be parsed as an algorithm by the library.
+const ACCEPTED: [Algorithm; 6] =
+    [Algorithm::RS256, Algorithm::RS384, Algorithm::RS512, Algorithm::PS256, Algorithm::ES256, Algorithm::EdDSA];
+
+/// Clock skew between us and the provider tolerated on `exp`.
+const LEEWAY_SECS: i64 = 60;
+
+/// RSA keys under 2048 bits are within reach of factoring; the provider's keys must be at
+/// least that long (ring enforced this for us before; the RustCrypto backend takes 1024).
+const MIN_RSA_MODULUS_BYTES: usize = 256;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum IdTokenError {
-    #[error("id_token is not a JWT")]
+pub(crate) enum IdTokenError {
+    #[error("id_token is not a signed JWT")]
     Malformed,
-    #[error("id_token issuer {0:?} is not the configured issuer")]
-    WrongIssuer(String),
+    #[error("id_token algorithm {0} is not accepted")]
+    Algorithm(String),
+    /// No published key could have signed the token: after a key rotation, the keys are
+    /// fetched again.
+    #[error("no published key matches the id_token")]
+    NoKey,
+    #[error("id_token signature does not verify")]
+    BadSignature,
+    #[error("id_token issuer is not the configured issuer")]
+    WrongIssuer,
     #[error("id_token audience does not include our client id")]
     WrongAudience,
     #[error("id_token has expired")]
@@ -20,88 +48,366 @@ pub enum IdTokenError {
     WrongNonce,
     #[error("id_token has no subject")]
     NoSubject,
+    #[error("id_token claim {0} is missing or malformed")]
+    Claim(String),
 }
 
-pub struct Expectations<'a> {
+pub(crate) struct Expectations<'a> {
+    /// When configured, the token must name it exactly.
     pub issuer: Option<&'a str>,
     pub client_id: &'a str,
+    /// The nonce we sent in the authorization request, if we sent one.
     pub nonce: Option<&'a str>,
     pub now: i64,
 }
 
-/// Returns the subject (`sub`) once every claim checks out.
-pub fn subject(id_token: &str, expect: &Expectations<'_>) -> Result<String, IdTokenError> {
-    let mut parts = id_token.split('.');
-    let (Some(_header), Some(payload), Some(_sig)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(IdTokenError::Malformed);
-    };
-    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).map_err(|_| IdTokenError::Malformed)?;
-    let claims: Value = serde_json::from_slice(&bytes).map_err(|_| IdTokenError::Malformed)?;
+/// The claims the library does not check for us. Loosely typed, so that a wrong type is our
+/// refusal with its name rather than a parse error.
+#[derive(Deserialize)]
+struct Claims {
+    #[serde(default)]
+    sub: Value,
+    #[serde(default)]
+    nonce: Value,
+    #[serde(default)]
+    exp: Value,
+}
 
-    if let Some(issuer) = expect.issuer {
-        let iss = claims["iss"].as_str().unwrap_or_default();
-        if iss != issuer {
-            return Err(IdTokenError::WrongIssuer(iss.to_owned()));
+/// Returns the subject (`sub`) of an id_token once its signature and every claim check out.
+pub(crate) fn verify(id_token: &str, keys: &JwkSet, expect: &Expectations<'_>) -> Result<String, IdTokenError> {
+    install_crypto_provider();
+    let header = jsonwebtoken::decode_header(id_token).map_err(|_| IdTokenError::Malformed)?;
+    let alg = header.alg;
+    if !ACCEPTED.contains(&alg) {
+        return Err(IdTokenError::Algorithm(format!("{alg:?}")));
+    }
+    // A token that names its key is checked with that key only; one that does not, with
+    // every key that fits its algorithm.
+    let mut candidates = keys
+        .keys
+        .iter()
+        .filter(|k| header.kid.as_ref().is_none_or(|kid| k.common.key_id.as_ref() == Some(kid)) && fits(k, alg))
+        .peekable();
+    if candidates.peek().is_none() {
+        return Err(IdTokenError::NoKey);
+    }
+    let validation = validation(alg, expect);
+    for jwk in candidates {
+        let Ok(key) = DecodingKey::from_jwk(jwk) else { continue };
+        match jsonwebtoken::decode::<Claims>(id_token, &key, &validation) {
+            Ok(data) => return check_claims(&data.claims, expect),
+            Err(e) if is_wrong_key(e.kind()) => continue,
+            Err(e) => return Err(refusal(e.kind())),
         }
     }
-    let aud_ok = match &claims["aud"] {
-        Value::String(a) => a == expect.client_id,
-        Value::Array(list) => list.iter().any(|a| a.as_str() == Some(expect.client_id)),
+    Err(IdTokenError::BadSignature)
+}
+
+/// jsonwebtoken picks its crypto backend from its features, and panics at the first
+/// verification if it cannot tell (both backends on, through another crate's features).
+/// Naming it once removes that doubt.
+fn install_crypto_provider() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        // Fails only if a provider was installed first, which serves as well.
+        let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
+    });
+}
+
+/// What the library checks: the algorithm (this one only: a `Validation` holds algorithms
+/// of one family), the audience, the issuer when configured, and that `exp`, `aud`, `sub`
+/// (and `iss`) are present with the right types. `exp` itself is compared in
+/// [`check_claims`], on the proxy's clock like every other expiry.
+fn validation(alg: Algorithm, expect: &Expectations<'_>) -> Validation {
+    let mut v = Validation::new(alg);
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v.set_audience(&[expect.client_id]);
+    let mut required = vec!["exp", "aud", "sub"];
+    if let Some(issuer) = expect.issuer {
+        v.set_issuer(&[issuer]);
+        required.push("iss");
+    }
+    v.set_required_spec_claims(&required);
+    v
+}
+
+/// Whether `key` may verify a token signed with `alg`: meant for signatures (or not saying),
+/// for this algorithm (or not saying), and of the kind and size the algorithm needs.
+fn fits(key: &Jwk, alg: Algorithm) -> bool {
+    let for_signing = matches!(key.common.public_key_use, None | Some(PublicKeyUse::Signature));
+    let for_alg = key.common.key_algorithm.is_none_or(|a| a == KeyAlgorithm::from(alg));
+    let kind = match (&key.algorithm, alg) {
+        (AlgorithmParameters::RSA(rsa), Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256) => {
+            URL_SAFE_NO_PAD
+                .decode(rsa.n.trim_end_matches('='))
+                .is_ok_and(|n| n.iter().skip_while(|b| **b == 0).count() >= MIN_RSA_MODULUS_BYTES)
+        }
+        (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES256) => ec.curve == EllipticCurve::P256,
+        (AlgorithmParameters::OctetKeyPair(okp), Algorithm::EdDSA) => okp.curve == EllipticCurve::Ed25519,
         _ => false,
     };
-    if !aud_ok {
-        return Err(IdTokenError::WrongAudience);
+    for_signing && for_alg && kind
+}
+
+/// Errors that mean "not this key", so the next candidate is tried. The library verifies
+/// the signature before it looks at any claim, so every other error is about a token whose
+/// signature checked out, or about the token's shape.
+fn is_wrong_key(kind: &ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::InvalidSignature
+            | ErrorKind::InvalidEcdsaKey
+            | ErrorKind::InvalidEddsaKey
+            | ErrorKind::InvalidRsaKey(_)
+            | ErrorKind::InvalidKeyFormat
+            | ErrorKind::InvalidAlgorithm
+    )
+}
+
+fn refusal(kind: &ErrorKind) -> IdTokenError {
+    match kind {
+        ErrorKind::InvalidIssuer => IdTokenError::WrongIssuer,
+        ErrorKind::InvalidAudience => IdTokenError::WrongAudience,
+        ErrorKind::ExpiredSignature => IdTokenError::Expired,
+        ErrorKind::MissingRequiredClaim(claim) | ErrorKind::InvalidClaimFormat(claim) => match claim.as_str() {
+            "iss" => IdTokenError::WrongIssuer,
+            "aud" => IdTokenError::WrongAudience,
+            "sub" => IdTokenError::NoSubject,
+            other => IdTokenError::Claim(other.to_owned()),
+        },
+        _ => IdTokenError::Malformed,
     }
-    match claims["exp"].as_i64() {
-        // A minute of leeway for clock skew between us and the provider.
-        Some(exp) if exp + 60 > expect.now => {}
-        _ => return Err(IdTokenError::Expired),
+}
+
+fn check_claims(claims: &Claims, expect: &Expectations<'_>) -> Result<String, IdTokenError> {
+    // The library made sure `exp` is a non-negative number; NumericDate may have a fraction.
+    let exp = claims.exp.as_i64().or_else(|| claims.exp.as_f64().map(|f| f as i64));
+    match exp {
+        Some(exp) if exp.saturating_add(LEEWAY_SECS) > expect.now => {}
+        Some(_) => return Err(IdTokenError::Expired),
+        None => return Err(IdTokenError::Claim("exp".into())),
     }
     if let Some(nonce) = expect.nonce
-        && claims["nonce"].as_str() != Some(nonce)
+        && claims.nonce.as_str() != Some(nonce)
     {
         return Err(IdTokenError::WrongNonce);
     }
-    match &claims["sub"] {
-        Value::String(s) if !s.is_empty() => Ok(s.clone()),
+    match claims.sub.as_str() {
+        Some(sub) if !sub.is_empty() => Ok(sub.to_owned()),
         _ => Err(IdTokenError::NoSubject),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    //! Tokens are signed here with ring, independently of the library under test, as the
+    //! development identity provider signs them.
+
+    use ring::rand::SystemRandom;
+    use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
+    use serde_json::json;
+
     use super::*;
 
-    fn jwt(claims: Value) -> String {
-        format!("{}.{}.sig", URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256"}"#), URL_SAFE_NO_PAD.encode(claims.to_string()))
+    const NOW: i64 = 1_000_000;
+
+    fn b64(bytes: impl AsRef<[u8]>) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    enum Signer {
+        Es256(EcdsaKeyPair),
+        Ed25519(Ed25519KeyPair),
+    }
+
+    impl Signer {
+        fn es256() -> Self {
+            let rng = SystemRandom::new();
+            let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+            Self::Es256(EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap())
+        }
+
+        fn ed25519() -> Self {
+            let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+            Self::Ed25519(Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap())
+        }
+
+        /// The public key as the provider would publish it.
+        fn jwk(&self, kid: &str) -> Value {
+            match self {
+                Self::Es256(pair) => {
+                    let point = pair.public_key().as_ref();
+                    json!({"kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": kid,
+                           "x": b64(&point[1..33]), "y": b64(&point[33..65])})
+                }
+                Self::Ed25519(pair) => {
+                    json!({"kty": "OKP", "crv": "Ed25519", "use": "sig", "kid": kid, "x": b64(pair.public_key())})
+                }
+            }
+        }
+
+        fn sign(&self, header: Value, claims: &Value) -> String {
+            let input = format!("{}.{}", b64(header.to_string()), b64(claims.to_string()));
+            let sig = match self {
+                Self::Es256(pair) => pair.sign(&SystemRandom::new(), input.as_bytes()).unwrap().as_ref().to_vec(),
+                Self::Ed25519(pair) => pair.sign(input.as_bytes()).as_ref().to_vec(),
+            };
+            format!("{input}.{}", b64(sig))
+        }
+
+        fn sign_es256(&self, kid: Option<&str>, claims: &Value) -> String {
+            let mut header = json!({"alg": "ES256", "typ": "JWT"});
+            if let Some(kid) = kid {
+                header["kid"] = kid.into();
+            }
+            self.sign(header, claims)
+        }
+    }
+
+    fn set(keys: &[Value]) -> JwkSet {
+        serde_json::from_value(json!({ "keys": keys })).unwrap()
+    }
+
+    fn claims() -> Value {
+        json!({"iss": "https://idp", "aud": "proxy", "exp": NOW + 600, "iat": NOW, "nonce": "n", "sub": "u1"})
     }
 
     fn expect(nonce: Option<&str>) -> Expectations<'_> {
-        Expectations { issuer: Some("https://idp"), client_id: "proxy", nonce, now: 1000 }
+        Expectations { issuer: Some("https://idp"), client_id: "proxy", nonce, now: NOW }
     }
 
     #[test]
-    fn valid_token_yields_subject() {
-        let t = jwt(serde_json::json!({"iss":"https://idp","aud":["x","proxy"],"exp":2000,"nonce":"n","sub":"u1"}));
-        assert_eq!(subject(&t, &expect(Some("n"))).unwrap(), "u1");
+    fn a_valid_es256_token_yields_its_subject() {
+        let key = Signer::es256();
+        let token = key.sign_es256(Some("k1"), &claims());
+        assert_eq!(verify(&token, &set(&[key.jwk("k1")]), &expect(Some("n"))), Ok("u1".into()));
+    }
+
+    #[test]
+    fn a_valid_eddsa_token_yields_its_subject() {
+        let key = Signer::ed25519();
+        let token = key.sign(json!({"alg": "EdDSA", "kid": "ed"}), &claims());
+        assert_eq!(verify(&token, &set(&[key.jwk("ed")]), &expect(Some("n"))), Ok("u1".into()));
+    }
+
+    #[test]
+    fn a_tampered_payload_is_refused() {
+        let key = Signer::es256();
+        let token = key.sign_es256(Some("k1"), &claims());
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        let mut forged = claims();
+        forged["sub"] = "admin".into();
+        parts[1] = b64(forged.to_string());
+        assert_eq!(verify(&parts.join("."), &set(&[key.jwk("k1")]), &expect(None)), Err(IdTokenError::BadSignature));
+    }
+
+    #[test]
+    fn a_token_signed_by_another_key_is_refused() {
+        let published = Signer::es256();
+        let forger = Signer::es256();
+        let keys = set(&[published.jwk("k1")]);
+        let token = forger.sign_es256(Some("k1"), &claims());
+        assert_eq!(verify(&token, &keys, &expect(None)), Err(IdTokenError::BadSignature));
+        let unnamed = forger.sign_es256(None, &claims());
+        assert_eq!(verify(&unnamed, &keys, &expect(None)), Err(IdTokenError::BadSignature));
+    }
+
+    #[test]
+    fn an_unknown_kid_is_no_key_which_makes_the_caller_refetch() {
+        let key = Signer::es256();
+        let token = key.sign_es256(Some("rotated"), &claims());
+        assert_eq!(verify(&token, &set(&[key.jwk("k1")]), &expect(None)), Err(IdTokenError::NoKey));
+        assert_eq!(verify(&token, &set(&[]), &expect(None)), Err(IdTokenError::NoKey));
+    }
+
+    #[test]
+    fn without_a_kid_every_fitting_key_is_tried() {
+        let other = Signer::es256();
+        let key = Signer::es256();
+        let keys = set(&[other.jwk("a"), Signer::ed25519().jwk("b"), key.jwk("c")]);
+        assert_eq!(verify(&key.sign_es256(None, &claims()), &keys, &expect(None)), Ok("u1".into()));
+    }
+
+    #[test]
+    fn keys_for_another_use_or_algorithm_do_not_count() {
+        let key = Signer::es256();
+        let token = key.sign_es256(Some("k1"), &claims());
+        let mut for_encryption = key.jwk("k1");
+        for_encryption["use"] = "enc".into();
+        assert_eq!(verify(&token, &set(&[for_encryption]), &expect(None)), Err(IdTokenError::NoKey));
+        let mut for_es384 = key.jwk("k1");
+        for_es384["alg"] = "ES384".into();
+        assert_eq!(verify(&token, &set(&[for_es384]), &expect(None)), Err(IdTokenError::NoKey));
+    }
+
+    #[test]
+    fn rsa_keys_under_2048_bits_do_not_count() {
+        let rsa = |modulus_bytes: usize| -> Jwk {
+            let n = std::iter::once(0u8).chain(std::iter::repeat_n(0xc5, modulus_bytes)).collect::<Vec<u8>>();
+            serde_json::from_value(json!({"kty": "RSA", "n": b64(n), "e": "AQAB"})).unwrap()
+        };
+        assert!(fits(&rsa(256), Algorithm::RS256), "2048 bits, with a leading zero byte");
+        assert!(fits(&rsa(256), Algorithm::PS256));
+        assert!(!fits(&rsa(255), Algorithm::RS256));
+        assert!(!fits(&rsa(128), Algorithm::RS512));
+        assert!(!fits(&rsa(256), Algorithm::ES256), "an RSA key is no EC key");
+    }
+
+    #[test]
+    fn unsigned_and_hmac_tokens_are_refused() {
+        let key = Signer::es256();
+        let none = format!("{}.{}.", b64(r#"{"alg":"none"}"#), b64(claims().to_string()));
+        assert_eq!(verify(&none, &set(&[key.jwk("k1")]), &expect(None)), Err(IdTokenError::Malformed));
+
+        // An HS256 token whose MAC is right for a symmetric key in the set: the signature
+        // would verify, and the algorithm alone refuses it.
+        let secret = b"a shared secret of thirty-two by";
+        let input = format!("{}.{}", b64(r#"{"alg":"HS256","kid":"oct"}"#), b64(claims().to_string()));
+        let mac = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret), input.as_bytes());
+        let hs256 = format!("{input}.{}", b64(mac.as_ref()));
+        let keys = set(&[json!({"kty": "oct", "kid": "oct", "k": b64(secret)}), key.jwk("k1")]);
+        assert_eq!(verify(&hs256, &keys, &expect(None)), Err(IdTokenError::Algorithm("HS256".into())));
     }
 
     #[test]
     fn each_claim_is_checked() {
-        let base = serde_json::json!({"iss":"https://idp","aud":"proxy","exp":2000,"nonce":"n","sub":"u1"});
+        let key = Signer::es256();
+        let keys = set(&[key.jwk("k1")]);
         let with = |k: &str, v: Value| {
-            let mut c = base.clone();
+            let mut c = claims();
             c[k] = v;
-            jwt(c)
+            key.sign_es256(Some("k1"), &c)
         };
-        assert!(matches!(
-            subject(&with("iss", "https://evil".into()), &expect(None)),
-            Err(IdTokenError::WrongIssuer(_))
-        ));
-        assert_eq!(subject(&with("aud", "other".into()), &expect(None)), Err(IdTokenError::WrongAudience));
-        assert_eq!(subject(&with("exp", 10.into()), &expect(None)), Err(IdTokenError::Expired));
-        assert_eq!(subject(&with("nonce", "m".into()), &expect(Some("n"))), Err(IdTokenError::WrongNonce));
-        assert_eq!(subject(&with("sub", "".into()), &expect(None)), Err(IdTokenError::NoSubject));
-        assert_eq!(subject("not-a-jwt", &expect(None)), Err(IdTokenError::Malformed));
+        let without = |k: &str| {
+            let mut c = claims();
+            c.as_object_mut().unwrap().remove(k);
+            key.sign_es256(Some("k1"), &c)
+        };
+        let check = |token: String, nonce| verify(&token, &keys, &expect(nonce));
+
+        assert_eq!(check(with("iss", "https://evil".into()), None), Err(IdTokenError::WrongIssuer));
+        assert_eq!(check(without("iss"), None), Err(IdTokenError::WrongIssuer));
+        let any_issuer = Expectations { issuer: None, ..expect(None) };
+        assert_eq!(verify(&with("iss", "https://other".into()), &keys, &any_issuer), Ok("u1".into()));
+
+        assert_eq!(check(with("aud", "other".into()), None), Err(IdTokenError::WrongAudience));
+        assert_eq!(check(with("aud", json!(["other", "proxy"])), None), Ok("u1".into()));
+        assert_eq!(check(without("aud"), None), Err(IdTokenError::WrongAudience));
+
+        assert_eq!(check(with("exp", (NOW - LEEWAY_SECS).into()), None), Err(IdTokenError::Expired));
+        assert_eq!(check(with("exp", (NOW - LEEWAY_SECS + 1).into()), None), Ok("u1".into()), "within the leeway");
+        assert_eq!(check(with("exp", "never".into()), None), Err(IdTokenError::Claim("exp".into())));
+        assert_eq!(check(without("exp"), None), Err(IdTokenError::Claim("exp".into())));
+
+        assert_eq!(check(with("nonce", "m".into()), Some("n")), Err(IdTokenError::WrongNonce));
+        assert_eq!(check(without("nonce"), Some("n")), Err(IdTokenError::WrongNonce));
+        assert_eq!(check(without("nonce"), None), Ok("u1".into()), "no nonce sent, none checked");
+
+        assert_eq!(check(with("sub", "".into()), None), Err(IdTokenError::NoSubject));
+        assert_eq!(check(with("sub", 42.into()), None), Err(IdTokenError::NoSubject));
+        assert_eq!(check(without("sub"), None), Err(IdTokenError::NoSubject));
+
+        assert_eq!(verify("not-a-jwt", &keys, &expect(None)), Err(IdTokenError::Malformed));
     }
 }

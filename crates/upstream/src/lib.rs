@@ -1,14 +1,26 @@
 //! The proxy's side of the upstream identity provider: one confidential OAuth client.
 //!
-//! - [`provider`]: endpoints (configured or discovered), the authorization URL, code
-//!   exchange, refresh and finding out who the user is;
-//! - [`id_token`]: the claim checks on an OpenID Connect id_token;
-//! - [`http_client`]: the one way this workspace builds an outgoing HTTP client.
+//! - [`provider`]: [`Provider`] and its settings, its endpoints, and the public operations;
+//! - `discovery`: the missing endpoints from the issuer (OpenID Connect Discovery, RFC 8414);
+//! - `authorization_url`: where the user's browser is sent to log in;
+//! - `token_endpoint`: code exchange and refresh as the proxy's client; [`UpstreamTokens`];
+//! - `identity`: who logged in (id_token or userinfo), and the cache of signing keys;
+//! - `id_token`: an id_token's signature and claims, checked with `jsonwebtoken`;
+//! - `answer`: every HTTP answer from the provider, read and classified one way;
+//! - `error`: [`UpstreamError`], the three kinds of failure callers act on;
+//! - [`http_client`]: the outgoing HTTP clients (provider calls, MCP forwarding) and TLS setup;
 
-pub mod client_metadata_fetch;
 pub mod http_client;
-pub mod id_token;
-pub mod jwks;
 pub mod provider;
 
-pub use provider::{AuthMethod, Provider, ProviderSettings, UpstreamError, UpstreamTokens};
+mod answer;
+mod authorization_url;
+mod discovery;
+mod error;
+mod id_token;
+mod identity;
+mod token_endpoint;
+
+pub use error::UpstreamError;
+pub use provider::{Provider, ProviderAuthMethod, ProviderSettings};
+pub use token_endpoint::UpstreamTokens;

@@ -1,0 +1,113 @@
+//! Who logged in: the subject of a verified id_token, or else the userinfo endpoint's answer.
+//! The provider's signing keys are cached here.
+
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use serde_json::Value;
+use tokio::sync::Mutex;
+use url::Url;
+
+use crate::answer::{self, Endpoint};
+use crate::error::UpstreamError;
+use crate::id_token::{self, IdTokenError};
+use crate::provider::{Endpoints, ProviderSettings};
+use crate::token_endpoint::UpstreamTokens;
+
+/// Signing keys are fetched again when a token names an unknown key, but not more often
+/// than this (a stream of forged `kid`s must not turn into a stream of fetches).
+const JWKS_REFETCH: Duration = Duration::from_secs(30);
+
+/// The provider's published signing keys, fetched when first needed.
+#[derive(Default)]
+pub(crate) struct SigningKeys(Mutex<Option<Fetched>>);
+
+struct Fetched {
+    keys: JwkSet,
+    at: Instant,
+}
+
+/// What is needed to find out who logged in.
+pub(crate) struct Context<'a> {
+    pub http: &'a reqwest::Client,
+    pub settings: &'a ProviderSettings,
+    pub endpoints: &'a Endpoints,
+    pub keys: &'a SigningKeys,
+}
+
+/// Who logged in: the id_token's subject when there is one, else the userinfo
+/// endpoint's `sub` (OpenID) or `id` (GitHub and other plain OAuth APIs).
+pub(crate) async fn subject(
+    cx: &Context<'_>,
+    tokens: &UpstreamTokens,
+    nonce: Option<&str>,
+    now: i64,
+) -> Result<String, UpstreamError> {
+    // An id_token counts only if its signature verifies against the provider's keys;
+    // without published keys it is ignored in favour of the userinfo endpoint.
+    let id_token = tokens.id_token.as_ref().filter(|_| cx.endpoints.jwks.is_some() || cx.endpoints.userinfo.is_none());
+    if let Some(id_token) = id_token {
+        let expect = id_token::Expectations {
+            issuer: cx.settings.issuer.as_deref(),
+            client_id: &cx.settings.client_id,
+            nonce,
+            now,
+        };
+        return verified_subject(cx, id_token, &expect).await;
+    }
+    let Some(userinfo) = cx.endpoints.userinfo.clone() else {
+        return Err(UpstreamError::Protocol(
+            "the provider returned no id_token and no userinfo_endpoint is configured".into(),
+        ));
+    };
+    userinfo_subject(cx.http, userinfo, &tokens.access_token).await
+}
+
+async fn userinfo_subject(http: &reqwest::Client, url: Url, access_token: &str) -> Result<String, UpstreamError> {
+    let info = answer::fetch_json(Endpoint::Userinfo, http.get(url).bearer_auth(access_token)).await?;
+    match (&info["sub"], &info["id"]) {
+        (Value::String(s), _) if !s.is_empty() => Ok(s.clone()),
+        (_, Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        (_, Value::Number(n)) => Ok(n.to_string()),
+        _ => Err(UpstreamError::Protocol("userinfo has neither sub nor id".into())),
+    }
+}
+
+/// The keys in the provider's JWKS document that we can read. A key of a kind the library
+/// does not know is left out rather than failing the whole set: the others still verify.
+async fn fetch_keys(http: &reqwest::Client, url: &Url) -> Result<Fetched, UpstreamError> {
+    let doc = answer::fetch_json(Endpoint::Jwks, http.get(url.clone())).await?;
+    let Some(published) = doc["keys"].as_array() else {
+        return Err(UpstreamError::Protocol("the jwks_uri document has no keys array".into()));
+    };
+    let keys = published.iter().filter_map(|k| serde_json::from_value::<Jwk>(k.clone()).ok()).collect();
+    Ok(Fetched { keys: JwkSet { keys }, at: Instant::now() })
+}
+
+/// The subject of a verified id_token. The keys are fetched on first use, and again (rate
+/// limited) when no key we have could have signed the token, as after a key rotation.
+async fn verified_subject(
+    cx: &Context<'_>,
+    id_token: &str,
+    expect: &id_token::Expectations<'_>,
+) -> Result<String, UpstreamError> {
+    let Some(url) = cx.endpoints.jwks.as_ref() else {
+        return Err(UpstreamError::Protocol(
+            "the provider sent an id_token but publishes no signing keys (set jwks_uri or userinfo_endpoint)".into(),
+        ));
+    };
+    let mut cache = cx.keys.0.lock().await;
+    let fetched = match cache.take() {
+        Some(fetched) => fetched,
+        None => fetch_keys(cx.http, url).await?,
+    };
+    let fetched = cache.insert(fetched);
+    match id_token::verify(id_token, &fetched.keys, expect) {
+        Err(IdTokenError::NoKey) if fetched.at.elapsed() >= JWKS_REFETCH => {
+            let fetched = cache.insert(fetch_keys(cx.http, url).await?);
+            id_token::verify(id_token, &fetched.keys, expect)
+        }
+        other => other,
+    }
+    .map_err(|e| UpstreamError::Protocol(e.to_string()))
+}
