@@ -30,6 +30,7 @@ pub mod pages;
 pub mod providers;
 pub mod purge;
 pub mod responses;
+pub mod serve;
 pub mod settings;
 pub mod state;
 pub mod upstream_access;
@@ -39,6 +40,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{any, get, post};
 use tower_http::cors::{AllowHeaders, Any, CorsLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 pub use error::HttpError;
 pub use state::{App, AppState};
@@ -85,11 +87,14 @@ pub fn router(app: AppState) -> Router {
         .route(&format!("{prefix}/healthz"), get(health::alive))
         .route(&format!("{prefix}/readyz"), get(health::ready));
 
+    // A body that trickles in holds a task and its buffer: it must arrive in time.
+    let body_timeout = RequestBodyTimeoutLayer::new(app.settings.connections.body_read_timeout);
     Router::new()
         .merge(health)
         .merge(machine.layer(DefaultBodyLimit::max(OAUTH_BODY_LIMIT)))
         .merge(browser.layer(DefaultBodyLimit::max(OAUTH_BODY_LIMIT)))
         .merge(mcp)
+        .layer(body_timeout)
         .layer(middleware::from_fn(access_log::log))
         .with_state(app)
 }

@@ -74,6 +74,27 @@ impl Default for MetadataDocumentSettings {
     }
 }
 
+/// Bounds on connections, so slow or numerous clients cannot hold the proxy.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionSettings {
+    /// A connection whose request headers have not all arrived by then is closed.
+    pub header_read_timeout: std::time::Duration,
+    /// A request body (OAuth forms, MCP requests) that has not arrived by then is refused.
+    pub body_read_timeout: std::time::Duration,
+    /// Connections open at once; further ones wait to be accepted.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: std::time::Duration::from_secs(10),
+            body_read_timeout: std::time::Duration::from_secs(10),
+            max_connections: 20_000,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// `scheme://host[:port][/prefix]`, without a trailing slash.
@@ -87,6 +108,7 @@ pub struct Settings {
     /// Peers whose `X-Forwarded-For` and `Forwarded` headers are believed: the load
     /// balancers and reverse proxies in front of this one.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub connections: ConnectionSettings,
 }
 
 impl Settings {
@@ -145,6 +167,7 @@ mod tests {
             static_clients: vec![],
             metadata_documents: MetadataDocumentSettings::default(),
             trusted_proxies: vec![],
+            connections: ConnectionSettings::default(),
         }
     }
 

@@ -571,6 +571,7 @@ fn validate(raw: Raw, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config,
                 ..Default::default()
             },
             trusted_proxies: vec![],
+            connections: Default::default(),
         },
         providers,
         idle_timeout_secs: idle_timeout_secs.max(5) as u64,

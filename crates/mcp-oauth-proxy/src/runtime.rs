@@ -38,29 +38,12 @@ pub async fn serve(app: AppState, listener: tokio::net::TcpListener) -> std::io:
         storage = app.store.backend().as_str(),
         "mcp-oauth-proxy is serving"
     );
-    // No Nagle delay: MCP messages are small and latency is what clients feel.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     // On SIGTERM/SIGINT stop accepting, let requests in flight finish, but do not wait
     // forever: MCP event streams never end by themselves, and a deploy must not hang on
     // them. Their clients reconnect (to another replica) with Last-Event-ID.
-    let (stopping, mut stopped) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, mcp_oauth_http::router(app)).with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        let _ = stopping.send(true);
-    });
-    let deadline = async move {
-        let _ = stopped.wait_for(|s| *s).await;
-        tokio::time::sleep(SHUTDOWN_GRACE).await;
-    };
-    tokio::select! {
-        result = server => result,
-        () = deadline => {
-            tracing::info!(grace_secs = SHUTDOWN_GRACE.as_secs(), "open streams cut after the shutdown grace period");
-            Ok(())
-        }
-    }
+    let limits = app.settings.connections;
+    let router = mcp_oauth_http::router(app);
+    mcp_oauth_http::serve::serve(listener, router, limits, shutdown_signal(), SHUTDOWN_GRACE).await
 }
 
 /// How long requests in flight may take to finish after a shutdown signal.

@@ -8,7 +8,7 @@
 //! - `id_token`: an id_token's signature and claims, checked with `jsonwebtoken`;
 //! - `answer`: every HTTP answer from the provider, read and classified one way;
 //! - `error`: [`UpstreamError`], the three kinds of failure callers act on;
-//! - [`http_client`]: the outgoing HTTP clients (provider calls, MCP forwarding) and TLS setup;
+//! - [`http_client`]: the outgoing HTTP clients (provider calls, MCP forwarding) and TLS setup.
 
 pub mod http_client;
 pub mod provider;

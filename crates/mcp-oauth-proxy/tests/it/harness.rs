@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use mcp_oauth_core::ManualClock;
 use mcp_oauth_core::pkce::s256_challenge;
@@ -113,8 +114,10 @@ impl Harness {
         let config = Config::from_parts(&toml, std::iter::empty(), &|_| None).unwrap();
         let app = mcp_oauth_proxy::runtime::build(config, Arc::new(clock.clone())).await.unwrap();
         let router = mcp_oauth_http::router(app.clone());
+        let limits = app.settings.connections;
         let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
+            let forever = std::future::pending();
+            mcp_oauth_http::serve::serve(listener, router, limits, forever, Duration::ZERO).await.unwrap();
         });
         Self { base, idp, observed, upstream_url, clock, app, http: client(), db_dir, server }
     }
