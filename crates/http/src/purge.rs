@@ -25,7 +25,9 @@ pub fn spawn(app: AppState, every: Duration) -> PurgeTask {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            match app.store.purge_expired(app.now(), Retention::default()).await {
+            let retention =
+                Retention { refresh_grace_secs: app.settings.tokens.refresh_grace_secs, ..Retention::default() };
+            match app.store.purge_expired(app.now(), retention).await {
                 Ok(p) if p.total() > 0 => tracing::info!(?p, "purged expired rows"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "purge failed; will retry"),

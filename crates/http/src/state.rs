@@ -23,6 +23,8 @@ pub struct App {
     pub providers: Providers,
     /// Provider tokens for the MCP path, refreshed once when due.
     pub upstream: UpstreamAccess,
+    /// Seals what is kept at rest (provider credentials, refresh-token successors).
+    pub keys: Arc<KeyRing>,
     /// Signs what the proxy hands to browsers (consent cookies, CSRF tokens).
     pub signer: Signer,
     pub cookies: CookieNames,
@@ -49,8 +51,9 @@ impl App {
             Arc::clone(&store),
             Arc::clone(&clock),
         );
-        let upstream = UpstreamAccess::new(Arc::clone(&store), keys, Arc::clone(&clock));
-        Self { settings, store, clock, clients, providers, upstream, signer, cookies, mcp_client }
+        let keys = Arc::new(keys);
+        let upstream = UpstreamAccess::new(Arc::clone(&store), Arc::clone(&keys), Arc::clone(&clock));
+        Self { settings, store, clock, clients, providers, upstream, keys, signer, cookies, mcp_client }
     }
 
     pub fn now(&self) -> i64 {

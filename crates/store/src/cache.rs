@@ -19,7 +19,7 @@ use mcp_oauth_core::family::FamilyStatus;
 use mcp_oauth_core::token::TokenHash;
 
 use crate::model::*;
-use crate::{Backend, Retention, Store, StoreError};
+use crate::{Backend, Retention, Rotation, Store, StoreError};
 
 /// More entries than this and the cache starts over (simple, and rare: one entry per
 /// live access token).
@@ -86,12 +86,12 @@ impl<S: Store> Store for CachedStore<S> {
 
     async fn store_upstream_credential(
         &self,
-        family_id: &str,
+        lease: &Lease,
         sealed: &str,
         expires_at: Option<i64>,
-    ) -> Result<(), StoreError> {
-        let result = self.inner.store_upstream_credential(family_id, sealed, expires_at).await;
-        self.forget_family(family_id);
+    ) -> Result<bool, StoreError> {
+        let result = self.inner.store_upstream_credential(lease, sealed, expires_at).await;
+        self.forget_family(&lease.family_id);
         result
     }
 
@@ -143,16 +143,18 @@ impl<S: Store> Store for CachedStore<S> {
         now: i64,
         grace_secs: i64,
         pair: &NewTokenPair,
-    ) -> Result<bool, StoreError> {
-        self.inner.rotate_refresh_token(hash, client_id, now, grace_secs, pair).await
+        successor_sealed: &str,
+    ) -> Result<Rotation, StoreError> {
+        self.inner.rotate_refresh_token(hash, client_id, now, grace_secs, pair, successor_sealed).await
     }
     async fn upstream_credential(&self, family_id: &str) -> Result<Option<UpstreamCredential>, StoreError> {
         self.inner.upstream_credential(family_id).await
     }
-    async fn take_refresh_lease(&self, family_id: &str, now: i64, lease_secs: i64) -> Result<bool, StoreError> {
-        self.inner.take_refresh_lease(family_id, now, lease_secs).await
+    async fn take_refresh_lease(&self, family_id: &str, lease_secs: i64) -> Result<Option<Lease>, StoreError> {
+        self.inner.take_refresh_lease(family_id, lease_secs).await
     }
-    async fn release_refresh_lease(&self, family_id: &str) -> Result<(), StoreError> {
-        self.inner.release_refresh_lease(family_id).await
+
+    async fn release_refresh_lease(&self, lease: &Lease) -> Result<(), StoreError> {
+        self.inner.release_refresh_lease(lease).await
     }
 }

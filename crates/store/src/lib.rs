@@ -87,14 +87,26 @@ pub struct Retention {
     /// Used codes are kept this long past their expiry, so that a late replay is still
     /// recognised and revokes what the code issued.
     pub used_code_secs: i64,
-    /// Dynamically registered clients with no grant left are removed after this long.
+    /// Dynamically registered clients with no grant are removed after this long: anyone
+    /// may register, so what never led to a login must not be kept for long.
     pub idle_client_secs: i64,
+    /// A rotated refresh token's sealed successor is forgotten this long after the
+    /// rotation (the grace window), so it exists only while a replay may need it.
+    pub refresh_grace_secs: i64,
 }
 
 impl Default for Retention {
     fn default() -> Self {
-        Self { used_code_secs: 24 * 3600, idle_client_secs: 90 * 24 * 3600 }
+        Self { used_code_secs: 24 * 3600, idle_client_secs: 24 * 3600, refresh_grace_secs: 30 }
     }
+}
+
+/// What a rotation did; see [`Store::rotate_refresh_token`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    Rotated,
+    Replayed { successor_sealed: String },
+    Refused,
 }
 
 #[async_trait]
@@ -127,9 +139,16 @@ pub trait Store: Send + Sync + 'static {
     async fn redeem_code(&self, hash: &TokenHash, now: i64, pair: &NewTokenPair) -> Result<bool, StoreError>;
 
     async fn find_refresh_token(&self, hash: &TokenHash) -> Result<Option<StoredRefreshToken>, StoreError>;
-    /// Supersedes the refresh token and issues `pair` into its family, atomically, if
-    /// and only if `mcp_oauth_core::family::judge_refresh` would allow a rotation.
-    /// `false` when it would not (the caller reads the token back to learn why).
+    /// Rotates a refresh token exactly once, atomically, when
+    /// `mcp_oauth_core::family::judge_refresh` would allow it:
+    /// - the token is current: it is superseded, `pair` is issued into its family, and
+    ///   `successor_sealed` (the caller's sealed copy of `pair`'s refresh token) is kept
+    ///   with it for the grace window: [`Rotation::Rotated`];
+    /// - the token was superseded within the grace window: only `pair`'s access token is
+    ///   issued, and the successor the first rotation kept is returned:
+    ///   [`Rotation::Replayed`]; no second refresh token (no second branch) exists;
+    /// - otherwise nothing changes: [`Rotation::Refused`] (the caller reads the token back
+    ///   to learn why).
     async fn rotate_refresh_token(
         &self,
         hash: &TokenHash,
@@ -137,7 +156,8 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
         grace_secs: i64,
         pair: &NewTokenPair,
-    ) -> Result<bool, StoreError>;
+        successor_sealed: &str,
+    ) -> Result<Rotation, StoreError>;
 
     /// Ends an active family; every token in it stops working at once.
     /// `false` if it was not active.
@@ -148,20 +168,23 @@ pub trait Store: Send + Sync + 'static {
 
     async fn upstream_credential(&self, family_id: &str) -> Result<Option<UpstreamCredential>, StoreError>;
 
-    /// Takes the right to refresh a family's upstream credential until `now + lease_secs`,
-    /// if nobody (on any replica) holds it. This is what makes an upstream refresh
-    /// happen once when many requests, on many replicas, need it at the same moment; the
-    /// lease expires by itself, so a crashed holder cannot block the grant for long.
-    async fn take_refresh_lease(&self, family_id: &str, now: i64, lease_secs: i64) -> Result<bool, StoreError>;
-    /// Stores a refreshed upstream credential and gives the lease back.
+    /// Takes the right to refresh a family's provider credential for `lease_secs`, if
+    /// nobody (on any replica) holds it. This is what makes an upstream refresh happen
+    /// once when many requests, on many replicas, need it at the same moment. The lease
+    /// runs on the database's clock, which replicas share (their own clocks may drift),
+    /// and expires by itself, so a crashed holder cannot block the grant for long.
+    async fn take_refresh_lease(&self, family_id: &str, lease_secs: i64) -> Result<Option<Lease>, StoreError>;
+    /// Stores a refreshed provider credential and gives the lease back, if `lease` is
+    /// still held. `false` when it ran out and another holder took over: this result must
+    /// not overwrite theirs.
     async fn store_upstream_credential(
         &self,
-        family_id: &str,
+        lease: &Lease,
         sealed: &str,
         expires_at: Option<i64>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
     /// Gives the lease back without a new credential (the refresh failed transiently).
-    async fn release_refresh_lease(&self, family_id: &str) -> Result<(), StoreError>;
+    async fn release_refresh_lease(&self, lease: &Lease) -> Result<(), StoreError>;
 
     /// Deletes what has expired. Safe to run on several replicas at once.
     async fn purge_expired(&self, now: i64, retention: Retention) -> Result<Purged, StoreError>;

@@ -86,15 +86,21 @@ CREATE TABLE access_tokens (
 CREATE INDEX access_tokens_family ON access_tokens (family_id);
 CREATE INDEX access_tokens_expiry ON access_tokens (expires_at);
 "#,
+    // 2: exactly-once refresh. A rotated refresh token keeps its successor, sealed, until
+    // the grace window closes, so that a replay within it gets the same successor.
+    "ALTER TABLE refresh_tokens ADD COLUMN successor_sealed TEXT",
+    // 3: the refresh lease names its holder, so only the holder can store its result.
+    "ALTER TABLE families ADD COLUMN refresh_lease_holder TEXT",
 ];
 
 impl Backend {
-    /// `sql` with the column types of this database.
+    /// `sql` with the column types of this database, and `{db_now}` as the database's own
+    /// clock in epoch seconds (for leases that replicas with drifting clocks share).
     pub(crate) fn render(self, sql: &str) -> String {
-        let (blob, int) = match self {
-            Backend::Sqlite => ("BLOB", "INTEGER"),
-            Backend::Postgres => ("BYTEA", "BIGINT"),
+        let (blob, int, now) = match self {
+            Backend::Sqlite => ("BLOB", "INTEGER", "CAST(strftime('%s', 'now') AS INTEGER)"),
+            Backend::Postgres => ("BYTEA", "BIGINT", "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS BIGINT)"),
         };
-        sql.replace("{blob}", blob).replace("{int}", int)
+        sql.replace("{blob}", blob).replace("{int}", int).replace("{db_now}", now)
     }
 }

@@ -131,12 +131,29 @@ pub struct Purged {
     pub codes: u64,
     pub access_tokens: u64,
     pub refresh_tokens: u64,
+    /// Sealed successors of rotated refresh tokens whose grace window has closed.
+    pub successors: u64,
     pub families: u64,
     pub clients: u64,
 }
 
 impl Purged {
     pub fn total(&self) -> u64 {
-        self.pending + self.codes + self.access_tokens + self.refresh_tokens + self.families + self.clients
+        self.pending
+            + self.codes
+            + self.access_tokens
+            + self.refresh_tokens
+            + self.successors
+            + self.families
+            + self.clients
     }
+}
+
+/// The right to refresh one grant's provider credential, held by one request on one
+/// replica until it stores a result, gives it back, or the lease runs out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub family_id: String,
+    /// Random, so that a holder whose lease ran out and was taken over can tell.
+    pub holder: String,
 }

@@ -15,13 +15,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mcp_oauth_core::client::{Client, ClientMetadata};
 use mcp_oauth_core::family::FamilyStatus;
-use mcp_oauth_core::token::TokenHash;
+use mcp_oauth_core::token::{TokenHash, random_id};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, FromRow};
 
 use crate::migrations::MIGRATIONS;
 use crate::model::*;
-use crate::{Backend, Retention, Store, StoreError};
+use crate::{Backend, Retention, Rotation, Store, StoreError};
 
 pub struct SqlStore {
     pool: AnyPool,
@@ -451,14 +451,15 @@ impl Store for SqlStore {
         now: i64,
         grace_secs: i64,
         pair: &NewTokenPair,
-    ) -> Result<bool, StoreError> {
+        successor_sealed: &str,
+    ) -> Result<Rotation, StoreError> {
         let mut tx = self.pool.begin().await?;
-        // The condition is `judge_refresh(..).rotates()`, written in SQL. COALESCE keeps
-        // the first supersession time, so the grace window never slides.
+        // The first rotation: `judge_refresh(..).rotates()` for a current token, written
+        // in SQL. The write comes first, so racing rotations serialise on this row (the
+        // SQLite write lock, the PostgreSQL row lock) and exactly one finds it current.
         let family_id: Option<String> = sqlx::query_scalar(
-            "UPDATE refresh_tokens SET superseded_at = COALESCE(superseded_at, $2) \
-             WHERE token_hash = $1 AND client_id = $3 AND expires_at > $2 \
-             AND (superseded_at IS NULL OR superseded_at >= $2 - $4) \
+            "UPDATE refresh_tokens SET superseded_at = $2, successor_sealed = $5 \
+             WHERE token_hash = $1 AND client_id = $3 AND expires_at > $2 AND superseded_at IS NULL \
              AND EXISTS (SELECT 1 FROM families f WHERE f.id = refresh_tokens.family_id AND f.status = 'active') \
              RETURNING family_id",
         )
@@ -466,14 +467,36 @@ impl Store for SqlStore {
         .bind(now)
         .bind(client_id)
         .bind(grace_secs)
+        .bind(successor_sealed)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(family_id) = family_id else {
-            return Ok(false);
+        if let Some(family_id) = family_id {
+            Self::insert_pair(&mut tx, &family_id, pair).await?;
+            tx.commit().await?;
+            return Ok(Rotation::Rotated);
+        }
+        // A replay within the grace window: the successor the first rotation kept, and
+        // a new access token beside it. (Read after the failed write: a rotation racing
+        // us has committed by now, and this statement sees it.)
+        let replay: Option<(String, String)> = sqlx::query_as(
+            "SELECT family_id, successor_sealed FROM refresh_tokens \
+             WHERE token_hash = $1 AND client_id = $3 AND expires_at > $2 \
+             AND superseded_at IS NOT NULL AND superseded_at >= $2 - $4 AND successor_sealed IS NOT NULL \
+             AND EXISTS (SELECT 1 FROM families f WHERE f.id = refresh_tokens.family_id AND f.status = 'active')",
+        )
+        .bind(blob(hash))
+        .bind(now)
+        .bind(client_id)
+        .bind(grace_secs)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((family_id, successor_sealed)) = replay else {
+            return Ok(Rotation::Refused);
         };
-        Self::insert_pair(&mut tx, &family_id, pair).await?;
+        let access_only = NewTokenPair { refresh: None, ..pair.clone() };
+        Self::insert_pair(&mut tx, &family_id, &access_only).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Rotation::Replayed { successor_sealed })
     }
 
     async fn end_family(&self, family_id: &str, status: FamilyStatus, now: i64) -> Result<bool, StoreError> {
@@ -517,41 +540,44 @@ impl Store for SqlStore {
         .await?)
     }
 
-    async fn take_refresh_lease(&self, family_id: &str, now: i64, lease_secs: i64) -> Result<bool, StoreError> {
+    async fn take_refresh_lease(&self, family_id: &str, lease_secs: i64) -> Result<Option<Lease>, StoreError> {
+        let holder = random_id();
+        let sql = self.backend.render(
+            "UPDATE families SET refresh_lease_until = {db_now} + $2, refresh_lease_holder = $3 \
+             WHERE id = $1 AND status = 'active' AND (refresh_lease_until IS NULL OR refresh_lease_until <= {db_now})",
+        );
+        let done = sqlx::query(&sql).bind(family_id).bind(lease_secs).bind(&holder).execute(&self.pool).await?;
+        Ok((done.rows_affected() == 1).then(|| Lease { family_id: family_id.to_owned(), holder }))
+    }
+
+    async fn store_upstream_credential(
+        &self,
+        lease: &Lease,
+        sealed: &str,
+        expires_at: Option<i64>,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE families SET refresh_lease_until = $2 + $3 \
-             WHERE id = $1 AND status = 'active' AND (refresh_lease_until IS NULL OR refresh_lease_until <= $2)",
+            "UPDATE families SET upstream_sealed = $3, upstream_expires_at = $4, \
+             refresh_lease_until = NULL, refresh_lease_holder = NULL WHERE id = $1 AND refresh_lease_holder = $2",
         )
-        .bind(family_id)
-        .bind(now)
-        .bind(lease_secs)
+        .bind(&lease.family_id)
+        .bind(&lease.holder)
+        .bind(sealed)
+        .bind(expires_at)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
     }
 
-    async fn store_upstream_credential(
-        &self,
-        family_id: &str,
-        sealed: &str,
-        expires_at: Option<i64>,
-    ) -> Result<(), StoreError> {
+    async fn release_refresh_lease(&self, lease: &Lease) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE families SET upstream_sealed = $2, upstream_expires_at = $3, refresh_lease_until = NULL WHERE id = $1",
+            "UPDATE families SET refresh_lease_until = NULL, refresh_lease_holder = NULL \
+             WHERE id = $1 AND refresh_lease_holder = $2",
         )
-        .bind(family_id)
-        .bind(sealed)
-        .bind(expires_at)
+        .bind(&lease.family_id)
+        .bind(&lease.holder)
         .execute(&self.pool)
         .await?;
-        Ok(())
-    }
-
-    async fn release_refresh_lease(&self, family_id: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE families SET refresh_lease_until = NULL WHERE id = $1")
-            .bind(family_id)
-            .execute(&self.pool)
-            .await?;
         Ok(())
     }
 
@@ -565,6 +591,11 @@ impl Store for SqlStore {
             codes: run("DELETE FROM authorization_codes WHERE expires_at <= $1", now - retention.used_code_secs).await?,
             access_tokens: run("DELETE FROM access_tokens WHERE expires_at <= $1", now).await?,
             refresh_tokens: run("DELETE FROM refresh_tokens WHERE expires_at <= $1", now).await?,
+            successors: run(
+                "UPDATE refresh_tokens SET successor_sealed = NULL WHERE successor_sealed IS NOT NULL AND superseded_at < $1",
+                now - retention.refresh_grace_secs,
+            )
+            .await?,
             // A family lives while anything refers to it; it is created together with
             // its code, so there is no moment at which a new family looks orphaned.
             families: run(

@@ -179,49 +179,78 @@ async fn expired_codes_cannot_be_redeemed() {
 async fn rotation_honours_client_grace_expiry_and_family() {
     for store in backends().await {
         let (family_id, rt) = active_family(store.as_ref(), "c").await;
-        assert!(!store.rotate_refresh_token(&rt, "other", NOW, 30, &pair("other", NOW).0).await.unwrap());
+        let refused = store.rotate_refresh_token(&rt, "other", NOW, 30, &pair("other", NOW).0, "s0").await.unwrap();
+        assert_eq!(refused, Rotation::Refused);
         let (p1, _, _) = pair("c", NOW + 10);
-        assert!(store.rotate_refresh_token(&rt, "c", NOW + 10, 30, &p1).await.unwrap());
+        assert_eq!(
+            store.rotate_refresh_token(&rt, "c", NOW + 10, 30, &p1, "successor-1").await.unwrap(),
+            Rotation::Rotated
+        );
         let old = store.find_refresh_token(&rt).await.unwrap().unwrap();
         assert_eq!(old.superseded_at, Some(NOW + 10));
-        // Within grace: still rotates, and the supersession time does not move.
-        assert!(store.rotate_refresh_token(&rt, "c", NOW + 40, 30, &pair("c", NOW + 40).0).await.unwrap());
+        // Within grace: the first rotation's successor again, a new access token beside
+        // it, and no second refresh token; the supersession time does not move.
+        let (p2, _, _) = pair("c", NOW + 40);
+        let replay = store.rotate_refresh_token(&rt, "c", NOW + 40, 30, &p2, "successor-2").await.unwrap();
+        assert_eq!(replay, Rotation::Replayed { successor_sealed: "successor-1".into() });
+        assert!(store.find_access_token(&p2.access_hash).await.unwrap().is_some());
+        assert!(store.find_refresh_token(&p2.refresh.unwrap().0).await.unwrap().is_none(), "no second branch");
         assert_eq!(store.find_refresh_token(&rt).await.unwrap().unwrap().superseded_at, Some(NOW + 10));
         // After grace: refused.
-        assert!(!store.rotate_refresh_token(&rt, "c", NOW + 41, 30, &pair("c", NOW + 41).0).await.unwrap());
+        let late = store.rotate_refresh_token(&rt, "c", NOW + 41, 30, &pair("c", NOW + 41).0, "s3").await.unwrap();
+        assert_eq!(late, Rotation::Refused);
         // The new token works until its family ends.
         let new = store.find_refresh_token(&p1.refresh.unwrap().0).await.unwrap().unwrap();
         assert_eq!(new.family_id, family_id);
         assert!(store.end_family(&family_id, FamilyStatus::Revoked, NOW + 50).await.unwrap());
         assert!(!store.end_family(&family_id, FamilyStatus::Revoked, NOW + 50).await.unwrap());
-        assert!(
-            !store.rotate_refresh_token(&p1.refresh.unwrap().0, "c", NOW + 50, 30, &pair("c", NOW).0).await.unwrap()
-        );
+        let ended = store
+            .rotate_refresh_token(&p1.refresh.unwrap().0, "c", NOW + 50, 30, &pair("c", NOW).0, "s")
+            .await
+            .unwrap();
+        assert_eq!(ended, Rotation::Refused);
         let at = store.find_access_token(&p1.access_hash).await.unwrap().unwrap();
         assert_eq!(at.family_status, FamilyStatus::Revoked);
         // An expired token does not rotate.
         let (_, rt2) = active_family(store.as_ref(), "c").await;
-        assert!(!store.rotate_refresh_token(&rt2, "c", NOW + 86_400, 30, &pair("c", NOW).0).await.unwrap());
+        let expired = store.rotate_refresh_token(&rt2, "c", NOW + 86_400, 30, &pair("c", NOW).0, "s").await.unwrap();
+        assert_eq!(expired, Rotation::Refused);
     }
 }
 
 #[tokio::test]
-async fn concurrent_rotations_all_succeed_within_grace() {
+async fn concurrent_rotations_rotate_once_and_all_get_the_one_successor() {
     for store in backends().await {
         let (family_id, rt) = active_family(store.as_ref(), "c").await;
         let mut tasks = Vec::new();
-        for _ in 0..20 {
+        for i in 0..20 {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
                 let (p, _, _) = pair("c", NOW);
-                let ok = store.rotate_refresh_token(&rt, "c", NOW, 30, &p).await.unwrap();
-                (ok, p.refresh.unwrap().0)
+                let outcome =
+                    store.rotate_refresh_token(&rt, "c", NOW, 30, &p, &format!("successor-{i}")).await.unwrap();
+                (i, outcome, p)
             }));
         }
+        let mut winner = None;
+        let mut replays = Vec::new();
         for t in tasks {
-            let (ok, new) = t.await.unwrap();
-            assert!(ok);
-            assert_eq!(store.find_refresh_token(&new).await.unwrap().unwrap().family_id, family_id);
+            match t.await.unwrap() {
+                (i, Rotation::Rotated, p) => {
+                    assert!(winner.is_none(), "a second rotation");
+                    winner = Some((format!("successor-{i}"), p));
+                }
+                (_, Rotation::Replayed { successor_sealed }, p) => replays.push((successor_sealed, p)),
+                (_, Rotation::Refused, _) => panic!("refused within grace"),
+            }
+        }
+        let (successor, p) = winner.expect("one rotation");
+        assert_eq!(store.find_refresh_token(&p.refresh.unwrap().0).await.unwrap().unwrap().family_id, family_id);
+        assert_eq!(replays.len(), 19);
+        for (sealed, p) in replays {
+            assert_eq!(sealed, successor);
+            assert!(store.find_refresh_token(&p.refresh.unwrap().0).await.unwrap().is_none());
+            assert!(store.find_access_token(&p.access_hash).await.unwrap().is_some());
         }
     }
 }
@@ -252,7 +281,7 @@ async fn purge_removes_only_what_has_expired() {
     for store in backends().await {
         let (live_family, live_rt) = active_family(store.as_ref(), "c").await;
         let (dead_family, _) = family(store.as_ref(), "c").await; // code never redeemed
-        let retention = Retention { used_code_secs: 100, idle_client_secs: 1000 };
+        let retention = Retention { used_code_secs: 100, idle_client_secs: 1000, refresh_grace_secs: 30 };
         let later = NOW + 60 + 100;
         store.purge_expired(later, retention).await.unwrap();
         assert!(store.upstream_credential(&dead_family).await.unwrap().is_none());
@@ -279,30 +308,31 @@ async fn reopening_keeps_everything() {
 async fn the_refresh_lease_is_exclusive_until_released_or_expired() {
     for store in backends().await {
         let (family_id, _) = active_family(store.as_ref(), "c").await;
-        assert!(store.take_refresh_lease(&family_id, NOW, 10).await.unwrap());
-        assert!(!store.take_refresh_lease(&family_id, NOW + 5, 10).await.unwrap(), "held");
-        assert!(store.take_refresh_lease(&family_id, NOW + 10, 10).await.unwrap(), "expired, taken over");
-        store.store_upstream_credential(&family_id, "v1.new.sealed", Some(NOW + 3600)).await.unwrap();
+        let first = store.take_refresh_lease(&family_id, 1).await.unwrap().expect("free");
+        assert!(store.take_refresh_lease(&family_id, 1).await.unwrap().is_none(), "held");
+        // The lease runs on the database's clock: wait it out for real.
+        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        let second = store.take_refresh_lease(&family_id, 10).await.unwrap().expect("expired, taken over");
+        // The first holder lost its lease: its result must not overwrite the second's.
+        assert!(!store.store_upstream_credential(&first, "v1.stale.sealed", Some(NOW)).await.unwrap());
+        store.release_refresh_lease(&first).await.unwrap();
+        assert!(store.take_refresh_lease(&family_id, 10).await.unwrap().is_none(), "a lost lease releases nothing");
+        assert!(store.store_upstream_credential(&second, "v1.new.sealed", Some(NOW + 3600)).await.unwrap());
         let up = store.upstream_credential(&family_id).await.unwrap().unwrap();
         assert_eq!((up.sealed.as_str(), up.expires_at), ("v1.new.sealed", Some(NOW + 3600)));
-        assert!(store.take_refresh_lease(&family_id, NOW + 11, 10).await.unwrap(), "storing released it");
-        store.release_refresh_lease(&family_id).await.unwrap();
+        let third = store.take_refresh_lease(&family_id, 10).await.unwrap().expect("storing released it");
+        store.release_refresh_lease(&third).await.unwrap();
         // Concurrent takers: exactly one wins.
         let mut tasks = Vec::new();
         for _ in 0..20 {
             let store = store.clone();
             let id = family_id.clone();
-            tasks.push(tokio::spawn(async move { store.take_refresh_lease(&id, NOW + 20, 10).await.unwrap() }));
+            tasks.push(tokio::spawn(async move { store.take_refresh_lease(&id, 10).await.unwrap().is_some() }));
         }
         let mut wins = 0;
         for t in tasks {
             wins += t.await.unwrap() as usize;
         }
         assert_eq!(wins, 1);
-        store.end_family(&family_id, FamilyStatus::NeedsLogin, NOW + 40).await.unwrap();
-        assert!(
-            !store.take_refresh_lease(&family_id, NOW + 100, 10).await.unwrap(),
-            "ended families are not refreshed"
-        );
     }
 }

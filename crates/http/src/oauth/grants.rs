@@ -6,9 +6,10 @@ use mcp_oauth_core::client::Client;
 use mcp_oauth_core::family::{CodeState, CodeVerdict, FamilyStatus, RefreshTokenState, judge_code, judge_refresh};
 use mcp_oauth_core::form::Params;
 use mcp_oauth_core::scope::{Scopes, refresh_scope};
+use mcp_oauth_core::seal::KeyRing;
 use mcp_oauth_core::token::{TokenHash, TokenKind, mint};
 use mcp_oauth_core::{OAuthError, pkce};
-use mcp_oauth_store::{NewTokenPair, StoredRefreshToken};
+use mcp_oauth_store::{NewTokenPair, Rotation, StoredRefreshToken};
 use serde_json::{Value, json};
 
 use crate::error::HttpError;
@@ -74,15 +75,58 @@ pub async fn refresh_token(
     let scope = refresh_scope(params.get("scope"), &Scopes::parse(&stored.scope)?)?;
     ensure_provider_token(app, server, &stored.family_id).await?;
     let (pair, body) = new_pair(app, client, &scope);
+    let successor = Successor {
+        refresh_token: body["refresh_token"].as_str().unwrap_or_default().into(),
+        scope: scope.to_string(),
+    };
+    let sealed = successor.seal(&app.keys, &hash);
     let grace = app.settings.tokens.refresh_grace_secs;
-    if app.store.rotate_refresh_token(&hash, &client.client_id, app.now(), grace, &pair).await? {
-        return Ok(body);
+    match app.store.rotate_refresh_token(&hash, &client.client_id, app.now(), grace, &pair, &sealed).await? {
+        Rotation::Rotated => return Ok(body),
+        // The same answer as the first use of this token got, with a new access token:
+        // as if that answer had been delivered twice. No second refresh token exists.
+        Rotation::Replayed { successor_sealed } => {
+            let first = Successor::open(&app.keys, &hash, &successor_sealed)?;
+            let mut body = body;
+            body["refresh_token"] = first.refresh_token.into();
+            body["scope"] = first.scope.into();
+            return Ok(body);
+        }
+        Rotation::Refused => {}
     }
     // The state changed between our read and our write (a concurrent revocation, or the
     // grace window closing): read again and report what it is now.
     let now_stored = app.store.find_refresh_token(&hash).await?.ok_or_else(unknown)?;
     refuse_unless_rotatable(app, &now_stored, client).await?;
     Err(OAuthError::invalid_grant("the refresh token changed concurrently; retry").into())
+}
+
+/// The refresh token a rotation issued, kept sealed with the token it replaced for the
+/// grace window, bound to that token's hash.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Successor {
+    refresh_token: String,
+    scope: String,
+}
+
+impl Successor {
+    fn aad(replaced: &TokenHash) -> String {
+        let hex: String = replaced.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        format!("refresh-successor:{hex}")
+    }
+
+    fn seal(&self, keys: &KeyRing, replaced: &TokenHash) -> String {
+        let json = serde_json::to_vec(self).expect("a string and scopes serialise");
+        keys.seal(&json, &Self::aad(replaced))
+    }
+
+    fn open(keys: &KeyRing, replaced: &TokenHash, sealed: &str) -> Result<Self, HttpError> {
+        let json = keys.open(sealed, &Self::aad(replaced)).map_err(|e| {
+            tracing::error!(error = %e, "cannot open a sealed refresh-token successor");
+            OAuthError::server_error("internal error")
+        })?;
+        serde_json::from_slice(&json).map_err(|_| OAuthError::server_error("internal error").into())
+    }
 }
 
 /// A fresh token pair for `client`; the refresh token only if the client registered

@@ -20,7 +20,7 @@ use std::time::Duration;
 use mcp_oauth_core::clock::SharedClock;
 use mcp_oauth_core::family::FamilyStatus;
 use mcp_oauth_core::seal::KeyRing;
-use mcp_oauth_store::{Store, StoreError, UpstreamCredential};
+use mcp_oauth_store::{Lease, Store, StoreError, UpstreamCredential};
 use mcp_oauth_upstream::{Provider, UpstreamError, UpstreamTokens};
 
 use flight::FlightLocks;
@@ -75,14 +75,19 @@ pub fn needs_refresh(expires_at: Option<i64>, now: i64, margin: i64) -> bool {
 
 pub struct UpstreamAccess {
     store: Arc<dyn Store>,
-    keys: KeyRing,
+    keys: Arc<KeyRing>,
     clock: SharedClock,
     flights: FlightLocks,
 }
 
 impl UpstreamAccess {
-    pub fn new(store: Arc<dyn Store>, keys: KeyRing, clock: SharedClock) -> Self {
+    pub fn new(store: Arc<dyn Store>, keys: Arc<KeyRing>, clock: SharedClock) -> Self {
         Self { store, keys, clock, flights: FlightLocks::default() }
+    }
+
+    /// Grants whose credential is being refreshed in this process right now.
+    pub fn refreshes_in_flight(&self) -> usize {
+        self.flights.len()
     }
 
     /// The provider's tokens sealed for storage in grant `family_id`.
@@ -105,13 +110,11 @@ impl UpstreamAccess {
             return self.opened(family_id, sealed);
         }
         let trigger = trigger.unwrap_or(Trigger::Expiring);
-        let lock = self.flights.get(family_id);
-        let result = {
-            let _turn = lock.lock().await;
-            self.refresh(provider, family_id, sealed, trigger).await
-        };
-        self.flights.done(family_id, lock);
-        result
+        // The flight is left (and the lock forgotten when nobody else needs it) when this
+        // future ends or is dropped, as it is when the client goes away mid-wait.
+        let flight = self.flights.join(family_id);
+        let _turn = flight.lock().await;
+        self.refresh(provider, family_id, sealed, trigger).await
     }
 
     /// The token in `sealed`, which is current.
@@ -146,17 +149,17 @@ impl UpstreamAccess {
             if is_fresh(&current) {
                 return self.opened(family_id, &current.sealed);
             }
-            if self.store.take_refresh_lease(family_id, self.clock.now(), LEASE_SECS).await? {
+            if let Some(lease) = self.store.take_refresh_lease(family_id, LEASE_SECS).await? {
                 // Read again under the lease: another replica may have stored a fresh
                 // credential (and released its lease) between our read and our take, and
                 // refreshing with the refresh token we read before would redeem a token
                 // the provider has already rotated away.
                 let current = self.current_credential(family_id).await?;
                 if is_fresh(&current) {
-                    self.store.release_refresh_lease(family_id).await?;
+                    self.store.release_refresh_lease(&lease).await?;
                     return self.opened(family_id, &current.sealed);
                 }
-                return self.refresh_with_lease(provider, &current).await;
+                return self.refresh_with_lease(provider, &lease, &current).await;
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(AccessError::Unavailable("another replica is refreshing this grant".into()));
@@ -177,6 +180,7 @@ impl UpstreamAccess {
     async fn refresh_with_lease(
         &self,
         provider: &Provider,
+        lease: &Lease,
         current: &UpstreamCredential,
     ) -> Result<ProviderToken, AccessError> {
         let family_id = current.family_id.as_str();
@@ -184,7 +188,7 @@ impl UpstreamAccess {
         let Some(refresh_token) = secret.refresh_token else {
             // Nothing to refresh with. A token that has not expired yet is still worth
             // using; one that has (or that the MCP upstream refused) means a new login.
-            self.store.release_refresh_lease(family_id).await?;
+            self.store.release_refresh_lease(lease).await?;
             if current.expires_at.is_some_and(|e| self.clock.now() < e) {
                 return Ok(ProviderToken { token: secret.access_token, sealed: current.sealed.clone() });
             }
@@ -199,11 +203,20 @@ impl UpstreamAccess {
                 };
                 let expires_at = tokens.expires_in.map(|s| self.clock.now() + s);
                 let sealed = renewed.seal(&self.keys, family_id);
-                if let Err(e) = self.store.store_upstream_credential(family_id, &sealed, expires_at).await {
-                    // The provider may have rotated its refresh token, which we now failed
-                    // to keep; nothing better can be done than to say so loudly.
-                    tracing::error!(family = family_id, error = %e, "refreshed upstream credential could not be stored");
-                    return Err(e.into());
+                match self.store.store_upstream_credential(lease, &sealed, expires_at).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // Our lease ran out (the provider took longer than the lease) and
+                        // another holder took over: its credential stands, not ours.
+                        tracing::error!(family = family_id, "the refresh lease ran out before the result was stored");
+                        return Err(AccessError::Unavailable("the refresh took longer than its lease".into()));
+                    }
+                    Err(e) => {
+                        // The provider may have rotated its refresh token, which we now
+                        // failed to keep; nothing better can be done than to say so loudly.
+                        tracing::error!(family = family_id, error = %e, "refreshed upstream credential could not be stored");
+                        return Err(e.into());
+                    }
                 }
                 tracing::info!(provider = provider.name(), family = family_id, "upstream credential refreshed");
                 Ok(ProviderToken { token: renewed.access_token, sealed })
@@ -214,7 +227,7 @@ impl UpstreamAccess {
             }
             Err(e) => {
                 tracing::warn!(provider = provider.name(), family = family_id, error = %e, "upstream refresh failed; will retry");
-                let _ = self.store.release_refresh_lease(family_id).await;
+                let _ = self.store.release_refresh_lease(lease).await;
                 Err(AccessError::Unavailable(e.to_string()))
             }
         }

@@ -137,6 +137,8 @@ async fn fifty_concurrent_refreshes_of_one_token_fork_nothing_and_a_late_replay_
             }
         }
         assert_eq!(pairs.len(), 50, "within the grace window every racer gets a pair");
+        let successor = s(&pairs[0], "refresh_token");
+        assert!(pairs.iter().all(|p| s(p, "refresh_token") == successor), "one successor, on both replicas");
         for pair in &pairs {
             assert_eq!(a.mcp_status(&s(pair, "access_token")).await, StatusCode::OK);
             assert_eq!(b.mcp_status(&s(pair, "access_token")).await, StatusCode::OK);

@@ -62,10 +62,14 @@ async fn a_superseded_refresh_token_works_within_grace_and_revokes_the_family_af
     let (client_id, first) = h.logged_in().await;
     let old = s(&first, "refresh_token");
     let (_, a) = h.refresh(&client_id, &old).await;
-    // An honest race or retry, moments later: another working pair.
+    // An honest race or retry, moments later: the same answer again (the successor the
+    // first use produced, with a new access token), never a second branch.
     h.clock.advance(10);
     let (status, b) = h.refresh(&client_id, &old).await;
     assert_eq!(status, StatusCode::OK, "{b}");
+    assert_eq!(s(&b, "refresh_token"), s(&a, "refresh_token"), "one successor");
+    assert_eq!(b["scope"], a["scope"]);
+    assert_ne!(s(&b, "access_token"), s(&a, "access_token"));
     assert!(h.access_token_works(&s(&b, "access_token")).await);
     assert!(h.access_token_works(&s(&a, "access_token")).await);
     // Long after the rotation: someone else holds the old token. Everything goes.
@@ -81,15 +85,20 @@ async fn a_superseded_refresh_token_works_within_grace_and_revokes_the_family_af
 }
 
 #[tokio::test]
-async fn concurrent_refreshes_of_one_token_all_succeed() {
+async fn concurrent_refreshes_of_one_token_all_succeed_with_one_successor() {
     let h = Harness::start().await;
     let (client_id, tokens) = h.logged_in().await;
     let rt = s(&tokens, "refresh_token");
     let results = futures_join(20, || h.refresh(&client_id, &rt)).await;
+    let successor = s(&results[0].1, "refresh_token");
     for (status, body) in &results {
         assert_eq!(*status, StatusCode::OK, "{body}");
         assert!(h.access_token_works(&s(body, "access_token")).await);
+        assert_eq!(s(body, "refresh_token"), successor, "every racer gets the one successor");
     }
+    let (status, next) = h.refresh(&client_id, &successor).await;
+    assert_eq!(status, StatusCode::OK, "{next}");
+    assert_eq!(h.app.upstream.refreshes_in_flight(), 0, "no lock is left behind");
 }
 
 async fn futures_join<F, Fut, T>(n: usize, f: F) -> Vec<T>
