@@ -119,6 +119,10 @@ impl From<UpstreamError> for HttpError {
             UpstreamError::Protocol(_) => {
                 OAuthError::server_error("the upstream identity provider answered unexpectedly")
             }
+            UpstreamError::Misconfigured(_) => OAuthError::temporarily_unavailable(
+                "the upstream identity provider refused the proxy's request; try again later",
+                30,
+            ),
         })
     }
 }

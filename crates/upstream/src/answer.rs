@@ -28,13 +28,6 @@ impl Endpoint {
         }
     }
 
-    /// The token and userinfo endpoints are shown the user's grant (a code, a refresh or an
-    /// access token), so their refusal is a refusal of that grant. Discovery and JWKS serve
-    /// public documents to anyone: refusing one is a misconfiguration, not news about a user.
-    fn judges_the_grant(self) -> bool {
-        matches!(self, Self::Token | Self::Userinfo)
-    }
-
     /// Only the token endpoint has OAuth error bodies (RFC 6749 §5.2); a userinfo endpoint
     /// reports in `WWW-Authenticate`, and its status is read instead.
     fn has_oauth_error_bodies(self) -> bool {
@@ -79,12 +72,13 @@ impl fmt::Display for OAuthErrorBody {
 /// kind of failure. In order:
 /// - 5xx, 408, 429 or `temporarily_unavailable`: the provider failing or asking us to come
 ///   back later, whatever else the body says: `Unavailable`;
-/// - an OAuth error body, whatever the status (GitHub sends errors with 200): a refusal;
+/// - an OAuth error body, whatever the status (GitHub sends errors with 200): `Rejected` if
+///   it refuses the user's grant (`invalid_grant`), `Misconfigured` otherwise (it refuses
+///   the proxy: its credentials, its request);
 /// - 2xx: success;
-/// - any other status (3xx, since redirects are not followed, and 4xx): a refusal.
-///
-/// A refusal is `Rejected` where the endpoint judges the user's grant, and `Protocol`
-/// (a misconfiguration, no reason to end a grant) where it serves a public document.
+/// - a userinfo 401: the user's access token refused, `Rejected`;
+/// - any other status (3xx, since redirects are not followed, and 4xx): `Misconfigured`,
+///   since nothing in it says the user's grant is gone.
 pub(crate) fn classify(
     endpoint: Endpoint,
     status: StatusCode,
@@ -97,17 +91,23 @@ pub(crate) fn classify(
         Some(e) if transient || e.error == "temporarily_unavailable" => {
             Err(UpstreamError::Unavailable(format!("{name} answered HTTP {status}: {e}")))
         }
-        Some(e) if endpoint.judges_the_grant() => {
+        Some(e) if refuses_the_grant(&e.error) => {
             Err(UpstreamError::Rejected { error: e.error, description: e.description })
         }
-        Some(e) => Err(UpstreamError::Protocol(format!("{name} answered HTTP {status}: {e}"))),
+        Some(e) => Err(UpstreamError::Misconfigured(format!("{name} answered HTTP {status}: {e}"))),
         None if transient => Err(UpstreamError::Unavailable(format!("{name} answered HTTP {status}"))),
         None if status.is_success() => Ok(()),
-        None if endpoint.judges_the_grant() => {
+        None if endpoint == Endpoint::Userinfo && status == StatusCode::UNAUTHORIZED => {
             Err(UpstreamError::Rejected { error: endpoint.refusal_code(status), description: None })
         }
-        None => Err(UpstreamError::Protocol(format!("{name} answered HTTP {status}"))),
+        None => Err(UpstreamError::Misconfigured(format!("{name} answered HTTP {status}"))),
     }
+}
+
+/// Whether an OAuth error refuses the user's grant itself: `invalid_grant` (RFC 6749
+/// §5.2), and GitHub's name for it at the code exchange, `bad_verification_code`.
+fn refuses_the_grant(error: &str) -> bool {
+    matches!(error, "invalid_grant" | "bad_verification_code")
 }
 
 /// Sends a request to one of the provider's endpoints and returns the JSON of a successful
@@ -167,6 +167,7 @@ mod tests {
             Err(UpstreamError::Rejected { .. }) => "rejected",
             Err(UpstreamError::Unavailable(_)) => "unavailable",
             Err(UpstreamError::Protocol(_)) => "protocol",
+            Err(UpstreamError::Misconfigured(_)) => "misconfigured",
         }
     }
 
@@ -175,16 +176,21 @@ mod tests {
     }
 
     #[test]
-    fn the_token_endpoint_refuses_with_oauth_errors_and_4xx_and_fails_with_5xx_408_429() {
+    fn only_invalid_grant_refuses_the_grant_and_the_rest_is_about_the_proxy() {
         use Endpoint::Token;
         let cases: &[(u16, Option<&str>, &str)] = &[
             (200, None, "ok"),
             (400, Some("invalid_grant"), "rejected"),
-            (401, Some("invalid_client"), "rejected"),
             (200, Some("bad_verification_code"), "rejected"), // GitHub: errors with 200
-            (400, None, "rejected"),
-            (401, None, "rejected"),
-            (302, None, "rejected"), // redirects are not followed
+            (401, Some("invalid_client"), "misconfigured"),
+            (400, Some("unauthorized_client"), "misconfigured"),
+            (400, Some("invalid_request"), "misconfigured"),
+            (200, Some("incorrect_client_credentials"), "misconfigured"), // GitHub's invalid_client
+            (400, None, "misconfigured"),
+            (401, None, "misconfigured"),
+            (403, None, "misconfigured"), // a firewall or CDN in the way
+            (404, None, "misconfigured"), // a wrong path
+            (302, None, "misconfigured"), // redirects are not followed
             (400, Some("temporarily_unavailable"), "unavailable"),
             (500, None, "unavailable"),
             (503, Some("server_error"), "unavailable"),
@@ -206,7 +212,7 @@ mod tests {
         );
         assert_eq!(
             classify(Endpoint::Token, status(403), None),
-            Err(UpstreamError::Rejected { error: "http_403".into(), description: None })
+            Err(UpstreamError::Misconfigured("token endpoint answered HTTP 403 Forbidden".into()))
         );
         assert_eq!(
             classify(Endpoint::Userinfo, status(401), None),
@@ -218,12 +224,13 @@ mod tests {
     fn document_endpoints_that_refuse_are_misconfigured_not_refusing_the_user() {
         for endpoint in [Endpoint::Discovery, Endpoint::Jwks] {
             assert_eq!(kind(classify(endpoint, status(200), None)), "ok");
-            assert_eq!(kind(classify(endpoint, status(404), None)), "protocol", "{endpoint:?}");
-            assert_eq!(kind(classify(endpoint, status(403), None)), "protocol", "{endpoint:?}");
+            assert_eq!(kind(classify(endpoint, status(404), None)), "misconfigured", "{endpoint:?}");
+            assert_eq!(kind(classify(endpoint, status(403), None)), "misconfigured", "{endpoint:?}");
             assert_eq!(kind(classify(endpoint, status(502), None)), "unavailable", "{endpoint:?}");
             assert_eq!(kind(classify(endpoint, status(429), None)), "unavailable", "{endpoint:?}");
         }
         assert_eq!(kind(classify(Endpoint::Userinfo, status(401), None)), "rejected");
+        assert_eq!(kind(classify(Endpoint::Userinfo, status(403), None)), "misconfigured");
         assert_eq!(kind(classify(Endpoint::Userinfo, status(503), None)), "unavailable");
         assert_eq!(kind(classify(Endpoint::Userinfo, status(429), None)), "unavailable");
     }

@@ -46,6 +46,7 @@ fn at(url: &str, e: UpstreamError) -> UpstreamError {
     match e {
         UpstreamError::Unavailable(m) => UpstreamError::Unavailable(format!("{m} (at {url})")),
         UpstreamError::Protocol(m) => UpstreamError::Protocol(format!("{m} (at {url})")),
+        UpstreamError::Misconfigured(m) => UpstreamError::Misconfigured(format!("{m} (at {url})")),
         // Not produced for a document endpoint (see `answer::classify`); kept as it is.
         rejected @ UpstreamError::Rejected { .. } => rejected,
     }

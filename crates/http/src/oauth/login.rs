@@ -83,7 +83,16 @@ pub async fn finish(
         .ok_or_else(|| OAuthError::server_error("the upstream identity provider sent neither a code nor an error"))?;
     let failed = |stage: &'static str| {
         move |e: UpstreamError| {
-            tracing::warn!(provider = provider.name(), stage, error = %e, "upstream login failed");
+            if matches!(e, UpstreamError::Misconfigured(_)) {
+                tracing::error!(
+                    provider = provider.name(),
+                    stage,
+                    error = %e,
+                    "the provider refused the proxy: check the provider's client_id, client secret and endpoints"
+                );
+            } else {
+                tracing::warn!(provider = provider.name(), stage, error = %e, "upstream login failed");
+            }
             HttpError::from(e)
         }
     };

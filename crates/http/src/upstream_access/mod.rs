@@ -225,6 +225,20 @@ impl UpstreamAccess {
                 tracing::warn!(provider = provider.name(), family = family_id, error = %e, "upstream refresh refused");
                 self.needs_login(family_id, "the upstream provider refused to refresh").await
             }
+            Err(e @ UpstreamError::Misconfigured(_)) => {
+                // About the proxy, not the user: every grant that needs a refresh would
+                // end for an operator's mistake (an expired client secret, a firewall).
+                // Keep the grant; the same token works again once the provider answers.
+                tracing::error!(
+                    provider = provider.name(),
+                    family = family_id,
+                    error = %e,
+                    "the provider refused the proxy's refresh request: check the provider's client_id, \
+                     client secret and token endpoint; users keep their grants meanwhile"
+                );
+                let _ = self.store.release_refresh_lease(lease).await;
+                Err(AccessError::Unavailable(e.to_string()))
+            }
             Err(e) => {
                 tracing::warn!(provider = provider.name(), family = family_id, error = %e, "upstream refresh failed; will retry");
                 let _ = self.store.release_refresh_lease(lease).await;
