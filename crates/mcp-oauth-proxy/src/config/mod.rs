@@ -9,7 +9,8 @@
 //!
 //! Every problem found is reported, each naming its key; secrets never appear in errors.
 
-use std::collections::BTreeMap;
+mod raw;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -19,8 +20,9 @@ use mcp_oauth_core::seal::{self, KeyRing};
 use mcp_oauth_core::token::TokenHash;
 use mcp_oauth_http::settings::{MetadataDocumentSettings, ServerSettings, Settings, TokenSettings};
 use mcp_oauth_upstream::{ProviderAuthMethod, ProviderSettings};
-use serde::Deserialize;
 use toml::{Table, Value};
+
+use raw::Raw;
 
 pub const ENV_PREFIX: &str = "MCP_OAUTH_PROXY_";
 pub const DEFAULT_STORAGE_URL: &str = "sqlite://./data/proxy.db";
@@ -55,155 +57,6 @@ impl std::fmt::Display for ConfigErrors {
 }
 
 impl std::error::Error for ConfigErrors {}
-
-// ---- the raw shape of the file --------------------------------------------------------
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct Raw {
-    listen: Option<String>,
-    public_url: Option<String>,
-    #[serde(default, deserialize_with = "lenient::int")]
-    idle_timeout_secs: Option<i64>,
-    #[serde(default)]
-    storage: RawStorage,
-    #[serde(default)]
-    encryption: RawEncryption,
-    #[serde(default)]
-    tokens: RawTokens,
-    #[serde(default)]
-    providers: BTreeMap<String, RawProvider>,
-    #[serde(default)]
-    servers: Vec<RawServer>,
-    #[serde(default)]
-    clients: Vec<RawClient>,
-    #[serde(default)]
-    client_metadata_documents: RawMetadataDocuments,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawMetadataDocuments {
-    #[serde(default, deserialize_with = "lenient::boolean")]
-    enabled: Option<bool>,
-    #[serde(default, deserialize_with = "lenient::boolean")]
-    allow_loopback: Option<bool>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawStorage {
-    url: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawEncryption {
-    key: Option<String>,
-    #[serde(default, deserialize_with = "lenient::list")]
-    previous_keys: Vec<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawTokens {
-    #[serde(default, deserialize_with = "lenient::int")]
-    access_ttl_secs: Option<i64>,
-    #[serde(default, deserialize_with = "lenient::int")]
-    refresh_ttl_secs: Option<i64>,
-    #[serde(default, deserialize_with = "lenient::int")]
-    code_ttl_secs: Option<i64>,
-    #[serde(default, deserialize_with = "lenient::int")]
-    refresh_grace_secs: Option<i64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProvider {
-    issuer: Option<String>,
-    authorization_endpoint: Option<String>,
-    token_endpoint: Option<String>,
-    userinfo_endpoint: Option<String>,
-    jwks_uri: Option<String>,
-    client_id: Option<String>,
-    client_secret: Option<String>,
-    client_secret_env: Option<String>,
-    token_endpoint_auth_method: Option<String>,
-    #[serde(default, deserialize_with = "lenient::list")]
-    scopes: Vec<String>,
-    #[serde(default, deserialize_with = "lenient::int")]
-    refresh_margin_secs: Option<i64>,
-    #[serde(default)]
-    authorize_params: BTreeMap<String, String>,
-    #[serde(default, deserialize_with = "lenient::boolean")]
-    forward_resource: Option<bool>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawServer {
-    slug: Option<String>,
-    upstream_url: Option<String>,
-    provider: Option<String>,
-    #[serde(default, deserialize_with = "lenient::list")]
-    scopes: Vec<String>,
-    upstream_token_header: Option<String>,
-    upstream_token_format: Option<String>,
-    #[serde(default, deserialize_with = "lenient::int")]
-    max_body_bytes: Option<i64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawClient {
-    client_id: Option<String>,
-    client_secret: Option<String>,
-    client_secret_env: Option<String>,
-    client_name: Option<String>,
-    #[serde(default, deserialize_with = "lenient::list")]
-    redirect_uris: Vec<String>,
-    #[serde(default, deserialize_with = "lenient::boolean")]
-    trusted: Option<bool>,
-}
-
-/// Deserializers that also take the string forms the environment provides.
-mod lenient {
-    use serde::{Deserialize, Deserializer, de::Error};
-    use toml::Value;
-
-    pub fn int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-        match Value::deserialize(d)? {
-            Value::Integer(i) => Ok(Some(i)),
-            Value::String(s) => {
-                s.trim().parse().map(Some).map_err(|_| D::Error::custom(format!("{s:?} is not a whole number")))
-            }
-            other => Err(D::Error::custom(format!("expected a whole number, found {}", other.type_str()))),
-        }
-    }
-
-    pub fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
-        match Value::deserialize(d)? {
-            Value::Boolean(b) => Ok(Some(b)),
-            Value::String(s) if s == "true" => Ok(Some(true)),
-            Value::String(s) if s == "false" => Ok(Some(false)),
-            other => Err(D::Error::custom(format!("expected true or false, found {other:?}"))),
-        }
-    }
-
-    pub fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-        match Value::deserialize(d)? {
-            Value::String(s) => Ok(s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()),
-            Value::Array(items) => items
-                .into_iter()
-                .map(|v| match v {
-                    Value::String(s) => Ok(s),
-                    other => Err(D::Error::custom(format!("expected strings, found {}", other.type_str()))),
-                })
-                .collect(),
-            other => Err(D::Error::custom(format!("expected a list of strings, found {}", other.type_str()))),
-        }
-    }
-}
 
 // ---- loading --------------------------------------------------------------------------
 
