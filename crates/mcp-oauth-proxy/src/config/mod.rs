@@ -1,14 +1,9 @@
 //! Configuration: TOML, overlaid by the environment, validated into typed settings.
 //!
-//! Every key can come from the environment as `MCP_OAUTH_PROXY_` followed by its path in
-//! upper case, with `__` between path segments and array indexes as numbers:
-//! `MCP_OAUTH_PROXY_PUBLIC_URL`, `MCP_OAUTH_PROXY_TOKENS__ACCESS_TTL_SECS`,
-//! `MCP_OAUTH_PROXY_PROVIDERS__GITHUB__CLIENT_SECRET`, `MCP_OAUTH_PROXY_SERVERS__0__UPSTREAM_URL`.
-//! `MCP_OAUTH_PROXY_ENCRYPTION_KEY` is accepted for `encryption.key`. Environment values
-//! win over the file. Lists may be given as comma-separated strings.
-//!
+//! Every key can also come from an `MCP_OAUTH_PROXY_*` environment variable (see `env`).
 //! Every problem found is reported, each naming its key; secrets never appear in errors.
 
+mod env;
 mod raw;
 
 use std::net::SocketAddr;
@@ -26,9 +21,6 @@ use raw::Raw;
 
 pub const ENV_PREFIX: &str = "MCP_OAUTH_PROXY_";
 pub const DEFAULT_STORAGE_URL: &str = "sqlite://./data/proxy.db";
-
-/// `MCP_OAUTH_PROXY_*` variables that the command line reads (see `main.rs`).
-const NOT_CONFIG: &[&str] = &["LOG_FORMAT"];
 
 /// The validated configuration. `Debug` prints no secret.
 #[derive(Debug)]
@@ -58,52 +50,6 @@ impl std::fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-// ---- loading --------------------------------------------------------------------------
-
-/// Applies `MCP_OAUTH_PROXY_*` variables onto the parsed file.
-fn overlay_env(table: &mut Table, vars: impl Iterator<Item = (String, String)>) -> Result<(), String> {
-    for (name, value) in vars {
-        let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
-        // Variables of the command line, not of the configuration.
-        if NOT_CONFIG.contains(&rest) {
-            continue;
-        }
-        let rest = if rest == "ENCRYPTION_KEY" { "ENCRYPTION__KEY" } else { rest };
-        let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
-        set_path(table, &path, value).map_err(|e| format!("{name}: {e}"))?;
-    }
-    Ok(())
-}
-
-fn set_path(table: &mut Table, path: &[String], value: String) -> Result<(), String> {
-    let (head, tail) = path.split_first().ok_or("empty key")?;
-    if tail.is_empty() {
-        table.insert(head.clone(), Value::String(value));
-        return Ok(());
-    }
-    let entry = table.entry(head.clone()).or_insert_with(|| {
-        if tail[0].parse::<usize>().is_ok() { Value::Array(vec![]) } else { Value::Table(Table::new()) }
-    });
-    match entry {
-        Value::Table(t) => set_path(t, tail, value),
-        Value::Array(items) => {
-            let index: usize = tail[0].parse().map_err(|_| format!("{head} is a list; expected an index after it"))?;
-            while items.len() <= index {
-                items.push(Value::Table(Table::new()));
-            }
-            match (&mut items[index], &tail[1..]) {
-                (Value::Table(t), rest) if !rest.is_empty() => set_path(t, rest, value),
-                (slot, []) => {
-                    *slot = Value::String(value);
-                    Ok(())
-                }
-                _ => Err(format!("{head}[{index}] is not a table")),
-            }
-        }
-        _ => Err(format!("{head} is not a table")),
-    }
-}
-
 impl Config {
     /// Reads a file (optional: everything may come from the environment) and the
     /// process environment.
@@ -123,7 +69,7 @@ impl Config {
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigErrors> {
         let mut table: Table = toml_text.parse().map_err(|e: toml::de::Error| ConfigErrors(vec![e.to_string()]))?;
-        overlay_env(&mut table, env_vars).map_err(|e| ConfigErrors(vec![e]))?;
+        env::overlay(&mut table, env_vars).map_err(|e| ConfigErrors(vec![e]))?;
         let raw: Raw = serde_path_to_error::deserialize(Value::Table(table)).map_err(|e| {
             let path = e.path().to_string();
             ConfigErrors(vec![format!("{path}: {}", e.into_inner())])
