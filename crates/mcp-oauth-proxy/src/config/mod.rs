@@ -4,6 +4,7 @@
 //! Every problem found is reported, each naming its key; secrets never appear in errors.
 
 mod env;
+mod problems;
 mod raw;
 
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use mcp_oauth_http::settings::{MetadataDocumentSettings, ServerSettings, Setting
 use mcp_oauth_upstream::{ProviderAuthMethod, ProviderSettings};
 use toml::{Table, Value};
 
+use problems::{Lookup, Problems};
 use raw::Raw;
 
 pub const ENV_PREFIX: &str = "MCP_OAUTH_PROXY_";
@@ -78,65 +80,26 @@ impl Config {
     }
 }
 
-fn check_url(errors: &mut Vec<String>, key: &str, value: &str) -> Option<url::Url> {
-    match url::Url::parse(value) {
-        Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => Some(u),
-        Ok(_) => {
-            errors.push(format!("{key}: {value:?} must be an http or https URL"));
-            None
-        }
-        Err(e) => {
-            errors.push(format!("{key}: {value:?} is not a URL ({e})"));
-            None
-        }
-    }
-}
-
-fn secret(
-    errors: &mut Vec<String>,
-    key: &str,
-    value: Option<String>,
-    env: Option<String>,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Option<String> {
-    match (value, env) {
-        (Some(_), Some(_)) => {
-            errors.push(format!("{key}: set either {key} or {key}_env, not both"));
-            None
-        }
-        (Some(v), None) => Some(v),
-        (None, Some(var)) => match lookup(&var) {
-            Some(v) if !v.is_empty() => Some(v),
-            _ => {
-                errors.push(format!("{key}_env: the environment variable {var} is not set"));
-                None
-            }
-        },
-        (None, None) => None,
-    }
-}
-
-fn validate(raw: Raw, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
-    let mut errors = Vec::new();
+fn validate(raw: Raw, lookup: Lookup<'_>) -> Result<Config, ConfigErrors> {
+    let mut problems = Problems::default();
 
     let listen_text = raw.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
     let listen = listen_text.parse().unwrap_or_else(|_| {
-        errors.push(format!("listen: {listen_text:?} is not an address like 127.0.0.1:8080"));
+        problems.push("listen", format_args!("{listen_text:?} is not an address like 127.0.0.1:8080"));
         SocketAddr::from(([127, 0, 0, 1], 8080))
     });
 
     let public_url = match raw.public_url {
         None => {
-            errors
-                .push("public_url: required (the URL clients reach the proxy at, e.g. https://mcp.example.com)".into());
+            problems.push("public_url", "required (the URL clients reach the proxy at, e.g. https://mcp.example.com)");
             String::new()
         }
         Some(u) => {
-            if let Some(parsed) = check_url(&mut errors, "public_url", &u) {
+            if let Some(parsed) = problems.url("public_url", &u) {
                 if u.ends_with('/') {
-                    errors.push(format!("public_url: {u:?} must not end with a slash"));
+                    problems.push("public_url", format_args!("{u:?} must not end with a slash"));
                 } else if parsed.query().is_some() || parsed.fragment().is_some() {
-                    errors.push("public_url: must not have a query or fragment".into());
+                    problems.push("public_url", "must not have a query or fragment");
                 }
             }
             u
@@ -144,34 +107,33 @@ fn validate(raw: Raw, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config,
     };
 
     let idle_timeout_secs = raw.idle_timeout_secs.unwrap_or(300);
-    if !(5..=86_400).contains(&idle_timeout_secs) {
-        errors.push("idle_timeout_secs: must be between 5 and 86400".into());
-    }
+    problems.range("idle_timeout_secs", idle_timeout_secs, 5, 86_400);
 
     let storage_url = raw.storage.url.unwrap_or_else(|| DEFAULT_STORAGE_URL.into());
     if !(storage_url.starts_with("sqlite:")
         || storage_url.starts_with("postgres://")
         || storage_url.starts_with("postgresql://"))
     {
-        errors.push("storage.url: must start with sqlite:// or postgres://".into());
+        problems.push("storage.url", "must start with sqlite:// or postgres://");
     }
 
     let keys = match raw.encryption.key {
         None => {
-            errors.push(format!(
-                "encryption.key: required (or {ENV_PREFIX}ENCRYPTION_KEY); create one with `mcp-oauth-proxy keygen`"
-            ));
+            problems.push(
+                "encryption.key",
+                format_args!("required (or {ENV_PREFIX}ENCRYPTION_KEY); create one with `mcp-oauth-proxy keygen`"),
+            );
             None
         }
         Some(k) => {
-            let current = seal::decode_key(&k).map_err(|e| errors.push(format!("encryption.key: {e}"))).ok();
+            let current = seal::decode_key(&k).map_err(|e| problems.push("encryption.key", e)).ok();
             let previous: Vec<[u8; 32]> = raw
                 .encryption
                 .previous_keys
                 .iter()
                 .enumerate()
                 .filter_map(|(i, k)| {
-                    seal::decode_key(k).map_err(|e| errors.push(format!("encryption.previous_keys[{i}]: {e}"))).ok()
+                    seal::decode_key(k).map_err(|e| problems.push(&format!("encryption.previous_keys[{i}]"), e)).ok()
                 })
                 .collect();
             current.map(|c| KeyRing::new(c, &previous))
@@ -182,7 +144,7 @@ fn validate(raw: Raw, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config,
     let mut ttl = |key: &str, v: Option<i64>, default: i64, min: i64, max: i64| {
         let v = v.unwrap_or(default);
         if v < min || v > max {
-            errors.push(format!("tokens.{key}: {v} is out of range ({min} to {max} seconds)"));
+            problems.push(&format!("tokens.{key}"), format_args!("{v} is out of range ({min} to {max} seconds)"));
         }
         v
     };
@@ -209,7 +171,7 @@ fn validate(raw: Raw, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config,
     for (name, p) in raw.providers {
         let key = |k: &str| format!("providers.{name}.{k}");
         if let Some(i) = &p.issuer {
-            check_url(&mut errors, &key("issuer"), i);
+            problems.url(&key("issuer"), i);
         }
         for (k, v) in [
             ("authorization_endpoint", &p.authorization_endpoint),
@@ -218,39 +180,37 @@ fn validate(raw: Raw, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config,
             ("jwks_uri", &p.jwks_uri),
         ] {
             if let Some(v) = v {
-                check_url(&mut errors, &key(k), v);
+                problems.url(&key(k), v);
             }
         }
         if p.issuer.is_none() && (p.authorization_endpoint.is_none() || p.token_endpoint.is_none()) {
-            errors.push(format!(
-                "{}: set issuer (to discover the endpoints) or both authorization_endpoint and token_endpoint",
-                format_args!("providers.{name}")
-            ));
+            problems.push(
+                &format!("providers.{name}"),
+                "set issuer (to discover the endpoints) or both authorization_endpoint and token_endpoint",
+            );
         }
         let client_id = p.client_id.unwrap_or_else(|| {
-            errors.push(format!("{}: required", key("client_id")));
+            problems.required(&key("client_id"));
             String::new()
         });
         if p.client_secret.is_none() && p.client_secret_env.is_none() {
-            errors.push(format!("{}: required (or client_secret_env)", key("client_secret")));
+            problems.push(&key("client_secret"), "required (or client_secret_env)");
         }
-        let client_secret = secret(&mut errors, &key("client_secret"), p.client_secret, p.client_secret_env, lookup)
-            .unwrap_or_default();
+        let client_secret =
+            problems.secret(&key("client_secret"), p.client_secret, p.client_secret_env, lookup).unwrap_or_default();
         let auth_method = match p.token_endpoint_auth_method.as_deref() {
             None | Some("client_secret_post") => ProviderAuthMethod::ClientSecretPost,
             Some("client_secret_basic") => ProviderAuthMethod::ClientSecretBasic,
             Some(other) => {
-                errors.push(format!(
-                    "{}: {other:?} is not client_secret_post or client_secret_basic",
-                    key("token_endpoint_auth_method")
-                ));
+                problems.push(
+                    &key("token_endpoint_auth_method"),
+                    format_args!("{other:?} is not client_secret_post or client_secret_basic"),
+                );
                 ProviderAuthMethod::ClientSecretPost
             }
         };
         let refresh_margin_secs = p.refresh_margin_secs.unwrap_or(60);
-        if !(0..=3600).contains(&refresh_margin_secs) {
-            errors.push(format!("{}: must be between 0 and 3600", key("refresh_margin_secs")));
-        }
+        problems.range(&key("refresh_margin_secs"), refresh_margin_secs, 0, 3600);
         providers.push(ProviderSettings {
             name,
             issuer: p.issuer,
@@ -270,30 +230,31 @@ fn validate(raw: Raw, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config,
 
     let mut servers: Vec<Arc<ServerSettings>> = Vec::new();
     if raw.servers.is_empty() {
-        errors.push("servers: at least one [[servers]] entry is required".into());
+        problems.push("servers", "at least one [[servers]] entry is required");
     }
     for (i, s) in raw.servers.into_iter().enumerate() {
         let key = |k: &str| format!("servers[{i}].{k}");
         let slug = s.slug.unwrap_or_default();
         if slug.is_empty() || !slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
-            errors.push(format!("{}: {slug:?} must match [a-z0-9-]+", key("slug")));
+            problems.push(&key("slug"), format_args!("{slug:?} must match [a-z0-9-]+"));
         } else if servers.iter().any(|o| o.slug == slug) {
-            errors.push(format!("{}: {slug:?} is used by another server", key("slug")));
+            problems.push(&key("slug"), format_args!("{slug:?} is used by another server"));
         }
         let upstream_url = s.upstream_url.unwrap_or_default();
         let mcp_upstream = if upstream_url.is_empty() {
-            errors.push(format!("{}: required", key("upstream_url")));
+            problems.required(&key("upstream_url"));
             None
         } else {
-            check_url(&mut errors, &key("upstream_url"), &upstream_url)
+            problems.url(&key("upstream_url"), &upstream_url)
         };
         let provider = s.provider.unwrap_or_default();
         if !providers.iter().any(|p| p.name == provider) {
-            errors.push(format!("{}: no provider named {provider:?} is configured under [providers]", key("provider")));
+            problems
+                .push(&key("provider"), format_args!("no provider named {provider:?} is configured under [providers]"));
         }
         let scopes = if s.scopes.is_empty() { vec!["mcp".to_owned()] } else { s.scopes };
         let scopes = Scopes::parse(&scopes.join(" ")).unwrap_or_else(|e| {
-            errors.push(format!("{}: {}", key("scopes"), e.description));
+            problems.push(&key("scopes"), e.description);
             Scopes::default()
         });
         // A placeholder only when an error was recorded above, which stops the load.
@@ -302,19 +263,17 @@ fn validate(raw: Raw, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         if let Some(h) = s.upstream_token_header {
             match axum::http::HeaderName::from_bytes(h.as_bytes()) {
                 Ok(name) => server.upstream_token_header = name,
-                Err(_) => errors.push(format!("{}: {h:?} is not a header name", key("upstream_token_header"))),
+                Err(_) => problems.push(&key("upstream_token_header"), format_args!("{h:?} is not a header name")),
             }
         }
         if let Some(f) = s.upstream_token_format {
             if !f.contains("{token}") {
-                errors.push(format!("{}: must contain {{token}}", key("upstream_token_format")));
+                problems.push(&key("upstream_token_format"), "must contain {token}");
             }
             server.upstream_token_format = f;
         }
         if let Some(max) = s.max_body_bytes {
-            if !(1024..=1 << 30).contains(&max) {
-                errors.push(format!("{}: must be between 1024 and 1073741824", key("max_body_bytes")));
-            }
+            problems.range(&key("max_body_bytes"), max, 1024, 1 << 30);
             server.max_body_bytes = max.max(0) as usize;
         }
         servers.push(Arc::new(server));
@@ -325,11 +284,11 @@ fn validate(raw: Raw, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         let key = |k: &str| format!("clients[{i}].{k}");
         let client_id = c.client_id.unwrap_or_default();
         if client_id.is_empty() {
-            errors.push(format!("{}: required", key("client_id")));
+            problems.required(&key("client_id"));
         } else if static_clients.iter().any(|o| o.client_id == client_id) {
-            errors.push(format!("{}: {client_id:?} is listed twice", key("client_id")));
+            problems.push(&key("client_id"), format_args!("{client_id:?} is listed twice"));
         }
-        let secret = secret(&mut errors, &key("client_secret"), c.client_secret, c.client_secret_env, lookup);
+        let secret = problems.secret(&key("client_secret"), c.client_secret, c.client_secret_env, lookup);
         let method = if secret.is_some() { "client_secret_basic" } else { "none" };
         let registration = serde_json::json!({
             "redirect_uris": c.redirect_uris,
@@ -345,20 +304,18 @@ fn validate(raw: Raw, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config,
                 trusted: c.trusted.unwrap_or(false),
                 created_at: 0,
             }),
-            Err(e) => errors.push(format!("{}: {}", key("redirect_uris"), e.description)),
+            Err(e) => problems.push(&key("redirect_uris"), e.description),
         }
     }
     debug_assert!(
         static_clients.iter().all(|c| c.metadata.token_endpoint_auth_method != ClientAuthMethod::ClientSecretPost)
     );
 
-    if !errors.is_empty() {
-        return Err(ConfigErrors(errors));
-    }
+    problems.finish()?;
     Ok(Config {
         listen,
         storage_url,
-        keys: keys.expect("no errors means the key decoded"),
+        keys: keys.expect("no problems means the key decoded"),
         settings: Settings {
             public_url,
             tokens,
