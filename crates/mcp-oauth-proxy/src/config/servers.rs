@@ -1,5 +1,6 @@
 //! `[[servers]]`: the protected MCP servers, each behind its own path and issuer.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::http::HeaderName;
@@ -18,34 +19,36 @@ pub(super) fn validate(
     if raw.is_empty() {
         problems.push("servers", "at least one [[servers]] entry is required");
     }
+    let mut slugs = BTreeSet::new();
     let mut servers = Vec::new();
     for (i, s) in raw.into_iter().enumerate() {
-        let server = server(problems, i, s, &servers, providers);
-        servers.push(Arc::new(server));
+        servers.extend(server(problems, i, s, &mut slugs, providers).map(Arc::new));
     }
     servers
 }
 
+/// `None` when there is no valid upstream URL to build the settings with; the problem
+/// is noted.
 fn server(
     problems: &mut Problems,
     i: usize,
     s: RawServer,
-    earlier: &[Arc<ServerSettings>],
+    slugs: &mut BTreeSet<String>,
     providers: &[ProviderSettings],
-) -> ServerSettings {
+) -> Option<ServerSettings> {
     let key = |k: &str| format!("servers[{i}].{k}");
     let slug = s.slug.unwrap_or_default();
     if slug.is_empty() || !slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
         problems.push(&key("slug"), format_args!("{slug:?} must match [a-z0-9-]+"));
-    } else if earlier.iter().any(|o| o.slug == slug) {
+    } else if !slugs.insert(slug.clone()) {
         problems.push(&key("slug"), format_args!("{slug:?} is used by another server"));
     }
-    let upstream_url = s.upstream_url.unwrap_or_default();
-    let mcp_upstream = if upstream_url.is_empty() {
-        problems.required(&key("upstream_url"));
-        None
-    } else {
-        problems.url(&key("upstream_url"), &upstream_url)
+    let upstream = match s.upstream_url.as_deref() {
+        None | Some("") => {
+            problems.required(&key("upstream_url"));
+            None
+        }
+        Some(u) => problems.url(&key("upstream_url"), u),
     };
     let provider = s.provider.unwrap_or_default();
     if !providers.iter().any(|p| p.name == provider) {
@@ -56,24 +59,29 @@ fn server(
         problems.push(&key("scopes"), e.description);
         Scopes::default()
     });
-    // A placeholder only when an error was recorded above, which stops the load.
-    let mcp_upstream = mcp_upstream.unwrap_or_else(|| url::Url::parse("http://invalid.invalid/").expect("valid"));
-    let mut server = ServerSettings::new(&slug, mcp_upstream, &provider, scopes);
-    if let Some(h) = s.upstream_token_header {
-        match HeaderName::from_bytes(h.as_bytes()) {
-            Ok(name) => server.upstream_token_header = name,
-            Err(_) => problems.push(&key("upstream_token_header"), format_args!("{h:?} is not a header name")),
-        }
-    }
-    if let Some(f) = s.upstream_token_format {
-        if !f.contains("{token}") {
-            problems.push(&key("upstream_token_format"), "must contain {token}");
-        }
-        server.upstream_token_format = f;
+    let header = s.upstream_token_header.and_then(|h| {
+        HeaderName::from_bytes(h.as_bytes())
+            .map_err(|_| problems.push(&key("upstream_token_header"), format_args!("{h:?} is not a header name")))
+            .ok()
+    });
+    if s.upstream_token_format.as_ref().is_some_and(|f| !f.contains("{token}")) {
+        problems.push(&key("upstream_token_format"), "must contain {token}");
     }
     if let Some(max) = s.max_body_bytes {
         problems.range(&key("max_body_bytes"), max, 1024, 1 << 30);
+    }
+
+    // The settings hold the URL validated above; without one there is nothing to build
+    // (and no need for a placeholder URL, as the load fails on the problem noted).
+    let mut server = ServerSettings::new(&slug, upstream?, &provider, scopes);
+    if let Some(name) = header {
+        server.upstream_token_header = name;
+    }
+    if let Some(format) = s.upstream_token_format {
+        server.upstream_token_format = format;
+    }
+    if let Some(max) = s.max_body_bytes {
         server.max_body_bytes = max.max(0) as usize;
     }
-    server
+    Some(server)
 }

@@ -211,6 +211,15 @@ trusted = true
     assert!(client.trusted);
 }
 
+/// The server settings hold the URL that validation parsed: what the proxy requests is
+/// what was checked.
+#[test]
+fn servers_get_the_upstream_url_that_was_validated() {
+    let text = minimal().replace("http://127.0.0.1:9000/mcp", "HTTP://LocalHost:80/a/../mcp");
+    let c = load(&text, &[("GH_SECRET", "s")]).unwrap();
+    assert_eq!(c.settings.servers[0].mcp_upstream.as_str(), "http://localhost/mcp");
+}
+
 fn problems(text: &str, env: &[(&str, &str)]) -> Vec<String> {
     load(text, env).unwrap_err().0
 }
