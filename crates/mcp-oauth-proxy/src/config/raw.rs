@@ -1,0 +1,154 @@
+//! The raw shape of the configuration file, as serde reads it; `validate` turns it into
+//! typed settings. Every field is optional here so that validation can name each missing
+//! key instead of serde stopping at the first.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Raw {
+    pub listen: Option<String>,
+    pub public_url: Option<String>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub idle_timeout_secs: Option<i64>,
+    #[serde(default)]
+    pub storage: RawStorage,
+    #[serde(default)]
+    pub encryption: RawEncryption,
+    #[serde(default)]
+    pub tokens: RawTokens,
+    #[serde(default)]
+    pub providers: BTreeMap<String, RawProvider>,
+    #[serde(default)]
+    pub servers: Vec<RawServer>,
+    #[serde(default)]
+    pub clients: Vec<RawClient>,
+    #[serde(default)]
+    pub client_metadata_documents: RawMetadataDocuments,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetadataDocuments {
+    #[serde(default, deserialize_with = "lenient::boolean")]
+    pub enabled: Option<bool>,
+    #[serde(default, deserialize_with = "lenient::boolean")]
+    pub allow_loopback: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStorage {
+    pub url: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEncryption {
+    pub key: Option<String>,
+    #[serde(default, deserialize_with = "lenient::list")]
+    pub previous_keys: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTokens {
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub access_ttl_secs: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub refresh_ttl_secs: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub code_ttl_secs: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub refresh_grace_secs: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProvider {
+    pub issuer: Option<String>,
+    pub authorization_endpoint: Option<String>,
+    pub token_endpoint: Option<String>,
+    pub userinfo_endpoint: Option<String>,
+    pub jwks_uri: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub client_secret_env: Option<String>,
+    pub token_endpoint_auth_method: Option<String>,
+    #[serde(default, deserialize_with = "lenient::list")]
+    pub scopes: Vec<String>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub refresh_margin_secs: Option<i64>,
+    #[serde(default)]
+    pub authorize_params: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "lenient::boolean")]
+    pub forward_resource: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub slug: Option<String>,
+    pub upstream_url: Option<String>,
+    pub provider: Option<String>,
+    #[serde(default, deserialize_with = "lenient::list")]
+    pub scopes: Vec<String>,
+    pub upstream_token_header: Option<String>,
+    pub upstream_token_format: Option<String>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub max_body_bytes: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClient {
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub client_secret_env: Option<String>,
+    pub client_name: Option<String>,
+    #[serde(default, deserialize_with = "lenient::list")]
+    pub redirect_uris: Vec<String>,
+    #[serde(default, deserialize_with = "lenient::boolean")]
+    pub trusted: Option<bool>,
+}
+
+/// Deserializers that also take the string forms the environment provides.
+mod lenient {
+    use serde::{Deserialize, Deserializer, de::Error};
+    use toml::Value;
+
+    pub fn int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Integer(i) => Ok(Some(i)),
+            Value::String(s) => {
+                s.trim().parse().map(Some).map_err(|_| D::Error::custom(format!("{s:?} is not a whole number")))
+            }
+            other => Err(D::Error::custom(format!("expected a whole number, found {}", other.type_str()))),
+        }
+    }
+
+    pub fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Boolean(b) => Ok(Some(b)),
+            Value::String(s) if s == "true" => Ok(Some(true)),
+            Value::String(s) if s == "false" => Ok(Some(false)),
+            other => Err(D::Error::custom(format!("expected true or false, found {other:?}"))),
+        }
+    }
+
+    pub fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        match Value::deserialize(d)? {
+            Value::String(s) => Ok(s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()),
+            Value::Array(items) => items
+                .into_iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s),
+                    other => Err(D::Error::custom(format!("expected strings, found {}", other.type_str()))),
+                })
+                .collect(),
+            other => Err(D::Error::custom(format!("expected a list of strings, found {}", other.type_str()))),
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! `[[servers]]`: the protected MCP servers, each behind its own path and issuer.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::http::HeaderName;
+use mcp_oauth_core::scope::Scopes;
+use mcp_oauth_http::settings::ServerSettings;
+use mcp_oauth_upstream::ProviderSettings;
+
+use super::problems::Problems;
+use super::raw::RawServer;
+
+pub(super) fn validate(
+    problems: &mut Problems,
+    raw: Vec<RawServer>,
+    providers: &[ProviderSettings],
+) -> Vec<Arc<ServerSettings>> {
+    if raw.is_empty() {
+        problems.push("servers", "at least one [[servers]] entry is required");
+    }
+    let mut slugs = BTreeSet::new();
+    let mut servers = Vec::new();
+    for (i, s) in raw.into_iter().enumerate() {
+        servers.extend(server(problems, i, s, &mut slugs, providers).map(Arc::new));
+    }
+    servers
+}
+
+/// `None` when there is no valid upstream URL to build the settings with; the problem
+/// is noted.
+fn server(
+    problems: &mut Problems,
+    i: usize,
+    s: RawServer,
+    slugs: &mut BTreeSet<String>,
+    providers: &[ProviderSettings],
+) -> Option<ServerSettings> {
+    let key = |k: &str| format!("servers[{i}].{k}");
+    let slug = s.slug.unwrap_or_default();
+    if slug.is_empty() || !slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        problems.push(&key("slug"), format_args!("{slug:?} must match [a-z0-9-]+"));
+    } else if !slugs.insert(slug.clone()) {
+        problems.push(&key("slug"), format_args!("{slug:?} is used by another server"));
+    }
+    let upstream = match s.upstream_url.as_deref() {
+        None | Some("") => {
+            problems.required(&key("upstream_url"));
+            None
+        }
+        Some(u) => problems.url(&key("upstream_url"), u),
+    };
+    let provider = s.provider.unwrap_or_default();
+    if !providers.iter().any(|p| p.name == provider) {
+        problems.push(&key("provider"), format_args!("no provider named {provider:?} is configured under [providers]"));
+    }
+    let scopes = if s.scopes.is_empty() { vec!["mcp".to_owned()] } else { s.scopes };
+    let scopes = Scopes::parse(&scopes.join(" ")).unwrap_or_else(|e| {
+        problems.push(&key("scopes"), e.description);
+        Scopes::default()
+    });
+    let header = s.upstream_token_header.and_then(|h| {
+        HeaderName::from_bytes(h.as_bytes())
+            .map_err(|_| problems.push(&key("upstream_token_header"), format_args!("{h:?} is not a header name")))
+            .ok()
+    });
+    if s.upstream_token_format.as_ref().is_some_and(|f| !f.contains("{token}")) {
+        problems.push(&key("upstream_token_format"), "must contain {token}");
+    }
+    if let Some(max) = s.max_body_bytes {
+        problems.range(&key("max_body_bytes"), max, 1024, 1 << 30);
+    }
+
+    // The settings hold the URL validated above; without one there is nothing to build
+    // (and no need for a placeholder URL, as the load fails on the problem noted).
+    let mut server = ServerSettings::new(&slug, upstream?, &provider, scopes);
+    if let Some(name) = header {
+        server.upstream_token_header = name;
+    }
+    if let Some(format) = s.upstream_token_format {
+        server.upstream_token_format = format;
+    }
+    if let Some(max) = s.max_body_bytes {
+        server.max_body_bytes = max.max(0) as usize;
+    }
+    Some(server)
+}

@@ -1,0 +1,388 @@
+//! The whole path, from TOML text and environment to `Config` or to every message.
+
+use mcp_oauth_core::client::AuthMethod as ClientAuthMethod;
+use mcp_oauth_core::seal::{self, KeyRing};
+use mcp_oauth_core::token::TokenHash;
+use mcp_oauth_upstream::ProviderAuthMethod;
+
+use super::{Config, ConfigErrors, DEFAULT_STORAGE_URL, ENV_PREFIX};
+
+const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+fn minimal() -> String {
+    format!(
+        r#"
+public_url = "https://p.example"
+[encryption]
+key = "{KEY}"
+[providers.gh]
+authorization_endpoint = "https://github.com/login/oauth/authorize"
+token_endpoint = "https://github.com/login/oauth/access_token"
+userinfo_endpoint = "https://api.github.com/user"
+client_id = "abc"
+client_secret_env = "GH_SECRET"
+[[servers]]
+slug = "demo"
+upstream_url = "http://127.0.0.1:9000/mcp"
+provider = "gh"
+"#
+    )
+}
+
+fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
+    let vars: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let lookup_vars = vars.clone();
+    Config::from_parts(text, vars.into_iter(), &move |n| {
+        lookup_vars.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone())
+    })
+}
+
+#[test]
+fn minimal_config_loads_with_defaults() {
+    let c = load(&minimal(), &[("GH_SECRET", "s3cret")]).unwrap();
+    assert_eq!(c.storage_url, DEFAULT_STORAGE_URL);
+    assert_eq!(c.settings.tokens.access_ttl_secs, 3600);
+    assert_eq!(c.providers[0].client_secret, "s3cret");
+    assert_eq!(c.settings.servers[0].scopes.to_string(), "mcp");
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let c = load(
+        &minimal(),
+        &[
+            ("GH_SECRET", "s"),
+            ("MCP_OAUTH_PROXY_TOKENS__ACCESS_TTL_SECS", "120"),
+            ("MCP_OAUTH_PROXY_SERVERS__0__UPSTREAM_URL", "http://127.0.0.1:9999/mcp"),
+            ("MCP_OAUTH_PROXY_PROVIDERS__GH__SCOPES", "read:user, repo"),
+            ("MCP_OAUTH_PROXY_LISTEN", "0.0.0.0:9090"),
+            ("MCP_OAUTH_PROXY_LOG_FORMAT", "json"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.settings.tokens.access_ttl_secs, 120);
+    assert_eq!(c.settings.servers[0].mcp_upstream.as_str(), "http://127.0.0.1:9999/mcp");
+    assert_eq!(c.providers[0].scopes, ["read:user", "repo"]);
+    assert_eq!(c.listen.port(), 9090);
+}
+
+#[test]
+fn key_can_come_from_the_environment() {
+    let text = minimal().replace(&format!("key = \"{KEY}\""), "");
+    assert!(load(&text, &[("GH_SECRET", "s")]).is_err());
+    assert!(load(&text, &[("GH_SECRET", "s"), ("MCP_OAUTH_PROXY_ENCRYPTION_KEY", KEY)]).is_ok());
+}
+
+#[test]
+fn unknown_keys_are_refused_with_their_path() {
+    let text = minimal().replace("client_id = \"abc\"", "client_id = \"abc\"\nclient_sekret = \"x\"");
+    let e = load(&text, &[("GH_SECRET", "s")]).unwrap_err().to_string();
+    assert!(e.contains("providers.gh") && e.contains("client_sekret"), "{e}");
+}
+
+#[test]
+fn every_problem_is_named_and_secrets_are_not_echoed() {
+    let text = r#"
+public_url = "https://p.example/"
+[encryption]
+key = "short"
+[providers.gh]
+client_id = "abc"
+client_secret = "hunter2-very-secret"
+[[servers]]
+slug = "Bad Slug"
+upstream_url = "not a url"
+provider = "nope"
+[[servers]]
+slug = "ok"
+upstream_url = "http://127.0.0.1:1/mcp"
+provider = "gh"
+[[servers]]
+slug = "ok"
+upstream_url = "http://127.0.0.1:1/mcp"
+provider = "gh"
+[[clients]]
+client_id = "c"
+redirect_uris = ["javascript:alert(1)"]
+"#;
+    let e = load(text, &[]).unwrap_err().to_string();
+    for needle in [
+        "public_url",
+        "encryption.key",
+        "providers.gh: set issuer",
+        "servers[0].slug",
+        "servers[0].upstream_url",
+        "servers[0].provider",
+        "servers[2].slug",
+        "clients[0].redirect_uris",
+    ] {
+        assert!(e.contains(needle), "missing {needle:?} in:\n{e}");
+    }
+    assert!(!e.contains("hunter2"), "{e}");
+}
+
+/// Every key set to something other than its default lands in the settings.
+#[test]
+fn every_key_reaches_the_settings() {
+    let previous = seal::generate_key();
+    let text = format!(
+        r#"
+listen = "0.0.0.0:9090"
+public_url = "https://p.example/prefix"
+idle_timeout_secs = 60
+[storage]
+url = "postgres://db/proxy"
+[encryption]
+key = "{KEY}"
+previous_keys = ["{previous}"]
+[tokens]
+access_ttl_secs = 11
+refresh_ttl_secs = 301
+code_ttl_secs = 12
+refresh_grace_secs = 0
+[client_metadata_documents]
+enabled = false
+allow_loopback = true
+[providers.oidc]
+issuer = "https://id.example"
+jwks_uri = "https://id.example/jwks"
+client_id = "abc"
+client_secret = "s"
+token_endpoint_auth_method = "client_secret_basic"
+scopes = ["openid", "email"]
+refresh_margin_secs = 0
+forward_resource = true
+[providers.oidc.authorize_params]
+prompt = "consent"
+[[servers]]
+slug = "docs-1"
+upstream_url = "http://127.0.0.1:9000/mcp"
+provider = "oidc"
+scopes = ["read", "write"]
+upstream_token_header = "X-Upstream-Token"
+upstream_token_format = "Token {{token}}"
+max_body_bytes = 2048
+[[clients]]
+client_id = "cli"
+client_secret_env = "CLI_SECRET"
+client_name = "The CLI"
+redirect_uris = ["http://127.0.0.1/cb"]
+trusted = true
+"#
+    );
+    let c = load(&text, &[("CLI_SECRET", "cs")]).unwrap();
+    assert_eq!(c.listen, "0.0.0.0:9090".parse().unwrap());
+    assert_eq!(c.idle_timeout_secs, 60);
+    assert_eq!(c.storage_url, "postgres://db/proxy");
+    let old = KeyRing::new(seal::decode_key(&previous).unwrap(), &[]);
+    assert_eq!(c.keys.open(&old.seal(b"x", "aad"), "aad").unwrap(), b"x");
+
+    let s = &c.settings;
+    assert_eq!(s.public_url, "https://p.example/prefix");
+    let t = &s.tokens;
+    assert_eq!((t.access_ttl_secs, t.refresh_ttl_secs, t.code_ttl_secs, t.refresh_grace_secs), (11, 301, 12, 0));
+    assert!(!s.metadata_documents.enabled && s.metadata_documents.allow_loopback);
+
+    let p = &c.providers[0];
+    assert_eq!((p.name.as_str(), p.issuer.as_deref()), ("oidc", Some("https://id.example")));
+    assert_eq!((p.authorization_endpoint.as_deref(), p.token_endpoint.as_deref()), (None, None));
+    assert_eq!(p.jwks_uri.as_deref(), Some("https://id.example/jwks"));
+    assert_eq!((p.client_id.as_str(), p.client_secret.as_str()), ("abc", "s"));
+    assert_eq!(p.auth_method, ProviderAuthMethod::ClientSecretBasic);
+    assert_eq!(p.scopes, ["openid", "email"]);
+    assert_eq!(p.refresh_margin_secs, 0);
+    assert_eq!(p.extra_authorize_params, [("prompt".to_owned(), "consent".to_owned())]);
+    assert!(p.forward_resource);
+
+    let server = &s.servers[0];
+    assert_eq!((server.slug.as_str(), server.provider.as_str()), ("docs-1", "oidc"));
+    assert_eq!(server.mcp_upstream.as_str(), "http://127.0.0.1:9000/mcp");
+    assert_eq!(server.scopes.to_string(), "read write");
+    assert_eq!(server.upstream_token_header, "x-upstream-token");
+    assert_eq!(server.upstream_token_format, "Token {token}");
+    assert_eq!(server.max_body_bytes, 2048);
+
+    let client = &s.static_clients[0];
+    assert_eq!(client.client_id, "cli");
+    assert!(client.secret_hash == Some(TokenHash::of("cs")));
+    assert_eq!(client.metadata.token_endpoint_auth_method, ClientAuthMethod::ClientSecretBasic);
+    assert_eq!(client.metadata.client_name.as_deref(), Some("The CLI"));
+    assert_eq!(client.metadata.redirect_uris, ["http://127.0.0.1/cb"]);
+    assert!(client.trusted);
+}
+
+/// The server settings hold the URL that validation parsed: what the proxy requests is
+/// what was checked.
+#[test]
+fn servers_get_the_upstream_url_that_was_validated() {
+    let text = minimal().replace("http://127.0.0.1:9000/mcp", "HTTP://LocalHost:80/a/../mcp");
+    let c = load(&text, &[("GH_SECRET", "s")]).unwrap();
+    assert_eq!(c.settings.servers[0].mcp_upstream.as_str(), "http://localhost/mcp");
+}
+
+fn problems(text: &str, env: &[(&str, &str)]) -> Vec<String> {
+    load(text, env).unwrap_err().0
+}
+
+/// The exact text of every message: operators read them, and a refactoring of the
+/// validation must not change them.
+#[test]
+fn every_message_text_is_pinned() {
+    let text = format!(
+        r#"
+listen = "localhost"
+public_url = "https://p.example/"
+idle_timeout_secs = 1
+[storage]
+url = "mysql://db"
+[encryption]
+key = "short"
+previous_keys = ["{KEY}", "also-short"]
+[tokens]
+access_ttl_secs = 5
+refresh_ttl_secs = 1
+code_ttl_secs = 601
+refresh_grace_secs = -1
+[providers.a]
+issuer = "not a url"
+authorization_endpoint = "ftp://x.example/auth"
+client_secret = "hunter2"
+client_secret_env = "A_SECRET"
+token_endpoint_auth_method = "private_key_jwt"
+refresh_margin_secs = 3601
+[providers.b]
+token_endpoint = "https://b.example/token"
+client_id = "b"
+client_secret_env = "UNSET"
+[providers.c]
+issuer = "https://c.example"
+[[servers]]
+slug = "Bad Slug"
+upstream_url = "not a url"
+provider = "nope"
+scopes = ["bad scope\\"]
+upstream_token_header = "bad header"
+upstream_token_format = "Token"
+max_body_bytes = 1023
+[[servers]]
+slug = "ok"
+provider = "b"
+[[servers]]
+slug = "ok"
+upstream_url = "mailto:x@example.com"
+provider = "b"
+[[clients]]
+redirect_uris = ["https://c.example/cb"]
+[[clients]]
+client_id = "c"
+client_secret = "s"
+client_secret_env = "C_SECRET"
+redirect_uris = ["javascript:alert(1)"]
+[[clients]]
+client_id = "c"
+client_secret_env = "UNSET"
+redirect_uris = ["https://c.example/cb"]
+[[clients]]
+client_id = "c"
+redirect_uris = ["https://c.example/cb"]
+"#
+    );
+    let expected = [
+        r#"listen: "localhost" is not an address like 127.0.0.1:8080"#,
+        r#"public_url: "https://p.example/" must not end with a slash"#,
+        "idle_timeout_secs: must be between 5 and 86400",
+        "storage.url: must start with sqlite:// or postgres://",
+        "encryption.key: encryption key must be base64 of exactly 32 bytes",
+        "encryption.previous_keys[1]: encryption key must be base64 of exactly 32 bytes",
+        "tokens.access_ttl_secs: 5 is out of range (10 to 86400 seconds)",
+        "tokens.refresh_ttl_secs: 1 is out of range (300 to 31536000 seconds)",
+        "tokens.code_ttl_secs: 601 is out of range (10 to 600 seconds)",
+        "tokens.refresh_grace_secs: -1 is out of range (0 to 300 seconds)",
+        r#"providers.a.issuer: "not a url" is not a URL (relative URL without a base)"#,
+        r#"providers.a.authorization_endpoint: "ftp://x.example/auth" must be an http or https URL"#,
+        "providers.a.client_id: required",
+        "providers.a.client_secret: set either providers.a.client_secret or providers.a.client_secret_env, not both",
+        r#"providers.a.token_endpoint_auth_method: "private_key_jwt" is not client_secret_post or client_secret_basic"#,
+        "providers.a.refresh_margin_secs: must be between 0 and 3600",
+        "providers.b: set issuer (to discover the endpoints) or both authorization_endpoint and token_endpoint",
+        "providers.b.client_secret_env: the environment variable UNSET is not set",
+        "providers.c.client_id: required",
+        "providers.c.client_secret: required (or client_secret_env)",
+        r#"servers[0].slug: "Bad Slug" must match [a-z0-9-]+"#,
+        r#"servers[0].upstream_url: "not a url" is not a URL (relative URL without a base)"#,
+        r#"servers[0].provider: no provider named "nope" is configured under [providers]"#,
+        "servers[0].scopes: scope contains a character RFC 6749 does not allow",
+        r#"servers[0].upstream_token_header: "bad header" is not a header name"#,
+        "servers[0].upstream_token_format: must contain {token}",
+        "servers[0].max_body_bytes: must be between 1024 and 1073741824",
+        "servers[1].upstream_url: required",
+        r#"servers[2].slug: "ok" is used by another server"#,
+        r#"servers[2].upstream_url: "mailto:x@example.com" must be an http or https URL"#,
+        "clients[0].client_id: required",
+        "clients[1].client_secret: set either clients[1].client_secret or clients[1].client_secret_env, not both",
+        r#"clients[1].redirect_uris: redirect URI "javascript:alert(1)": this scheme is not allowed"#,
+        "clients[2].client_secret_env: the environment variable UNSET is not set",
+        r#"clients[3].client_id: "c" is listed twice"#,
+    ];
+    assert_eq!(problems(&text, &[("A_SECRET", "s")]), expected);
+}
+
+#[test]
+fn messages_of_an_empty_configuration_are_pinned() {
+    assert_eq!(
+        problems("", &[]),
+        [
+            "public_url: required (the URL clients reach the proxy at, e.g. https://mcp.example.com)",
+            "encryption.key: required (or MCP_OAUTH_PROXY_ENCRYPTION_KEY); create one with `mcp-oauth-proxy keygen`",
+            "servers: at least one [[servers]] entry is required",
+        ]
+    );
+}
+
+#[test]
+fn public_url_messages_are_pinned() {
+    for (url, expected) in [
+        ("/relative", r#"public_url: "/relative" is not a URL (relative URL without a base)"#),
+        ("ftp://p.example", r#"public_url: "ftp://p.example" must be an http or https URL"#),
+        ("https://p.example/x?y=1", "public_url: must not have a query or fragment"),
+    ] {
+        let text = minimal().replace("https://p.example", url);
+        assert_eq!(problems(&text, &[("GH_SECRET", "s")]), [expected], "{url}");
+    }
+}
+
+#[test]
+fn messages_before_validation_are_pinned() {
+    let secret = [("GH_SECRET", "s")];
+    let toml_error = problems("x = ", &[]);
+    assert!(toml_error.len() == 1 && toml_error[0].starts_with("TOML parse error at line 1"), "{toml_error:?}");
+    let missing = std::path::Path::new("/nonexistent/proxy.toml");
+    let read_error = Config::load(Some(missing)).unwrap_err().0;
+    assert!(read_error.len() == 1 && read_error[0].starts_with("/nonexistent/proxy.toml: "), "{read_error:?}");
+    let with_scopes = format!("{}scopes = [\"mcp\"]\n", minimal());
+    for (var, expected) in [
+        ("SERVERS__SLUG", "servers is a list; expected an index after it"),
+        ("PUBLIC_URL__HOST", "public_url is not a table"),
+        ("SERVERS__0__SCOPES__0__NAME", "scopes[0] is not a table"),
+    ] {
+        let var = format!("{ENV_PREFIX}{var}");
+        assert_eq!(problems(&with_scopes, &[secret[0], (&var, "x")]), [format!("{var}: {expected}")]);
+    }
+    // The toml crate appends the path again after our text; that part is not ours to pin.
+    let env_int = [secret[0], ("MCP_OAUTH_PROXY_TOKENS__ACCESS_TTL_SECS", "soon")];
+    let env_bool = [secret[0], ("MCP_OAUTH_PROXY_CLIENT_METADATA_DOCUMENTS__ENABLED", "yes")];
+    for (text, env, start) in [
+        (minimal(), &env_int[..], r#"tokens.access_ttl_secs: "soon" is not a whole number"#),
+        (minimal(), &env_bool, r#"client_metadata_documents.enabled: expected true or false, found String("yes")"#),
+        (
+            format!("idle_timeout_secs = true\n{}", minimal()),
+            &secret,
+            "idle_timeout_secs: expected a whole number, found boolean",
+        ),
+        (format!("{}scopes = 1\n", minimal()), &secret, "servers[0].scopes: expected a list of strings, found integer"),
+        (format!("{}scopes = [1]\n", minimal()), &secret, "servers[0].scopes: expected strings, found integer"),
+    ] {
+        let e = problems(&text, env);
+        assert!(e.len() == 1 && e[0].starts_with(start), "{e:?}");
+    }
+}

@@ -1,0 +1,126 @@
+//! From the raw file to a `Config`, one function per section. Each notes its problems and
+//! returns what later sections need, so one run reports every problem in file order.
+//! Providers, servers and clients have files of their own.
+
+use std::net::SocketAddr;
+
+use mcp_oauth_core::seal::{self, KeyRing};
+use mcp_oauth_http::settings::{MetadataDocumentSettings, Settings, TokenSettings};
+
+use super::problems::{Lookup, Problems};
+use super::raw::{Raw, RawEncryption, RawMetadataDocuments, RawStorage, RawTokens};
+use super::{Config, ConfigErrors, DEFAULT_STORAGE_URL, ENV_PREFIX, clients, providers, servers};
+
+pub(super) fn validate(raw: Raw, lookup: Lookup<'_>) -> Result<Config, ConfigErrors> {
+    let mut problems = Problems::default();
+    let listen = listen(&mut problems, raw.listen);
+    let public_url = public_url(&mut problems, raw.public_url);
+    let idle_timeout_secs = idle_timeout_secs(&mut problems, raw.idle_timeout_secs);
+    let storage_url = storage_url(&mut problems, raw.storage);
+    let keys = keys(&mut problems, raw.encryption);
+    let tokens = tokens(&mut problems, raw.tokens);
+    let providers = providers::validate(&mut problems, raw.providers, lookup);
+    let servers = servers::validate(&mut problems, raw.servers, &providers);
+    let static_clients = clients::validate(&mut problems, raw.clients, lookup);
+    problems.finish()?;
+    Ok(Config {
+        listen,
+        storage_url,
+        keys: keys.expect("no problems means the key decoded"),
+        settings: Settings {
+            public_url,
+            tokens,
+            servers,
+            static_clients,
+            metadata_documents: metadata_documents(raw.client_metadata_documents),
+            trusted_proxies: vec![],
+            connections: Default::default(),
+        },
+        providers,
+        idle_timeout_secs,
+    })
+}
+
+fn listen(problems: &mut Problems, raw: Option<String>) -> SocketAddr {
+    let text = raw.unwrap_or_else(|| "127.0.0.1:8080".into());
+    text.parse().unwrap_or_else(|_| {
+        problems.push("listen", format_args!("{text:?} is not an address like 127.0.0.1:8080"));
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    })
+}
+
+fn public_url(problems: &mut Problems, raw: Option<String>) -> String {
+    let Some(url) = raw else {
+        problems.push("public_url", "required (the URL clients reach the proxy at, e.g. https://mcp.example.com)");
+        return String::new();
+    };
+    // Every endpoint URL is this one with a path appended.
+    if let Some(parsed) = problems.url("public_url", &url) {
+        if url.ends_with('/') {
+            problems.push("public_url", format_args!("{url:?} must not end with a slash"));
+        } else if parsed.query().is_some() || parsed.fragment().is_some() {
+            problems.push("public_url", "must not have a query or fragment");
+        }
+    }
+    url
+}
+
+fn idle_timeout_secs(problems: &mut Problems, raw: Option<i64>) -> u64 {
+    let secs = raw.unwrap_or(300);
+    problems.range("idle_timeout_secs", secs, 5, 86_400);
+    secs.max(5) as u64
+}
+
+fn storage_url(problems: &mut Problems, raw: RawStorage) -> String {
+    let url = raw.url.unwrap_or_else(|| DEFAULT_STORAGE_URL.into());
+    if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        problems.push("storage.url", "must start with sqlite:// or postgres://");
+    }
+    url
+}
+
+/// `None` when the current key is missing or does not decode; the problem is noted.
+fn keys(problems: &mut Problems, raw: RawEncryption) -> Option<KeyRing> {
+    let Some(key) = raw.key else {
+        problems.push(
+            "encryption.key",
+            format_args!("required (or {ENV_PREFIX}ENCRYPTION_KEY); create one with `mcp-oauth-proxy keygen`"),
+        );
+        return None;
+    };
+    let current = seal::decode_key(&key).map_err(|e| problems.push("encryption.key", e)).ok();
+    let previous: Vec<[u8; 32]> = raw
+        .previous_keys
+        .iter()
+        .enumerate()
+        .filter_map(|(i, k)| {
+            seal::decode_key(k).map_err(|e| problems.push(&format!("encryption.previous_keys[{i}]"), e)).ok()
+        })
+        .collect();
+    current.map(|c| KeyRing::new(c, &previous))
+}
+
+fn tokens(problems: &mut Problems, raw: RawTokens) -> TokenSettings {
+    let defaults = TokenSettings::default();
+    let mut ttl = |key: &str, value: Option<i64>, default: i64, min: i64, max: i64| {
+        let v = value.unwrap_or(default);
+        if !(min..=max).contains(&v) {
+            problems.push(&format!("tokens.{key}"), format_args!("{v} is out of range ({min} to {max} seconds)"));
+        }
+        v
+    };
+    TokenSettings {
+        access_ttl_secs: ttl("access_ttl_secs", raw.access_ttl_secs, defaults.access_ttl_secs, 10, 86_400),
+        refresh_ttl_secs: ttl("refresh_ttl_secs", raw.refresh_ttl_secs, defaults.refresh_ttl_secs, 300, 31_536_000),
+        code_ttl_secs: ttl("code_ttl_secs", raw.code_ttl_secs, defaults.code_ttl_secs, 10, 600),
+        refresh_grace_secs: ttl("refresh_grace_secs", raw.refresh_grace_secs, defaults.refresh_grace_secs, 0, 300),
+    }
+}
+
+fn metadata_documents(raw: RawMetadataDocuments) -> MetadataDocumentSettings {
+    MetadataDocumentSettings {
+        enabled: raw.enabled.unwrap_or(true),
+        allow_loopback: raw.allow_loopback.unwrap_or(false),
+        ..Default::default()
+    }
+}
