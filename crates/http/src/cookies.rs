@@ -4,13 +4,13 @@
 //!
 //! - the browser cookie: a random id naming this browser, to which the upstream `state`
 //!   and the consent form's CSRF token are bound;
-//! - one consent cookie per approved client: a signature over (server, client, browser).
+//! - one consent cookie per approved client: a signature over (server, client, browser)
+//!   and its expiry.
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use mcp_oauth_core::token::random_b64;
 
 pub const BROWSER_MAX_AGE: i64 = 30 * 24 * 3600;
-pub const CONSENT_MAX_AGE: i64 = 30 * 24 * 3600;
 
 /// Reads a cookie by name from the request.
 pub fn get<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -12,11 +12,20 @@ pub struct TokenSettings {
     pub refresh_ttl_secs: i64,
     pub code_ttl_secs: i64,
     pub refresh_grace_secs: i64,
+    /// How long a browser's approval of a client is remembered (the consent page is
+    /// skipped meanwhile).
+    pub consent_ttl_secs: i64,
 }
 
 impl Default for TokenSettings {
     fn default() -> Self {
-        Self { access_ttl_secs: 3600, refresh_ttl_secs: 30 * 24 * 3600, code_ttl_secs: 60, refresh_grace_secs: 30 }
+        Self {
+            access_ttl_secs: 3600,
+            refresh_ttl_secs: 30 * 24 * 3600,
+            code_ttl_secs: 60,
+            refresh_grace_secs: 30,
+            consent_ttl_secs: 30 * 24 * 3600,
+        }
     }
 }
 
@@ -95,6 +104,32 @@ impl Default for ConnectionSettings {
     }
 }
 
+/// Bounds on what anonymous callers can make the proxy do, per client address (and per
+/// client for failures). Over a bound: 429 with `Retry-After`.
+#[derive(Debug, Clone, Copy)]
+pub struct LimitSettings {
+    /// Dynamic registrations per address and minute.
+    pub registrations_per_minute: u32,
+    /// Authorization requests (consent page views and answers) per address and minute.
+    pub authorizations_per_minute: u32,
+    /// Failed client authentications and refused grants at the token and revocation
+    /// endpoints, per address and per client, per minute. Successful requests never count.
+    pub failures_per_minute: u32,
+    /// Logins one browser may have started and not finished.
+    pub pending_per_browser: u32,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            registrations_per_minute: 30,
+            authorizations_per_minute: 120,
+            failures_per_minute: 30,
+            pending_per_browser: 20,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// `scheme://host[:port][/prefix]`, without a trailing slash.
@@ -109,6 +144,7 @@ pub struct Settings {
     /// balancers and reverse proxies in front of this one.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub connections: ConnectionSettings,
+    pub limits: LimitSettings,
 }
 
 impl Settings {
@@ -168,6 +204,7 @@ mod tests {
             metadata_documents: MetadataDocumentSettings::default(),
             trusted_proxies: vec![],
             connections: ConnectionSettings::default(),
+            limits: LimitSettings::default(),
         }
     }
 

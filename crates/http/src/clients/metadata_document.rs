@@ -6,15 +6,17 @@
 //! only the fields the proxy uses are kept), fetches per host by a rate, fetches in
 //! flight by a count, each fetch by time and size.
 //!
-//! The SSRF guard: the host is resolved first and every address checked (no loopback,
-//! private, link-local or metadata-service targets, no IPv6 form that embeds IPv4), the
-//! connection is pinned to a checked address (so a second DNS answer cannot swap in an
-//! internal one, and no proxy from the environment is used: the pinned address must be
-//! the one connected to), and redirects are not followed.
+//! The SSRF guard: the fetching client resolves names only through [`GuardedResolver`],
+//! which refuses a host if any of its addresses is internal (loopback, private,
+//! link-local, metadata-service, an IPv6 form that embeds IPv4); it connects only to the
+//! addresses that resolver returned, so a second DNS answer cannot swap in an internal
+//! one; a host written as an address is checked the same way before the request; no
+//! proxy from the environment is used (the checked address must be the one connected
+//! to); redirects are not followed.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -22,6 +24,7 @@ use lru::LruCache;
 use mcp_oauth_core::OAuthError;
 use mcp_oauth_core::client::{Client, ClientMetadata};
 use mcp_oauth_core::client_metadata_document::{is_forbidden_address, metadata_from_document};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use tokio::sync::Semaphore;
 
 use crate::settings::MetadataDocumentSettings;
@@ -138,15 +141,28 @@ pub struct Fetcher {
     allow_loopback: bool,
     per_host: DefaultKeyedRateLimiter<String>,
     in_flight: Semaphore,
+    http: reqwest::Client,
 }
 
 impl Fetcher {
     pub fn new(settings: &MetadataDocumentSettings) -> Self {
         let per_minute = NonZeroU32::new(settings.fetches_per_host_per_minute).unwrap_or(NonZeroU32::MIN);
+        mcp_oauth_upstream::http_client::install_crypto_provider();
+        let resolver = GuardedResolver { allow_loopback: settings.allow_loopback };
+        let http = reqwest::Client::builder()
+            .dns_resolver(Arc::new(resolver))
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(FETCH_TIMEOUT)
+            .timeout(FETCH_TIMEOUT)
+            .user_agent(concat!("mcp-oauth-proxy/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("the HTTP client configuration is static and valid");
         Self {
             allow_loopback: settings.allow_loopback,
             per_host: RateLimiter::keyed(Quota::per_minute(per_minute)),
             in_flight: Semaphore::new(MAX_CONCURRENT_FETCHES),
+            http,
         }
     }
 
@@ -157,7 +173,8 @@ impl Fetcher {
             tracing::info!(client_id = url, why, "client metadata document refused");
             OAuthError::invalid_client("the client metadata document could not be used")
         };
-        let host = url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+        let parsed = url::Url::parse(url).map_err(|e| refused(&format!("not a URL: {e}")))?;
+        let host = parsed.host_str().unwrap_or_default().to_owned();
         if self.per_host.check_key(&host).is_err() {
             return Err(refused("too many fetches from this host; try again in a minute"));
         }
@@ -169,60 +186,77 @@ impl Fetcher {
         let Ok(_permit) = self.in_flight.try_acquire() else {
             return Err(refused("too many documents are being fetched at once"));
         };
-        let doc = fetch(url, self.allow_loopback).await.map_err(|why| refused(&why))?;
+        // Names go through the guarded resolver; an address in the URL is checked here.
+        let literal = match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            _ => None,
+        };
+        if literal.is_some_and(|ip| forbidden(ip, self.allow_loopback)) {
+            return Err(refused("the host is an internal address"));
+        }
+        let doc = self.fetch(parsed).await.map_err(|why| refused(&why))?;
         let metadata = metadata_from_document(url, &doc).map_err(|e| refused(&e.description))?;
         Ok(Client { client_id: url.to_owned(), secret_hash: None, metadata, trusted: false, created_at: now })
     }
-}
 
-async fn fetch(url: &str, allow_loopback: bool) -> Result<serde_json::Value, String> {
-    let parsed = url::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
-    let host = parsed.host_str().ok_or("the URL has no host")?.to_owned();
-    let port = parsed.port_or_known_default().ok_or("the URL has no port")?;
-    let lookup_host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
-    let addrs: Vec<SocketAddr> =
-        tokio::time::timeout(FETCH_TIMEOUT, tokio::net::lookup_host((lookup_host.as_str(), port)))
-            .await
-            .map_err(|_| "resolving the host timed out".to_owned())?
-            .map_err(|e| format!("cannot resolve the host: {e}"))?
-            .collect();
-    let first = *addrs.first().ok_or("the host has no address")?;
-    for addr in &addrs {
-        let ip = addr.ip();
-        if is_forbidden_address(ip) && !(allow_loopback && ip.is_loopback()) {
-            return Err("the host resolves to an internal address".into());
+    async fn fetch(&self, url: url::Url) -> Result<serde_json::Value, String> {
+        let describe = |e: reqwest::Error| {
+            let mut detail = String::from(if e.is_timeout() { "timed out" } else { "request failed" });
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                detail = format!("{detail}: {s}");
+                source = s.source();
+            }
+            detail
+        };
+        let request = self.http.get(url).header("accept", "application/json");
+        let mut resp = request.send().await.map_err(|e| format!("fetching failed: {}", describe(e)))?;
+        if resp.status() != reqwest::StatusCode::OK {
+            return Err(format!("the document answered HTTP {}", resp.status()));
         }
-    }
-    mcp_oauth_upstream::http_client::install_crypto_provider();
-    let client = reqwest::Client::builder()
-        .resolve(&lookup_host, first)
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(FETCH_TIMEOUT)
-        .timeout(FETCH_TIMEOUT)
-        .user_agent(concat!("mcp-oauth-proxy/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| format!("client: {e}"))?;
-    let mut resp = client
-        .get(parsed)
-        .header("accept", "application/json")
-        .send()
-        .await
-        .map_err(|e| format!("fetching failed: {}", e.without_url()))?;
-    if resp.status() != reqwest::StatusCode::OK {
-        return Err(format!("the document answered HTTP {}", resp.status()));
-    }
-    if resp.content_length().is_some_and(|len| len as usize > MAX_DOCUMENT_BYTES) {
-        return Err("the document is too large".into());
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| format!("reading failed: {}", e.without_url()))? {
-        body.extend_from_slice(&chunk);
-        if body.len() > MAX_DOCUMENT_BYTES {
+        if resp.content_length().is_some_and(|len| len as usize > MAX_DOCUMENT_BYTES) {
             return Err("the document is too large".into());
         }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| format!("reading failed: {}", describe(e)))? {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_DOCUMENT_BYTES {
+                return Err("the document is too large".into());
+            }
+        }
+        serde_json::from_slice(&body).map_err(|_| "the document is not JSON".into())
     }
-    serde_json::from_slice(&body).map_err(|_| "the document is not JSON".into())
+}
+
+fn forbidden(ip: IpAddr, allow_loopback: bool) -> bool {
+    is_forbidden_address(ip) && !(allow_loopback && ip.is_loopback())
+}
+
+/// Resolves a document's host and refuses it if any address is internal: a name that
+/// answers with one public and one internal address may be connected to either.
+struct GuardedResolver {
+    allow_loopback: bool,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let allow_loopback = self.allow_loopback;
+        Box::pin(async move {
+            let lookup = tokio::net::lookup_host((name.as_str(), 0));
+            let addrs: Vec<SocketAddr> = tokio::time::timeout(FETCH_TIMEOUT, lookup)
+                .await
+                .map_err(|_| "resolving the host timed out")??
+                .collect();
+            if addrs.is_empty() {
+                return Err("the host has no address".into());
+            }
+            if addrs.iter().any(|a| forbidden(a.ip(), allow_loopback)) {
+                return Err("the host resolves to an internal address".into());
+            }
+            Ok(Box::new(addrs.into_iter()) as Addrs)
+        })
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use mcp_oauth_core::client::{Client, displayable};
 use mcp_oauth_core::form::Params;
 
 use super::request::{AuthorizationRequest, ClientRedirect};
-use crate::cookies::{self, CONSENT_MAX_AGE};
+use crate::cookies;
 use crate::pages;
 use crate::settings::ServerSettings;
 use crate::state::App;
@@ -67,15 +67,18 @@ pub fn is_remembered(
     browser_id: &str,
     headers: &HeaderMap,
 ) -> bool {
+    let parts = approval_parts(server, client, browser_id);
     cookies::get(headers, &app.cookies.consent(&server.slug, &client.client_id))
-        .is_some_and(|v| app.signer.verify("consent", &approval_parts(server, client, browser_id), v))
+        .is_some_and(|v| app.signer.verify_until("consent", &parts, v, app.now()))
 }
 
-/// The cookie that remembers this browser's approval.
+/// The cookie that remembers this browser's approval, for `tokens.consent_ttl_secs`. The
+/// expiry is inside the signature: a browser that keeps the cookie longer gains nothing.
 pub fn remember(app: &App, server: &ServerSettings, client: &Client, browser_id: &str) -> HeaderValue {
     let name = app.cookies.consent(&server.slug, &client.client_id);
-    let value = app.signer.sign("consent", &approval_parts(server, client, browser_id));
-    app.cookies.set(&name, &value, CONSENT_MAX_AGE)
+    let ttl = app.settings.tokens.consent_ttl_secs;
+    let value = app.signer.sign_until("consent", &approval_parts(server, client, browser_id), app.now() + ttl);
+    app.cookies.set(&name, &value, ttl)
 }
 
 /// Where the answer goes, as a person can judge it: the scheme and the host (and port).

@@ -27,6 +27,29 @@ pub(super) struct Raw {
     pub clients: Vec<RawClient>,
     #[serde(default)]
     pub client_metadata_documents: RawMetadataDocuments,
+    #[serde(default, deserialize_with = "lenient::list")]
+    pub trusted_proxies: Vec<String>,
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub registrations_per_minute: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub authorizations_per_minute: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub failures_per_minute: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub pending_per_browser: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub header_read_timeout_secs: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub body_read_timeout_secs: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub max_connections: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -36,6 +59,10 @@ pub(super) struct RawMetadataDocuments {
     pub enabled: Option<bool>,
     #[serde(default, deserialize_with = "lenient::boolean")]
     pub allow_loopback: Option<bool>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub cache_bytes: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub fetches_per_host_per_minute: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -63,6 +90,8 @@ pub(super) struct RawTokens {
     pub code_ttl_secs: Option<i64>,
     #[serde(default, deserialize_with = "lenient::int")]
     pub refresh_grace_secs: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub consent_ttl_secs: Option<i64>,
 }
 
 #[derive(Deserialize)]

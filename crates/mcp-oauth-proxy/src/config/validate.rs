@@ -5,10 +5,10 @@
 use std::net::SocketAddr;
 
 use mcp_oauth_core::seal::{self, KeyRing};
-use mcp_oauth_http::settings::{MetadataDocumentSettings, Settings, TokenSettings};
+use mcp_oauth_http::settings::{ConnectionSettings, LimitSettings, MetadataDocumentSettings, Settings, TokenSettings};
 
 use super::problems::{Lookup, Problems};
-use super::raw::{Raw, RawEncryption, RawMetadataDocuments, RawStorage, RawTokens};
+use super::raw::{Raw, RawEncryption, RawLimits, RawMetadataDocuments, RawStorage, RawTokens};
 use super::{Config, ConfigErrors, DEFAULT_STORAGE_URL, ENV_PREFIX, clients, providers, servers};
 
 pub(super) fn validate(raw: Raw, lookup: Lookup<'_>) -> Result<Config, ConfigErrors> {
@@ -22,6 +22,9 @@ pub(super) fn validate(raw: Raw, lookup: Lookup<'_>) -> Result<Config, ConfigErr
     let providers = providers::validate(&mut problems, raw.providers, lookup);
     let servers = servers::validate(&mut problems, raw.servers, &providers);
     let static_clients = clients::validate(&mut problems, raw.clients, lookup);
+    let metadata_documents = metadata_documents(&mut problems, raw.client_metadata_documents);
+    let trusted_proxies = trusted_proxies(&mut problems, raw.trusted_proxies);
+    let (limits, connections) = limits(&mut problems, raw.limits);
     problems.finish()?;
     Ok(Config {
         listen,
@@ -32,9 +35,10 @@ pub(super) fn validate(raw: Raw, lookup: Lookup<'_>) -> Result<Config, ConfigErr
             tokens,
             servers,
             static_clients,
-            metadata_documents: metadata_documents(raw.client_metadata_documents),
-            trusted_proxies: vec![],
-            connections: Default::default(),
+            metadata_documents,
+            trusted_proxies,
+            connections,
+            limits,
         },
         providers,
         idle_timeout_secs,
@@ -114,13 +118,106 @@ fn tokens(problems: &mut Problems, raw: RawTokens) -> TokenSettings {
         refresh_ttl_secs: ttl("refresh_ttl_secs", raw.refresh_ttl_secs, defaults.refresh_ttl_secs, 300, 31_536_000),
         code_ttl_secs: ttl("code_ttl_secs", raw.code_ttl_secs, defaults.code_ttl_secs, 10, 600),
         refresh_grace_secs: ttl("refresh_grace_secs", raw.refresh_grace_secs, defaults.refresh_grace_secs, 0, 300),
+        consent_ttl_secs: ttl("consent_ttl_secs", raw.consent_ttl_secs, defaults.consent_ttl_secs, 0, 31_536_000),
     }
 }
 
-fn metadata_documents(raw: RawMetadataDocuments) -> MetadataDocumentSettings {
+fn metadata_documents(problems: &mut Problems, raw: RawMetadataDocuments) -> MetadataDocumentSettings {
+    let defaults = MetadataDocumentSettings::default();
+    let mut number = |key: &str, value: Option<i64>, default: usize, min: i64, max: i64| {
+        let v = value.unwrap_or(default as i64);
+        problems.range(&format!("client_metadata_documents.{key}"), v, min, max);
+        v.clamp(min, max) as usize
+    };
     MetadataDocumentSettings {
         enabled: raw.enabled.unwrap_or(true),
         allow_loopback: raw.allow_loopback.unwrap_or(false),
-        ..Default::default()
+        cache_bytes: number("cache_bytes", raw.cache_bytes, defaults.cache_bytes, 65_536, 1 << 30),
+        fetches_per_host_per_minute: number(
+            "fetches_per_host_per_minute",
+            raw.fetches_per_host_per_minute,
+            defaults.fetches_per_host_per_minute as usize,
+            1,
+            100_000,
+        ) as u32,
     }
+}
+
+/// Addresses or networks (`10.0.0.0/8`, `192.0.2.7`) of the proxies in front of this one.
+fn trusted_proxies(problems: &mut Problems, raw: Vec<String>) -> Vec<ipnet::IpNet> {
+    raw.iter()
+        .enumerate()
+        .filter_map(|(i, text)| {
+            let parsed =
+                text.parse::<ipnet::IpNet>().or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            parsed
+                .map_err(|_| {
+                    problems.push(
+                        &format!("trusted_proxies[{i}]"),
+                        format_args!("{text:?} is not an address or a network like 10.0.0.0/8"),
+                    )
+                })
+                .ok()
+        })
+        .collect()
+}
+
+fn limits(problems: &mut Problems, raw: RawLimits) -> (LimitSettings, ConnectionSettings) {
+    let (l, c) = (LimitSettings::default(), ConnectionSettings::default());
+    let mut number = |key: &str, value: Option<i64>, default: i64, min: i64, max: i64| {
+        let v = value.unwrap_or(default);
+        problems.range(&format!("limits.{key}"), v, min, max);
+        v.clamp(min, max)
+    };
+    let per_minute = |n: u32| i64::from(n);
+    let limits = LimitSettings {
+        registrations_per_minute: number(
+            "registrations_per_minute",
+            raw.registrations_per_minute,
+            per_minute(l.registrations_per_minute),
+            1,
+            1_000_000,
+        ) as u32,
+        authorizations_per_minute: number(
+            "authorizations_per_minute",
+            raw.authorizations_per_minute,
+            per_minute(l.authorizations_per_minute),
+            1,
+            1_000_000,
+        ) as u32,
+        failures_per_minute: number(
+            "failures_per_minute",
+            raw.failures_per_minute,
+            per_minute(l.failures_per_minute),
+            1,
+            1_000_000,
+        ) as u32,
+        pending_per_browser: number(
+            "pending_per_browser",
+            raw.pending_per_browser,
+            per_minute(l.pending_per_browser),
+            1,
+            1000,
+        ) as u32,
+    };
+    let secs = |d: std::time::Duration| d.as_secs() as i64;
+    let connections = ConnectionSettings {
+        header_read_timeout: std::time::Duration::from_secs(number(
+            "header_read_timeout_secs",
+            raw.header_read_timeout_secs,
+            secs(c.header_read_timeout),
+            1,
+            300,
+        ) as u64),
+        body_read_timeout: std::time::Duration::from_secs(number(
+            "body_read_timeout_secs",
+            raw.body_read_timeout_secs,
+            secs(c.body_read_timeout),
+            1,
+            300,
+        ) as u64),
+        max_connections: number("max_connections", raw.max_connections, c.max_connections as i64, 1, 10_000_000)
+            as usize,
+    };
+    (limits, connections)
 }

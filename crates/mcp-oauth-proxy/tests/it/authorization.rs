@@ -226,6 +226,11 @@ async fn approval_is_remembered_per_client_in_this_browser() {
     let other_client = h.register_public().await;
     assert_eq!(b.get(&h.authorize_url(&other_client, &[])).await.status, StatusCode::OK);
     assert_eq!(Browser::new().get(&h.authorize_url(&client_id, &[])).await.status, StatusCode::OK);
+    // Remembered for tokens.consent_ttl_secs (30 days by default), then asked again.
+    h.clock.advance(30 * 24 * 3600 - 1);
+    assert_eq!(b.get(&h.authorize_url(&client_id, &[])).await.status, StatusCode::FOUND);
+    h.clock.advance(1);
+    assert_eq!(b.get(&h.authorize_url(&client_id, &[])).await.status, StatusCode::OK, "the approval expired");
 }
 
 #[tokio::test]

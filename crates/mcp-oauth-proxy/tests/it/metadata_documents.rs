@@ -90,7 +90,8 @@ async fn serve_maximal_documents(hosts: u8) -> Vec<String> {
         axum::routing::get(
             |headers: axum::http::HeaderMap, axum::extract::Path(name): axum::extract::Path<String>| async move {
                 let host = headers["host"].to_str().unwrap().to_owned();
-                let uris: Vec<String> = (0..20).map(|i| format!("https://app.example/{i:0>2030}")).collect();
+                // 20 redirect URIs of 2048 characters, the most a client may register.
+                let uris: Vec<String> = (0..20).map(|i| format!("https://app.example/{i:0>2028}")).collect();
                 let doc = json!({
                     "client_id": format!("http://{host}/{name}"),
                     "client_name": "x".repeat(256),
