@@ -33,6 +33,9 @@ pub enum HttpError {
     Redirect { status: StatusCode, location: String },
     /// The MCP endpoint's bearer challenge (RFC 6750 §3, RFC 9728 §5.1).
     Challenge(Challenge),
+    /// Over a limit on anonymous work: 429 with `Retry-After`, as JSON or, for a
+    /// person's browser, as a page.
+    RateLimited { retry_after: u64, page: bool },
 }
 
 /// What a `WWW-Authenticate: Bearer` challenge tells the client: where the authorization
@@ -77,6 +80,7 @@ impl HttpError {
             }
             Self::Json { status, description, .. } => Self::Page { status, message: description },
             Self::MethodNotAllowed { .. } => Self::page(StatusCode::METHOD_NOT_ALLOWED, "This method is not allowed."),
+            Self::RateLimited { retry_after, .. } => Self::RateLimited { retry_after, page: true },
             other => other,
         }
     }
@@ -157,6 +161,20 @@ impl IntoResponse for HttpError {
             Self::Page { status, message } => crate::pages::error(status, &message),
             Self::Redirect { status, location } => redirect(status, &location),
             Self::Challenge(c) => c.into_response(),
+            Self::RateLimited { retry_after, page: true } => {
+                let message = format!("Too many requests from this address. Try again in {retry_after} seconds.");
+                let mut resp = crate::pages::error(StatusCode::TOO_MANY_REQUESTS, &message);
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                resp
+            }
+            Self::RateLimited { retry_after, page: false } => {
+                // RFC 6749 has no code for this; `temporarily_unavailable` tells an OAuth
+                // client to come back later, and 429 with `Retry-After` says when.
+                let description = format!("too many requests; retry in {retry_after} seconds");
+                let mut resp = oauth_json(&OAuthError::temporarily_unavailable(description, retry_after));
+                *resp.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+                resp
+            }
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod cookies;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod limits;
 pub mod mcp;
 pub mod oauth;
 pub mod pages;
@@ -68,7 +69,10 @@ pub fn router(app: AppState) -> Router {
         .route(&well_known("openid-configuration", "oauth"), get(oauth::metadata::authorization_server))
         .route(&oauth("/.well-known/openid-configuration"), get(oauth::metadata::authorization_server))
         .route(&oauth("/.well-known/oauth-authorization-server"), get(oauth::metadata::authorization_server))
-        .route(&oauth("/register"), post(oauth::register::register))
+        .route(
+            &oauth("/register"),
+            post(oauth::register::register).layer(DefaultBodyLimit::max(oauth::register::MAX_BODY_BYTES)),
+        )
         .route(&oauth("/token"), post(oauth::token::token).fallback(oauth::token::method_not_allowed))
         .route(&oauth("/revoke"), post(oauth::revoke::revoke).fallback(oauth::token::method_not_allowed))
         .layer(cors.clone());

@@ -10,6 +10,7 @@ use mcp_oauth_store::Store;
 
 use crate::clients::ClientDirectory;
 use crate::cookies::CookieNames;
+use crate::limits::Limits;
 use crate::providers::Providers;
 use crate::settings::Settings;
 use crate::upstream_access::UpstreamAccess;
@@ -20,6 +21,8 @@ pub struct App {
     pub clock: SharedClock,
     /// Who a `client_id` is.
     pub clients: ClientDirectory,
+    /// Limits on anonymous work.
+    pub limits: Limits,
     pub providers: Providers,
     /// Provider tokens for the MCP path, refreshed once when due.
     pub upstream: UpstreamAccess,
@@ -53,7 +56,8 @@ impl App {
         );
         let keys = Arc::new(keys);
         let upstream = UpstreamAccess::new(Arc::clone(&store), Arc::clone(&keys), Arc::clone(&clock));
-        Self { settings, store, clock, clients, providers, upstream, keys, signer, cookies, mcp_client }
+        let limits = Limits::new(&settings.limits);
+        Self { settings, store, clock, clients, limits, providers, upstream, keys, signer, cookies, mcp_client }
     }
 
     pub fn now(&self) -> i64 {

@@ -113,8 +113,13 @@ impl<S: Store> Store for CachedStore<S> {
     async fn find_client(&self, server: &str, client_id: &str) -> Result<Option<Client>, StoreError> {
         self.inner.find_client(server, client_id).await
     }
-    async fn insert_pending(&self, pending: &PendingAuthorization) -> Result<(), StoreError> {
-        self.inner.insert_pending(pending).await
+    async fn insert_pending(
+        &self,
+        pending: &PendingAuthorization,
+        now: i64,
+        max_per_browser: i64,
+    ) -> Result<bool, StoreError> {
+        self.inner.insert_pending(pending, now, max_per_browser).await
     }
     async fn take_pending(
         &self,

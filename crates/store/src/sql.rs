@@ -329,11 +329,20 @@ impl Store for SqlStore {
         row.map(Client::try_from).transpose()
     }
 
-    async fn insert_pending(&self, p: &PendingAuthorization) -> Result<(), StoreError> {
-        sqlx::query(
+    async fn insert_pending(
+        &self,
+        p: &PendingAuthorization,
+        now: i64,
+        max_per_browser: i64,
+    ) -> Result<bool, StoreError> {
+        // One statement: the count and the insert cannot be told apart by another writer
+        // on SQLite; on PostgreSQL two concurrent logins may both pass, which bounds the
+        // overshoot by the concurrency of one browser.
+        let done = sqlx::query(
             "INSERT INTO pending_authorizations (state_hash, browser_hash, server, client_id, redirect_uri, scope, resource, \
              code_challenge, client_state, upstream_verifier, nonce, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 \
+             WHERE (SELECT COUNT(*) FROM pending_authorizations WHERE browser_hash = $2 AND expires_at > $13) < $14",
         )
         .bind(blob(&p.state_hash))
         .bind(blob(&p.browser_hash))
@@ -347,9 +356,11 @@ impl Store for SqlStore {
         .bind(&p.upstream_verifier)
         .bind(p.nonce.as_deref())
         .bind(p.expires_at)
+        .bind(now)
+        .bind(max_per_browser)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn take_pending(

@@ -140,12 +140,23 @@ async fn pending_authorizations_are_taken_once_by_their_own_browser() {
             nonce: None,
             expires_at: NOW + 600,
         };
-        store.insert_pending(&pending).await.unwrap();
+        assert!(store.insert_pending(&pending, NOW, 2).await.unwrap());
         assert!(store.take_pending(&state.hash, &TokenHash::of("browser-b"), NOW).await.unwrap().is_none());
         assert!(store.take_pending(&state.hash, &browser, NOW + 600).await.unwrap().is_none(), "expired");
         let taken = store.take_pending(&state.hash, &browser, NOW).await.unwrap().unwrap();
         assert_eq!(taken.client_state.as_deref(), Some("s"));
         assert!(store.take_pending(&state.hash, &browser, NOW).await.unwrap().is_none(), "single use");
+        // At most `max_per_browser` unexpired logins per browser.
+        let another = |browser_hash| PendingAuthorization {
+            state_hash: mint(TokenKind::UpstreamState).hash,
+            browser_hash,
+            ..pending.clone()
+        };
+        assert!(store.insert_pending(&another(browser), NOW, 2).await.unwrap());
+        assert!(store.insert_pending(&another(browser), NOW, 2).await.unwrap());
+        assert!(!store.insert_pending(&another(browser), NOW, 2).await.unwrap(), "capped");
+        assert!(store.insert_pending(&another(TokenHash::of("browser-b")), NOW, 2).await.unwrap(), "per browser");
+        assert!(store.insert_pending(&another(browser), NOW + 600, 2).await.unwrap(), "expired ones do not count");
     }
 }
 

@@ -14,6 +14,7 @@ use mcp_oauth_core::client::Client;
 
 use super::request::{AuthorizationRequest, ClientRedirect};
 use super::{consent, login};
+use crate::client_address::ClientAddress;
 use crate::cookies::{self, BROWSER_MAX_AGE};
 use crate::error::HttpError;
 use crate::extract::{Browser, BrowserQuery, OAuthForm, Server};
@@ -23,9 +24,11 @@ use crate::state::{App, AppState};
 pub async fn get(
     State(app): State<AppState>,
     server: Server<Browser>,
+    from: ClientAddress,
     BrowserQuery(params): BrowserQuery,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
+    app.limits.authorization(from.client).map_err(HttpError::for_browser)?;
     let (browser_id, is_new) = cookies::browser_id(&headers, &app.cookies);
     let approved =
         |client: &Client| client.trusted || consent::is_remembered(&app, &server, client, &browser_id, &headers);
@@ -43,9 +46,11 @@ pub async fn get(
 pub async fn post(
     State(app): State<AppState>,
     server: Server<Browser>,
+    from: ClientAddress,
     headers: HeaderMap,
     OAuthForm(params, _): OAuthForm<Browser>,
 ) -> Result<Response, HttpError> {
+    app.limits.authorization(from.client).map_err(HttpError::for_browser)?;
     let (browser_id, is_new) = cookies::browser_id(&headers, &app.cookies);
     // The person acted only if the form carries a CSRF token signed for this browser.
     let acted = |client: &Client, reply: &ClientRedirect| {

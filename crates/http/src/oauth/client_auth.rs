@@ -1,12 +1,14 @@
 //! Client authentication at the token and revocation endpoints (RFC 6749 §2.3).
 
 use axum::http::HeaderMap;
+use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use mcp_oauth_core::OAuthError;
 use mcp_oauth_core::client::{Client, PresentedCredentials};
 use mcp_oauth_core::form::Params;
+use mcp_oauth_core::{OAuthError, OAuthErrorCode};
 
+use crate::client_address::ClientAddress;
 use crate::error::HttpError;
 use crate::extract::authorization;
 use crate::settings::ServerSettings;
@@ -54,4 +56,30 @@ pub async fn authenticate(
         .ok_or_else(|| OAuthError::invalid_client("unknown client_id; register again"))?;
     client.authenticate(&creds)?;
     Ok(client)
+}
+
+/// Runs `work` (a token or revocation request) within the failure limits: refused at
+/// once when the address, or the client it claims to be, has used up its failures;
+/// otherwise run, and a failure counted. Failed client authentications count against the
+/// address and the client (someone is guessing its secret); refused grants count against
+/// the address only: a public client's id is known to everyone, and counting against it
+/// would let anyone lock out all of its users.
+pub async fn limit_failures(
+    app: &App,
+    from: ClientAddress,
+    headers: &HeaderMap,
+    params: &Params,
+    work: impl Future<Output = Result<Response, HttpError>>,
+) -> Result<Response, HttpError> {
+    let claimed = presented(headers, params).ok().map(|c| c.client_id);
+    app.limits.check_failures(from.client, claimed.as_deref())?;
+    let result = work.await;
+    if let Err(HttpError::OAuth(e)) = &result {
+        match e.code {
+            OAuthErrorCode::InvalidClient => app.limits.failed(from.client, claimed.as_deref()),
+            OAuthErrorCode::InvalidGrant => app.limits.failed(from.client, None),
+            _ => {}
+        }
+    }
+    result
 }

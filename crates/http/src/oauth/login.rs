@@ -1,6 +1,7 @@
 //! The user's login at the identity provider, from both ends: starting it once consent
 //! is given, and finishing it when the provider sends the browser back.
 
+use axum::http::StatusCode;
 use mcp_oauth_core::form::Params;
 use mcp_oauth_core::token::{TokenHash, TokenKind, mint, random_b64, random_id};
 use mcp_oauth_core::{OAuthError, pkce};
@@ -41,7 +42,13 @@ pub async fn start(
         nonce: nonce.clone(),
         expires_at: app.now() + LOGIN_TTL_SECS,
     };
-    app.store.insert_pending(&pending).await?;
+    let cap = i64::from(app.settings.limits.pending_per_browser);
+    if !app.store.insert_pending(&pending, app.now(), cap).await? {
+        return Err(HttpError::page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many logins were started in this browser and not finished. Finish one, or try again in ten minutes.",
+        ));
+    }
     let url = provider
         .authorization_url(
             &app.settings.callback_url(),

@@ -2,6 +2,7 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::Response;
 use mcp_oauth_core::OAuthError;
@@ -9,12 +10,26 @@ use mcp_oauth_core::client::{Client, ClientMetadata};
 use mcp_oauth_core::token::{TokenKind, mint, random_id};
 use serde_json::Value;
 
+use crate::client_address::ClientAddress;
 use crate::error::HttpError;
 use crate::extract::Server;
 use crate::responses::no_store_json;
 use crate::state::AppState;
 
-pub async fn register(State(app): State<AppState>, server: Server, body: Bytes) -> Result<Response, HttpError> {
+/// Registration bodies larger than this are refused: a registration is a few hundred
+/// bytes, and whatever is accepted is stored for anyone who asks.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+pub async fn register(
+    State(app): State<AppState>,
+    server: Server,
+    from: ClientAddress,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, HttpError> {
+    app.limits.registration(from.client)?;
+    let body = body.map_err(|_| {
+        OAuthError::invalid_client_metadata(format!("the registration request is larger than {MAX_BODY_BYTES} bytes"))
+    })?;
     let request: Value = serde_json::from_slice(&body)
         .map_err(|_| OAuthError::invalid_client_metadata("the request body must be a JSON object"))?;
     let metadata = ClientMetadata::from_registration(&request)?;

@@ -89,7 +89,14 @@ pub enum Invalid {
     /// The client or its redirect URI could not be verified: only a page will do.
     Unverified(HttpError),
     /// The client and redirect URI are verified, the rest of the request is not.
-    Verified { client: Client, reply: ClientRedirect, error: OAuthError },
+    Verified(Box<VerifiedButInvalid>),
+}
+
+#[derive(Debug)]
+pub struct VerifiedButInvalid {
+    pub client: Client,
+    pub reply: ClientRedirect,
+    pub error: OAuthError,
 }
 
 impl Invalid {
@@ -101,8 +108,8 @@ impl Invalid {
     pub fn answer(self, may_redirect: impl FnOnce(&Client, &ClientRedirect) -> bool) -> HttpError {
         match self {
             Self::Unverified(e) => e,
-            Self::Verified { client, reply, error } if may_redirect(&client, &reply) => reply.error(error),
-            Self::Verified { error, .. } => HttpError::from(error).for_browser(),
+            Self::Verified(v) if may_redirect(&v.client, &v.reply) => v.reply.error(v.error),
+            Self::Verified(v) => HttpError::from(v.error).for_browser(),
         }
     }
 }
@@ -139,7 +146,7 @@ impl AuthorizationRequest {
         };
         match check(app, server, params) {
             Ok((scope, code_challenge, resource)) => Ok(Self { client, scope, code_challenge, resource, reply }),
-            Err(error) => Err(Invalid::Verified { client, reply, error }),
+            Err(error) => Err(Invalid::Verified(Box::new(VerifiedButInvalid { client, reply, error }))),
         }
     }
 }

@@ -10,9 +10,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use mcp_oauth_core::client::Client;
 use mcp_oauth_core::family::FamilyStatus;
+use mcp_oauth_core::form::Params;
 use mcp_oauth_core::token::TokenHash;
 
 use super::client_auth;
+use crate::client_address::ClientAddress;
 use crate::error::HttpError;
 use crate::extract::{OAuthForm, Server};
 use crate::responses::no_store_json;
@@ -22,16 +24,21 @@ use crate::state::{App, AppState};
 pub async fn revoke(
     State(app): State<AppState>,
     server: Server,
+    from: ClientAddress,
     headers: HeaderMap,
     OAuthForm(params, _): OAuthForm,
 ) -> Result<Response, HttpError> {
-    let client = client_auth::authenticate(&app, &server, &headers, &params).await?;
+    client_auth::limit_failures(&app, from, &headers, &params, run(&app, &server, &headers, &params)).await
+}
+
+async fn run(app: &App, server: &ServerSettings, headers: &HeaderMap, params: &Params) -> Result<Response, HttpError> {
+    let client = client_auth::authenticate(app, server, headers, params).await?;
     let hash = TokenHash::of(params.require("token")?);
     // The hint only orders the lookups (RFC 7009 §2.1); both kinds are always tried.
     let access_first = params.get("token_type_hint") == Some("access_token");
-    let found = (access_first && revoke_access(&app, &server, &client, &hash).await?)
-        || revoke_refresh(&app, &server, &client, &hash).await?
-        || (!access_first && revoke_access(&app, &server, &client, &hash).await?);
+    let found = (access_first && revoke_access(app, server, &client, &hash).await?)
+        || revoke_refresh(app, server, &client, &hash).await?
+        || (!access_first && revoke_access(app, server, &client, &hash).await?);
     tracing::debug!(found, "revocation request");
     Ok(no_store_json(StatusCode::OK, serde_json::json!({})))
 }

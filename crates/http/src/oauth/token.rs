@@ -5,23 +5,36 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use mcp_oauth_core::OAuthError;
+use mcp_oauth_core::form::Params;
 
 use super::{client_auth, grants};
+use crate::client_address::ClientAddress;
 use crate::error::HttpError;
 use crate::extract::{OAuthForm, Server};
 use crate::responses::no_store_json;
-use crate::state::AppState;
+use crate::settings::ServerSettings;
+use crate::state::{App, AppState};
 
 pub async fn token(
     State(app): State<AppState>,
     server: Server,
+    from: ClientAddress,
     headers: HeaderMap,
     OAuthForm(params, _): OAuthForm,
 ) -> Result<Response, HttpError> {
-    let client = client_auth::authenticate(&app, &server, &headers, &params).await?;
+    client_auth::limit_failures(&app, from, &headers, &params, grant(&app, &server, &headers, &params)).await
+}
+
+async fn grant(
+    app: &App,
+    server: &ServerSettings,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Response, HttpError> {
+    let client = client_auth::authenticate(app, server, headers, params).await?;
     let tokens = match params.get("grant_type") {
-        Some("authorization_code") => grants::authorization_code(&app, &server, &client, &params).await?,
-        Some("refresh_token") => grants::refresh_token(&app, &server, &client, &params).await?,
+        Some("authorization_code") => grants::authorization_code(app, server, &client, params).await?,
+        Some("refresh_token") => grants::refresh_token(app, server, &client, params).await?,
         Some(other) => {
             return Err(OAuthError::unsupported_grant_type(format!("grant_type {other:?} is not supported")).into());
         }

@@ -41,7 +41,10 @@ impl Drop for Harness {
 
 #[derive(Default)]
 pub struct Start {
+    /// Tables appended to the configuration.
     pub extra_toml: String,
+    /// Top-level keys, put before every table.
+    pub top_toml: String,
     /// The demo server's upstream; by default the sample MCP server.
     pub upstream_url: Option<String>,
     pub idp_options: Option<IdpOptions>,
@@ -111,6 +114,7 @@ impl Harness {
             more_tables: &more,
         }
         .toml();
+        let toml = format!("{}\n{toml}", opts.top_toml);
         let config = Config::from_parts(&toml, std::iter::empty(), &|_| None).unwrap();
         let app = mcp_oauth_proxy::runtime::build(config, Arc::new(clock.clone())).await.unwrap();
         let router = mcp_oauth_http::router(app.clone());

@@ -73,6 +73,9 @@ async fn credentials_and_hop_by_hop_headers_do_not_cross() {
         .header("last-event-id", "7")
         .header("accept", "application/json, text/event-stream")
         .header("content-type", "application/json")
+        .header("x-forwarded-for", "6.6.6.6")
+        .header("x-forwarded-host", "evil.example")
+        .header("forwarded", "for=6.6.6.6;host=evil.example")
         .body("{}")
         .send()
         .await
@@ -93,6 +96,39 @@ async fn credentials_and_hop_by_hop_headers_do_not_cross() {
     assert_eq!(seen["content-type"], "application/json");
     assert!(seen["host"].as_str().unwrap().starts_with("127.0.0.1:"));
     assert_ne!(seen["host"].as_str().unwrap(), h.base.trim_start_matches("http://"));
+    // What the client claimed about where it came from is replaced by what this hop saw.
+    assert_eq!(seen["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen["x-forwarded-host"], h.base.trim_start_matches("http://"));
+    assert_eq!(seen["x-forwarded-proto"], "http");
+    assert!(seen.get("forwarded").is_none());
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_s_forwarding_headers_are_extended() {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let h = Harness::start_with(Start {
+        upstream_url: Some(spawn_raw(dropped).await),
+        top_toml: "trusted_proxies = [\"127.0.0.0/8\"]".into(),
+        ..Default::default()
+    })
+    .await;
+    let (_, tokens) = h.logged_in().await;
+    let r = h
+        .http
+        .post(h.url("/mcp/demo"))
+        .bearer_auth(tokens["access_token"].as_str().unwrap())
+        .header("x-forwarded-for", "203.0.113.5")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "mcp.example.com")
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let seen: Value = r.json().await.unwrap();
+    assert_eq!(seen["x-forwarded-for"], "203.0.113.5, 127.0.0.1");
+    assert_eq!(seen["x-forwarded-proto"], "https");
+    assert_eq!(seen["x-forwarded-host"], "mcp.example.com");
 }
 
 #[tokio::test]
