@@ -73,9 +73,14 @@ impl KeyRing {
         &self.keys[0].id
     }
 
-    /// The raw current key, for deriving other keys (see [`crate::sign`]).
-    pub(crate) fn current_raw(&self) -> &[u8; 32] {
-        &self.keys[0].raw
+    /// Whether `key_id` names one of the configured keys.
+    pub fn knows(&self, key_id: &str) -> bool {
+        self.keys.iter().any(|k| k.id == key_id)
+    }
+
+    /// The raw keys, current first, for deriving other keys (see [`crate::sign`]).
+    pub(crate) fn raw_keys(&self) -> impl Iterator<Item = &[u8; 32]> {
+        self.keys.iter().map(|k| &k.raw)
     }
 
     pub fn seal(&self, plaintext: &[u8], aad: &str) -> String {
@@ -107,6 +112,15 @@ impl KeyRing {
     }
 }
 
+/// The id of the key that sealed `sealed`, if it is a sealed value at all.
+pub fn key_id_of(sealed: &str) -> Option<&str> {
+    let mut parts = sealed.splitn(3, '.');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("v1"), Some(kid), Some(_)) => Some(kid),
+        _ => None,
+    }
+}
+
 /// A short public name for a key: it identifies the key without revealing it.
 fn key_id(raw: &[u8; 32]) -> String {
     let mut h = Sha256::new();
@@ -134,7 +148,10 @@ mod tests {
         let sealed = old.seal(b"x", "r");
         let rotated = KeyRing::new([2; 32], &[[1; 32]]);
         assert_eq!(rotated.open(&sealed, "r").unwrap(), b"x");
-        assert_ne!(rotated.seal(b"x", "r").split('.').nth(1), sealed.split('.').nth(1));
+        assert_ne!(key_id_of(&rotated.seal(b"x", "r")), key_id_of(&sealed));
+        assert_eq!(key_id_of(&rotated.seal(b"x", "r")), Some(rotated.current_key_id()));
+        assert!(rotated.knows(key_id_of(&sealed).unwrap()));
+        assert!(!KeyRing::new([2; 32], &[]).knows(key_id_of(&sealed).unwrap()));
         let without_old = KeyRing::new([2; 32], &[]);
         assert!(matches!(without_old.open(&sealed, "r"), Err(SealError::UnknownKey(_))));
     }

@@ -10,8 +10,10 @@
 //! The services: [`clients`] (who a `client_id` is), [`providers`] (the identity providers
 //! by name), [`upstream_access`] (provider tokens for the MCP path, refreshed once).
 //! The routes: [`oauth`] (the authorization server), [`mcp`] (the reverse proxy), [`health`].
-//! Around them: [`settings`], [`cookies`], [`pages`] (HTML), [`responses`] (successful
-//! answers), [`access_log`], [`purge`] (the background clean-up).
+//! Around them: [`settings`], [`client_address`] (who is calling), [`limits`] (bounds on
+//! anonymous work), [`cookies`], [`pages`] (HTML), [`responses`] (successful answers),
+//! [`access_log`], [`serve`] (connections), [`purge`] (the background clean-up),
+//! [`rekey`] (key rotation for sealed values).
 //!
 //! Words: the *provider* is the identity provider users log in at (its tokens are the
 //! "upstream" credential the proxy keeps sealed); the *MCP upstream* is the MCP server
@@ -30,6 +32,7 @@ pub mod oauth;
 pub mod pages;
 pub mod providers;
 pub mod purge;
+pub mod rekey;
 pub mod responses;
 pub mod serve;
 pub mod settings;

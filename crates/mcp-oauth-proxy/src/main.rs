@@ -44,6 +44,12 @@ enum Command {
     },
     /// Print a new random encryption key (base64 of 32 bytes).
     Keygen,
+    /// Re-seal every stored credential with the current encryption key, so that
+    /// `encryption.previous_keys` can be emptied. Safe while the proxy serves.
+    RotateKey {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Run everything on loopback: a development identity provider, a sample MCP server
     /// and the proxy in front of it. Offline; for trying the flow with a real client.
     Demo {
@@ -83,6 +89,27 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::RotateKey { config } => {
+            init_logging(cli.log_format);
+            let config = match Config::load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprint!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            match runtime.block_on(rotate_key(config)) {
+                Ok(report) => {
+                    println!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("mcp-oauth-proxy rotate-key: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Demo { port, data } => {
             init_logging(cli.log_format);
             let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
@@ -128,6 +155,20 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error + Send + 
         tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     runtime::serve(app, listener).await?;
     Ok(())
+}
+
+async fn rotate_key(config: Config) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    let store = mcp_oauth_store::open(&config.storage_url).await?;
+    let done = mcp_oauth_http::rekey::reseal_all(store.as_ref(), &config.keys).await?;
+    Ok(format!(
+        "re-sealed with key id {}: {} provider credential(s), {} refresh-token successor(s); {} changed meanwhile \
+         and were already current.\nNo stored value needs a previous key now: encryption.previous_keys may be \
+         emptied once every replica runs with this configuration.",
+        config.keys.current_key_id(),
+        done.provider_credentials,
+        done.refresh_successors,
+        done.changed_meanwhile
+    ))
 }
 
 /// What `check-config` prints: what the configuration sets up, and nothing secret.

@@ -13,6 +13,10 @@ use crate::config::Config;
 /// Opens the store (creating and migrating it) and wires everything together.
 pub async fn build(config: Config, clock: SharedClock) -> Result<AppState, Box<dyn std::error::Error + Send + Sync>> {
     let store = mcp_oauth_store::open(&config.storage_url).await?;
+    // Refuse to start rather than answer 500 for every grant sealed with a key we lack.
+    if let Some(missing) = mcp_oauth_http::rekey::missing_keys(store.as_ref(), &config.keys).await? {
+        return Err(missing.to_string().into());
+    }
     let http = http_client::for_provider_calls();
     let providers = Providers::new(config.providers.into_iter().map(|p| Provider::new(p, http.clone())));
     let mcp_client = http_client::for_mcp_upstream(Duration::from_secs(config.idle_timeout_secs));

@@ -162,4 +162,21 @@ impl<S: Store> Store for CachedStore<S> {
     async fn release_refresh_lease(&self, lease: &Lease) -> Result<(), StoreError> {
         self.inner.release_refresh_lease(lease).await
     }
+
+    async fn sealed_key_usage(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.inner.sealed_key_usage().await
+    }
+
+    async fn sealed_with_other_keys(&self, current_key_id: &str, limit: i64) -> Result<Vec<SealedValue>, StoreError> {
+        self.inner.sealed_with_other_keys(current_key_id, limit).await
+    }
+
+    async fn reseal(&self, value: &SealedValue, resealed: &str) -> Result<bool, StoreError> {
+        let result = self.inner.reseal(value, resealed).await;
+        // Cached lookups carry the provider credential as it was sealed before.
+        if let SealedKind::ProviderCredential { family_id } = &value.kind {
+            self.forget_family(family_id);
+        }
+        result
+    }
 }

@@ -193,6 +193,15 @@ pub trait Store: Send + Sync + 'static {
     /// Gives the lease back without a new credential (the refresh failed transiently).
     async fn release_refresh_lease(&self, lease: &Lease) -> Result<(), StoreError>;
 
+    /// How many stored values each encryption key sealed, by key id.
+    async fn sealed_key_usage(&self) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Up to `limit` stored sealed values whose key is not `current_key_id`.
+    async fn sealed_with_other_keys(&self, current_key_id: &str, limit: i64) -> Result<Vec<SealedValue>, StoreError>;
+    /// Replaces a sealed value by the same value sealed anew, if it is still as read:
+    /// `false` when it changed meanwhile (a refresh stored a new credential, with the
+    /// current key), which is as good.
+    async fn reseal(&self, value: &SealedValue, resealed: &str) -> Result<bool, StoreError>;
+
     /// Deletes what has expired. Safe to run on several replicas at once.
     async fn purge_expired(&self, now: i64, retention: Retention) -> Result<Purged, StoreError>;
 }

@@ -157,3 +157,18 @@ pub struct Lease {
     /// Random, so that a holder whose lease ran out and was taken over can tell.
     pub holder: String,
 }
+
+/// A value the store keeps sealed (see `mcp_oauth_core::seal`), as key rotation sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedValue {
+    pub kind: SealedKind,
+    pub sealed: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SealedKind {
+    /// A family's provider credential, bound to the family id.
+    ProviderCredential { family_id: String },
+    /// A rotated refresh token's successor, bound to the replaced token's hash.
+    RefreshSuccessor { token_hash: TokenHash },
+}

@@ -592,6 +592,69 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn sealed_key_usage(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        // Sealed values read `v1.<8 hex digits of key id>.<body>`.
+        Ok(sqlx::query_as(
+            "SELECT key_id, COUNT(*) AS n FROM ( \
+               SELECT SUBSTR(upstream_sealed, 4, 8) AS key_id FROM families \
+               UNION ALL SELECT SUBSTR(successor_sealed, 4, 8) FROM refresh_tokens WHERE successor_sealed IS NOT NULL \
+             ) sealed GROUP BY key_id ORDER BY key_id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn sealed_with_other_keys(&self, current_key_id: &str, limit: i64) -> Result<Vec<SealedValue>, StoreError> {
+        let families: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, upstream_sealed FROM families WHERE SUBSTR(upstream_sealed, 4, 8) <> $1 LIMIT $2",
+        )
+        .bind(current_key_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let successors: Vec<(Vec<u8>, String)> = sqlx::query_as(
+            "SELECT token_hash, successor_sealed FROM refresh_tokens \
+             WHERE successor_sealed IS NOT NULL AND SUBSTR(successor_sealed, 4, 8) <> $1 LIMIT $2",
+        )
+        .bind(current_key_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<SealedValue> = families
+            .into_iter()
+            .map(|(family_id, sealed)| SealedValue { kind: SealedKind::ProviderCredential { family_id }, sealed })
+            .collect();
+        for (hash, sealed) in successors {
+            let token_hash = TokenHash::try_from(hash).map_err(|e| StoreError::Internal(e.to_string()))?;
+            out.push(SealedValue { kind: SealedKind::RefreshSuccessor { token_hash }, sealed });
+        }
+        out.truncate(limit.max(0) as usize);
+        Ok(out)
+    }
+
+    async fn reseal(&self, value: &SealedValue, resealed: &str) -> Result<bool, StoreError> {
+        let done =
+            match &value.kind {
+                SealedKind::ProviderCredential { family_id } => {
+                    sqlx::query("UPDATE families SET upstream_sealed = $3 WHERE id = $1 AND upstream_sealed = $2")
+                        .bind(family_id)
+                        .bind(&value.sealed)
+                        .bind(resealed)
+                        .execute(&self.pool)
+                        .await?
+                }
+                SealedKind::RefreshSuccessor { token_hash } => sqlx::query(
+                    "UPDATE refresh_tokens SET successor_sealed = $3 WHERE token_hash = $1 AND successor_sealed = $2",
+                )
+                .bind(blob(token_hash))
+                .bind(&value.sealed)
+                .bind(resealed)
+                .execute(&self.pool)
+                .await?,
+            };
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn purge_expired(&self, now: i64, retention: Retention) -> Result<Purged, StoreError> {
         let run = |sql: &'static str, at: i64| {
             let pool = self.pool.clone();

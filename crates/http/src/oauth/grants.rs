@@ -6,12 +6,12 @@ use mcp_oauth_core::client::Client;
 use mcp_oauth_core::family::{CodeState, CodeVerdict, FamilyStatus, RefreshTokenState, judge_code, judge_refresh};
 use mcp_oauth_core::form::Params;
 use mcp_oauth_core::scope::{Scopes, refresh_scope};
-use mcp_oauth_core::seal::KeyRing;
 use mcp_oauth_core::token::{TokenHash, TokenKind, mint};
 use mcp_oauth_core::{OAuthError, pkce};
 use mcp_oauth_store::{NewTokenPair, Rotation, StoredRefreshToken};
 use serde_json::{Value, json};
 
+use super::successor::Successor;
 use crate::error::HttpError;
 use crate::settings::ServerSettings;
 use crate::state::App;
@@ -99,34 +99,6 @@ pub async fn refresh_token(
     let now_stored = app.store.find_refresh_token(&hash).await?.ok_or_else(unknown)?;
     refuse_unless_rotatable(app, &now_stored, client).await?;
     Err(OAuthError::invalid_grant("the refresh token changed concurrently; retry").into())
-}
-
-/// The refresh token a rotation issued, kept sealed with the token it replaced for the
-/// grace window, bound to that token's hash.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Successor {
-    refresh_token: String,
-    scope: String,
-}
-
-impl Successor {
-    fn aad(replaced: &TokenHash) -> String {
-        let hex: String = replaced.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
-        format!("refresh-successor:{hex}")
-    }
-
-    fn seal(&self, keys: &KeyRing, replaced: &TokenHash) -> String {
-        let json = serde_json::to_vec(self).expect("a string and scopes serialise");
-        keys.seal(&json, &Self::aad(replaced))
-    }
-
-    fn open(keys: &KeyRing, replaced: &TokenHash, sealed: &str) -> Result<Self, HttpError> {
-        let json = keys.open(sealed, &Self::aad(replaced)).map_err(|e| {
-            tracing::error!(error = %e, "cannot open a sealed refresh-token successor");
-            OAuthError::server_error("internal error")
-        })?;
-        serde_json::from_slice(&json).map_err(|_| OAuthError::server_error("internal error").into())
-    }
 }
 
 /// A fresh token pair for `client`; the refresh token only if the client registered

@@ -15,4 +15,5 @@ pub mod metadata;
 pub mod register;
 pub mod request;
 pub mod revoke;
+pub(crate) mod successor;
 pub mod token;

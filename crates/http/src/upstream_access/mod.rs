@@ -12,15 +12,15 @@
 //!   for the holder's result instead of redeeming the same refresh token twice.
 
 mod flight;
-mod secret;
+pub(crate) mod secret;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use mcp_oauth_core::clock::SharedClock;
 use mcp_oauth_core::family::FamilyStatus;
-use mcp_oauth_core::seal::KeyRing;
-use mcp_oauth_store::{Lease, Store, StoreError, UpstreamCredential};
+use mcp_oauth_core::seal::{KeyRing, key_id_of};
+use mcp_oauth_store::{Lease, SealedKind, SealedValue, Store, StoreError, UpstreamCredential};
 use mcp_oauth_upstream::{Provider, UpstreamError, UpstreamTokens};
 
 use flight::FlightLocks;
@@ -117,10 +117,26 @@ impl UpstreamAccess {
         self.refresh(provider, family_id, sealed, trigger).await
     }
 
-    /// The token in `sealed`, which is current.
+    /// The token in `sealed`, which is current. A credential sealed with a previous key
+    /// is sealed again with the current one as it is used, so that a key rotation
+    /// completes by itself for every grant in use.
     fn opened(&self, family_id: &str, sealed: &str) -> Result<ProviderToken, AccessError> {
-        let token = self.open(family_id, sealed)?.access_token;
-        Ok(ProviderToken { token, sealed: sealed.to_owned() })
+        let secret = self.open(family_id, sealed)?;
+        if key_id_of(sealed) != Some(self.keys.current_key_id()) {
+            let value = SealedValue {
+                kind: SealedKind::ProviderCredential { family_id: family_id.to_owned() },
+                sealed: sealed.into(),
+            };
+            let resealed = secret.seal(&self.keys, family_id);
+            let store = Arc::clone(&self.store);
+            // Off the request's path: a failure only means it is done on the next use.
+            tokio::spawn(async move {
+                if let Err(e) = store.reseal(&value, &resealed).await {
+                    tracing::debug!(error = %e, "re-sealing a credential with the current key failed; will retry on use");
+                }
+            });
+        }
+        Ok(ProviderToken { token: secret.access_token, sealed: sealed.to_owned() })
     }
 
     fn open(&self, family_id: &str, sealed: &str) -> Result<UpstreamSecret, AccessError> {

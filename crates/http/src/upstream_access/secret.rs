@@ -18,7 +18,7 @@ impl std::fmt::Debug for UpstreamSecret {
 }
 
 /// The additional data that binds a sealed credential to its family row.
-fn aad(family_id: &str) -> String {
+pub(crate) fn aad(family_id: &str) -> String {
     format!("family:{family_id}:upstream")
 }
 

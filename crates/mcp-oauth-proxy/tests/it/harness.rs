@@ -45,6 +45,8 @@ pub struct Start {
     pub extra_toml: String,
     /// Top-level keys, put before every table.
     pub top_toml: String,
+    /// `MCP_OAUTH_PROXY_*` variables over the configuration.
+    pub env: Vec<(String, String)>,
     /// The demo server's upstream; by default the sample MCP server.
     pub upstream_url: Option<String>,
     pub idp_options: Option<IdpOptions>,
@@ -115,7 +117,7 @@ impl Harness {
         }
         .toml();
         let toml = format!("{}\n{toml}", opts.top_toml);
-        let config = Config::from_parts(&toml, std::iter::empty(), &|_| None).unwrap();
+        let config = Config::from_parts(&toml, opts.env.into_iter(), &|_| None).unwrap();
         let app = mcp_oauth_proxy::runtime::build(config, Arc::new(clock.clone())).await.unwrap();
         let router = mcp_oauth_http::router(app.clone());
         let limits = app.settings.connections;

@@ -8,6 +8,7 @@ mod cli;
 mod crash;
 mod discovery;
 mod edge;
+mod key_rotation;
 mod limits;
 mod mcp;
 mod metadata_documents;
