@@ -346,7 +346,9 @@ async fn login_submit(State(idp): State<DevIdp>, body: Bytes) -> Response {
             nonce: form.get("nonce").cloned(),
         },
     );
-    target.query_pairs_mut().append_pair("code", &code).append_pair("state", state);
+    // RFC 9207: name ourselves, as providers that support it do (and tests can forge it).
+    let iss = form.get("forged_iss").cloned().unwrap_or_else(|| idp.issuer());
+    target.query_pairs_mut().append_pair("code", &code).append_pair("state", state).append_pair("iss", &iss);
     Redirect::to(target.as_str()).into_response()
 }
 

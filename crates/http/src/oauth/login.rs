@@ -74,6 +74,14 @@ pub async fn finish(
     params: &Params,
 ) -> Result<String, HttpError> {
     let provider = app.providers.for_server(server);
+    // RFC 9207: the callback is shared by every provider; a response that names another
+    // issuer than the one this login was sent to is a mix-up attack, or a misrouting.
+    if let (Some(iss), Some(expected)) = (params.get("iss"), provider.settings().issuer.as_deref())
+        && iss.trim_end_matches('/') != expected.trim_end_matches('/')
+    {
+        tracing::warn!(provider = provider.name(), iss, "the login response names another issuer");
+        return Err(OAuthError::access_denied("the login response came from another identity provider").into());
+    }
     if let Some(error) = params.get("error") {
         tracing::info!(provider = provider.name(), error, "upstream login did not succeed");
         return Err(match error {

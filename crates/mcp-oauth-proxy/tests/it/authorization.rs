@@ -325,3 +325,22 @@ async fn an_id_token_with_a_forged_signature_is_refused() {
     assert!(!q.contains_key("code"));
     assert_eq!(h.idp.code_exchanges(), 1, "the code was exchanged, and then the id_token refused");
 }
+
+/// RFC 9207: the callback is shared by every provider; a response naming another issuer
+/// than the one the login went to (a mix-up attack) issues no code.
+#[tokio::test]
+async fn a_login_response_naming_another_issuer_is_refused() {
+    let h = Harness::start().await;
+    let client_id = h.register_public().await;
+    let mut b = Browser::new();
+    let consent = b.get(&h.authorize_url(&client_id, &[])).await;
+    let upstream = b.submit(&consent, "", &[("decision", "approve")]).await.location();
+    let login = b.get(&upstream).await;
+    let origin = url::Url::parse(&upstream).unwrap().origin().ascii_serialization();
+    let back = b.submit(&login, &origin, &[("login", "approve"), ("forged_iss", "https://evil.example")]).await;
+    let done = b.get(&back.location()).await;
+    assert_eq!(done.status, StatusCode::FOUND);
+    let q = query(&done.location());
+    assert_eq!(q.get("error").map(String::as_str), Some("access_denied"), "{}", done.location());
+    assert!(!q.contains_key("code"));
+}
