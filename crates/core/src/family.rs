@@ -7,7 +7,7 @@
 //! ```text
 //!   refresh token:   Active ──refresh──▶ Superseded(at) ──(grace passes)──▶ reuse ⇒ family Revoked
 //!                      │                    │
-//!                      │                    └─ replay within grace ⇒ another fresh pair
+//!                      │                    └─ replay within grace ⇒ the same successor again
 //!                      └─ expires / family revoked ⇒ refused
 //! ```
 //!
@@ -79,7 +79,8 @@ pub struct RefreshTokenState {
 pub enum RefreshVerdict {
     /// The current token of its branch: supersede it and issue a new pair.
     Rotate,
-    /// Superseded moments ago (an honest race or a retry): issue another pair.
+    /// Superseded moments ago (an honest race or a retry): answer again what its
+    /// rotation answered (the same successor, a new access token).
     RotateWithinGrace,
     /// Superseded longer ago than the grace window: stolen or badly broken client.
     /// The whole family must be revoked.

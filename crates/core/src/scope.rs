@@ -57,8 +57,8 @@ impl std::fmt::Display for Scopes {
 /// Scopes the server does not offer are dropped rather than refused (RFC 6749 §3.3 lets
 /// the server ignore part of a request, and the token response then names what was
 /// granted). Real clients send scopes they picked up elsewhere, or none at all, and some
-/// ignore the advertised ones; refusing them would only lock their users out. An absent, empty or wholly
-/// unknown request gets everything the server offers.
+/// ignore the advertised ones; refusing them would only lock their users out. An absent,
+/// empty or wholly unknown request gets everything the server offers.
 pub fn grant_scope(requested: Option<&str>, offered: &Scopes) -> Result<Scopes, OAuthError> {
     let requested = match requested {
         Some(s) => Scopes::parse(s)?,

@@ -16,6 +16,7 @@ mod outage;
 mod processes;
 mod raw_upstream;
 mod registration;
+mod regressions;
 mod replicas;
 mod secrets;
 mod tokens;
