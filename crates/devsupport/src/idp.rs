@@ -61,6 +61,10 @@ pub enum Fault {
     InvalidGrant,
     /// HTTP 503 (transient).
     Unavailable,
+    /// `invalid_client`: the proxy's own credentials are refused (an expired secret).
+    InvalidClient,
+    /// A bare 403 from something in front of the provider (a firewall, a CDN).
+    Forbidden,
 }
 
 #[derive(Debug, Clone)]
@@ -376,6 +380,8 @@ async fn token(State(idp): State<DevIdp>, headers: HeaderMap, body: Bytes) -> Re
         return match fault {
             Fault::InvalidGrant => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "injected failure"),
             Fault::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "injected outage").into_response(),
+            Fault::InvalidClient => oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "injected bad secret"),
+            Fault::Forbidden => (StatusCode::FORBIDDEN, "<html>blocked by policy</html>").into_response(),
         };
     }
     match form.get("grant_type").map(String::as_str) {

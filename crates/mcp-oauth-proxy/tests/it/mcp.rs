@@ -195,6 +195,27 @@ async fn transient_upstream_failure_is_503_and_keeps_the_grant() {
     assert_eq!(h.idp.refresh_count(), 1, "refreshed once the provider was back (faults are not counted)");
 }
 
+/// Refusals that are about the proxy (its secret, a firewall) end nobody's grant: 503 with
+/// `Retry-After`, on the MCP path and at the token endpoint, and the same tokens work once
+/// the provider answers again.
+#[tokio::test]
+async fn a_provider_refusing_the_proxy_keeps_every_grant() {
+    for fault in [Fault::InvalidClient, Fault::Forbidden] {
+        let h = Harness::start().await;
+        let (client_id, tokens) = h.logged_in().await;
+        h.clock.advance(301);
+        h.idp.inject_fault(fault);
+        let r = post(&h, "demo", Some(&access(&tokens)), INITIALIZE.into()).await;
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "{fault:?}");
+        assert!(r.headers().contains_key("retry-after"));
+        h.idp.inject_fault(fault);
+        let (status, err) = h.refresh(&client_id, tokens["refresh_token"].as_str().unwrap()).await;
+        assert_eq!((status, err["error"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("temporarily_unavailable")));
+        let client = connect(&h, "demo", &access(&tokens)).await;
+        assert_eq!(text(&call(&client, "add", json!({"a": 1, "b": 1})).await), "2", "{fault:?}");
+    }
+}
+
 #[tokio::test]
 async fn permanent_upstream_failure_sends_the_user_back_to_login() {
     let h = Harness::start().await;
