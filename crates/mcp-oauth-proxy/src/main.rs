@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use mcp_oauth_core::SystemClock;
-use mcp_oauth_proxy::config::Config;
+use mcp_oauth_proxy::config::{Config, ConfigErrors};
 use mcp_oauth_proxy::runtime;
 
 #[derive(Parser)]
@@ -84,71 +84,72 @@ fn main() -> ExitCode {
                 print!("{}", describe(&c));
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprint!("{e}");
-                ExitCode::from(2)
-            }
+            Err(e) => config_error(&e),
         },
         Command::RotateKey { config } => {
             init_logging(cli.log_format);
-            let config = match Config::load(config.as_deref()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprint!("{e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-            match runtime.block_on(rotate_key(config)) {
-                Ok(report) => {
-                    println!("{report}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("mcp-oauth-proxy rotate-key: {e}");
-                    ExitCode::FAILURE
-                }
+            match Config::load(config.as_deref()) {
+                Ok(config) => run("rotate-key", rotate_key(config)),
+                Err(e) => config_error(&e),
             }
         }
         Command::Demo { port, data } => {
             init_logging(cli.log_format);
-            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-            let result = runtime.block_on(async move {
+            run("demo", async move {
                 let demo = mcp_oauth_proxy::demo::start(port, data).await?;
                 println!("{}", demo.banner());
                 demo.serve().await?;
-                Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
-            });
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("mcp-oauth-proxy demo: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+                Ok(())
+            })
         }
         Command::Serve { config } => {
             init_logging(cli.log_format);
-            let config = match Config::load(config.as_deref()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprint!("{e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-            match runtime.block_on(serve(config)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("mcp-oauth-proxy: {e}");
-                    ExitCode::FAILURE
-                }
+            match Config::load(config.as_deref()) {
+                Ok(config) => run("serve", serve(config)),
+                Err(e) => config_error(&e),
             }
         }
     }
 }
 
-async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+fn config_error(e: &ConfigErrors) -> ExitCode {
+    eprint!("{e}");
+    ExitCode::from(2)
+}
+
+/// Runs a command's work to its end; a failure is printed and exits non-zero.
+fn run<T: RunOutput>(command: &str, work: impl Future<Output = Result<T, BoxError>>) -> ExitCode {
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match runtime.block_on(work) {
+        Ok(output) => {
+            output.print();
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mcp-oauth-proxy {command}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a command prints when it succeeds.
+trait RunOutput {
+    fn print(self);
+}
+
+impl RunOutput for () {
+    fn print(self) {}
+}
+
+impl RunOutput for String {
+    fn print(self) {
+        println!("{self}");
+    }
+}
+
+async fn serve(config: Config) -> Result<(), BoxError> {
     let listen = config.listen;
     let app = runtime::build(config, Arc::new(SystemClock)).await?;
     let listener =
@@ -157,7 +158,7 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error + Send + 
     Ok(())
 }
 
-async fn rotate_key(config: Config) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+async fn rotate_key(config: Config) -> Result<String, BoxError> {
     let store = mcp_oauth_store::open(&config.storage_url).await?;
     let done = mcp_oauth_http::rekey::reseal_all(store.as_ref(), &config.keys).await?;
     Ok(format!(

@@ -2,7 +2,7 @@
 
 use url::Url;
 
-use crate::provider::ProviderSettings;
+use crate::settings::ProviderSettings;
 
 /// What one login adds to the provider's authorization endpoint.
 pub(crate) struct Login<'a> {
@@ -48,7 +48,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::provider::ProviderAuthMethod;
+    use crate::settings::ProviderAuthMethod;
 
     fn settings(forward_resource: bool) -> ProviderSettings {
         ProviderSettings {

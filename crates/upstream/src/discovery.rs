@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::answer::{self, Endpoint};
 use crate::error::UpstreamError;
-use crate::provider::parse_url;
+use crate::settings::parse_url;
 
 /// The provider's metadata document. It must name the configured issuer: a document that
 /// names another one is somebody else's, and its endpoints are not to be trusted.

@@ -11,7 +11,7 @@ use url::Url;
 use crate::answer::{self, Endpoint};
 use crate::error::UpstreamError;
 use crate::id_token::{self, IdTokenError};
-use crate::provider::{Endpoints, ProviderSettings};
+use crate::settings::{Endpoints, ProviderSettings};
 use crate::token_endpoint::UpstreamTokens;
 
 /// Signing keys are fetched again when a token names an unknown key, but not more often

@@ -1,6 +1,7 @@
 //! The proxy's side of the upstream identity provider: one confidential OAuth client.
 //!
-//! - [`provider`]: [`Provider`] and its settings, its endpoints, and the public operations;
+//! - [`provider`]: [`Provider`], the public operations, each delegated to a job module below;
+//! - `settings`: [`ProviderSettings`] as configured, and the endpoints once resolved;
 //! - `discovery`: the missing endpoints from the issuer (OpenID Connect Discovery, RFC 8414);
 //! - `authorization_url`: where the user's browser is sent to log in;
 //! - `token_endpoint`: code exchange and refresh as the proxy's client; [`UpstreamTokens`];
@@ -19,8 +20,10 @@ mod discovery;
 mod error;
 mod id_token;
 mod identity;
+mod settings;
 mod token_endpoint;
 
 pub use error::UpstreamError;
-pub use provider::{Provider, ProviderAuthMethod, ProviderSettings};
+pub use provider::Provider;
+pub use settings::{ProviderAuthMethod, ProviderSettings};
 pub use token_endpoint::UpstreamTokens;

@@ -11,7 +11,7 @@ use url::Url;
 
 use crate::answer::{self, Endpoint};
 use crate::error::UpstreamError;
-use crate::provider::{ProviderAuthMethod, ProviderSettings};
+use crate::settings::{ProviderAuthMethod, ProviderSettings};
 
 /// Tokens from the provider's token endpoint. `Debug` prints no secret.
 #[derive(Clone, Deserialize)]

@@ -128,6 +128,21 @@ impl Harness {
         Self { base, idp, observed, upstream_url, clock, app, http: client(), db_dir, server }
     }
 
+    /// This proxy stopped and started again on the same database, provider, MCP server
+    /// and clock, with `env` over its configuration (a deploy, a key rotation).
+    pub async fn restarted(self, env: Vec<(String, String)>) -> Harness {
+        let start = Start {
+            db_dir: Some(self.db_dir.clone()),
+            clock: Some(self.clock.clone()),
+            idp: Some((self.idp.clone(), self.idp_issuer())),
+            upstream_url: Some(self.upstream_url.clone()),
+            env,
+            ..Default::default()
+        };
+        drop(self);
+        Harness::start_with(start).await
+    }
+
     pub fn idp_issuer(&self) -> String {
         self.app.providers.get("dev").expect("configured").settings().issuer.clone().unwrap()
     }

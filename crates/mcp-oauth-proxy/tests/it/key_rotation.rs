@@ -7,7 +7,7 @@ use std::time::Duration;
 use mcp_oauth_core::seal::{KeyRing, decode_key};
 use reqwest::StatusCode;
 
-use crate::harness::{Browser, Harness, KEY, Start};
+use crate::harness::{Browser, Harness, KEY};
 
 const NEW_KEY: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
 const BIN: &str = env!("CARGO_BIN_EXE_mcp-oauth-proxy");
@@ -64,18 +64,7 @@ async fn serve_refuses_to_start_without_a_needed_key_and_rotate_key_reseals_ever
     assert!(stdout.contains(&key_id(NEW_KEY)), "{stdout}");
 
     // The old key can go: a proxy without it serves the same grant.
-    let (db_dir, clock, idp) = (h.db_dir.clone(), h.clock.clone(), (h.idp.clone(), h.idp_issuer()));
-    let upstream_url = h.upstream_url.clone();
-    drop(h);
-    let rotated = Harness::start_with(Start {
-        db_dir: Some(db_dir),
-        clock: Some(clock),
-        idp: Some(idp),
-        upstream_url: Some(upstream_url),
-        env: rotated_env(false),
-        ..Default::default()
-    })
-    .await;
+    let rotated = h.restarted(rotated_env(false)).await;
     assert_eq!(rotated.mcp_status(tokens["access_token"].as_str().unwrap()).await, StatusCode::OK);
     let (status, body) = rotated.refresh(&client_id, tokens["refresh_token"].as_str().unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -88,18 +77,7 @@ async fn credentials_are_resealed_as_they_are_used_and_old_consent_stays_valid()
     let mut browser = Browser::new();
     let code = h.authorize(&mut browser, &client_id).await;
     let tokens = h.exchange(&client_id, &code).await;
-    let (db_dir, clock, idp) = (h.db_dir.clone(), h.clock.clone(), (h.idp.clone(), h.idp_issuer()));
-    let upstream_url = h.upstream_url.clone();
-    drop(h);
-    let rotated = Harness::start_with(Start {
-        db_dir: Some(db_dir),
-        clock: Some(clock),
-        idp: Some(idp),
-        upstream_url: Some(upstream_url),
-        env: rotated_env(true),
-        ..Default::default()
-    })
-    .await;
+    let rotated = h.restarted(rotated_env(true)).await;
     let usage = rotated.app.store.sealed_key_usage().await.unwrap();
     assert_eq!(usage, vec![(key_id(KEY), 1)]);
     assert_eq!(rotated.mcp_status(tokens["access_token"].as_str().unwrap()).await, StatusCode::OK);

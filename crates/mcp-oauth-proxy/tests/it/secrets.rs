@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use reqwest::StatusCode;
 
-use crate::harness::{Harness, Start};
+use crate::harness::Harness;
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -88,12 +88,7 @@ async fn upstream_tokens_are_encrypted_at_rest() {
 async fn registrations_and_grants_survive_a_restart() {
     let first = Harness::start().await;
     let (client_id, tokens) = first.logged_in().await;
-    let (db_dir, clock) = (first.db_dir.clone(), first.clock.clone());
-    let idp = (first.idp.clone(), first.idp_issuer());
-    drop(first);
-    let second =
-        Harness::start_with(Start { db_dir: Some(db_dir), idp: Some(idp), clock: Some(clock), ..Default::default() })
-            .await;
+    let second = first.restarted(vec![]).await;
     let (status, body) = second.refresh(&client_id, tokens["refresh_token"].as_str().unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let page = crate::harness::Browser::new().get(&second.authorize_url(&client_id, &[])).await;
