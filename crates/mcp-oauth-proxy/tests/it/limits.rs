@@ -192,3 +192,22 @@ async fn connections_beyond_the_cap_wait_for_one_to_close() {
     let fourth = reqwest::Client::new().get(h.url("/healthz")).timeout(Duration::from_secs(5)).send().await.unwrap();
     assert_eq!(fourth.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_body_that_trickles_in_is_refused_in_time() {
+    let h = Harness::start_with(Start {
+        extra_toml: "[limits]\nbody_read_timeout_secs = 1\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let mut tcp = tokio::net::TcpStream::connect(h.base.trim_start_matches("http://")).await.unwrap();
+    let head = "POST /oauth/demo/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+                Content-Length: 100\r\n\r\ngrant_type=";
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = vec![0; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await.expect("answered in time").unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
