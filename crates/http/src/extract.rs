@@ -136,19 +136,28 @@ impl FromRequestParts<AppState> for Bearer {
         let Some(token) = authorization(&parts.headers, "Bearer").filter(|t| !t.is_empty()) else {
             return Err(refuse(Some("the Authorization header must be a Bearer token")));
         };
-        let found = app.store.find_access_token(&TokenHash::of(token)).await?;
-        let why = match &found {
-            None => "unknown access token",
-            Some(t) if t.server != server.slug => "this access token was issued for another MCP server",
-            Some(t) if t.revoked => "the access token has been revoked",
-            Some(t) if t.family_status != FamilyStatus::Active => "the grant has ended; authorize again",
-            Some(t) if t.expires_at <= app.now() => "the access token has expired",
-            Some(_) => "",
+        let Some(token) = app.store.find_access_token(&TokenHash::of(token)).await? else {
+            return Err(refuse(Some("unknown access token")));
         };
-        match found {
-            Some(token) if why.is_empty() => Ok(Bearer { server, token }),
-            _ => Err(refuse(Some(why))),
+        match refusal(&token, &server, app.now()) {
+            Some(why) => Err(refuse(Some(why))),
+            None => Ok(Bearer { server, token }),
         }
+    }
+}
+
+/// Why a known access token does not open `server` now, if it does not.
+fn refusal(token: &AccessTokenInfo, server: &ServerSettings, now: i64) -> Option<&'static str> {
+    if token.server != server.slug {
+        Some("this access token was issued for another MCP server")
+    } else if token.revoked {
+        Some("the access token has been revoked")
+    } else if token.family_status != FamilyStatus::Active {
+        Some("the grant has ended; authorize again")
+    } else if token.expires_at <= now {
+        Some("the access token has expired")
+    } else {
+        None
     }
 }
 
