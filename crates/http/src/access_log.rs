@@ -1,19 +1,24 @@
-//! The access log: one line per request.
+//! The access log: one line per request, and the request metrics.
 
 use std::time::Instant;
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
+use crate::metrics::route_class;
+use crate::state::AppState;
+
 /// Method, path, status, time. Never the query string, which carries codes and state,
 /// and never a header.
-pub async fn log(req: Request, next: Next) -> Response {
+pub async fn log(State(app): State<AppState>, req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let started = Instant::now();
     let resp = next.run(req).await;
-    if path.ends_with("/healthz") || path.ends_with("/readyz") {
+    let route = route_class(&path);
+    app.metrics.observe_http(route, resp.status().as_u16(), started.elapsed());
+    if route == "health" {
         return resp; // probes every few seconds would drown the log
     }
     tracing::info!(

@@ -28,6 +28,7 @@ pub mod extract;
 pub mod health;
 pub mod limits;
 pub mod mcp;
+pub mod metrics;
 pub mod oauth;
 pub mod pages;
 pub mod providers;
@@ -51,6 +52,11 @@ pub use state::{App, AppState};
 
 /// Request bodies of the OAuth endpoints are small; anything larger is refused early.
 const OAUTH_BODY_LIMIT: usize = 64 * 1024;
+
+/// The metrics endpoint, for a listener of its own (never the public one).
+pub fn metrics_router(app: AppState) -> Router {
+    Router::new().route("/metrics", get(metrics::serve)).with_state(app)
+}
 
 pub fn router(app: AppState) -> Router {
     let prefix = app.settings.path_prefix().to_owned();
@@ -102,6 +108,6 @@ pub fn router(app: AppState) -> Router {
         .merge(browser.layer(DefaultBodyLimit::max(OAUTH_BODY_LIMIT)))
         .merge(mcp)
         .layer(body_timeout)
-        .layer(middleware::from_fn(access_log::log))
+        .layer(middleware::from_fn_with_state(app.clone(), access_log::log))
         .with_state(app)
 }

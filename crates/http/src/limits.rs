@@ -11,19 +11,21 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::error::HttpError;
+use crate::metrics::Metrics;
 use crate::settings::LimitSettings;
 
 /// Keys beyond this and the limiters forget the keys whose allowance is full again.
 const MAX_KEYS: usize = 100_000;
 
 pub struct Limits {
+    metrics: Arc<Metrics>,
     registrations: Rate<IpAddr>,
     authorizations: Rate<IpAddr>,
     failures_by_address: Failures<IpAddr>,
@@ -31,8 +33,9 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub fn new(settings: &LimitSettings) -> Self {
+    pub fn new(settings: &LimitSettings, metrics: Arc<Metrics>) -> Self {
         Self {
+            metrics,
             registrations: Rate::per_minute(settings.registrations_per_minute),
             authorizations: Rate::per_minute(settings.authorizations_per_minute),
             failures_by_address: Failures::per_minute(settings.failures_per_minute),
@@ -42,21 +45,21 @@ impl Limits {
 
     /// One more dynamic registration from `address`.
     pub fn registration(&self, address: IpAddr) -> Result<(), HttpError> {
-        self.registrations.take(address)
+        self.registrations.take(address).inspect_err(|_| self.metrics.rate_limited("registrations"))
     }
 
     /// One more authorization request from `address`.
     pub fn authorization(&self, address: IpAddr) -> Result<(), HttpError> {
-        self.authorizations.take(address)
+        self.authorizations.take(address).inspect_err(|_| self.metrics.rate_limited("authorizations"))
     }
 
     /// Refuses an address or client that has used up its failures.
     pub fn check_failures(&self, address: IpAddr, client_id: Option<&str>) -> Result<(), HttpError> {
-        self.failures_by_address.check(&address)?;
-        match client_id {
-            Some(id) => self.failures_by_client.check(&id.to_owned()),
-            None => Ok(()),
-        }
+        let by_client = |id: &str| self.failures_by_client.check(&id.to_owned());
+        self.failures_by_address
+            .check(&address)
+            .and_then(|()| client_id.map_or(Ok(()), by_client))
+            .inspect_err(|_| self.metrics.rate_limited("failures"))
     }
 
     /// Counts a failed client authentication or a refused grant.
@@ -137,12 +140,13 @@ mod tests {
     use super::*;
 
     fn limits(n: u32) -> Limits {
-        Limits::new(&LimitSettings {
+        let settings = LimitSettings {
             registrations_per_minute: n,
             authorizations_per_minute: n,
             failures_per_minute: n,
             pending_per_browser: 1,
-        })
+        };
+        Limits::new(&settings, Arc::default())
     }
 
     #[test]

@@ -11,6 +11,7 @@ use mcp_oauth_store::Store;
 use crate::clients::ClientDirectory;
 use crate::cookies::CookieNames;
 use crate::limits::Limits;
+use crate::metrics::Metrics;
 use crate::providers::Providers;
 use crate::settings::Settings;
 use crate::upstream_access::UpstreamAccess;
@@ -33,6 +34,7 @@ pub struct App {
     pub cookies: CookieNames,
     /// Pooled connections to the MCP upstreams.
     pub mcp_client: reqwest::Client,
+    pub metrics: Arc<Metrics>,
 }
 
 pub type AppState = Arc<App>;
@@ -47,17 +49,33 @@ impl App {
         mcp_client: reqwest::Client,
     ) -> Self {
         let signer = Signer::from_key_ring(&keys);
+        let metrics = Arc::new(Metrics::default());
         let cookies = CookieNames::new(settings.secure_cookies());
         let clients = ClientDirectory::new(
             settings.static_clients.clone(),
             settings.metadata_documents,
             Arc::clone(&store),
             Arc::clone(&clock),
+            Arc::clone(&metrics),
         );
         let keys = Arc::new(keys);
-        let upstream = UpstreamAccess::new(Arc::clone(&store), Arc::clone(&keys), Arc::clone(&clock));
-        let limits = Limits::new(&settings.limits);
-        Self { settings, store, clock, clients, limits, providers, upstream, keys, signer, cookies, mcp_client }
+        let upstream =
+            UpstreamAccess::new(Arc::clone(&store), Arc::clone(&keys), Arc::clone(&clock), Arc::clone(&metrics));
+        let limits = Limits::new(&settings.limits, Arc::clone(&metrics));
+        Self {
+            settings,
+            store,
+            clock,
+            clients,
+            limits,
+            providers,
+            upstream,
+            keys,
+            signer,
+            cookies,
+            mcp_client,
+            metrics,
+        }
     }
 
     pub fn now(&self) -> i64 {

@@ -74,6 +74,6 @@ impl Demo {
     }
 
     pub async fn serve(self) -> std::io::Result<()> {
-        runtime::serve(self.app, self.listener).await
+        runtime::serve(self.app, self.listener, None).await
     }
 }

@@ -150,11 +150,11 @@ impl RunOutput for String {
 }
 
 async fn serve(config: Config) -> Result<(), BoxError> {
-    let listen = config.listen;
+    let (listen, metrics_listen) = (config.listen, config.metrics_listen);
     let app = runtime::build(config, Arc::new(SystemClock)).await?;
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    runtime::serve(app, listener).await?;
+    runtime::serve(app, listener, metrics_listen).await?;
     Ok(())
 }
 

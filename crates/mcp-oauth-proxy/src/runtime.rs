@@ -24,7 +24,11 @@ pub async fn build(config: Config, clock: SharedClock) -> Result<AppState, Box<d
 }
 
 /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish.
-pub async fn serve(app: AppState, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+pub async fn serve(
+    app: AppState,
+    listener: tokio::net::TcpListener,
+    metrics_listen: Option<std::net::SocketAddr>,
+) -> std::io::Result<()> {
     for provider in app.providers.iter() {
         let provider = Arc::clone(provider);
         // Discovery problems are worth knowing at start, but a provider that is down
@@ -45,6 +49,16 @@ pub async fn serve(app: AppState, listener: tokio::net::TcpListener) -> std::io:
     // On SIGTERM/SIGINT stop accepting, let requests in flight finish, but do not wait
     // forever: MCP event streams never end by themselves, and a deploy must not hang on
     // them. Their clients reconnect (to another replica) with Last-Event-ID.
+    if let Some(address) = metrics_listen {
+        let metrics = tokio::net::TcpListener::bind(address).await?;
+        tracing::info!(%address, "metrics are served at /metrics");
+        let router = mcp_oauth_http::metrics_router(app.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(metrics, router).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
+    }
     let limits = app.settings.connections;
     let router = mcp_oauth_http::router(app);
     mcp_oauth_http::serve::serve(listener, router, limits, shutdown_signal(), SHUTDOWN_GRACE).await

@@ -23,6 +23,8 @@ mod migrations;
 pub mod model;
 mod sql;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use async_trait::async_trait;
 use mcp_oauth_core::client::Client;
 use mcp_oauth_core::family::FamilyStatus;
@@ -79,6 +81,21 @@ impl std::fmt::Display for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// Database errors seen by this process, by kind: counted where every one is born (the
+/// conversion from the driver's error), read by the metrics endpoint.
+static UNAVAILABLE: AtomicU64 = AtomicU64::new(0);
+static INTERNAL: AtomicU64 = AtomicU64::new(0);
+
+fn count_error(e: &StoreError) {
+    let counter = if matches!(e, StoreError::Unavailable(_)) { &UNAVAILABLE } else { &INTERNAL };
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// (unavailable, other) database errors seen by this process since it started.
+pub fn error_counts() -> (u64, u64) {
+    (UNAVAILABLE.load(Ordering::Relaxed), INTERNAL.load(Ordering::Relaxed))
 }
 
 /// How long to keep rows that no longer grant anything but still carry meaning.

@@ -38,6 +38,14 @@ impl std::fmt::Debug for SqlStore {
 /// (`Unavailable`, a 503), or not (`Duplicate`, `Internal`).
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
+        let classified = classify(e);
+        crate::count_error(&classified);
+        classified
+    }
+}
+
+fn classify(e: sqlx::Error) -> StoreError {
+    {
         match &e {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
                 StoreError::Unavailable(e.to_string())

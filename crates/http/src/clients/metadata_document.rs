@@ -27,6 +27,7 @@ use mcp_oauth_core::client_metadata_document::{is_forbidden_address, metadata_fr
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use tokio::sync::Semaphore;
 
+use crate::metrics::{Metrics, OutcomeLabels};
 use crate::settings::MetadataDocumentSettings;
 
 /// Documents larger than this are refused.
@@ -142,10 +143,11 @@ pub struct Fetcher {
     per_host: DefaultKeyedRateLimiter<String>,
     in_flight: Semaphore,
     http: reqwest::Client,
+    metrics: Arc<Metrics>,
 }
 
 impl Fetcher {
-    pub fn new(settings: &MetadataDocumentSettings) -> Self {
+    pub fn new(settings: &MetadataDocumentSettings, metrics: Arc<Metrics>) -> Self {
         let per_minute = NonZeroU32::new(settings.fetches_per_host_per_minute).unwrap_or(NonZeroU32::MIN);
         mcp_oauth_upstream::http_client::install_crypto_provider();
         let resolver = GuardedResolver { allow_loopback: settings.allow_loopback };
@@ -163,12 +165,20 @@ impl Fetcher {
             per_host: RateLimiter::keyed(Quota::per_minute(per_minute)),
             in_flight: Semaphore::new(MAX_CONCURRENT_FETCHES),
             http,
+            metrics,
         }
     }
 
     /// The public client a document describes. The caller learns only that the document
     /// could not be used; why (DNS, connection, TLS, size, validation) goes to the log.
     pub async fn client(&self, url: &str, now: i64) -> Result<Client, OAuthError> {
+        let result = self.fetch_client(url, now).await;
+        let outcome = if result.is_ok() { "ok" } else { "refused" };
+        self.metrics.metadata_document_fetches.get_or_create(&OutcomeLabels { outcome }).inc();
+        result
+    }
+
+    async fn fetch_client(&self, url: &str, now: i64) -> Result<Client, OAuthError> {
         let refused = |why: &str| {
             tracing::info!(client_id = url, why, "client metadata document refused");
             OAuthError::invalid_client("the client metadata document could not be used")

@@ -13,6 +13,7 @@ use mcp_oauth_core::clock::SharedClock;
 use mcp_oauth_store::Store;
 
 use crate::error::HttpError;
+use crate::metrics::Metrics;
 use crate::settings::MetadataDocumentSettings;
 use metadata_document::{DocumentCache, Fetcher};
 
@@ -31,11 +32,12 @@ impl ClientDirectory {
         documents: MetadataDocumentSettings,
         store: Arc<dyn Store>,
         clock: SharedClock,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             configured,
             document_cache: DocumentCache::new(documents.cache_bytes),
-            fetcher: Fetcher::new(&documents),
+            fetcher: Fetcher::new(&documents, metrics),
             documents,
             store,
             clock,

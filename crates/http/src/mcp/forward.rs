@@ -5,6 +5,11 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
 
+use std::sync::atomic::AtomicI64;
+
+use futures_util::StreamExt;
+use prometheus_client::metrics::gauge::Gauge;
+
 use crate::client_address::ClientAddress;
 use crate::error::HttpError;
 use crate::settings::ServerSettings;
@@ -131,7 +136,7 @@ pub async fn send(
 /// The MCP upstream's answer as ours, its body streamed chunk by chunk (SSE events reach the
 /// client as they are produced). Dropping the returned body, which hyper does when the
 /// client goes away, drops the connection to the MCP upstream and so cancels its call.
-pub fn stream_back(upstream: reqwest::Response) -> Response {
+pub fn stream_back(upstream: reqwest::Response, open_streams: &Gauge<i64, AtomicI64>) -> Response {
     let status = StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let named = connection_named(upstream.headers());
     let mut headers = HeaderMap::with_capacity(upstream.headers().len());
@@ -140,10 +145,40 @@ pub fn stream_back(upstream: reqwest::Response) -> Response {
             headers.append(name.clone(), value.clone());
         }
     }
-    let mut resp = Response::new(Body::from_stream(upstream.bytes_stream()));
+    let is_event_stream = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let body = if is_event_stream {
+        // Counted open until the stream ends or the client goes away (the body is dropped).
+        let open = OpenStream::new(open_streams.clone());
+        Body::from_stream(upstream.bytes_stream().map(move |chunk| {
+            let _counted = &open;
+            chunk
+        }))
+    } else {
+        Body::from_stream(upstream.bytes_stream())
+    };
+    let mut resp = Response::new(body);
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
     resp
+}
+
+/// One open event stream on the gauge, for as long as this lives.
+struct OpenStream(Gauge<i64, AtomicI64>);
+
+impl OpenStream {
+    fn new(gauge: Gauge<i64, AtomicI64>) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 #[cfg(test)]

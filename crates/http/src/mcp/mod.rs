@@ -8,16 +8,20 @@
 
 mod forward;
 
-use axum::body::Body;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::Response;
 
 use crate::client_address::ClientAddress;
 use crate::error::HttpError;
 use crate::extract::Bearer;
+use crate::metrics::{McpLabels, SlugLabels};
 use crate::settings::{ServerSettings, Settings};
-use crate::state::AppState;
+use crate::state::{App, AppState};
 use crate::upstream_access::{AccessError, Trigger};
 
 pub async fn handle(
@@ -45,9 +49,10 @@ pub async fn handle(
         .token(provider, &token.family_id, &token.upstream_sealed, token.upstream_expires_at, None)
         .await
         .map_err(refused)?;
-    let resp = forward::send(&app.mcp_client, &server, &parts, body.clone(), &first.token, origin).await?;
+    let open_streams = app.metrics.open_streams.get_or_create(&SlugLabels { slug: server.slug.clone() }).clone();
+    let resp = send(&app, &server, &parts, body.clone(), &first.token, origin).await?;
     if resp.status() != reqwest::StatusCode::UNAUTHORIZED {
-        return Ok(forward::stream_back(resp));
+        return Ok(forward::stream_back(resp, &open_streams));
     }
     // The MCP upstream refused the user's token: an auth event, not a tool error (hiding
     // it as one leaves the client with a token that never works). Refresh once, replay.
@@ -58,7 +63,7 @@ pub async fn handle(
         .token(provider, &token.family_id, &first.sealed, token.upstream_expires_at, trigger)
         .await
         .map_err(refused)?;
-    let resp = forward::send(&app.mcp_client, &server, &parts, body, &second.token, origin).await?;
+    let resp = send(&app, &server, &parts, body, &second.token, origin).await?;
     if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
         return Err(HttpError::challenge(
             &app.settings,
@@ -66,7 +71,25 @@ pub async fn handle(
             Some("the MCP server refused the upstream credential"),
         ));
     }
-    Ok(forward::stream_back(resp))
+    Ok(forward::stream_back(resp, &open_streams))
+}
+
+/// [`forward::send`], counted: the MCP upstream's status and its time to the response head.
+async fn send(
+    app: &App,
+    server: &ServerSettings,
+    parts: &Parts,
+    body: Bytes,
+    provider_token: &str,
+    origin: (&ClientAddress, (&str, &str)),
+) -> Result<reqwest::Response, HttpError> {
+    let started = Instant::now();
+    let resp = forward::send(&app.mcp_client, server, parts, body, provider_token, origin).await?;
+    let labels = McpLabels { slug: server.slug.clone(), status: resp.status().as_u16() };
+    app.metrics.mcp_responses.get_or_create(&labels).inc();
+    let slug = SlugLabels { slug: server.slug.clone() };
+    app.metrics.mcp_first_byte_seconds.get_or_create(&slug).observe(started.elapsed().as_secs_f64());
+    Ok(resp)
 }
 
 /// No usable provider token: a grant that needs a new login is the client's token

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::successor::Successor;
 use crate::error::HttpError;
+use crate::metrics::SlugLabels;
 use crate::settings::ServerSettings;
 use crate::state::App;
 
@@ -37,7 +38,7 @@ pub async fn authorization_code(
         CodeVerdict::Redeem => {}
         CodeVerdict::Expired => return Err(OAuthError::invalid_grant("the authorization code has expired").into()),
         CodeVerdict::Replay => {
-            revoke_for_replay(app, &stored.family_id, "authorization code").await;
+            revoke_for_replay(app, &stored.family_id, "authorization code", "code_replay").await;
             return Err(replayed().into());
         }
     }
@@ -52,7 +53,7 @@ pub async fn authorization_code(
     let (pair, body) = new_pair(app, client, &scope);
     if !app.store.redeem_code(&hash, app.now(), &pair).await? {
         // Another request redeemed it between our read and our write: a replay.
-        revoke_for_replay(app, &stored.family_id, "authorization code").await;
+        revoke_for_replay(app, &stored.family_id, "authorization code", "code_replay").await;
         return Err(replayed().into());
     }
     Ok(body)
@@ -129,9 +130,12 @@ fn new_pair(app: &App, client: &Client, scope: &Scopes) -> (NewTokenPair, Value)
     (pair, body)
 }
 
-async fn revoke_for_replay(app: &App, family_id: &str, what: &str) {
+async fn revoke_for_replay(app: &App, family_id: &str, what: &str, reason: &'static str) {
     match app.store.end_family(family_id, FamilyStatus::Revoked, app.now()).await {
-        Ok(true) => tracing::warn!(family = family_id, "{what} replayed: the grant has been revoked"),
+        Ok(true) => {
+            app.metrics.grant_revoked(reason);
+            tracing::warn!(family = family_id, "{what} replayed: the grant has been revoked");
+        }
         Ok(false) => {}
         Err(e) => tracing::error!(family = family_id, error = %e, "could not revoke a replayed grant"),
     }
@@ -162,7 +166,9 @@ async fn refuse_unless_rotatable(app: &App, stored: &StoredRefreshToken, client:
         return Ok(());
     }
     if verdict.revokes_family() {
-        revoke_for_replay(app, &stored.family_id, "superseded refresh token").await;
+        let labels = SlugLabels { slug: stored.server.clone() };
+        app.metrics.refresh_reuse.get_or_create(&labels).inc();
+        revoke_for_replay(app, &stored.family_id, "superseded refresh token", "refresh_reuse").await;
     }
     Err(OAuthError::invalid_grant(verdict.refusal()).into())
 }

@@ -52,7 +52,9 @@ async fn revoke_refresh(
 ) -> Result<bool, HttpError> {
     let Some(rt) = app.store.find_refresh_token(hash).await? else { return Ok(false) };
     if rt.client_id == client.client_id && rt.server == server.slug {
-        app.store.end_family(&rt.family_id, FamilyStatus::Revoked, app.now()).await?;
+        if app.store.end_family(&rt.family_id, FamilyStatus::Revoked, app.now()).await? {
+            app.metrics.grant_revoked("client");
+        }
         tracing::info!(family = %rt.family_id, "grant revoked by its client");
     }
     Ok(true)

@@ -11,6 +11,7 @@ use super::{client_auth, grants};
 use crate::client_address::ClientAddress;
 use crate::error::HttpError;
 use crate::extract::{OAuthForm, Server};
+use crate::metrics::GrantLabels;
 use crate::responses::no_store_json;
 use crate::settings::ServerSettings;
 use crate::state::{App, AppState};
@@ -22,7 +23,22 @@ pub async fn token(
     headers: HeaderMap,
     OAuthForm(params, _): OAuthForm,
 ) -> Result<Response, HttpError> {
-    client_auth::limit_failures(&app, from, &headers, &params, grant(&app, &server, &headers, &params)).await
+    let result =
+        client_auth::limit_failures(&app, from, &headers, &params, grant(&app, &server, &headers, &params)).await;
+    let outcome = match &result {
+        Ok(_) => "issued",
+        Err(HttpError::OAuth(e)) => e.code.as_str(),
+        Err(HttpError::RateLimited { .. }) => "rate_limited",
+        Err(_) => "other",
+    };
+    let grant_type = match params.get("grant_type") {
+        Some(g @ ("authorization_code" | "refresh_token")) => g.to_owned(),
+        Some(_) => "unsupported".to_owned(),
+        None => "none".to_owned(),
+    };
+    let labels = GrantLabels { slug: server.slug.clone(), grant_type, outcome };
+    app.metrics.token_grants.get_or_create(&labels).inc();
+    result
 }
 
 async fn grant(

@@ -24,6 +24,8 @@ use mcp_oauth_store::{Lease, SealedKind, SealedValue, Store, StoreError, Upstrea
 use mcp_oauth_upstream::{Provider, UpstreamError, UpstreamTokens};
 
 use flight::FlightLocks;
+
+use crate::metrics::{Metrics, ProviderLabels, ProviderOutcome};
 pub use secret::UpstreamSecret;
 
 /// How long one replica may hold the right to refresh before others may take over:
@@ -78,11 +80,12 @@ pub struct UpstreamAccess {
     keys: Arc<KeyRing>,
     clock: SharedClock,
     flights: FlightLocks,
+    metrics: Arc<Metrics>,
 }
 
 impl UpstreamAccess {
-    pub fn new(store: Arc<dyn Store>, keys: Arc<KeyRing>, clock: SharedClock) -> Self {
-        Self { store, keys, clock, flights: FlightLocks::default() }
+    pub fn new(store: Arc<dyn Store>, keys: Arc<KeyRing>, clock: SharedClock, metrics: Arc<Metrics>) -> Self {
+        Self { store, keys, clock, flights: FlightLocks::default(), metrics }
     }
 
     /// Grants whose credential is being refreshed in this process right now.
@@ -210,7 +213,19 @@ impl UpstreamAccess {
             }
             return self.needs_login(family_id, "the upstream credential expired and has no refresh token").await;
         };
-        match provider.refresh(&refresh_token).await {
+        let started = std::time::Instant::now();
+        let result = provider.refresh(&refresh_token).await;
+        let labels = ProviderLabels { provider: provider.name().to_owned() };
+        self.metrics.upstream_refresh_seconds.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(UpstreamError::Rejected { .. }) => "permanent",
+            Err(UpstreamError::Misconfigured(_)) => "misconfigured",
+            Err(_) => "transient",
+        };
+        let labels = ProviderOutcome { provider: provider.name().to_owned(), outcome };
+        self.metrics.upstream_refreshes.get_or_create(&labels).inc();
+        match result {
             Ok(tokens) => {
                 let renewed = UpstreamSecret {
                     access_token: tokens.access_token,
@@ -264,7 +279,9 @@ impl UpstreamAccess {
     }
 
     async fn needs_login(&self, family_id: &str, why: &str) -> Result<ProviderToken, AccessError> {
-        self.store.end_family(family_id, FamilyStatus::NeedsLogin, self.clock.now()).await?;
+        if self.store.end_family(family_id, FamilyStatus::NeedsLogin, self.clock.now()).await? {
+            self.metrics.grant_revoked("upstream_refusal");
+        }
         tracing::info!(family = family_id, why, "grant needs a new login");
         Err(AccessError::NeedsLogin)
     }

@@ -38,6 +38,8 @@ pub struct Config {
     pub providers: Vec<ProviderSettings>,
     /// An upstream MCP response silent this long is ended.
     pub idle_timeout_secs: u64,
+    /// Where `/metrics` is served (never on the public listener); `None`: not at all.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Every problem with a configuration, one per line, each naming its key.

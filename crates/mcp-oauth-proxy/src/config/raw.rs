@@ -31,6 +31,14 @@ pub(super) struct Raw {
     pub trusted_proxies: Vec<String>,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default)]
+    pub metrics: RawMetrics,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub listen: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

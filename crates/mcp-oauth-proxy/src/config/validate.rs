@@ -25,6 +25,13 @@ pub(super) fn validate(raw: Raw, lookup: Lookup<'_>) -> Result<Config, ConfigErr
     let metadata_documents = metadata_documents(&mut problems, raw.client_metadata_documents);
     let trusted_proxies = trusted_proxies(&mut problems, raw.trusted_proxies);
     let (limits, connections) = limits(&mut problems, raw.limits);
+    let metrics_listen = raw.metrics.listen.and_then(|text| {
+        text.parse()
+            .map_err(|_| {
+                problems.push("metrics.listen", format_args!("{text:?} is not an address like 127.0.0.1:9464"))
+            })
+            .ok()
+    });
     problems.finish()?;
     Ok(Config {
         listen,
@@ -42,6 +49,7 @@ pub(super) fn validate(raw: Raw, lookup: Lookup<'_>) -> Result<Config, ConfigErr
         },
         providers,
         idle_timeout_secs,
+        metrics_listen,
     })
 }
 

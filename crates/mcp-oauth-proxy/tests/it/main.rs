@@ -12,6 +12,7 @@ mod key_rotation;
 mod limits;
 mod mcp;
 mod metadata_documents;
+mod metrics;
 mod outage;
 mod processes;
 mod raw_upstream;

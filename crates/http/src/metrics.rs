@@ -1,0 +1,262 @@
+//! What operators count: Prometheus metrics (OpenMetrics text) for the HTTP edge, the
+//! token endpoint, provider refreshes, the MCP path, limits and the database. Labels
+//! carry a route, a server slug, an outcome: never a user, a client or a token, which
+//! would be both a leak and an unbounded number of series.
+//!
+//! One registry per application (no process-wide recorder), so that tests and embeddings
+//! each see their own counts; served on its own listener by the binary, never on the
+//! public one.
+
+use std::sync::atomic::AtomicI64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: &'static str,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteOnly {
+    pub route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrantLabels {
+    pub slug: String,
+    pub grant_type: String,
+    /// `issued`, or the OAuth error code of the refusal.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SlugLabels {
+    pub slug: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RevokedLabels {
+    /// `refresh_reuse`, `code_replay`, `client`, `upstream_refusal`.
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderOutcome {
+    pub provider: String,
+    /// `ok`, `permanent` (the grant ended), `transient`, `misconfigured`.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    pub provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct McpLabels {
+    pub slug: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    /// `registrations`, `authorizations`, `failures`, `pending_logins`.
+    pub limit: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+fn seconds() -> Histogram {
+    // 0.5 ms to about 16 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: Family<RouteLabels, Counter>,
+    pub http_seconds: Family<RouteOnly, Histogram>,
+    pub token_grants: Family<GrantLabels, Counter>,
+    pub refresh_reuse: Family<SlugLabels, Counter>,
+    pub grants_revoked: Family<RevokedLabels, Counter>,
+    pub upstream_refreshes: Family<ProviderOutcome, Counter>,
+    pub upstream_refresh_seconds: Family<ProviderLabels, Histogram>,
+    pub mcp_responses: Family<McpLabels, Counter>,
+    pub mcp_first_byte_seconds: Family<SlugLabels, Histogram>,
+    pub open_streams: Family<SlugLabels, Gauge<i64, AtomicI64>>,
+    pub rate_limited: Family<LimitLabels, Counter>,
+    pub metadata_document_fetches: Family<OutcomeLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("mcp_oauth_proxy");
+        let m = Self {
+            http_requests: Family::default(),
+            http_seconds: Family::new_with_constructor(seconds),
+            token_grants: Family::default(),
+            refresh_reuse: Family::default(),
+            grants_revoked: Family::default(),
+            upstream_refreshes: Family::default(),
+            upstream_refresh_seconds: Family::new_with_constructor(seconds),
+            mcp_responses: Family::default(),
+            mcp_first_byte_seconds: Family::new_with_constructor(seconds),
+            open_streams: Family::default(),
+            rate_limited: Family::default(),
+            metadata_document_fetches: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register("http_requests", "HTTP requests by route class and status", m.http_requests.clone());
+        registry.register("http_request_seconds", "Time to the response head, by route class", m.http_seconds.clone());
+        registry.register("token_grants", "Token endpoint requests by grant type and outcome", m.token_grants.clone());
+        registry.register(
+            "refresh_token_reuse",
+            "Superseded refresh tokens presented after the grace window",
+            m.refresh_reuse.clone(),
+        );
+        registry.register("grants_revoked", "Grants ended, by reason", m.grants_revoked.clone());
+        registry.register("upstream_refreshes", "Provider token refreshes by outcome", m.upstream_refreshes.clone());
+        registry.register(
+            "upstream_refresh_seconds",
+            "Time a provider refresh took",
+            m.upstream_refresh_seconds.clone(),
+        );
+        registry.register("mcp_upstream_responses", "MCP upstream responses by status", m.mcp_responses.clone());
+        registry.register(
+            "mcp_upstream_first_byte_seconds",
+            "Time to the MCP upstream's response head",
+            m.mcp_first_byte_seconds.clone(),
+        );
+        registry.register("open_event_streams", "Event streams open through the proxy", m.open_streams.clone());
+        registry.register("rate_limited", "Requests refused by a limit on anonymous work", m.rate_limited.clone());
+        registry.register(
+            "metadata_document_fetches",
+            "Client ID Metadata Document fetches by outcome",
+            m.metadata_document_fetches.clone(),
+        );
+        let (unavailable, internal) = (DatabaseErrors("unavailable"), DatabaseErrors("internal"));
+        registry.register_collector(Box::new(DatabaseErrorCollector { unavailable, internal }));
+        Self { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// The OpenMetrics text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+
+    pub fn observe_http(&self, route: &'static str, status: u16, took: Duration) {
+        self.http_requests.get_or_create(&RouteLabels { route, status }).inc();
+        self.http_seconds.get_or_create(&RouteOnly { route }).observe(took.as_secs_f64());
+    }
+
+    pub fn grant_revoked(&self, reason: &'static str) {
+        self.grants_revoked.get_or_create(&RevokedLabels { reason }).inc();
+    }
+
+    pub fn rate_limited(&self, limit: &'static str) {
+        self.rate_limited.get_or_create(&LimitLabels { limit }).inc();
+    }
+}
+
+/// `GET /metrics` on the metrics listener.
+pub async fn serve(
+    axum::extract::State(app): axum::extract::State<crate::state::AppState>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(axum::http::header::CONTENT_TYPE, content_type)], app.metrics.render()).into_response()
+}
+
+/// Database errors, counted where they arise (the store, process-wide) and read at scrape.
+#[derive(Debug)]
+struct DatabaseErrors(&'static str);
+
+#[derive(Debug)]
+struct DatabaseErrorCollector {
+    unavailable: DatabaseErrors,
+    internal: DatabaseErrors,
+}
+
+impl prometheus_client::collector::Collector for DatabaseErrorCollector {
+    fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        let (unavailable, internal) = mcp_oauth_store::error_counts();
+        let metric_encoder = encoder.encode_descriptor(
+            "database_errors",
+            "Database errors by kind (unavailable: the database did not answer)",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        let mut metric_encoder = metric_encoder;
+        for (kind, n) in [(self.unavailable.0, unavailable), (self.internal.0, internal)] {
+            let labels = [("kind", kind)];
+            ConstCounter::new(n).encode(metric_encoder.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The route class of a request path (metrics labels must not be unbounded, so not the
+/// path itself).
+pub fn route_class(path: &str) -> &'static str {
+    let last = path.rsplit('/').next().unwrap_or_default();
+    if path.contains("/.well-known/") {
+        "metadata"
+    } else if path.contains("/mcp/") {
+        "mcp"
+    } else if path.ends_with("/oauth/callback") {
+        "callback"
+    } else if path.contains("/oauth/") {
+        match last {
+            "token" => "token",
+            "revoke" => "revoke",
+            "register" => "register",
+            "authorize" => "authorize",
+            _ => "other",
+        }
+    } else if last == "healthz" || last == "readyz" {
+        "health"
+    } else {
+        "other"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_classed_without_their_slugs() {
+        assert_eq!(route_class("/oauth/demo/token"), "token");
+        assert_eq!(route_class("/p/mcp/demo"), "mcp");
+        assert_eq!(route_class("/.well-known/oauth-protected-resource/mcp/demo"), "metadata");
+        assert_eq!(route_class("/oauth/callback"), "callback");
+        assert_eq!(route_class("/favicon.ico"), "other");
+    }
+
+    #[test]
+    fn counters_render_with_their_labels() {
+        let m = Metrics::default();
+        m.observe_http("token", 200, Duration::from_millis(3));
+        m.rate_limited("registrations");
+        let text = m.render();
+        assert!(text.contains("mcp_oauth_proxy_http_requests_total{route=\"token\",status=\"200\"} 1"), "{text}");
+        assert!(text.contains("mcp_oauth_proxy_rate_limited_total{limit=\"registrations\"} 1"), "{text}");
+        assert!(text.contains("mcp_oauth_proxy_database_errors_total{kind=\"unavailable\"}"), "{text}");
+    }
+}
