@@ -20,6 +20,7 @@
 //! behind the proxy; a *server* is one protected MCP server, named by its slug.
 
 pub mod access_log;
+pub mod audit;
 pub mod client_address;
 pub mod clients;
 pub mod cookies;

@@ -8,6 +8,7 @@ use mcp_oauth_core::seal::KeyRing;
 use mcp_oauth_core::sign::Signer;
 use mcp_oauth_store::Store;
 
+use crate::audit::{Audit, Event};
 use crate::clients::ClientDirectory;
 use crate::cookies::CookieNames;
 use crate::limits::Limits;
@@ -35,6 +36,8 @@ pub struct App {
     /// Pooled connections to the MCP upstreams.
     pub mcp_client: reqwest::Client,
     pub metrics: Arc<Metrics>,
+    /// The security events' trail.
+    pub audit: Arc<Audit>,
 }
 
 pub type AppState = Arc<App>;
@@ -47,7 +50,9 @@ impl App {
         clock: SharedClock,
         providers: Providers,
         mcp_client: reqwest::Client,
+        audit: Audit,
     ) -> Self {
+        let audit = Arc::new(audit);
         let signer = Signer::from_key_ring(&keys);
         let metrics = Arc::new(Metrics::default());
         let cookies = CookieNames::new(settings.secure_cookies());
@@ -59,8 +64,13 @@ impl App {
             Arc::clone(&metrics),
         );
         let keys = Arc::new(keys);
-        let upstream =
-            UpstreamAccess::new(Arc::clone(&store), Arc::clone(&keys), Arc::clone(&clock), Arc::clone(&metrics));
+        let upstream = UpstreamAccess::new(
+            Arc::clone(&store),
+            Arc::clone(&keys),
+            Arc::clone(&clock),
+            Arc::clone(&metrics),
+            Arc::clone(&audit),
+        );
         let limits = Limits::new(&settings.limits, Arc::clone(&metrics));
         Self {
             settings,
@@ -75,10 +85,16 @@ impl App {
             cookies,
             mcp_client,
             metrics,
+            audit,
         }
     }
 
     pub fn now(&self) -> i64 {
         self.clock.now()
+    }
+
+    /// A new audit event stamped with the current time; [`Audit::record`] it.
+    pub fn event(&self, name: &'static str) -> Event {
+        Event::new(name, self.now())
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mcp_oauth_core::clock::SharedClock;
+use mcp_oauth_http::audit::Audit;
 use mcp_oauth_http::providers::Providers;
 use mcp_oauth_http::{App, AppState};
 use mcp_oauth_upstream::{Provider, http_client};
@@ -20,7 +21,19 @@ pub async fn build(config: Config, clock: SharedClock) -> Result<AppState, Box<d
     let http = http_client::for_provider_calls();
     let providers = Providers::new(config.providers.into_iter().map(|p| Provider::new(p, http.clone())));
     let mcp_client = http_client::for_mcp_upstream(Duration::from_secs(config.idle_timeout_secs));
-    Ok(Arc::new(App::new(config.settings, store, config.keys, clock, providers, mcp_client)))
+    let audit = match config.audit_path.as_deref() {
+        None => Audit::off(),
+        Some("-") => Audit::to_writer(Box::new(std::io::stdout())),
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("audit.path: cannot open {path}: {e}"))?;
+            Audit::to_writer(Box::new(file))
+        }
+    };
+    Ok(Arc::new(App::new(config.settings, store, config.keys, clock, providers, mcp_client, audit)))
 }
 
 /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish.

@@ -14,6 +14,7 @@ use mcp_oauth_core::client::Client;
 
 use super::request::{AuthorizationRequest, ClientRedirect};
 use super::{consent, login};
+use crate::audit::Caller;
 use crate::client_address::ClientAddress;
 use crate::cookies::{self, BROWSER_MAX_AGE};
 use crate::error::HttpError;
@@ -46,11 +47,11 @@ pub async fn get(
 pub async fn post(
     State(app): State<AppState>,
     server: Server<Browser>,
-    from: ClientAddress,
+    caller: Caller,
     headers: HeaderMap,
     OAuthForm(params, _): OAuthForm<Browser>,
 ) -> Result<Response, HttpError> {
-    app.limits.authorization(from.client).map_err(HttpError::for_browser)?;
+    app.limits.authorization(caller.address.client).map_err(HttpError::for_browser)?;
     let (browser_id, is_new) = cookies::browser_id(&headers, &app.cookies);
     // The person acted only if the form carries a CSRF token signed for this browser.
     let acted = |client: &Client, reply: &ClientRedirect| {
@@ -72,12 +73,18 @@ pub async fn post(
     } else {
         match params.get("decision") {
             Some("approve") => {
+                let event = app.event("consent.approved").slug(&server.slug).client(&req.client.client_id);
+                app.audit.record(event.from(&caller));
                 let mut resp = go_to_provider(&app, &server, &req, &browser_id).await?;
                 resp.headers_mut()
                     .append(header::SET_COOKIE, consent::remember(&app, &server, &req.client, &browser_id));
                 resp
             }
-            Some("deny") => return Err(req.reply.error(OAuthError::access_denied("the user denied access"))),
+            Some("deny") => {
+                let event = app.event("consent.denied").slug(&server.slug).client(&req.client.client_id);
+                app.audit.record(event.from(&caller));
+                return Err(req.reply.error(OAuthError::access_denied("the user denied access")));
+            }
             _ => {
                 return Err(HttpError::page(
                     StatusCode::BAD_REQUEST,

@@ -12,6 +12,7 @@ use mcp_oauth_store::{NewTokenPair, Rotation, StoredRefreshToken};
 use serde_json::{Value, json};
 
 use super::successor::Successor;
+use crate::audit::Caller;
 use crate::error::HttpError;
 use crate::metrics::SlugLabels;
 use crate::settings::ServerSettings;
@@ -23,6 +24,7 @@ pub async fn authorization_code(
     server: &ServerSettings,
     client: &Client,
     params: &Params,
+    caller: &Caller,
 ) -> Result<Value, HttpError> {
     let code = params.require("code")?;
     let hash = TokenHash::of(code);
@@ -38,7 +40,7 @@ pub async fn authorization_code(
         CodeVerdict::Redeem => {}
         CodeVerdict::Expired => return Err(OAuthError::invalid_grant("the authorization code has expired").into()),
         CodeVerdict::Replay => {
-            revoke_for_replay(app, &stored.family_id, "authorization code", "code_replay").await;
+            revoke_for_replay(app, &stored.family_id, "authorization code", "code_replay", caller).await;
             return Err(replayed().into());
         }
     }
@@ -53,9 +55,11 @@ pub async fn authorization_code(
     let (pair, body) = new_pair(app, client, &scope);
     if !app.store.redeem_code(&hash, app.now(), &pair).await? {
         // Another request redeemed it between our read and our write: a replay.
-        revoke_for_replay(app, &stored.family_id, "authorization code", "code_replay").await;
+        revoke_for_replay(app, &stored.family_id, "authorization code", "code_replay", caller).await;
         return Err(replayed().into());
     }
+    let event = app.event("token.issued").slug(&server.slug).client(&client.client_id).grant(&stored.family_id);
+    app.audit.record(event.grant_type("authorization_code").from(caller));
     Ok(body)
 }
 
@@ -65,6 +69,7 @@ pub async fn refresh_token(
     server: &ServerSettings,
     client: &Client,
     params: &Params,
+    caller: &Caller,
 ) -> Result<Value, HttpError> {
     if !client.metadata.allows_grant("refresh_token") {
         return Err(OAuthError::unauthorized_client("this client did not register the refresh_token grant").into());
@@ -72,7 +77,7 @@ pub async fn refresh_token(
     let hash = TokenHash::of(params.require("refresh_token")?);
     let unknown = || OAuthError::invalid_grant("unknown refresh token");
     let stored = app.store.find_refresh_token(&hash).await?.filter(|s| s.server == server.slug).ok_or_else(unknown)?;
-    refuse_unless_rotatable(app, &stored, client).await?;
+    refuse_unless_rotatable(app, &stored, client, caller).await?;
     let scope = refresh_scope(params.get("scope"), &Scopes::parse(&stored.scope)?)?;
     ensure_provider_token(app, server, &stored.family_id).await?;
     let (pair, body) = new_pair(app, client, &scope);
@@ -82,8 +87,15 @@ pub async fn refresh_token(
     };
     let sealed = successor.seal(&app.keys, &hash);
     let grace = app.settings.tokens.refresh_grace_secs;
+    let refreshed = || {
+        let event = app.event("token.refreshed").slug(&server.slug).client(&client.client_id);
+        app.audit.record(event.grant(&stored.family_id).from(caller));
+    };
     match app.store.rotate_refresh_token(&hash, &client.client_id, app.now(), grace, &pair, &sealed).await? {
-        Rotation::Rotated => return Ok(body),
+        Rotation::Rotated => {
+            refreshed();
+            return Ok(body);
+        }
         // The same answer as the first use of this token got, with a new access token:
         // as if that answer had been delivered twice. No second refresh token exists.
         Rotation::Replayed { successor_sealed } => {
@@ -91,6 +103,7 @@ pub async fn refresh_token(
             let mut body = body;
             body["refresh_token"] = first.refresh_token.into();
             body["scope"] = first.scope.into();
+            refreshed();
             return Ok(body);
         }
         Rotation::Refused => {}
@@ -98,7 +111,7 @@ pub async fn refresh_token(
     // The state changed between our read and our write (a concurrent revocation, or the
     // grace window closing): read again and report what it is now.
     let now_stored = app.store.find_refresh_token(&hash).await?.ok_or_else(unknown)?;
-    refuse_unless_rotatable(app, &now_stored, client).await?;
+    refuse_unless_rotatable(app, &now_stored, client, caller).await?;
     Err(OAuthError::invalid_grant("the refresh token changed concurrently; retry").into())
 }
 
@@ -130,10 +143,11 @@ fn new_pair(app: &App, client: &Client, scope: &Scopes) -> (NewTokenPair, Value)
     (pair, body)
 }
 
-async fn revoke_for_replay(app: &App, family_id: &str, what: &str, reason: &'static str) {
+async fn revoke_for_replay(app: &App, family_id: &str, what: &str, reason: &'static str, caller: &Caller) {
     match app.store.end_family(family_id, FamilyStatus::Revoked, app.now()).await {
         Ok(true) => {
             app.metrics.grant_revoked(reason);
+            app.audit.record(app.event("grant.revoked").grant(family_id).reason(reason).from(caller));
             tracing::warn!(family = family_id, "{what} replayed: the grant has been revoked");
         }
         Ok(false) => {}
@@ -154,7 +168,12 @@ async fn ensure_provider_token(app: &App, server: &ServerSettings, family_id: &s
 }
 
 /// Applies the family state machine; revokes the family on reuse.
-async fn refuse_unless_rotatable(app: &App, stored: &StoredRefreshToken, client: &Client) -> Result<(), HttpError> {
+async fn refuse_unless_rotatable(
+    app: &App,
+    stored: &StoredRefreshToken,
+    client: &Client,
+    caller: &Caller,
+) -> Result<(), HttpError> {
     let state = RefreshTokenState {
         client_id: stored.client_id.clone(),
         family_status: stored.family_status,
@@ -168,7 +187,9 @@ async fn refuse_unless_rotatable(app: &App, stored: &StoredRefreshToken, client:
     if verdict.revokes_family() {
         let labels = SlugLabels { slug: stored.server.clone() };
         app.metrics.refresh_reuse.get_or_create(&labels).inc();
-        revoke_for_replay(app, &stored.family_id, "superseded refresh token", "refresh_reuse").await;
+        let event = app.event("refresh.reuse_detected").slug(&stored.server).client(&client.client_id);
+        app.audit.record(event.grant(&stored.family_id).from(caller));
+        revoke_for_replay(app, &stored.family_id, "superseded refresh token", "refresh_reuse", caller).await;
     }
     Err(OAuthError::invalid_grant(verdict.refusal()).into())
 }

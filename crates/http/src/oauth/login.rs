@@ -65,6 +65,13 @@ pub async fn start(
     Ok(url)
 }
 
+/// A completed login: the proxy's authorization code for the client, and what it grants.
+pub struct Completed {
+    pub code: String,
+    pub grant_id: String,
+    pub subject: String,
+}
+
 /// The provider's answer for `pending`: exchange its code, identify the user, seal the
 /// provider's tokens into a new grant, and return the proxy's own authorization code.
 pub async fn finish(
@@ -72,7 +79,7 @@ pub async fn finish(
     server: &ServerSettings,
     pending: &PendingAuthorization,
     params: &Params,
-) -> Result<String, HttpError> {
+) -> Result<Completed, HttpError> {
     let provider = app.providers.for_server(server);
     // RFC 9207: the callback is shared by every provider; a response that names another
     // issuer than the one this login was sent to is a mix-up attack, or a misrouting.
@@ -141,5 +148,5 @@ pub async fn finish(
     };
     app.store.create_family(&family, &stored_code).await?;
     tracing::info!(server = %pending.server, client_id = %pending.client_id, %subject, family = %family_id, "user authorized a client");
-    Ok(code.secret)
+    Ok(Completed { code: code.secret, grant_id: family_id, subject })
 }

@@ -10,7 +10,7 @@ use mcp_oauth_core::client::{Client, ClientMetadata};
 use mcp_oauth_core::token::{TokenKind, mint, random_id};
 use serde_json::Value;
 
-use crate::client_address::ClientAddress;
+use crate::audit::Caller;
 use crate::error::HttpError;
 use crate::extract::Server;
 use crate::responses::no_store_json;
@@ -23,10 +23,10 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 pub async fn register(
     State(app): State<AppState>,
     server: Server,
-    from: ClientAddress,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HttpError> {
-    app.limits.registration(from.client)?;
+    app.limits.registration(caller.address.client)?;
     let body = body.map_err(|_| {
         OAuthError::invalid_client_metadata(format!("the registration request is larger than {MAX_BODY_BYTES} bytes"))
     })?;
@@ -44,6 +44,7 @@ pub async fn register(
     };
     app.clients.register(&server.slug, &client).await?;
     tracing::info!(server = %server.slug, client_id = %client.client_id, name = ?client.metadata.client_name, "client registered");
+    app.audit.record(app.event("client.registered").slug(&server.slug).client(&client.client_id).from(&caller));
 
     // RFC 7591 §3.2.1: echo every registered field, plus the credentials.
     let mut body = serde_json::to_value(&client.metadata).expect("metadata serialises");

@@ -14,7 +14,7 @@ use mcp_oauth_core::form::Params;
 use mcp_oauth_core::token::TokenHash;
 
 use super::client_auth;
-use crate::client_address::ClientAddress;
+use crate::audit::Caller;
 use crate::error::HttpError;
 use crate::extract::{OAuthForm, Server};
 use crate::responses::no_store_json;
@@ -24,52 +24,69 @@ use crate::state::{App, AppState};
 pub async fn revoke(
     State(app): State<AppState>,
     server: Server,
-    from: ClientAddress,
+    caller: Caller,
     headers: HeaderMap,
     OAuthForm(params, _): OAuthForm,
 ) -> Result<Response, HttpError> {
-    client_auth::limit_failures(&app, from, &headers, &params, run(&app, &server, &headers, &params)).await
+    let work = run(&app, &server, &headers, &params, &caller);
+    client_auth::limit_failures(&app, caller.address, &headers, &params, work).await
 }
 
-async fn run(app: &App, server: &ServerSettings, headers: &HeaderMap, params: &Params) -> Result<Response, HttpError> {
+async fn run(
+    app: &App,
+    server: &ServerSettings,
+    headers: &HeaderMap,
+    params: &Params,
+    caller: &Caller,
+) -> Result<Response, HttpError> {
     let client = client_auth::authenticate(app, server, headers, params).await?;
     let hash = TokenHash::of(params.require("token")?);
+    let revocation = Revocation { app, server, client: &client, caller };
     // The hint only orders the lookups (RFC 7009 §2.1); both kinds are always tried.
     let access_first = params.get("token_type_hint") == Some("access_token");
-    let found = (access_first && revoke_access(app, server, &client, &hash).await?)
-        || revoke_refresh(app, server, &client, &hash).await?
-        || (!access_first && revoke_access(app, server, &client, &hash).await?);
+    let found = (access_first && revocation.access_token(&hash).await?)
+        || revocation.refresh_token(&hash).await?
+        || (!access_first && revocation.access_token(&hash).await?);
     tracing::debug!(found, "revocation request");
     Ok(no_store_json(StatusCode::OK, serde_json::json!({})))
 }
 
-/// Ends the grant of a refresh token this client holds. `true` if the token exists.
-async fn revoke_refresh(
-    app: &App,
-    server: &ServerSettings,
-    client: &Client,
-    hash: &TokenHash,
-) -> Result<bool, HttpError> {
-    let Some(rt) = app.store.find_refresh_token(hash).await? else { return Ok(false) };
-    if rt.client_id == client.client_id && rt.server == server.slug {
-        if app.store.end_family(&rt.family_id, FamilyStatus::Revoked, app.now()).await? {
-            app.metrics.grant_revoked("client");
-        }
-        tracing::info!(family = %rt.family_id, "grant revoked by its client");
-    }
-    Ok(true)
+/// A client revoking one of its tokens at one server.
+struct Revocation<'a> {
+    app: &'a App,
+    server: &'a ServerSettings,
+    client: &'a Client,
+    caller: &'a Caller,
 }
 
-/// Revokes an access token this client holds. `true` if the token exists.
-async fn revoke_access(
-    app: &App,
-    server: &ServerSettings,
-    client: &Client,
-    hash: &TokenHash,
-) -> Result<bool, HttpError> {
-    let Some(at) = app.store.find_access_token(hash).await? else { return Ok(false) };
-    if at.client_id == client.client_id && at.server == server.slug {
-        app.store.revoke_access_token(hash, app.now()).await?;
+impl Revocation<'_> {
+    fn holds(&self, client_id: &str, server: &str) -> bool {
+        client_id == self.client.client_id && server == self.server.slug
     }
-    Ok(true)
+
+    /// Ends the grant of a refresh token this client holds. `true` if the token exists.
+    async fn refresh_token(&self, hash: &TokenHash) -> Result<bool, HttpError> {
+        let app = self.app;
+        let Some(rt) = app.store.find_refresh_token(hash).await? else { return Ok(false) };
+        if self.holds(&rt.client_id, &rt.server)
+            && app.store.end_family(&rt.family_id, FamilyStatus::Revoked, app.now()).await?
+        {
+            app.metrics.grant_revoked("client");
+            let event = app.event("grant.revoked").slug(&rt.server).client(&rt.client_id).grant(&rt.family_id);
+            app.audit.record(event.reason("client").from(self.caller));
+            tracing::info!(family = %rt.family_id, "grant revoked by its client");
+        }
+        Ok(true)
+    }
+
+    /// Revokes an access token this client holds. `true` if the token exists.
+    async fn access_token(&self, hash: &TokenHash) -> Result<bool, HttpError> {
+        let app = self.app;
+        let Some(at) = app.store.find_access_token(hash).await? else { return Ok(false) };
+        if self.holds(&at.client_id, &at.server) && app.store.revoke_access_token(hash, app.now()).await? {
+            let event = app.event("token.revoked").slug(&at.server).client(&at.client_id).grant(&at.family_id);
+            app.audit.record(event.subject(&at.subject).from(self.caller));
+        }
+        Ok(true)
+    }
 }

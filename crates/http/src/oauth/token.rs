@@ -8,7 +8,7 @@ use mcp_oauth_core::OAuthError;
 use mcp_oauth_core::form::Params;
 
 use super::{client_auth, grants};
-use crate::client_address::ClientAddress;
+use crate::audit::Caller;
 use crate::error::HttpError;
 use crate::extract::{OAuthForm, Server};
 use crate::metrics::GrantLabels;
@@ -19,12 +19,12 @@ use crate::state::{App, AppState};
 pub async fn token(
     State(app): State<AppState>,
     server: Server,
-    from: ClientAddress,
+    caller: Caller,
     headers: HeaderMap,
     OAuthForm(params, _): OAuthForm,
 ) -> Result<Response, HttpError> {
-    let result =
-        client_auth::limit_failures(&app, from, &headers, &params, grant(&app, &server, &headers, &params)).await;
+    let work = grant(&app, &server, &headers, &params, &caller);
+    let result = client_auth::limit_failures(&app, caller.address, &headers, &params, work).await;
     let outcome = match &result {
         Ok(_) => "issued",
         Err(HttpError::OAuth(e)) => e.code.as_str(),
@@ -46,11 +46,12 @@ async fn grant(
     server: &ServerSettings,
     headers: &HeaderMap,
     params: &Params,
+    caller: &Caller,
 ) -> Result<Response, HttpError> {
     let client = client_auth::authenticate(app, server, headers, params).await?;
     let tokens = match params.get("grant_type") {
-        Some("authorization_code") => grants::authorization_code(app, server, &client, params).await?,
-        Some("refresh_token") => grants::refresh_token(app, server, &client, params).await?,
+        Some("authorization_code") => grants::authorization_code(app, server, &client, params, caller).await?,
+        Some("refresh_token") => grants::refresh_token(app, server, &client, params, caller).await?,
         Some(other) => {
             return Err(OAuthError::unsupported_grant_type(format!("grant_type {other:?} is not supported")).into());
         }

@@ -25,6 +25,7 @@ use mcp_oauth_upstream::{Provider, UpstreamError, UpstreamTokens};
 
 use flight::FlightLocks;
 
+use crate::audit::{Audit, Event};
 use crate::metrics::{Metrics, ProviderLabels, ProviderOutcome};
 pub use secret::UpstreamSecret;
 
@@ -81,11 +82,18 @@ pub struct UpstreamAccess {
     clock: SharedClock,
     flights: FlightLocks,
     metrics: Arc<Metrics>,
+    audit: Arc<Audit>,
 }
 
 impl UpstreamAccess {
-    pub fn new(store: Arc<dyn Store>, keys: Arc<KeyRing>, clock: SharedClock, metrics: Arc<Metrics>) -> Self {
-        Self { store, keys, clock, flights: FlightLocks::default(), metrics }
+    pub fn new(
+        store: Arc<dyn Store>,
+        keys: Arc<KeyRing>,
+        clock: SharedClock,
+        metrics: Arc<Metrics>,
+        audit: Arc<Audit>,
+    ) -> Self {
+        Self { store, keys, clock, flights: FlightLocks::default(), metrics, audit }
     }
 
     /// Grants whose credential is being refreshed in this process right now.
@@ -225,6 +233,10 @@ impl UpstreamAccess {
         };
         let labels = ProviderOutcome { provider: provider.name().to_owned(), outcome };
         self.metrics.upstream_refreshes.get_or_create(&labels).inc();
+        if let Err(e) = &result {
+            let event = Event::new("upstream.refresh_failed", self.clock.now()).grant(family_id);
+            self.audit.record(event.reason(format!("{outcome}: {e}")));
+        }
         match result {
             Ok(tokens) => {
                 let renewed = UpstreamSecret {
@@ -281,6 +293,8 @@ impl UpstreamAccess {
     async fn needs_login(&self, family_id: &str, why: &str) -> Result<ProviderToken, AccessError> {
         if self.store.end_family(family_id, FamilyStatus::NeedsLogin, self.clock.now()).await? {
             self.metrics.grant_revoked("upstream_refusal");
+            let event = Event::new("grant.revoked", self.clock.now()).grant(family_id);
+            self.audit.record(event.reason("upstream_refusal"));
         }
         tracing::info!(family = family_id, why, "grant needs a new login");
         Err(AccessError::NeedsLogin)

@@ -40,6 +40,8 @@ pub struct Config {
     pub idle_timeout_secs: u64,
     /// Where `/metrics` is served (never on the public listener); `None`: not at all.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where the audit trail is appended (`-`: standard output); `None`: nowhere.
+    pub audit_path: Option<String>,
 }
 
 /// Every problem with a configuration, one per line, each naming its key.

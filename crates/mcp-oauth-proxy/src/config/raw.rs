@@ -33,6 +33,14 @@ pub(super) struct Raw {
     pub limits: RawLimits,
     #[serde(default)]
     pub metrics: RawMetrics,
+    #[serde(default)]
+    pub audit: RawAudit,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAudit {
+    pub path: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -50,6 +50,7 @@ pub(super) fn validate(raw: Raw, lookup: Lookup<'_>) -> Result<Config, ConfigErr
         providers,
         idle_timeout_secs,
         metrics_listen,
+        audit_path: raw.audit.path.filter(|p| !p.is_empty()),
     })
 }
 

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod audit;
 mod authorization;
 mod cli;
 mod crash;
