@@ -7,7 +7,8 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use mcp_oauth_core::SystemClock;
 use mcp_oauth_proxy::config::{Config, ConfigErrors};
-use mcp_oauth_proxy::runtime;
+use mcp_oauth_proxy::{admin, runtime};
+use mcp_oauth_store::GrantFilter;
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +51,20 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Registered clients (on the configured storage; safe while the proxy serves).
+    Clients {
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: ClientsCommand,
+    },
+    /// Grants: who authorized which client (on the configured storage; safe while serving).
+    Grants {
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: GrantsCommand,
+    },
     /// Run everything on loopback: a development identity provider, a sample MCP server
     /// and the proxy in front of it. Offline; for trying the flow with a real client.
     Demo {
@@ -59,6 +74,44 @@ enum Command {
         /// Where to keep the database (default: a new temporary folder).
         #[arg(long)]
         data: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientsCommand {
+    /// Every dynamically registered client.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One client's registration and how many grants it has.
+    Show { client_id: String },
+    /// Delete a registration and end its grants.
+    Delete { client_id: String },
+}
+
+#[derive(Subcommand)]
+enum GrantsCommand {
+    /// Grants, newest first, optionally only those matching every filter given.
+    List {
+        #[arg(long)]
+        subject: Option<String>,
+        #[arg(long)]
+        client: Option<String>,
+        #[arg(long)]
+        slug: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// End grants: every one of a user, of a client, or one by its id.
+    #[command(group = clap::ArgGroup::new("which").required(true))]
+    Revoke {
+        #[arg(long, group = "which")]
+        subject: Option<String>,
+        #[arg(long, group = "which")]
+        client: Option<String>,
+        #[arg(long, group = "which")]
+        grant: Option<String>,
     },
 }
 
@@ -93,6 +146,33 @@ fn main() -> ExitCode {
                 Err(e) => config_error(&e),
             }
         }
+        Command::Clients { config, command } => match Config::load(config.as_deref()) {
+            Ok(config) => run("clients", async move {
+                let store = mcp_oauth_store::open(&config.storage_url).await?;
+                match command {
+                    ClientsCommand::List { json } => admin::list_clients(store.as_ref(), json).await,
+                    ClientsCommand::Show { client_id } => admin::show_client(store.as_ref(), &client_id).await,
+                    ClientsCommand::Delete { client_id } => admin::delete_client(store.as_ref(), &client_id).await,
+                }
+            }),
+            Err(e) => config_error(&e),
+        },
+        Command::Grants { config, command } => match Config::load(config.as_deref()) {
+            Ok(config) => run("grants", async move {
+                let store = mcp_oauth_store::open(&config.storage_url).await?;
+                match command {
+                    GrantsCommand::List { subject, client, slug, json } => {
+                        let filter = GrantFilter { subject, client_id: client, server: slug, grant_id: None };
+                        admin::list_grants(store.as_ref(), &filter, json).await
+                    }
+                    GrantsCommand::Revoke { subject, client, grant } => {
+                        let filter = GrantFilter { subject, client_id: client, server: None, grant_id: grant };
+                        admin::revoke_grants(store.as_ref(), &filter).await
+                    }
+                }
+            }),
+            Err(e) => config_error(&e),
+        },
         Command::Demo { port, data } => {
             init_logging(cli.log_format);
             run("demo", async move {

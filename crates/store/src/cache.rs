@@ -46,6 +46,29 @@ impl<S: Store> CachedStore<S> {
     fn forget_family(&self, family_id: &str) {
         self.invalidate(|_, info| info.family_id == family_id);
     }
+
+    /// Forgets everything when another process (the admin command line) has changed grants
+    /// since the last look. Checked every `every` while the store lives, so such a change
+    /// is seen within that time; a failed check is retried at the next.
+    pub async fn watch_changes(self: &std::sync::Arc<Self>, every: std::time::Duration) {
+        // Read now, not at the first tick: a change made before then must count as one.
+        let mut seen = self.inner.changes().await.ok();
+        let weak = std::sync::Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(store) = weak.upgrade() else { return };
+                match store.inner.changes().await {
+                    Ok(now) if seen.is_some_and(|s| s != now) => {
+                        store.invalidate(|_, _| true);
+                        seen = Some(now);
+                    }
+                    Ok(now) => seen = Some(now),
+                    Err(e) => tracing::debug!(error = %e, "checking for outside changes failed; will retry"),
+                }
+            }
+        });
+    }
 }
 
 #[async_trait]
@@ -161,6 +184,30 @@ impl<S: Store> Store for CachedStore<S> {
 
     async fn release_refresh_lease(&self, lease: &Lease) -> Result<(), StoreError> {
         self.inner.release_refresh_lease(lease).await
+    }
+
+    async fn list_clients(&self) -> Result<Vec<RegisteredClient>, StoreError> {
+        self.inner.list_clients().await
+    }
+
+    async fn delete_client(&self, client_id: &str, now: i64) -> Result<u64, StoreError> {
+        let result = self.inner.delete_client(client_id, now).await;
+        self.invalidate(|_, info| info.client_id == client_id);
+        result
+    }
+
+    async fn list_grants(&self, filter: &GrantFilter, limit: i64) -> Result<Vec<GrantSummary>, StoreError> {
+        self.inner.list_grants(filter, limit).await
+    }
+
+    async fn revoke_grants(&self, filter: &GrantFilter, now: i64) -> Result<u64, StoreError> {
+        let result = self.inner.revoke_grants(filter, now).await;
+        self.invalidate(|_, _| true);
+        result
+    }
+
+    async fn changes(&self) -> Result<i64, StoreError> {
+        self.inner.changes().await
     }
 
     async fn sealed_key_usage(&self) -> Result<Vec<(String, i64)>, StoreError> {

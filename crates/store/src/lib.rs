@@ -210,6 +210,19 @@ pub trait Store: Send + Sync + 'static {
     /// Gives the lease back without a new credential (the refresh failed transiently).
     async fn release_refresh_lease(&self, lease: &Lease) -> Result<(), StoreError>;
 
+    /// Every dynamically registered client, newest first.
+    async fn list_clients(&self) -> Result<Vec<RegisteredClient>, StoreError>;
+    /// Deletes a registration and ends its grants; the number of registrations deleted.
+    async fn delete_client(&self, client_id: &str, now: i64) -> Result<u64, StoreError>;
+    /// Grants matching `filter`, newest first (at most `limit`).
+    async fn list_grants(&self, filter: &GrantFilter, limit: i64) -> Result<Vec<GrantSummary>, StoreError>;
+    /// Ends the active grants matching `filter` (an operator's revocation); how many.
+    /// Counted as a change from outside, so every process sees it (see `changes`).
+    async fn revoke_grants(&self, filter: &GrantFilter, now: i64) -> Result<u64, StoreError>;
+    /// A counter that changes whenever another process (the admin command line) changed
+    /// grants: a process that caches lookups forgets them when it moves.
+    async fn changes(&self) -> Result<i64, StoreError>;
+
     /// How many stored values each encryption key sealed, by key id.
     async fn sealed_key_usage(&self) -> Result<Vec<(String, i64)>, StoreError>;
     /// Up to `limit` stored sealed values whose key is not `current_key_id`.
@@ -223,6 +236,10 @@ pub trait Store: Send + Sync + 'static {
     async fn purge_expired(&self, now: i64, retention: Retention) -> Result<Purged, StoreError>;
 }
 
+/// How often a caching store looks for changes another process made (an operator's
+/// revocation is honoured within this).
+const OUTSIDE_CHANGES_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Opens the store a `storage.url` names, creating and migrating the database.
 ///
 /// SQLite is one process's database, so its token lookups are cached in memory (see
@@ -231,7 +248,11 @@ pub trait Store: Send + Sync + 'static {
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     let store = SqlStore::connect(url).await?;
     Ok(match store.backend() {
-        Backend::Sqlite => std::sync::Arc::new(cache::CachedStore::new(store)),
+        Backend::Sqlite => {
+            let cached = std::sync::Arc::new(cache::CachedStore::new(store));
+            cached.watch_changes(OUTSIDE_CHANGES_CHECK).await;
+            cached
+        }
         Backend::Postgres => std::sync::Arc::new(store),
     })
 }

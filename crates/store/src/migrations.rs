@@ -91,6 +91,10 @@ CREATE INDEX access_tokens_expiry ON access_tokens (expires_at);
     "ALTER TABLE refresh_tokens ADD COLUMN successor_sealed TEXT",
     // 3: the refresh lease names its holder, so only the holder can store its result.
     "ALTER TABLE families ADD COLUMN refresh_lease_holder TEXT",
+    // 4: changes made by another process (the admin command line), counted, so that a
+    // process that caches lookups (SQLite) learns of them.
+    "CREATE TABLE mop_changes (id {int} PRIMARY KEY, generation {int} NOT NULL); \
+     INSERT INTO mop_changes (id, generation) VALUES (1, 0)",
 ];
 
 impl Backend {

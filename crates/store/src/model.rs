@@ -5,6 +5,7 @@
 //! and status columns are converted with core's `TryFrom` impls, so a corrupted value is
 //! an error rather than a silently wrong field.
 
+use mcp_oauth_core::client::Client;
 use mcp_oauth_core::family::FamilyStatus;
 use mcp_oauth_core::token::TokenHash;
 
@@ -171,4 +172,36 @@ pub enum SealedKind {
     ProviderCredential { family_id: String },
     /// A rotated refresh token's successor, bound to the replaced token's hash.
     RefreshSuccessor { token_hash: TokenHash },
+}
+
+/// Which grants an operator means; every field given must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrantFilter {
+    pub grant_id: Option<String>,
+    pub subject: Option<String>,
+    pub client_id: Option<String>,
+    pub server: Option<String>,
+}
+
+/// A grant as an operator lists it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct GrantSummary {
+    pub id: String,
+    pub server: String,
+    pub client_id: String,
+    pub subject: String,
+    pub created_at: i64,
+    /// When a token was last issued in it (code redemption or refresh); the MCP path
+    /// writes nothing per request, so a call is not a use here.
+    pub last_issued_at: Option<i64>,
+    pub upstream_expires_at: Option<i64>,
+    #[sqlx(try_from = "String")]
+    pub status: FamilyStatus,
+}
+
+/// A dynamically registered client, with the server it registered at.
+#[derive(Debug, Clone)]
+pub struct RegisteredClient {
+    pub server: String,
+    pub client: Client,
 }

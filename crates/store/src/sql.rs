@@ -600,6 +600,77 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn list_clients(&self) -> Result<Vec<RegisteredClient>, StoreError> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            server: String,
+            #[sqlx(flatten)]
+            client: ClientRow,
+        }
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT server, client_id, secret_hash, metadata, created_at FROM clients ORDER BY created_at DESC, client_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| Ok(RegisteredClient { server: r.server, client: Client::try_from(r.client)? }))
+            .collect()
+    }
+
+    async fn delete_client(&self, client_id: &str, now: i64) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE families SET status = 'revoked', ended_at = $2 WHERE client_id = $1 AND status = 'active'")
+            .bind(client_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let deleted = sqlx::query("DELETE FROM clients WHERE client_id = $1").bind(client_id).execute(&mut *tx).await?;
+        sqlx::query("UPDATE mop_changes SET generation = generation + 1 WHERE id = 1").execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(deleted.rows_affected())
+    }
+
+    async fn list_grants(&self, filter: &GrantFilter, limit: i64) -> Result<Vec<GrantSummary>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT f.id, f.server, f.client_id, f.subject, f.created_at, f.upstream_expires_at, f.status, \
+             (SELECT MAX(a.issued_at) FROM access_tokens a WHERE a.family_id = f.id) AS last_issued_at \
+             FROM families f \
+             WHERE ($1 IS NULL OR f.id = $1) AND ($2 IS NULL OR f.subject = $2) \
+             AND ($3 IS NULL OR f.client_id = $3) AND ($4 IS NULL OR f.server = $4) \
+             ORDER BY f.created_at DESC, f.id LIMIT $5",
+        )
+        .bind(filter.grant_id.as_deref())
+        .bind(filter.subject.as_deref())
+        .bind(filter.client_id.as_deref())
+        .bind(filter.server.as_deref())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn revoke_grants(&self, filter: &GrantFilter, now: i64) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE families SET status = 'revoked', ended_at = $5 WHERE status = 'active' \
+             AND ($1 IS NULL OR id = $1) AND ($2 IS NULL OR subject = $2) \
+             AND ($3 IS NULL OR client_id = $3) AND ($4 IS NULL OR server = $4)",
+        )
+        .bind(filter.grant_id.as_deref())
+        .bind(filter.subject.as_deref())
+        .bind(filter.client_id.as_deref())
+        .bind(filter.server.as_deref())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE mop_changes SET generation = generation + 1 WHERE id = 1").execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn changes(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT generation FROM mop_changes WHERE id = 1").fetch_one(&self.pool).await?)
+    }
+
     async fn sealed_key_usage(&self) -> Result<Vec<(String, i64)>, StoreError> {
         // Sealed values read `v1.<8 hex digits of key id>.<body>`.
         Ok(sqlx::query_as(

@@ -30,6 +30,7 @@ pub struct Harness {
     pub app: AppState,
     pub http: reqwest::Client,
     pub db_dir: std::path::PathBuf,
+    pub storage_url: String,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -125,7 +126,7 @@ impl Harness {
             let forever = std::future::pending();
             mcp_oauth_http::serve::serve(listener, router, limits, forever, Duration::ZERO).await.unwrap();
         });
-        Self { base, idp, observed, upstream_url, clock, app, http: client(), db_dir, server }
+        Self { base, idp, observed, upstream_url, clock, app, http: client(), db_dir, storage_url, server }
     }
 
     /// This proxy stopped and started again on the same database, provider, MCP server
@@ -141,6 +142,27 @@ impl Harness {
         };
         drop(self);
         Harness::start_with(start).await
+    }
+
+    /// Runs the binary with this proxy's configuration (its storage, provider and MCP
+    /// server), `env` over it: the operator's commands, run beside the serving proxy.
+    pub async fn cli(&self, args: &[&str], env: &[(String, String)]) -> std::process::Output {
+        let config = self.db_dir.join(format!("cli-{}.toml", random_id()));
+        std::fs::create_dir_all(&self.db_dir).unwrap();
+        let toml = mcp_oauth_devsupport::DevProxyConfig {
+            public_url: &self.base,
+            storage_url: &self.storage_url,
+            encryption_key: KEY,
+            issuer: &self.idp_issuer(),
+            upstream_url: &self.upstream_url,
+            more_tables: "",
+        }
+        .toml();
+        std::fs::write(&config, toml).unwrap();
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-oauth-proxy"));
+        cmd.args(args).arg("--config").arg(&config).env("RUST_LOG", "error").kill_on_drop(true);
+        cmd.envs(env.iter().cloned());
+        tokio::time::timeout(Duration::from_secs(60), cmd.output()).await.expect("the binary ends").unwrap()
     }
 
     pub fn idp_issuer(&self) -> String {

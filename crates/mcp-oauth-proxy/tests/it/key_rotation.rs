@@ -10,7 +10,6 @@ use reqwest::StatusCode;
 use crate::harness::{Browser, Harness, KEY};
 
 const NEW_KEY: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
-const BIN: &str = env!("CARGO_BIN_EXE_mcp-oauth-proxy");
 
 fn key_id(key: &str) -> String {
     KeyRing::new(decode_key(key).unwrap(), &[]).current_key_id().to_owned()
@@ -24,26 +23,9 @@ fn rotated_env(with_previous: bool) -> Vec<(String, String)> {
     env
 }
 
-/// The binary with the harness's configuration (its database, provider and server) and
-/// the rotated key, from the environment.
+/// The binary with the harness's configuration and the rotated key.
 async fn run_binary(h: &Harness, args: &[&str], with_previous: bool) -> std::process::Output {
-    let config = h.db_dir.join("rotated.toml");
-    let toml = mcp_oauth_devsupport::DevProxyConfig {
-        public_url: &h.base,
-        storage_url: &format!("sqlite://{}/proxy.db", h.db_dir.display()),
-        encryption_key: KEY, // overridden by the environment
-        issuer: &h.idp_issuer(),
-        upstream_url: &h.upstream_url,
-        more_tables: "",
-    }
-    .toml();
-    std::fs::write(&config, toml).unwrap();
-    let mut cmd = tokio::process::Command::new(BIN);
-    cmd.args(args).arg("--config").arg(&config).env("RUST_LOG", "error").kill_on_drop(true);
-    for (k, v) in rotated_env(with_previous) {
-        cmd.env(k, v);
-    }
-    tokio::time::timeout(Duration::from_secs(60), cmd.output()).await.expect("the binary ends").unwrap()
+    h.cli(args, &rotated_env(with_previous)).await
 }
 
 #[tokio::test]
