@@ -37,6 +37,8 @@ pub struct IdpOptions {
     pub issue_id_token: bool,
     /// Sign id_tokens with a key the provider does not publish (a forgery, for tests).
     pub sign_with_unpublished_key: bool,
+    /// More claims about the user, in id_tokens and at userinfo (email, groups, …).
+    pub claims: serde_json::Map<String, Value>,
 }
 
 impl Default for IdpOptions {
@@ -50,6 +52,10 @@ impl Default for IdpOptions {
             rotate_refresh_tokens: true,
             issue_id_token: true,
             sign_with_unpublished_key: false,
+            claims: json!({"email": "demo@example.com", "email_verified": true, "groups": ["staff"]})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
         }
     }
 }
@@ -263,6 +269,9 @@ impl DevIdp {
             if let Some(nonce) = nonce {
                 claims["nonce"] = nonce.into();
             }
+            for (k, v) in &o.claims {
+                claims[k] = v.clone();
+            }
             body["id_token"] = if o.sign_with_unpublished_key {
                 SigningKey::generate().sign_jwt(&claims)
             } else {
@@ -445,6 +454,10 @@ async fn userinfo(State(idp): State<DevIdp>, headers: HeaderMap) -> Response {
         return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\"")])
             .into_response();
     }
-    let sub = idp.options().subject;
-    axum::Json(json!({"sub": sub, "name": "Demo User"})).into_response()
+    let o = idp.options();
+    let mut info = json!({"sub": o.subject, "name": "Demo User"});
+    for (k, v) in &o.claims {
+        info[k] = v.clone();
+    }
+    axum::Json(info).into_response()
 }

@@ -46,6 +46,32 @@ pub struct ServerSettings {
     pub upstream_token_format: String,
     /// Larger MCP request bodies get 413.
     pub max_body_bytes: usize,
+    /// Who may use this server; `None`: everyone the provider authenticates.
+    pub access: Option<AccessRules>,
+}
+
+/// Who may use a server: a user is let in when any one rule matches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessRules {
+    /// Provider subjects (`sub`, or the user id for GitHub-like providers).
+    pub subjects: Vec<String>,
+    /// Verified email addresses, compared without case.
+    pub emails: Vec<String>,
+    /// Domains of verified email addresses (`example.com`), compared without case.
+    pub email_domains: Vec<String>,
+    /// Groups from the provider's groups claim.
+    pub groups: Vec<String>,
+}
+
+impl AccessRules {
+    pub fn allows(&self, who: &mcp_oauth_upstream::Identity) -> bool {
+        let email = who.email.as_deref().map(str::to_ascii_lowercase);
+        let domain = email.as_deref().and_then(|e| e.rsplit_once('@')).map(|(_, d)| d.to_owned());
+        self.subjects.contains(&who.subject)
+            || email.as_deref().is_some_and(|e| self.emails.iter().any(|x| x.eq_ignore_ascii_case(e)))
+            || domain.as_deref().is_some_and(|d| self.email_domains.iter().any(|x| x.eq_ignore_ascii_case(d)))
+            || who.groups.iter().any(|g| self.groups.contains(g))
+    }
 }
 
 impl ServerSettings {
@@ -61,6 +87,7 @@ impl ServerSettings {
             upstream_token_header: axum::http::header::AUTHORIZATION,
             upstream_token_format: "Bearer {token}".to_owned(),
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+            access: None,
         }
     }
 }
@@ -206,6 +233,28 @@ mod tests {
             connections: ConnectionSettings::default(),
             limits: LimitSettings::default(),
         }
+    }
+
+    #[test]
+    fn any_rule_lets_a_user_in() {
+        let who = |subject: &str, email: Option<&str>, groups: &[&str]| mcp_oauth_upstream::Identity {
+            subject: subject.into(),
+            email: email.map(str::to_owned),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        };
+        let rules = AccessRules {
+            subjects: vec!["u1".into()],
+            emails: vec!["Boss@Example.com".into()],
+            email_domains: vec!["corp.example".into()],
+            groups: vec!["admins".into()],
+        };
+        assert!(rules.allows(&who("u1", None, &[])));
+        assert!(rules.allows(&who("u2", Some("boss@example.com"), &[])));
+        assert!(rules.allows(&who("u3", Some("anyone@CORP.example"), &[])));
+        assert!(rules.allows(&who("u4", None, &["staff", "admins"])));
+        assert!(!rules.allows(&who("u5", Some("anyone@corp.example.evil.com"), &["staff"])));
+        assert!(!rules.allows(&who("u6", Some("x@notcorp.example"), &[])));
+        assert!(!AccessRules::default().allows(&who("u1", Some("a@b.c"), &["g"])), "no rule: nobody");
     }
 
     #[test]

@@ -71,10 +71,18 @@ struct Claims {
     nonce: Value,
     #[serde(default)]
     exp: Value,
+    /// Every claim, for what the caller reads about the user (email, groups).
+    #[serde(flatten)]
+    all: serde_json::Map<String, Value>,
 }
 
-/// Returns the subject (`sub`) of an id_token once its signature and every claim check out.
-pub(crate) fn verify(id_token: &str, keys: &JwkSet, expect: &Expectations<'_>) -> Result<String, IdTokenError> {
+/// Returns the subject (`sub`) and the claims of an id_token once its signature and every
+/// claim check out.
+pub(crate) fn verify(
+    id_token: &str,
+    keys: &JwkSet,
+    expect: &Expectations<'_>,
+) -> Result<(String, Value), IdTokenError> {
     install_crypto_provider();
     let header = jsonwebtoken::decode_header(id_token).map_err(|_| IdTokenError::Malformed)?;
     let alg = header.alg;
@@ -95,7 +103,10 @@ pub(crate) fn verify(id_token: &str, keys: &JwkSet, expect: &Expectations<'_>) -
     for jwk in candidates {
         let Ok(key) = DecodingKey::from_jwk(jwk) else { continue };
         match jsonwebtoken::decode::<Claims>(id_token, &key, &validation) {
-            Ok(data) => return check_claims(&data.claims, expect),
+            Ok(data) => {
+                let subject = check_claims(&data.claims, expect)?;
+                return Ok((subject, Value::Object(data.claims.all)));
+            }
             Err(e) if is_wrong_key(e.kind()) => continue,
             Err(e) => return Err(refusal(e.kind())),
         }
@@ -212,6 +223,10 @@ mod tests {
 
     const NOW: i64 = 1_000_000;
 
+    fn subject_of(token: &str, keys: &JwkSet, expect: &Expectations<'_>) -> Result<String, IdTokenError> {
+        verify(token, keys, expect).map(|(subject, _)| subject)
+    }
+
     fn b64(bytes: impl AsRef<[u8]>) -> String {
         URL_SAFE_NO_PAD.encode(bytes)
     }
@@ -281,14 +296,14 @@ mod tests {
     fn a_valid_es256_token_yields_its_subject() {
         let key = Signer::es256();
         let token = key.sign_es256(Some("k1"), &claims());
-        assert_eq!(verify(&token, &set(&[key.jwk("k1")]), &expect(Some("n"))), Ok("u1".into()));
+        assert_eq!(subject_of(&token, &set(&[key.jwk("k1")]), &expect(Some("n"))), Ok("u1".into()));
     }
 
     #[test]
     fn a_valid_eddsa_token_yields_its_subject() {
         let key = Signer::ed25519();
         let token = key.sign(json!({"alg": "EdDSA", "kid": "ed"}), &claims());
-        assert_eq!(verify(&token, &set(&[key.jwk("ed")]), &expect(Some("n"))), Ok("u1".into()));
+        assert_eq!(subject_of(&token, &set(&[key.jwk("ed")]), &expect(Some("n"))), Ok("u1".into()));
     }
 
     #[test]
@@ -299,7 +314,10 @@ mod tests {
         let mut forged = claims();
         forged["sub"] = "admin".into();
         parts[1] = b64(forged.to_string());
-        assert_eq!(verify(&parts.join("."), &set(&[key.jwk("k1")]), &expect(None)), Err(IdTokenError::BadSignature));
+        assert_eq!(
+            subject_of(&parts.join("."), &set(&[key.jwk("k1")]), &expect(None)),
+            Err(IdTokenError::BadSignature)
+        );
     }
 
     #[test]
@@ -308,17 +326,17 @@ mod tests {
         let forger = Signer::es256();
         let keys = set(&[published.jwk("k1")]);
         let token = forger.sign_es256(Some("k1"), &claims());
-        assert_eq!(verify(&token, &keys, &expect(None)), Err(IdTokenError::BadSignature));
+        assert_eq!(subject_of(&token, &keys, &expect(None)), Err(IdTokenError::BadSignature));
         let unnamed = forger.sign_es256(None, &claims());
-        assert_eq!(verify(&unnamed, &keys, &expect(None)), Err(IdTokenError::BadSignature));
+        assert_eq!(subject_of(&unnamed, &keys, &expect(None)), Err(IdTokenError::BadSignature));
     }
 
     #[test]
     fn an_unknown_kid_is_no_key_which_makes_the_caller_refetch() {
         let key = Signer::es256();
         let token = key.sign_es256(Some("rotated"), &claims());
-        assert_eq!(verify(&token, &set(&[key.jwk("k1")]), &expect(None)), Err(IdTokenError::NoKey));
-        assert_eq!(verify(&token, &set(&[]), &expect(None)), Err(IdTokenError::NoKey));
+        assert_eq!(subject_of(&token, &set(&[key.jwk("k1")]), &expect(None)), Err(IdTokenError::NoKey));
+        assert_eq!(subject_of(&token, &set(&[]), &expect(None)), Err(IdTokenError::NoKey));
     }
 
     #[test]
@@ -326,7 +344,7 @@ mod tests {
         let other = Signer::es256();
         let key = Signer::es256();
         let keys = set(&[other.jwk("a"), Signer::ed25519().jwk("b"), key.jwk("c")]);
-        assert_eq!(verify(&key.sign_es256(None, &claims()), &keys, &expect(None)), Ok("u1".into()));
+        assert_eq!(subject_of(&key.sign_es256(None, &claims()), &keys, &expect(None)), Ok("u1".into()));
     }
 
     #[test]
@@ -335,10 +353,10 @@ mod tests {
         let token = key.sign_es256(Some("k1"), &claims());
         let mut for_encryption = key.jwk("k1");
         for_encryption["use"] = "enc".into();
-        assert_eq!(verify(&token, &set(&[for_encryption]), &expect(None)), Err(IdTokenError::NoKey));
+        assert_eq!(subject_of(&token, &set(&[for_encryption]), &expect(None)), Err(IdTokenError::NoKey));
         let mut for_es384 = key.jwk("k1");
         for_es384["alg"] = "ES384".into();
-        assert_eq!(verify(&token, &set(&[for_es384]), &expect(None)), Err(IdTokenError::NoKey));
+        assert_eq!(subject_of(&token, &set(&[for_es384]), &expect(None)), Err(IdTokenError::NoKey));
     }
 
     #[test]
@@ -358,7 +376,7 @@ mod tests {
     fn unsigned_and_hmac_tokens_are_refused() {
         let key = Signer::es256();
         let none = format!("{}.{}.", b64(r#"{"alg":"none"}"#), b64(claims().to_string()));
-        assert_eq!(verify(&none, &set(&[key.jwk("k1")]), &expect(None)), Err(IdTokenError::Malformed));
+        assert_eq!(subject_of(&none, &set(&[key.jwk("k1")]), &expect(None)), Err(IdTokenError::Malformed));
 
         // An HS256 token whose MAC is right for a symmetric key in the set: the signature
         // would verify, and the algorithm alone refuses it.
@@ -367,7 +385,7 @@ mod tests {
         let mac = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret), input.as_bytes());
         let hs256 = format!("{input}.{}", b64(mac.as_ref()));
         let keys = set(&[json!({"kty": "oct", "kid": "oct", "k": b64(secret)}), key.jwk("k1")]);
-        assert_eq!(verify(&hs256, &keys, &expect(None)), Err(IdTokenError::Algorithm("HS256".into())));
+        assert_eq!(subject_of(&hs256, &keys, &expect(None)), Err(IdTokenError::Algorithm("HS256".into())));
     }
 
     #[test]
@@ -384,12 +402,12 @@ mod tests {
             c.as_object_mut().unwrap().remove(k);
             key.sign_es256(Some("k1"), &c)
         };
-        let check = |token: String, nonce| verify(&token, &keys, &expect(nonce));
+        let check = |token: String, nonce| subject_of(&token, &keys, &expect(nonce));
 
         assert_eq!(check(with("iss", "https://evil".into()), None), Err(IdTokenError::WrongIssuer));
         assert_eq!(check(without("iss"), None), Err(IdTokenError::WrongIssuer));
         let any_issuer = Expectations { issuer: None, ..expect(None) };
-        assert_eq!(verify(&with("iss", "https://other".into()), &keys, &any_issuer), Ok("u1".into()));
+        assert_eq!(subject_of(&with("iss", "https://other".into()), &keys, &any_issuer), Ok("u1".into()));
 
         assert_eq!(check(with("aud", "other".into()), None), Err(IdTokenError::WrongAudience));
         assert_eq!(check(with("aud", json!(["other", "proxy"])), None), Ok("u1".into()));

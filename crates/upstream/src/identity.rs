@@ -35,14 +35,40 @@ pub(crate) struct Context<'a> {
     pub keys: &'a SigningKeys,
 }
 
-/// Who logged in: the id_token's subject when there is one, else the userinfo
-/// endpoint's `sub` (OpenID) or `id` (GitHub and other plain OAuth APIs).
-pub(crate) async fn subject(
+/// Who logged in, as the provider vouches for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The provider's stable id for the user.
+    pub subject: String,
+    /// Only an address the provider says it verified (`email_verified: true`): an address
+    /// a user can set at will must not decide access.
+    pub email: Option<String>,
+    /// From the provider's groups claim (`groups_claim`), if it sends one.
+    pub groups: Vec<String>,
+}
+
+impl Identity {
+    fn from_claims(subject: String, claims: &Value, groups_claim: &str) -> Self {
+        let verified =
+            matches!(&claims["email_verified"], Value::Bool(true)) || claims["email_verified"].as_str() == Some("true");
+        let email = claims["email"].as_str().filter(|_| verified).map(str::to_owned);
+        let groups = match &claims[groups_claim] {
+            Value::Array(items) => items.iter().filter_map(|g| g.as_str().map(str::to_owned)).collect(),
+            Value::String(one) => vec![one.clone()],
+            _ => vec![],
+        };
+        Self { subject, email, groups }
+    }
+}
+
+/// Who logged in: the id_token's subject and claims when there is one, else the userinfo
+/// endpoint's `sub` (OpenID) or `id` (GitHub and other plain OAuth APIs) and claims.
+pub(crate) async fn identify(
     cx: &Context<'_>,
     tokens: &UpstreamTokens,
     nonce: Option<&str>,
     now: i64,
-) -> Result<String, UpstreamError> {
+) -> Result<Identity, UpstreamError> {
     // An id_token counts only if its signature verifies against the provider's keys;
     // without published keys it is ignored in favour of the userinfo endpoint.
     let id_token = tokens.id_token.as_ref().filter(|_| cx.endpoints.jwks.is_some() || cx.endpoints.userinfo.is_none());
@@ -53,24 +79,22 @@ pub(crate) async fn subject(
             nonce,
             now,
         };
-        return verified_subject(cx, id_token, &expect).await;
+        let (subject, claims) = verified_claims(cx, id_token, &expect).await?;
+        return Ok(Identity::from_claims(subject, &claims, &cx.settings.groups_claim));
     }
     let Some(userinfo) = cx.endpoints.userinfo.clone() else {
         return Err(UpstreamError::Protocol(
             "the provider returned no id_token and no userinfo_endpoint is configured".into(),
         ));
     };
-    userinfo_subject(cx.http, userinfo, &tokens.access_token).await
-}
-
-async fn userinfo_subject(http: &reqwest::Client, url: Url, access_token: &str) -> Result<String, UpstreamError> {
-    let info = answer::fetch_json(Endpoint::Userinfo, http.get(url).bearer_auth(access_token)).await?;
-    match (&info["sub"], &info["id"]) {
-        (Value::String(s), _) if !s.is_empty() => Ok(s.clone()),
-        (_, Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-        (_, Value::Number(n)) => Ok(n.to_string()),
-        _ => Err(UpstreamError::Protocol("userinfo has neither sub nor id".into())),
-    }
+    let info = answer::fetch_json(Endpoint::Userinfo, cx.http.get(userinfo).bearer_auth(&tokens.access_token)).await?;
+    let subject = match (&info["sub"], &info["id"]) {
+        (Value::String(s), _) if !s.is_empty() => s.clone(),
+        (_, Value::String(s)) if !s.is_empty() => s.clone(),
+        (_, Value::Number(n)) => n.to_string(),
+        _ => return Err(UpstreamError::Protocol("userinfo has neither sub nor id".into())),
+    };
+    Ok(Identity::from_claims(subject, &info, &cx.settings.groups_claim))
 }
 
 /// The keys in the provider's JWKS document that we can read. A key of a kind the library
@@ -84,13 +108,13 @@ async fn fetch_keys(http: &reqwest::Client, url: &Url) -> Result<Fetched, Upstre
     Ok(Fetched { keys: JwkSet { keys }, at: Instant::now() })
 }
 
-/// The subject of a verified id_token. The keys are fetched on first use, and again (rate
+/// The subject and claims of a verified id_token. The keys are fetched on first use, and again (rate
 /// limited) when no key we have could have signed the token, as after a key rotation.
-async fn verified_subject(
+async fn verified_claims(
     cx: &Context<'_>,
     id_token: &str,
     expect: &id_token::Expectations<'_>,
-) -> Result<String, UpstreamError> {
+) -> Result<(String, Value), UpstreamError> {
     let Some(url) = cx.endpoints.jwks.as_ref() else {
         return Err(UpstreamError::Protocol(
             "the provider sent an id_token but publishes no signing keys (set jwks_uri or userinfo_endpoint)".into(),

@@ -24,6 +24,7 @@ mod settings;
 mod token_endpoint;
 
 pub use error::UpstreamError;
+pub use identity::Identity;
 pub use provider::Provider;
 pub use settings::{ProviderAuthMethod, ProviderSettings};
 pub use token_endpoint::UpstreamTokens;

@@ -9,7 +9,7 @@ use tokio::sync::OnceCell;
 use crate::authorization_url::{self, Login};
 use crate::discovery;
 use crate::error::UpstreamError;
-use crate::identity::{self, SigningKeys};
+use crate::identity::{self, Identity, SigningKeys};
 use crate::settings::{Endpoints, ProviderSettings, parse_url};
 use crate::token_endpoint::{self, UpstreamTokens};
 
@@ -118,20 +118,21 @@ impl Provider {
         token_endpoint::request(&self.http, endpoint, &self.settings, params).await
     }
 
-    /// Who logged in: the id_token's subject when there is one, else the userinfo
-    /// endpoint's `sub` (OpenID) or `id` (GitHub and other plain OAuth APIs).
-    pub async fn subject(
+    /// Who logged in, with what the provider says of them (verified email, groups): from
+    /// the id_token when there is one, else from the userinfo endpoint (`sub`, or `id` for
+    /// GitHub and other plain OAuth APIs).
+    pub async fn identify(
         &self,
         tokens: &UpstreamTokens,
         nonce: Option<&str>,
         now: i64,
-    ) -> Result<String, UpstreamError> {
+    ) -> Result<Identity, UpstreamError> {
         let cx = identity::Context {
             http: &self.http,
             settings: &self.settings,
             endpoints: self.endpoints().await?,
             keys: &self.keys,
         };
-        identity::subject(&cx, tokens, nonce, now).await
+        identity::identify(&cx, tokens, nonce, now).await
     }
 }

@@ -34,6 +34,8 @@ pub struct ProviderSettings {
     pub refresh_margin_secs: i64,
     /// Extra query parameters for the authorization URL (`prompt`, `access_type`, …).
     pub extra_authorize_params: Vec<(String, String)>,
+    /// The id_token or userinfo claim that lists the user's groups (for access rules).
+    pub groups_claim: String,
     /// Send the client's `resource` upstream. Off by default: Entra ID, Auth0 and
     /// others reject resource indicators they do not know, and the login fails.
     pub forward_resource: bool,

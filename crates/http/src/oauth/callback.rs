@@ -11,7 +11,7 @@ use mcp_oauth_core::token::TokenHash;
 
 use super::login;
 use super::request::ClientRedirect;
-use crate::audit::{Caller, Event};
+use crate::audit::Caller;
 use crate::cookies;
 use crate::error::HttpError;
 use crate::extract::BrowserQuery;
@@ -53,19 +53,8 @@ pub async fn callback(
         state: pending.client_state.clone(),
         status: StatusCode::FOUND,
     };
-    let event = app.event("login.completed").slug(&server.slug).client(&pending.client_id).from(&caller);
-    match login::finish(&app, server, &pending, &params).await {
-        Ok(done) => {
-            app.audit.record(event.subject(&done.subject).grant(&done.grant_id));
-            Ok(reply.code(&done.code))
-        }
-        Err(e) => {
-            let why = match &e {
-                HttpError::OAuth(e) => e.to_string(),
-                _ => "the login could not be completed".to_owned(),
-            };
-            app.audit.record(Event { event: "login.denied", ..event }.reason(why));
-            Err(reply.error(e))
-        }
+    match login::finish(&app, server, &pending, &params, &caller).await {
+        Ok(code) => Ok(reply.code(&code)),
+        Err(e) => Err(reply.error(e)),
     }
 }

@@ -6,9 +6,10 @@ use mcp_oauth_core::form::Params;
 use mcp_oauth_core::token::{TokenHash, TokenKind, mint, random_b64, random_id};
 use mcp_oauth_core::{OAuthError, pkce};
 use mcp_oauth_store::{NewCode, NewFamily, PendingAuthorization};
-use mcp_oauth_upstream::UpstreamError;
+use mcp_oauth_upstream::{Identity, UpstreamError, UpstreamTokens};
 
 use super::request::AuthorizationRequest;
+use crate::audit::Caller;
 use crate::error::HttpError;
 use crate::settings::ServerSettings;
 use crate::state::App;
@@ -65,21 +66,77 @@ pub async fn start(
     Ok(url)
 }
 
-/// A completed login: the proxy's authorization code for the client, and what it grants.
-pub struct Completed {
-    pub code: String,
-    pub grant_id: String,
-    pub subject: String,
-}
-
-/// The provider's answer for `pending`: exchange its code, identify the user, seal the
-/// provider's tokens into a new grant, and return the proxy's own authorization code.
+/// The provider's answer for `pending`: exchange its code, identify the user, check the
+/// server's access rules, seal the provider's tokens into a new grant, and return the
+/// proxy's own authorization code. The outcome goes to the audit trail either way.
 pub async fn finish(
     app: &App,
     server: &ServerSettings,
     pending: &PendingAuthorization,
     params: &Params,
-) -> Result<Completed, HttpError> {
+    caller: &Caller,
+) -> Result<String, HttpError> {
+    let event = |name| app.event(name).slug(&server.slug).client(&pending.client_id).from(caller);
+    match complete(app, server, pending, params).await {
+        Ok(done) => {
+            app.audit.record(event("login.completed").subject(&done.subject).grant(&done.grant_id));
+            Ok(done.code)
+        }
+        Err((e, subject)) => {
+            let why = match &e {
+                HttpError::OAuth(e) => e.to_string(),
+                HttpError::Page { message, .. } => message.clone(),
+                _ => "the login could not be completed".to_owned(),
+            };
+            let denied = event("login.denied").reason(why);
+            app.audit.record(match subject {
+                Some(s) => denied.subject(&s),
+                None => denied,
+            });
+            Err(e)
+        }
+    }
+}
+
+/// A completed login: the proxy's authorization code for the client, and what it grants.
+struct Completed {
+    code: String,
+    grant_id: String,
+    subject: String,
+}
+
+/// [`finish`]'s work; a failure comes with the user's subject when it was known.
+async fn complete(
+    app: &App,
+    server: &ServerSettings,
+    pending: &PendingAuthorization,
+    params: &Params,
+) -> Result<Completed, (HttpError, Option<String>)> {
+    let (tokens, who) = log_in_at_provider(app, server, pending, params).await.map_err(|e| (e, None))?;
+    if let Some(rules) = &server.access
+        && !rules.allows(&who)
+    {
+        tracing::info!(server = %server.slug, subject = %who.subject, "login refused by the server's access rules");
+        let page = HttpError::page(
+            StatusCode::FORBIDDEN,
+            "Your account is not allowed to use this MCP server. Ask its operator for access.",
+        );
+        return Err((page, Some(who.subject)));
+    }
+    let subject = who.subject;
+    store_grant(app, pending, &tokens, &subject)
+        .await
+        .map_err(|e| (e, Some(subject.clone())))
+        .map(|(code, grant_id)| Completed { code, grant_id, subject })
+}
+
+/// The provider's answer, redeemed: its tokens, and who logged in.
+async fn log_in_at_provider(
+    app: &App,
+    server: &ServerSettings,
+    pending: &PendingAuthorization,
+    params: &Params,
+) -> Result<(UpstreamTokens, Identity), HttpError> {
     let provider = app.providers.for_server(server);
     // RFC 9207: the callback is shared by every provider; a response that names another
     // issuer than the one this login was sent to is a mix-up attack, or a misrouting.
@@ -122,18 +179,27 @@ pub async fn finish(
         .exchange_code(code, &pending.upstream_verifier, &app.settings.callback_url())
         .await
         .map_err(failed("code exchange"))?;
-    let now = app.now();
-    let subject = provider.subject(&tokens, pending.nonce.as_deref(), now).await.map_err(failed("identify user"))?;
+    let who = provider.identify(&tokens, pending.nonce.as_deref(), app.now()).await.map_err(failed("identify user"))?;
+    Ok((tokens, who))
+}
 
+/// A new grant holding the provider's tokens, and the code that starts it: (code, grant id).
+async fn store_grant(
+    app: &App,
+    pending: &PendingAuthorization,
+    tokens: &UpstreamTokens,
+    subject: &str,
+) -> Result<(String, String), HttpError> {
+    let now = app.now();
     let family_id = random_id();
     let family = NewFamily {
         id: family_id.clone(),
         server: pending.server.clone(),
         client_id: pending.client_id.clone(),
-        subject: subject.clone(),
+        subject: subject.to_owned(),
         scope: pending.scope.clone(),
         resource: pending.resource.clone(),
-        upstream_sealed: app.upstream.seal(&family_id, &tokens),
+        upstream_sealed: app.upstream.seal(&family_id, tokens),
         upstream_expires_at: tokens.expires_in.map(|secs| now + secs),
         created_at: now,
     };
@@ -148,5 +214,5 @@ pub async fn finish(
     };
     app.store.create_family(&family, &stored_code).await?;
     tracing::info!(server = %pending.server, client_id = %pending.client_id, %subject, family = %family_id, "user authorized a client");
-    Ok(Completed { code: code.secret, grant_id: family_id, subject })
+    Ok((code.secret, family_id))
 }

@@ -130,6 +130,7 @@ pub(super) struct RawProvider {
     pub authorize_params: BTreeMap<String, String>,
     #[serde(default, deserialize_with = "lenient::boolean")]
     pub forward_resource: Option<bool>,
+    pub groups_claim: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -144,6 +145,20 @@ pub(super) struct RawServer {
     pub upstream_token_format: Option<String>,
     #[serde(default, deserialize_with = "lenient::int")]
     pub max_body_bytes: Option<i64>,
+    pub access: Option<RawAccess>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAccess {
+    #[serde(default, deserialize_with = "lenient::list")]
+    pub subjects: Vec<String>,
+    #[serde(default, deserialize_with = "lenient::list")]
+    pub emails: Vec<String>,
+    #[serde(default, deserialize_with = "lenient::list")]
+    pub email_domains: Vec<String>,
+    #[serde(default, deserialize_with = "lenient::list")]
+    pub groups: Vec<String>,
 }
 
 #[derive(Deserialize)]

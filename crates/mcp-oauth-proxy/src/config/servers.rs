@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::http::HeaderName;
 use mcp_oauth_core::scope::Scopes;
-use mcp_oauth_http::settings::ServerSettings;
+use mcp_oauth_http::settings::{AccessRules, ServerSettings};
 use mcp_oauth_upstream::ProviderSettings;
 
 use super::problems::Problems;
@@ -70,6 +70,15 @@ fn server(
     if let Some(max) = s.max_body_bytes {
         problems.range(&key("max_body_bytes"), max, 1024, 1 << 30);
     }
+    let access = s.access.map(|a| AccessRules {
+        subjects: a.subjects,
+        emails: a.emails,
+        email_domains: a.email_domains.into_iter().map(|d| d.trim_start_matches('@').to_owned()).collect(),
+        groups: a.groups,
+    });
+    if access.as_ref().is_some_and(|a| a == &AccessRules::default()) {
+        problems.push(&key("access"), "names nobody; remove it to let everyone the provider authenticates in");
+    }
 
     // The settings hold the URL validated above; without one there is nothing to build
     // (and no need for a placeholder URL, as the load fails on the problem noted).
@@ -83,5 +92,6 @@ fn server(
     if let Some(max) = s.max_body_bytes {
         server.max_body_bytes = max.max(0) as usize;
     }
+    server.access = access;
     Some(server)
 }

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod access_rules;
 mod admin;
 mod audit;
 mod authorization;
