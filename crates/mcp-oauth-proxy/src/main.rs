@@ -291,6 +291,15 @@ fn describe(c: &Config) -> String {
             p.issuer.as_deref().unwrap_or("(none; explicit endpoints)"),
             p.scopes.join(" ")
         );
+        let discovered = "(discovered from the issuer)";
+        for (what, url) in [
+            ("authorization", &p.authorization_endpoint),
+            ("token", &p.token_endpoint),
+            ("userinfo", &p.userinfo_endpoint),
+            ("jwks", &p.jwks_uri),
+        ] {
+            out += &format!("    {what:<14} {}\n", url.as_deref().unwrap_or(discovered));
+        }
     }
     if !s.static_clients.is_empty() {
         out += "pre-registered clients:\n";

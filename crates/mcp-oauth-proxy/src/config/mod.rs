@@ -10,6 +10,7 @@
 
 mod clients;
 mod env;
+mod presets;
 mod problems;
 mod providers;
 mod raw;

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use mcp_oauth_upstream::{ProviderAuthMethod, ProviderSettings};
 
+use super::presets;
 use super::problems::{Lookup, Problems};
 use super::raw::RawProvider;
 
@@ -17,6 +18,16 @@ pub(super) fn validate(
 
 fn provider(problems: &mut Problems, name: String, p: RawProvider, lookup: Lookup<'_>) -> ProviderSettings {
     let key = |k: &str| format!("providers.{name}.{k}");
+    let p = match p.preset.clone() {
+        None => p,
+        Some(preset) => match presets::preset(&preset, &p) {
+            Ok(filled) => presets::apply(filled, p),
+            Err(why) => {
+                problems.push(&key("preset"), why);
+                p
+            }
+        },
+    };
     for (k, v) in [
         ("issuer", &p.issuer),
         ("authorization_endpoint", &p.authorization_endpoint),

@@ -113,6 +113,14 @@ pub(super) struct RawTokens {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawProvider {
+    /// `github`, `google`, `microsoft`, `okta`, `auth0`, `keycloak`, `gitlab`.
+    pub preset: Option<String>,
+    /// For `microsoft`: the directory (tenant) id or domain.
+    pub tenant: Option<String>,
+    /// For `okta`, `auth0` and a self-hosted `gitlab`: the host name.
+    pub domain: Option<String>,
+    /// For `keycloak`: the realm's URL.
+    pub realm_url: Option<String>,
     pub issuer: Option<String>,
     pub authorization_endpoint: Option<String>,
     pub token_endpoint: Option<String>,

@@ -386,3 +386,104 @@ fn messages_before_validation_are_pinned() {
         assert!(e.len() == 1 && e[0].starts_with(start), "{e:?}");
     }
 }
+
+/// A configuration whose only provider is `[providers.p]` with `body`.
+fn with_provider(body: &str) -> String {
+    format!(
+        "public_url = \"https://p.example\"\n[encryption]\nkey = \"{KEY}\"\n[providers.p]\nclient_id = \"id\"\n\
+         client_secret = \"s\"\n{body}\n[[servers]]\nslug = \"demo\"\nupstream_url = \"http://127.0.0.1:9000/mcp\"\n\
+         provider = \"p\"\n"
+    )
+}
+
+#[test]
+fn presets_resolve_to_their_endpoints_without_the_network() {
+    let cases: &[(&str, &str, Option<&str>, &str, &str, Option<&str>)] = &[
+        (
+            "preset = \"github\"",
+            "https://github.com/login/oauth/authorize",
+            None,
+            "https://github.com/login/oauth/access_token",
+            "read:user",
+            Some("https://api.github.com/user"),
+        ),
+        (
+            "preset = \"google\"",
+            "https://accounts.google.com/o/oauth2/v2/auth",
+            Some("https://accounts.google.com"),
+            "https://oauth2.googleapis.com/token",
+            "openid email profile",
+            Some("https://openidconnect.googleapis.com/v1/userinfo"),
+        ),
+        (
+            "preset = \"microsoft\"\ntenant = \"contoso.onmicrosoft.com\"",
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/authorize",
+            Some("https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0"),
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token",
+            "openid email profile offline_access",
+            Some("https://graph.microsoft.com/oidc/userinfo"),
+        ),
+        (
+            "preset = \"okta\"\ndomain = \"example.okta.com\"",
+            "https://example.okta.com/oauth2/v1/authorize",
+            Some("https://example.okta.com"),
+            "https://example.okta.com/oauth2/v1/token",
+            "openid email profile offline_access",
+            Some("https://example.okta.com/oauth2/v1/userinfo"),
+        ),
+        (
+            "preset = \"auth0\"\ndomain = \"example.eu.auth0.com\"",
+            "https://example.eu.auth0.com/authorize",
+            Some("https://example.eu.auth0.com/"),
+            "https://example.eu.auth0.com/oauth/token",
+            "openid email profile offline_access",
+            Some("https://example.eu.auth0.com/userinfo"),
+        ),
+        (
+            "preset = \"keycloak\"\nrealm_url = \"https://sso.example.com/realms/staff/\"",
+            "https://sso.example.com/realms/staff/protocol/openid-connect/auth",
+            Some("https://sso.example.com/realms/staff"),
+            "https://sso.example.com/realms/staff/protocol/openid-connect/token",
+            "openid email profile offline_access",
+            Some("https://sso.example.com/realms/staff/protocol/openid-connect/userinfo"),
+        ),
+        (
+            "preset = \"gitlab\"",
+            "https://gitlab.com/oauth/authorize",
+            Some("https://gitlab.com"),
+            "https://gitlab.com/oauth/token",
+            "openid email profile",
+            Some("https://gitlab.com/oauth/userinfo"),
+        ),
+    ];
+    for (body, authorize, issuer, token, scopes, userinfo) in cases {
+        let c = load(&with_provider(body), &[]).unwrap_or_else(|e| panic!("{body}: {e}"));
+        let p = &c.providers[0];
+        assert_eq!(p.authorization_endpoint.as_deref(), Some(*authorize), "{body}");
+        assert_eq!(p.issuer.as_deref(), *issuer, "{body}");
+        assert_eq!(p.token_endpoint.as_deref(), Some(*token), "{body}");
+        assert_eq!(p.scopes.join(" "), *scopes, "{body}");
+        assert_eq!(p.userinfo_endpoint.as_deref(), *userinfo, "{body}");
+    }
+    let google = load(&with_provider("preset = \"google\""), &[]).unwrap();
+    let params: Vec<(String, String)> = google.providers[0].extra_authorize_params.clone();
+    assert!(
+        params.contains(&("access_type".into(), "offline".into()))
+            && params.contains(&("prompt".into(), "consent".into()))
+    );
+}
+
+#[test]
+fn explicit_keys_win_over_a_preset_and_missing_parameters_are_named() {
+    let c = load(
+        &with_provider("preset = \"google\"\nscopes = [\"openid\"]\ntoken_endpoint = \"https://t.example/token\""),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.providers[0].token_endpoint.as_deref(), Some("https://t.example/token"));
+    assert_eq!(c.providers[0].scopes, ["openid"]);
+    let e = load(&with_provider("preset = \"microsoft\""), &[]).unwrap_err().to_string();
+    assert!(e.contains("providers.p.preset") && e.contains("tenant"), "{e}");
+    let e = load(&with_provider("preset = \"facebook\""), &[]).unwrap_err().to_string();
+    assert!(e.contains("providers.p.preset") && e.contains("keycloak"), "{e}");
+}
