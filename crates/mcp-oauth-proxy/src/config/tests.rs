@@ -396,9 +396,13 @@ fn with_provider(body: &str) -> String {
     )
 }
 
+/// A preset's body, and what it resolves to: authorization endpoint, issuer, token
+/// endpoint, scopes, userinfo endpoint.
+type PresetCase = (&'static str, &'static str, Option<&'static str>, &'static str, &'static str, Option<&'static str>);
+
 #[test]
 fn presets_resolve_to_their_endpoints_without_the_network() {
-    let cases: &[(&str, &str, Option<&str>, &str, &str, Option<&str>)] = &[
+    let cases: &[PresetCase] = &[
         (
             "preset = \"github\"",
             "https://github.com/login/oauth/authorize",
