@@ -51,6 +51,12 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Exit 0 if the proxy at URL answers its liveness probe (for container health checks,
+    /// where no curl is installed).
+    Healthcheck {
+        #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
+        url: String,
+    },
     /// Registered clients (on the configured storage; safe while the proxy serves).
     Clients {
         #[arg(long, short, global = true)]
@@ -146,6 +152,12 @@ fn main() -> ExitCode {
                 Err(e) => config_error(&e),
             }
         }
+        Command::Healthcheck { url } => run("healthcheck", async move {
+            mcp_oauth_upstream::http_client::install_crypto_provider();
+            let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(2)).build()?;
+            let status = client.get(&url).send().await?.status();
+            if status.is_success() { Ok(()) } else { Err(format!("{url} answered {status}").into()) }
+        }),
         Command::Clients { config, command } => match Config::load(config.as_deref()) {
             Ok(config) => run("clients", async move {
                 let store = mcp_oauth_store::open(&config.storage_url).await?;

@@ -17,6 +17,7 @@ mod mcp;
 mod metadata_documents;
 mod metrics;
 mod outage;
+mod packaging;
 mod processes;
 mod raw_upstream;
 mod registration;
