@@ -51,6 +51,15 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Copy every client, grant, token and credential from the configured SQLite storage
+    /// into an empty PostgreSQL database (stop the proxy first), and check the counts.
+    MigrateStorage {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The PostgreSQL database to move to (postgres://…); it must be empty.
+        #[arg(long)]
+        to: String,
+    },
     /// Exit 0 if the proxy at URL answers its liveness probe (for container health checks,
     /// where no curl is installed).
     Healthcheck {
@@ -152,6 +161,10 @@ fn main() -> ExitCode {
                 Err(e) => config_error(&e),
             }
         }
+        Command::MigrateStorage { config, to } => match Config::load(config.as_deref()) {
+            Ok(config) => run("migrate-storage", migrate_storage(config, to)),
+            Err(e) => config_error(&e),
+        },
         Command::Healthcheck { url } => run("healthcheck", async move {
             mcp_oauth_upstream::http_client::install_crypto_provider();
             let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(2)).build()?;
@@ -264,16 +277,42 @@ async fn rotate_key(config: Config) -> Result<String, BoxError> {
     ))
 }
 
-/// What `check-config` prints: what the configuration sets up, and nothing secret.
-fn describe(c: &Config) -> String {
-    let s = &c.settings;
-    let storage = match url::Url::parse(&c.storage_url) {
+async fn migrate_storage(config: Config, to: String) -> Result<String, BoxError> {
+    use mcp_oauth_store::Backend;
+    if Backend::for_url(&config.storage_url) != Some(Backend::Sqlite) {
+        return Err("storage.url must name the SQLite database to move from".into());
+    }
+    if Backend::for_url(&to) != Some(Backend::Postgres) {
+        return Err("--to must be a postgres:// URL".into());
+    }
+    let copied = mcp_oauth_store::copy::copy_all(&config.storage_url, &to).await?;
+    Ok(format!(
+        "copied {} client(s), {} grant(s), {} authorization code(s), {} refresh token(s), {} access token(s); \
+         the counts match.\nNow run every replica with:\n\n[storage]\nurl = \"{}\"\n\n(or \
+         MCP_OAUTH_PROXY_STORAGE__URL, which keeps the password out of the file)",
+        copied.clients,
+        copied.grants,
+        copied.codes,
+        copied.refresh_tokens,
+        copied.access_tokens,
+        redact_password(&to)
+    ))
+}
+
+fn redact_password(url: &str) -> String {
+    match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("****"));
             u.to_string()
         }
-        _ => c.storage_url.clone(),
-    };
+        _ => url.to_owned(),
+    }
+}
+
+/// What `check-config` prints: what the configuration sets up, and nothing secret.
+fn describe(c: &Config) -> String {
+    let s = &c.settings;
+    let storage = redact_password(&c.storage_url);
     let mut out = format!(
         "configuration is valid\n\nlisten:      {}\npublic_url:  {}\nstorage:     {storage}\nencryption:  key id {}\n\
          callback URL to register at every upstream provider:\n  {}\n\nservers:\n",

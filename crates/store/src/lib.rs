@@ -19,6 +19,7 @@
 //!   front of SQLite (and only SQLite: see [`open`]).
 
 mod cache;
+pub mod copy;
 mod migrations;
 pub mod model;
 mod sql;

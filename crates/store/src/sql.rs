@@ -178,6 +178,12 @@ fn blob(h: &TokenHash) -> Vec<u8> {
 }
 
 impl SqlStore {
+    /// The connection pool, for whole-database work beside the `Store` operations
+    /// (moving to another database).
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// Connects to `url` (`sqlite://path` or `postgres://…`), creating the database
     /// file if needed, and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {

@@ -16,6 +16,7 @@ mod limits;
 mod mcp;
 mod metadata_documents;
 mod metrics;
+mod migrate_storage;
 mod outage;
 mod packaging;
 mod processes;
