@@ -38,6 +38,9 @@ pub struct Event {
     /// Why: the reason a grant was revoked, a login denied, a refresh failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The login attempt's trace id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 impl Event {
@@ -53,6 +56,7 @@ impl Event {
             user_agent: None,
             grant_type: None,
             reason: None,
+            trace_id: None,
         }
     }
 
@@ -78,6 +82,11 @@ impl Event {
 
     pub fn grant_type(mut self, grant_type: &'static str) -> Self {
         self.grant_type = Some(grant_type);
+        self
+    }
+
+    pub fn trace(mut self, trace_id: Option<&str>) -> Self {
+        self.trace_id = trace_id.map(str::to_owned);
         self
     }
 

@@ -14,6 +14,7 @@ use mcp_oauth_upstream::UpstreamError;
 
 use crate::responses::{no_store_json, redirect};
 use crate::settings::{ServerSettings, Settings};
+use crate::trace::quoting;
 use crate::upstream_access::AccessError;
 
 #[derive(Debug)]
@@ -64,6 +65,35 @@ impl HttpError {
 
     pub fn not_found(what: impl Into<String>) -> Self {
         Self::Json { status: StatusCode::NOT_FOUND, error: "not_found", description: what.into() }
+    }
+
+    /// The same error, naming the login attempt's trace id for whoever reads it: a page,
+    /// an OAuth error's description, a redirect's `error_description` (built by
+    /// `ClientRedirect`, which quotes it itself).
+    pub fn traced(self, trace_id: Option<&str>) -> Self {
+        let Some(id) = trace_id else { return self };
+        match self {
+            Self::Page { status, message } => Self::Page { status, message: quoting(&message, Some(id)) },
+            Self::OAuth(mut e) => {
+                e.description = quoting(&e.description, Some(id));
+                Self::OAuth(e)
+            }
+            other => other,
+        }
+    }
+
+    /// What went wrong, for a log line: never a URL (a redirect carries the client's
+    /// `state`) or anything else the request carried.
+    pub fn summary(&self) -> String {
+        match self {
+            Self::OAuth(e) => e.to_string(),
+            Self::MethodNotAllowed { allow } => format!("method not allowed (allow {allow})"),
+            Self::Json { status, error, description } => format!("{status} {error}: {description}"),
+            Self::Page { status, message } => format!("{status}: {message}"),
+            Self::Redirect { status, .. } => format!("{status}: an error sent to the client's redirect URI"),
+            Self::Challenge(c) => format!("bearer challenge: {}", c.invalid_token.as_deref().unwrap_or("no token")),
+            Self::RateLimited { retry_after, .. } => format!("rate limited for {retry_after} s"),
+        }
     }
 
     /// The same error for a person in a browser: JSON becomes a page with its status and

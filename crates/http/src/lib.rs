@@ -39,6 +39,7 @@ pub mod responses;
 pub mod serve;
 pub mod settings;
 pub mod state;
+pub mod trace;
 pub mod upstream_access;
 
 use axum::Router;

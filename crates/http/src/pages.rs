@@ -53,6 +53,8 @@ pub struct Consent<'a> {
     /// The authorization parameters the form posts back unchanged.
     pub carried: Vec<(&'a str, &'a str)>,
     pub csrf_token: &'a str,
+    /// The login attempt's trace id, carried to the form's answer.
+    pub trace_id: &'a str,
 }
 
 pub fn consent(status: StatusCode, c: &Consent<'_>) -> Response {
@@ -78,6 +80,7 @@ pub fn consent(status: StatusCode, c: &Consent<'_>) -> Response {
                 input type="hidden" name=(name) value=(value);
             }
             input type="hidden" name="csrf_token" value=(c.csrf_token);
+            input type="hidden" name="trace_id" value=(c.trace_id);
             button type="submit" name="decision" value="approve" { "Allow" }
             button type="submit" name="decision" value="deny" { "Deny" }
         }

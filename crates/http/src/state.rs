@@ -12,6 +12,7 @@ use crate::audit::{Audit, Event};
 use crate::clients::ClientDirectory;
 use crate::cookies::CookieNames;
 use crate::limits::Limits;
+use crate::mcp::FirstCalls;
 use crate::metrics::Metrics;
 use crate::providers::Providers;
 use crate::settings::Settings;
@@ -38,6 +39,7 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// The security events' trail.
     pub audit: Arc<Audit>,
+    pub first_calls: FirstCalls,
 }
 
 pub type AppState = Arc<App>;
@@ -86,6 +88,7 @@ impl App {
             mcp_client,
             metrics,
             audit,
+            first_calls: FirstCalls::default(),
         }
     }
 

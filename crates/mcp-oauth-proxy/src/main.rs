@@ -60,6 +60,13 @@ enum Command {
         #[arg(long)]
         to: String,
     },
+    /// The steps of one login attempt, by the trace id its error page or error showed,
+    /// from the audit trail (`[audit] path`).
+    Trace {
+        trace_id: String,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Exit 0 if the proxy at URL answers its liveness probe (for container health checks,
     /// where no curl is installed).
     Healthcheck {
@@ -161,6 +168,15 @@ fn main() -> ExitCode {
                 Err(e) => config_error(&e),
             }
         }
+        Command::Trace { trace_id, config } => match Config::load(config.as_deref()) {
+            Ok(config) => run("trace", async move {
+                match config.audit_path.as_deref() {
+                    None | Some("-") => Err("trace reads the audit trail: set [audit] path to a file".into()),
+                    Some(path) => admin::trace(path, &trace_id),
+                }
+            }),
+            Err(e) => config_error(&e),
+        },
         Command::MigrateStorage { config, to } => match Config::load(config.as_deref()) {
             Ok(config) => run("migrate-storage", migrate_storage(config, to)),
             Err(e) => config_error(&e),

@@ -54,17 +54,18 @@ pub async fn copy_all(from: &str, to: &str) -> Result<Copied, StoreError> {
         .execute(&mut *tx)
         .await?;
     }
-    type Family = (String, String, String, String, String, String, String, String, Option<i64>, i64, Option<i64>);
+    type Family =
+        (String, String, String, String, String, String, String, String, Option<i64>, i64, Option<i64>, Option<String>);
     let families: Vec<Family> = sqlx::query_as(
         "SELECT id, server, client_id, subject, scope, resource, status, upstream_sealed, upstream_expires_at, \
-         created_at, ended_at FROM families",
+         created_at, ended_at, trace_id FROM families",
     )
     .fetch_all(src)
     .await?;
     for f in &families {
         sqlx::query(
             "INSERT INTO families (id, server, client_id, subject, scope, resource, status, upstream_sealed, \
-             upstream_expires_at, created_at, ended_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             upstream_expires_at, created_at, ended_at, trace_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&f.0)
         .bind(&f.1)
@@ -77,6 +78,7 @@ pub async fn copy_all(from: &str, to: &str) -> Result<Copied, StoreError> {
         .bind(f.8)
         .bind(f.9)
         .bind(f.10)
+        .bind(f.11.as_deref())
         .execute(&mut *tx)
         .await?;
     }

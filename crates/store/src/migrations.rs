@@ -95,6 +95,9 @@ CREATE INDEX access_tokens_expiry ON access_tokens (expires_at);
     // process that caches lookups (SQLite) learns of them.
     "CREATE TABLE mop_changes (id {int} PRIMARY KEY, generation {int} NOT NULL); \
      INSERT INTO mop_changes (id, generation) VALUES (1, 0)",
+    // 5: the trace id of the login attempt, from the authorization request to the grant.
+    "ALTER TABLE pending_authorizations ADD COLUMN trace_id TEXT; \
+     ALTER TABLE families ADD COLUMN trace_id TEXT",
 ];
 
 impl Backend {

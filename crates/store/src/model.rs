@@ -31,6 +31,8 @@ pub struct PendingAuthorization {
     pub upstream_verifier: String,
     pub nonce: Option<String>,
     pub expires_at: i64,
+    /// The login attempt's trace id (see the HTTP layer's `trace`).
+    pub trace_id: Option<String>,
 }
 
 /// A token family (a grant): born when a user completes an authorization, holding the
@@ -48,6 +50,8 @@ pub struct NewFamily {
     /// `None` when the provider gave no expiry (GitHub OAuth apps): never invent one.
     pub upstream_expires_at: Option<i64>,
     pub created_at: i64,
+    /// The trace id of the login attempt that created it.
+    pub trace_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -71,6 +75,7 @@ pub struct StoredCode {
     pub scope: String,
     pub expires_at: i64,
     pub used: bool,
+    pub trace_id: Option<String>,
 }
 
 /// A new access and refresh token, issued together into one family.
@@ -113,6 +118,8 @@ pub struct AccessTokenInfo {
     /// hot path needs no second query.
     pub upstream_sealed: String,
     pub upstream_expires_at: Option<i64>,
+    /// The trace id of the login attempt that created the grant.
+    pub trace_id: Option<String>,
 }
 
 /// The sealed upstream credential of a family.

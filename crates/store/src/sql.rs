@@ -121,6 +121,7 @@ struct CodeRow {
     scope: String,
     expires_at: i64,
     used_at: Option<i64>,
+    trace_id: Option<String>,
 }
 
 impl From<CodeRow> for StoredCode {
@@ -134,6 +135,7 @@ impl From<CodeRow> for StoredCode {
             scope: row.scope,
             expires_at: row.expires_at,
             used: row.used_at.is_some(),
+            trace_id: row.trace_id,
         }
     }
 }
@@ -153,6 +155,7 @@ struct AccessTokenRow {
     family_status: FamilyStatus,
     upstream_sealed: String,
     upstream_expires_at: Option<i64>,
+    trace_id: Option<String>,
 }
 
 impl From<AccessTokenRow> for AccessTokenInfo {
@@ -169,6 +172,7 @@ impl From<AccessTokenRow> for AccessTokenInfo {
             family_status: row.family_status,
             upstream_sealed: row.upstream_sealed,
             upstream_expires_at: row.upstream_expires_at,
+            trace_id: row.trace_id,
         }
     }
 }
@@ -354,8 +358,8 @@ impl Store for SqlStore {
         // overshoot by the concurrency of one browser.
         let done = sqlx::query(
             "INSERT INTO pending_authorizations (state_hash, browser_hash, server, client_id, redirect_uri, scope, resource, \
-             code_challenge, client_state, upstream_verifier, nonce, expires_at) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 \
+             code_challenge, client_state, upstream_verifier, nonce, expires_at, trace_id) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $15 \
              WHERE (SELECT COUNT(*) FROM pending_authorizations WHERE browser_hash = $2 AND expires_at > $13) < $14",
         )
         .bind(blob(&p.state_hash))
@@ -372,6 +376,7 @@ impl Store for SqlStore {
         .bind(p.expires_at)
         .bind(now)
         .bind(max_per_browser)
+        .bind(p.trace_id.as_deref())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -386,7 +391,7 @@ impl Store for SqlStore {
         Ok(sqlx::query_as(
             "DELETE FROM pending_authorizations WHERE state_hash = $1 AND browser_hash = $2 AND expires_at > $3 \
              RETURNING state_hash, browser_hash, server, client_id, redirect_uri, scope, resource, code_challenge, \
-             client_state, upstream_verifier, nonce, expires_at",
+             client_state, upstream_verifier, nonce, expires_at, trace_id",
         )
         .bind(blob(state_hash))
         .bind(blob(browser_hash))
@@ -399,7 +404,7 @@ impl Store for SqlStore {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO families (id, server, client_id, subject, scope, resource, status, upstream_sealed, \
-             upstream_expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9)",
+             upstream_expires_at, created_at, trace_id) VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $10)",
         )
         .bind(&f.id)
         .bind(&f.server)
@@ -410,6 +415,7 @@ impl Store for SqlStore {
         .bind(&f.upstream_sealed)
         .bind(f.upstream_expires_at)
         .bind(f.created_at)
+        .bind(f.trace_id.as_deref())
         .execute(&mut *tx)
         .await?;
         sqlx::query(
@@ -431,7 +437,8 @@ impl Store for SqlStore {
         let row: Option<CodeRow> = self
             .row_by_hash(
                 "SELECT c.family_id, f.server, c.client_id, c.redirect_uri, c.code_challenge, f.scope, c.expires_at, \
-                 c.used_at FROM authorization_codes c JOIN families f ON f.id = c.family_id WHERE c.code_hash = $1",
+                 c.used_at, f.trace_id FROM authorization_codes c JOIN families f ON f.id = c.family_id \
+                 WHERE c.code_hash = $1",
                 hash,
             )
             .await?;
@@ -538,7 +545,7 @@ impl Store for SqlStore {
         let row: Option<AccessTokenRow> = self
             .row_by_hash(
                 "SELECT a.family_id, f.server, a.client_id, f.subject, a.scope, f.resource, a.expires_at, a.revoked_at, \
-                 f.status AS family_status, f.upstream_sealed, f.upstream_expires_at \
+                 f.status AS family_status, f.upstream_sealed, f.upstream_expires_at, f.trace_id \
                  FROM access_tokens a JOIN families f ON f.id = a.family_id WHERE a.token_hash = $1",
                 hash,
             )

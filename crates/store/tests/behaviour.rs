@@ -68,6 +68,7 @@ async fn family(store: &dyn Store, client: &str) -> (String, TokenHash) {
                 upstream_sealed: "v1.x.y".into(),
                 upstream_expires_at: None,
                 created_at: NOW,
+                trace_id: Some("trace-1".into()),
             },
             &NewCode {
                 hash: code.hash,
@@ -139,12 +140,14 @@ async fn pending_authorizations_are_taken_once_by_their_own_browser() {
             upstream_verifier: "v".into(),
             nonce: None,
             expires_at: NOW + 600,
+            trace_id: Some("trace-2".into()),
         };
         assert!(store.insert_pending(&pending, NOW, 2).await.unwrap());
         assert!(store.take_pending(&state.hash, &TokenHash::of("browser-b"), NOW).await.unwrap().is_none());
         assert!(store.take_pending(&state.hash, &browser, NOW + 600).await.unwrap().is_none(), "expired");
         let taken = store.take_pending(&state.hash, &browser, NOW).await.unwrap().unwrap();
         assert_eq!(taken.client_state.as_deref(), Some("s"));
+        assert_eq!(taken.trace_id.as_deref(), Some("trace-2"));
         assert!(store.take_pending(&state.hash, &browser, NOW).await.unwrap().is_none(), "single use");
         // At most `max_per_browser` unexpired logins per browser.
         let another = |browser_hash| PendingAuthorization {
@@ -277,6 +280,8 @@ async fn access_tokens_carry_their_grant_and_can_be_revoked() {
             (info.family_id.as_str(), info.server.as_str(), info.subject.as_str()),
             (family_id.as_str(), "demo", "user-1")
         );
+        assert_eq!(info.trace_id.as_deref(), Some("trace-1"), "the login attempt's trace id");
+        assert_eq!(store.find_code(&code).await.unwrap().unwrap().trace_id.as_deref(), Some("trace-1"));
         assert!(!info.revoked);
         assert!(store.revoke_access_token(&p.access_hash, NOW).await.unwrap());
         assert!(store.find_access_token(&p.access_hash).await.unwrap().unwrap().revoked);

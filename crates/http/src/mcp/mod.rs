@@ -8,7 +8,11 @@
 
 mod forward;
 
+use std::num::NonZeroUsize;
+use std::sync::Mutex;
 use std::time::Instant;
+
+use lru::LruCache;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -24,12 +28,33 @@ use crate::settings::{ServerSettings, Settings};
 use crate::state::{App, AppState};
 use crate::upstream_access::{AccessError, Trigger};
 
+/// Grants whose first MCP call this process has seen (the most recent ones), so that the
+/// last step of a login attempt, its first call, is logged with the attempt's trace id.
+pub struct FirstCalls(Mutex<LruCache<String, ()>>);
+
+impl Default for FirstCalls {
+    fn default() -> Self {
+        Self(Mutex::new(LruCache::new(NonZeroUsize::new(10_000).expect("not zero"))))
+    }
+}
+
+impl FirstCalls {
+    fn is_first(&self, grant_id: &str) -> bool {
+        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        seen.put(grant_id.to_owned(), ()).is_none()
+    }
+}
+
 pub async fn handle(
     State(app): State<AppState>,
     Bearer { server, token }: Bearer,
     from: ClientAddress,
     req: Request,
 ) -> Result<Response, HttpError> {
+    if app.first_calls.is_first(&token.family_id) {
+        let trace_id = token.trace_id.as_deref().unwrap_or("-");
+        tracing::info!(trace_id, server = %server.slug, client_id = %token.client_id, "first MCP call of a grant");
+    }
     let (parts, body) = req.into_parts();
     let declared_len = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     if declared_len.is_some_and(|len| len > server.max_body_bytes) {

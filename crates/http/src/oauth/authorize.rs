@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use mcp_oauth_core::OAuthError;
 use mcp_oauth_core::client::Client;
+use mcp_oauth_core::form::Params;
 
 use super::request::{AuthorizationRequest, ClientRedirect};
 use super::{consent, login};
@@ -21,6 +22,7 @@ use crate::error::HttpError;
 use crate::extract::{Browser, BrowserQuery, OAuthForm, Server};
 use crate::responses::redirect;
 use crate::state::{App, AppState};
+use crate::trace::TraceId;
 
 pub async fn get(
     State(app): State<AppState>,
@@ -30,18 +32,32 @@ pub async fn get(
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
     app.limits.authorization(from.client).map_err(HttpError::for_browser)?;
-    let (browser_id, is_new) = cookies::browser_id(&headers, &app.cookies);
+    let trace = TraceId::new();
+    let client_id = params.get("client_id").unwrap_or("-");
+    tracing::info!(trace_id = %trace, server = %server.slug, client_id, "authorization request");
+    let result = show(&app, &server, &params, &headers, &trace).await;
+    result.map_err(|e| refused(e, &trace))
+}
+
+async fn show(
+    app: &App,
+    server: &Server<Browser>,
+    params: &Params,
+    headers: &HeaderMap,
+    trace: &TraceId,
+) -> Result<Response, HttpError> {
+    let (browser_id, is_new) = cookies::browser_id(headers, &app.cookies);
     let approved =
-        |client: &Client| client.trusted || consent::is_remembered(&app, &server, client, &browser_id, &headers);
-    let req = AuthorizationRequest::validate(&app, &server, &params, StatusCode::FOUND)
+        |client: &Client| client.trusted || consent::is_remembered(app, server, client, &browser_id, headers);
+    let req = AuthorizationRequest::validate(app, server, params, StatusCode::FOUND, trace)
         .await
         .map_err(|invalid| invalid.answer(|client, _| approved(client)))?;
     let resp = if approved(&req.client) {
-        go_to_provider(&app, &server, &req, &browser_id).await?
+        go_to_provider(app, server, &req, &browser_id).await?
     } else {
-        consent::page(&app, &server, &req, &params, &browser_id, None)
+        consent::page(app, server, &req, params, &browser_id, None)
     };
-    Ok(with_browser_cookie(&app, resp, &browser_id, is_new))
+    Ok(with_browser_cookie(app, resp, &browser_id, is_new))
 }
 
 pub async fn post(
@@ -52,37 +68,51 @@ pub async fn post(
     OAuthForm(params, _): OAuthForm<Browser>,
 ) -> Result<Response, HttpError> {
     app.limits.authorization(caller.address.client).map_err(HttpError::for_browser)?;
-    let (browser_id, is_new) = cookies::browser_id(&headers, &app.cookies);
+    let trace = TraceId::carried_or_new(params.get("trace_id"));
+    let result = answer(&app, &server, &caller, &headers, &params, &trace).await;
+    result.map_err(|e| refused(e, &trace))
+}
+
+async fn answer(
+    app: &App,
+    server: &Server<Browser>,
+    caller: &Caller,
+    headers: &HeaderMap,
+    params: &Params,
+    trace: &TraceId,
+) -> Result<Response, HttpError> {
+    let (browser_id, is_new) = cookies::browser_id(headers, &app.cookies);
     // The person acted only if the form carries a CSRF token signed for this browser.
     let acted = |client: &Client, reply: &ClientRedirect| {
-        consent::csrf_is_valid(&app, &server, client, reply, &browser_id, params.get("csrf_token"))
+        consent::csrf_is_valid(app, server, client, reply, &browser_id, params.get("csrf_token"))
     };
     let req =
-        AuthorizationRequest::validate(&app, &server, &params, StatusCode::SEE_OTHER).await.map_err(|invalid| {
+        AuthorizationRequest::validate(app, server, params, StatusCode::SEE_OTHER, trace).await.map_err(|invalid| {
             invalid.answer(|client, reply| {
                 acted(client, reply)
                     || client.trusted
-                    || consent::is_remembered(&app, &server, client, &browser_id, &headers)
+                    || consent::is_remembered(app, server, client, &browser_id, headers)
             })
         })?;
     let resp = if !acted(&req.client, &req.reply) {
         // Expired form, lost cookie, or a forged post: nothing happens, and the person
         // (if it is one) is asked again with a fresh form.
         let notice = "This consent form has expired or did not come from this browser. Please confirm again.";
-        consent::page(&app, &server, &req, &params, &browser_id, Some(notice))
+        consent::page(app, server, &req, params, &browser_id, Some(notice))
     } else {
+        let decided = |name| {
+            tracing::info!(trace_id = %trace, server = %server.slug, client_id = %req.client.client_id, name, "consent");
+            app.event(name).slug(&server.slug).client(&req.client.client_id).from(caller).trace(Some(trace.as_str()))
+        };
         match params.get("decision") {
             Some("approve") => {
-                let event = app.event("consent.approved").slug(&server.slug).client(&req.client.client_id);
-                app.audit.record(event.from(&caller));
-                let mut resp = go_to_provider(&app, &server, &req, &browser_id).await?;
-                resp.headers_mut()
-                    .append(header::SET_COOKIE, consent::remember(&app, &server, &req.client, &browser_id));
+                app.audit.record(decided("consent.approved"));
+                let mut resp = go_to_provider(app, server, &req, &browser_id).await?;
+                resp.headers_mut().append(header::SET_COOKIE, consent::remember(app, server, &req.client, &browser_id));
                 resp
             }
             Some("deny") => {
-                let event = app.event("consent.denied").slug(&server.slug).client(&req.client.client_id);
-                app.audit.record(event.from(&caller));
+                app.audit.record(decided("consent.denied"));
                 return Err(req.reply.error(OAuthError::access_denied("the user denied access")));
             }
             _ => {
@@ -93,7 +123,13 @@ pub async fn post(
             }
         }
     };
-    Ok(with_browser_cookie(&app, resp, &browser_id, is_new))
+    Ok(with_browser_cookie(app, resp, &browser_id, is_new))
+}
+
+/// A refusal of this attempt, quoting its trace id, and logged with it.
+fn refused(e: HttpError, trace: &TraceId) -> HttpError {
+    tracing::info!(trace_id = %trace, refusal = e.summary(), "authorization request refused");
+    e.traced(Some(trace.as_str()))
 }
 
 /// Sends the browser to the provider's login, or reports why not at the client's

@@ -52,9 +52,10 @@ pub async fn callback(
         redirect_uri: pending.redirect_uri.clone(),
         state: pending.client_state.clone(),
         status: StatusCode::FOUND,
+        trace_id: pending.trace_id.clone(),
     };
     match login::finish(&app, server, &pending, &params, &caller).await {
         Ok(code) => Ok(reply.code(&code)),
-        Err(e) => Err(reply.error(e)),
+        Err(e) => Err(reply.error(e).traced(pending.trace_id.as_deref())),
     }
 }

@@ -123,6 +123,7 @@ pub fn page(
             notice,
             action: &action,
             carried: CARRIED.iter().filter_map(|k| params.get(k).map(|v| (*k, v))).collect(),
+            trace_id: req.trace.as_str(),
             csrf_token: &csrf,
         },
     )

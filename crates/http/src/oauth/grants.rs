@@ -8,7 +8,7 @@ use mcp_oauth_core::form::Params;
 use mcp_oauth_core::scope::{Scopes, refresh_scope};
 use mcp_oauth_core::token::{TokenHash, TokenKind, mint};
 use mcp_oauth_core::{OAuthError, pkce};
-use mcp_oauth_store::{NewTokenPair, Rotation, StoredRefreshToken};
+use mcp_oauth_store::{NewTokenPair, Rotation, StoredCode, StoredRefreshToken};
 use serde_json::{Value, json};
 
 use super::successor::Successor;
@@ -31,6 +31,27 @@ pub async fn authorization_code(
     let Some(stored) = app.store.find_code(&hash).await? else {
         return Err(OAuthError::invalid_grant("unknown authorization code").into());
     };
+    // From here on, an answer is about one login attempt: it quotes the attempt's trace id.
+    let trace = stored.trace_id.as_deref();
+    let result = redeem(app, server, client, params, caller, &hash, &stored).await;
+    match &result {
+        Ok(_) => {
+            tracing::info!(trace_id = trace.unwrap_or("-"), client_id = %client.client_id, "authorization code redeemed")
+        }
+        Err(e) => tracing::info!(trace_id = trace.unwrap_or("-"), refusal = e.summary(), "authorization code refused"),
+    }
+    result.map_err(|e| e.traced(trace))
+}
+
+async fn redeem(
+    app: &App,
+    server: &ServerSettings,
+    client: &Client,
+    params: &Params,
+    caller: &Caller,
+    hash: &TokenHash,
+    stored: &StoredCode,
+) -> Result<Value, HttpError> {
     // Checks that do not prove the caller holds this code leave it untouched.
     if stored.client_id != client.client_id || stored.server != server.slug {
         return Err(OAuthError::invalid_grant("the authorization code was issued to another client").into());
@@ -53,13 +74,13 @@ pub async fn authorization_code(
 
     let scope = Scopes::parse(&stored.scope)?;
     let (pair, body) = new_pair(app, client, &scope);
-    if !app.store.redeem_code(&hash, app.now(), &pair).await? {
+    if !app.store.redeem_code(hash, app.now(), &pair).await? {
         // Another request redeemed it between our read and our write: a replay.
         revoke_for_replay(app, &stored.family_id, "authorization code", "code_replay", caller).await;
         return Err(replayed().into());
     }
     let event = app.event("token.issued").slug(&server.slug).client(&client.client_id).grant(&stored.family_id);
-    app.audit.record(event.grant_type("authorization_code").from(caller));
+    app.audit.record(event.grant_type("authorization_code").from(caller).trace(stored.trace_id.as_deref()));
     Ok(body)
 }
 

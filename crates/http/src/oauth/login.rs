@@ -42,6 +42,7 @@ pub async fn start(
         upstream_verifier: verifier.clone(),
         nonce: nonce.clone(),
         expires_at: app.now() + LOGIN_TTL_SECS,
+        trace_id: Some(req.trace.to_string()),
     };
     let cap = i64::from(app.settings.limits.pending_per_browser);
     if !app.store.insert_pending(&pending, app.now(), cap).await? {
@@ -63,6 +64,7 @@ pub async fn start(
             tracing::warn!(provider = provider.name(), error = %e, "cannot build the upstream authorization URL");
             OAuthError::temporarily_unavailable("the upstream identity provider is unavailable", 5)
         })?;
+    tracing::info!(trace_id = %req.trace, server = %server.slug, client_id = %req.client.client_id, "sent to the provider's login");
     Ok(url)
 }
 
@@ -76,7 +78,8 @@ pub async fn finish(
     params: &Params,
     caller: &Caller,
 ) -> Result<String, HttpError> {
-    let event = |name| app.event(name).slug(&server.slug).client(&pending.client_id).from(caller);
+    let trace = pending.trace_id.as_deref();
+    let event = |name| app.event(name).slug(&server.slug).client(&pending.client_id).from(caller).trace(trace);
     match complete(app, server, pending, params).await {
         Ok(done) => {
             app.audit.record(event("login.completed").subject(&done.subject).grant(&done.grant_id));
@@ -88,6 +91,7 @@ pub async fn finish(
                 HttpError::Page { message, .. } => message.clone(),
                 _ => "the login could not be completed".to_owned(),
             };
+            tracing::info!(trace_id = trace.unwrap_or("-"), server = %server.slug, why, "login refused");
             let denied = event("login.denied").reason(why);
             app.audit.record(match subject {
                 Some(s) => denied.subject(&s),
@@ -202,6 +206,7 @@ async fn store_grant(
         upstream_sealed: app.upstream.seal(&family_id, tokens),
         upstream_expires_at: tokens.expires_in.map(|secs| now + secs),
         created_at: now,
+        trace_id: pending.trace_id.clone(),
     };
     let code = mint(TokenKind::AuthorizationCode);
     let stored_code = NewCode {
@@ -213,6 +218,7 @@ async fn store_grant(
         expires_at: now + app.settings.tokens.code_ttl_secs,
     };
     app.store.create_family(&family, &stored_code).await?;
-    tracing::info!(server = %pending.server, client_id = %pending.client_id, %subject, family = %family_id, "user authorized a client");
+    let trace_id = pending.trace_id.as_deref().unwrap_or("-");
+    tracing::info!(trace_id, server = %pending.server, client_id = %pending.client_id, %subject, family = %family_id, "user authorized a client");
     Ok((code.secret, family_id))
 }

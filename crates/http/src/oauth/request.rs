@@ -17,6 +17,7 @@ use crate::error::HttpError;
 use crate::responses::redirect;
 use crate::settings::ServerSettings;
 use crate::state::App;
+use crate::trace::{TraceId, quoting};
 
 /// `state` is stored with the pending login and echoed back; an anonymous caller must not
 /// make the proxy store more than this for it.
@@ -30,6 +31,8 @@ pub struct AuthorizationRequest {
     pub code_challenge: String,
     pub resource: String,
     pub reply: ClientRedirect,
+    /// This login attempt's trace id.
+    pub trace: TraceId,
 }
 
 /// The client's verified redirect URI, with what every answer sent there carries: the
@@ -42,6 +45,8 @@ pub struct ClientRedirect {
     pub state: Option<String>,
     /// `302 Found` answering a GET, `303 See Other` answering a form POST.
     pub status: StatusCode,
+    /// Quoted in every `error_description`, for the user to hand to the operator.
+    pub trace_id: Option<String>,
 }
 
 impl ClientRedirect {
@@ -72,9 +77,10 @@ impl ClientRedirect {
     pub fn error(&self, error: impl Into<HttpError>) -> HttpError {
         match error.into() {
             HttpError::OAuth(error) => {
+                let description = quoting(&error.description, self.trace_id.as_deref());
                 let mut params = vec![("error", error.code.as_str())];
-                if !error.description.is_empty() {
-                    params.push(("error_description", error.description.as_str()));
+                if !description.is_empty() {
+                    params.push(("error_description", description.as_str()));
                 }
                 HttpError::Redirect { status: self.status, location: self.location(&params) }
             }
@@ -121,6 +127,7 @@ impl AuthorizationRequest {
         server: &ServerSettings,
         params: &Params,
         status: StatusCode,
+        trace: &TraceId,
     ) -> Result<Self, Invalid> {
         let page = |message: &str| Invalid::Unverified(HttpError::page(StatusCode::BAD_REQUEST, message));
         if params.get("state").is_some_and(|s| s.len() > MAX_STATE_BYTES) {
@@ -143,9 +150,12 @@ impl AuthorizationRequest {
             redirect_uri: redirect_uri.to_owned(),
             state: params.get("state").map(str::to_owned),
             status,
+            trace_id: Some(trace.to_string()),
         };
         match check(app, server, params) {
-            Ok((scope, code_challenge, resource)) => Ok(Self { client, scope, code_challenge, resource, reply }),
+            Ok((scope, code_challenge, resource)) => {
+                Ok(Self { client, scope, code_challenge, resource, reply, trace: trace.clone() })
+            }
             Err(error) => Err(Invalid::Verified(Box::new(VerifiedButInvalid { client, reply, error }))),
         }
     }

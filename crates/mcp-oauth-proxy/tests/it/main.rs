@@ -26,3 +26,4 @@ mod regressions;
 mod replicas;
 mod secrets;
 mod tokens;
+mod trace;
