@@ -13,7 +13,6 @@ use std::sync::mpsc::{Sender, channel};
 use serde::Serialize;
 
 use crate::client_address::ClientAddress;
-use crate::state::AppState;
 
 /// One security event.
 #[derive(Debug, Clone, Serialize)]
@@ -108,23 +107,6 @@ impl Event {
 pub struct Caller {
     pub address: ClientAddress,
     pub user_agent: Option<String>,
-}
-
-impl axum::extract::FromRequestParts<AppState> for Caller {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        app: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let address = ClientAddress::from_request_parts(parts, app).await?;
-        let user_agent = parts
-            .headers
-            .get(axum::http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|ua| ua.chars().take(256).collect());
-        Ok(Self { address, user_agent })
-    }
 }
 
 /// Where events go: nowhere (not configured), or a line writer.

@@ -5,14 +5,9 @@
 //! (each trusted hop appends the address it received from; anything left of the first
 //! untrusted hop was written by the client itself and proves nothing).
 
-use std::convert::Infallible;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
-use axum::http::request::Parts;
-
-use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddress {
@@ -45,19 +40,6 @@ impl ClientAddress {
             }
         }
         Self { peer, peer_is_trusted, client }
-    }
-}
-
-impl FromRequestParts<AppState> for ClientAddress {
-    type Rejection = Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Infallible> {
-        // Without connection info (a router driven in-process) nothing is known.
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(addr)| addr.ip());
-        Ok(Self::of(peer, &parts.headers, &app.settings.trusted_proxies))
     }
 }
 

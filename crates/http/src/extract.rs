@@ -2,12 +2,14 @@
 //! [`HttpError`] in the form its kind of route answers in: JSON for the OAuth and MCP
 //! endpoints, a page for the routes a person's browser visits.
 
+use std::convert::Infallible;
 use std::marker::PhantomData;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::Deref;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use mcp_oauth_core::OAuthError;
@@ -16,6 +18,8 @@ use mcp_oauth_core::form::Params;
 use mcp_oauth_core::token::TokenHash;
 use mcp_oauth_store::AccessTokenInfo;
 
+use crate::audit::Caller;
+use crate::client_address::ClientAddress;
 use crate::error::HttpError;
 use crate::settings::ServerSettings;
 use crate::state::AppState;
@@ -158,6 +162,34 @@ fn refusal(token: &AccessTokenInfo, server: &ServerSettings, now: i64) -> Option
         Some("the access token has expired")
     } else {
         None
+    }
+}
+
+impl FromRequestParts<AppState> for ClientAddress {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Infallible> {
+        // Without connection info (a router driven in-process) nothing is known.
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(addr)| addr.ip());
+        Ok(ClientAddress::of(peer, &parts.headers, &app.settings.trusted_proxies))
+    }
+}
+
+/// Who sent the request, for the audit trail: its address and user agent.
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Infallible> {
+        let address = ClientAddress::from_request_parts(parts, app).await?;
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(256).collect());
+        Ok(Caller { address, user_agent })
     }
 }
 

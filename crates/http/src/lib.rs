@@ -4,16 +4,18 @@
 //! Three files explain every handler:
 //! - [`error`]: [`HttpError`], the one error type; every error response is made there;
 //! - [`extract`]: what handlers would otherwise open with: the server named by the route,
-//!   the strict OAuth form, the checked bearer token;
+//!   the strict OAuth form, the checked bearer token, the caller's address;
 //! - [`state`]: [`App`], the settings and the services handlers use.
 //!
 //! The services: [`clients`] (who a `client_id` is), [`providers`] (the identity providers
-//! by name), [`upstream_access`] (provider tokens for the MCP path, refreshed once).
+//! by name), [`upstream_access`] (provider tokens for the MCP path, refreshed once),
+//! [`limits`] (bounds on anonymous work), [`metrics`], [`audit`] (the security events'
+//! trail).
 //! The routes: [`oauth`] (the authorization server), [`mcp`] (the reverse proxy), [`health`].
-//! Around them: [`settings`], [`client_address`] (who is calling), [`limits`] (bounds on
-//! anonymous work), [`cookies`], [`pages`] (HTML), [`responses`] (successful answers),
-//! [`access_log`], [`serve`] (connections), [`purge`] (the background clean-up),
-//! [`rekey`] (key rotation for sealed values).
+//! Around them: [`settings`], [`client_address`] (who is calling), [`trace`] (login
+//! attempts' trace ids), [`first_calls`], [`cookies`], [`pages`] (HTML), [`responses`]
+//! (successful answers), [`access_log`], [`serve`] (connections), [`purge`] (the
+//! background clean-up), [`rekey`] (key rotation for sealed values).
 //!
 //! Words: the *provider* is the identity provider users log in at (its tokens are the
 //! "upstream" credential the proxy keeps sealed); the *MCP upstream* is the MCP server
@@ -26,6 +28,7 @@ pub mod clients;
 pub mod cookies;
 pub mod error;
 pub mod extract;
+pub mod first_calls;
 pub mod health;
 pub mod limits;
 pub mod mcp;
@@ -43,7 +46,7 @@ pub mod trace;
 pub mod upstream_access;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::middleware;
 use axum::routing::{any, get, post};
 use tower_http::cors::{AllowHeaders, Any, CorsLayer};
@@ -57,7 +60,11 @@ const OAUTH_BODY_LIMIT: usize = 64 * 1024;
 
 /// The metrics endpoint, for a listener of its own (never the public one).
 pub fn metrics_router(app: AppState) -> Router {
-    Router::new().route("/metrics", get(metrics::serve)).with_state(app)
+    let metrics = |State(app): State<AppState>| async move {
+        let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+        ([(axum::http::header::CONTENT_TYPE, content_type)], app.metrics.render())
+    };
+    Router::new().route("/metrics", get(metrics)).with_state(app)
 }
 
 pub fn router(app: AppState) -> Router {

@@ -172,15 +172,6 @@ impl Metrics {
     }
 }
 
-/// `GET /metrics` on the metrics listener.
-pub async fn serve(
-    axum::extract::State(app): axum::extract::State<crate::state::AppState>,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-    ([(axum::http::header::CONTENT_TYPE, content_type)], app.metrics.render()).into_response()
-}
-
 /// Database errors, counted where they arise (the store, process-wide) and read at scrape.
 #[derive(Debug)]
 struct DatabaseErrors(&'static str);

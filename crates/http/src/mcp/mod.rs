@@ -8,11 +8,7 @@
 
 mod forward;
 
-use std::num::NonZeroUsize;
-use std::sync::Mutex;
 use std::time::Instant;
-
-use lru::LruCache;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -27,23 +23,6 @@ use crate::metrics::{McpLabels, SlugLabels};
 use crate::settings::{ServerSettings, Settings};
 use crate::state::{App, AppState};
 use crate::upstream_access::{AccessError, Trigger};
-
-/// Grants whose first MCP call this process has seen (the most recent ones), so that the
-/// last step of a login attempt, its first call, is logged with the attempt's trace id.
-pub struct FirstCalls(Mutex<LruCache<String, ()>>);
-
-impl Default for FirstCalls {
-    fn default() -> Self {
-        Self(Mutex::new(LruCache::new(NonZeroUsize::new(10_000).expect("not zero"))))
-    }
-}
-
-impl FirstCalls {
-    fn is_first(&self, grant_id: &str) -> bool {
-        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        seen.put(grant_id.to_owned(), ()).is_none()
-    }
-}
 
 pub async fn handle(
     State(app): State<AppState>,
