@@ -112,6 +112,15 @@ impl Browser {
     /// Runs the login from the authorization URL to the redirect back to the client,
     /// approving the consent page if one is shown. Returns the client redirect URL.
     pub async fn login(&mut self, authorize_url: &str, approve_upstream: bool) -> String {
+        let decision = if approve_upstream { "approve" } else { "deny" };
+        let done = self.through_callback(authorize_url, &[("login", decision)]).await;
+        assert_eq!(done.status, StatusCode::FOUND, "callback: {}", done.body);
+        done.location()
+    }
+
+    /// The login up to the proxy's answer to the provider's callback: the consent page
+    /// approved (if shown), the provider's login page submitted with `at_provider`.
+    pub async fn through_callback(&mut self, authorize_url: &str, at_provider: &[(&str, &str)]) -> Page {
         let page = self.get(authorize_url).await;
         let upstream = match page.status {
             StatusCode::OK => {
@@ -125,12 +134,8 @@ impl Browser {
         let login = self.get(&upstream).await;
         assert_eq!(login.status, StatusCode::OK, "{}", login.body);
         let origin = url::Url::parse(&upstream).unwrap().origin().ascii_serialization();
-        let decision = if approve_upstream { "approve" } else { "deny" };
-        let back = self.submit(&login, &origin, &[("login", decision)]).await;
-        let callback = back.location();
-        let done = self.get(&callback).await;
-        assert_eq!(done.status, StatusCode::FOUND, "callback: {}", done.body);
-        done.location()
+        let back = self.submit(&login, &origin, at_provider).await;
+        self.get(&back.location()).await
     }
 }
 

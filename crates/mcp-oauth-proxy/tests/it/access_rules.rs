@@ -29,13 +29,7 @@ async fn with_rule(rule: &str, value: &str, claims: Option<serde_json::Value>) -
 /// The whole login; the status of the proxy's answer to the provider's callback.
 async fn login_status(h: &Harness) -> (StatusCode, String) {
     let client_id = h.register_public().await;
-    let mut b = Browser::new();
-    let consent = b.get(&h.authorize_url(&client_id, &[])).await;
-    let upstream = b.submit(&consent, "", &[("decision", "approve")]).await.location();
-    let login = b.get(&upstream).await;
-    let origin = url::Url::parse(&upstream).unwrap().origin().ascii_serialization();
-    let back = b.submit(&login, &origin, &[("login", "approve")]).await;
-    let done = b.get(&back.location()).await;
+    let done = Browser::new().through_callback(&h.authorize_url(&client_id, &[]), &[("login", "approve")]).await;
     (done.status, done.body)
 }
 

@@ -332,13 +332,8 @@ async fn an_id_token_with_a_forged_signature_is_refused() {
 async fn a_login_response_naming_another_issuer_is_refused() {
     let h = Harness::start().await;
     let client_id = h.register_public().await;
-    let mut b = Browser::new();
-    let consent = b.get(&h.authorize_url(&client_id, &[])).await;
-    let upstream = b.submit(&consent, "", &[("decision", "approve")]).await.location();
-    let login = b.get(&upstream).await;
-    let origin = url::Url::parse(&upstream).unwrap().origin().ascii_serialization();
-    let back = b.submit(&login, &origin, &[("login", "approve"), ("forged_iss", "https://evil.example")]).await;
-    let done = b.get(&back.location()).await;
+    let forged = [("login", "approve"), ("forged_iss", "https://evil.example")];
+    let done = Browser::new().through_callback(&h.authorize_url(&client_id, &[]), &forged).await;
     assert_eq!(done.status, StatusCode::FOUND);
     let q = query(&done.location());
     assert_eq!(q.get("error").map(String::as_str), Some("access_denied"), "{}", done.location());

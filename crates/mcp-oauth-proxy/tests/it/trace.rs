@@ -26,16 +26,13 @@ fn audited(extra: &str) -> Start {
 async fn a_refused_login_shows_its_trace_id_and_trace_prints_its_steps() {
     let h = Harness::start_with(audited("")).await;
     let client_id = h.register_public().await;
-    let mut b = Browser::new();
-    let consent = b.get(&h.authorize_url(&client_id, &[])).await;
-    let upstream = b.submit(&consent, "", &[("decision", "approve")]).await.location();
-    let login = b.get(&upstream).await;
-    let origin = url::Url::parse(&upstream).unwrap().origin().ascii_serialization();
-    let back = b.submit(&login, &origin, &[("login", "approve")]).await;
-    let page = b.get(&back.location()).await;
+    let authorize = h.authorize_url(&client_id, &[]);
+    let consent = Browser::new().get(&authorize).await;
+    let page = Browser::new().through_callback(&authorize, &[("login", "approve")]).await;
     assert_eq!(page.status, StatusCode::FORBIDDEN);
     let id = quoted_trace(&page.body);
-    assert!(consent.body.contains(&id), "the consent form carried the same attempt");
+    assert!(!consent.body.contains(&id), "another attempt, another id");
+    assert!(consent.body.contains("name=\"trace_id\""), "the consent form carries its attempt's id");
 
     let audit = vec![("MCP_OAUTH_PROXY_AUDIT__PATH".to_owned(), h.db_dir.join("audit.log").display().to_string())];
     // The trail is written by a thread of its own: wait until the attempt's end is in it.
