@@ -29,6 +29,10 @@ impl Default for TokenSettings {
     }
 }
 
+/// The scope asking for refresh tokens (OpenID Connect Core §11); refresh tokens are
+/// issued as the client's registration says either way.
+pub const OFFLINE_ACCESS: &str = "offline_access";
+
 /// One protected MCP server.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
@@ -76,6 +80,13 @@ impl AccessRules {
 
 impl ServerSettings {
     pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+    /// What this server's authorization server grants: its scopes, and `offline_access`,
+    /// which clients may ask for and which belongs to the authorization server alone
+    /// (SEP-2207: listed in its metadata, never in the resource's or in challenges).
+    pub fn grantable_scopes(&self) -> Scopes {
+        Scopes::from_list(self.scopes.iter().chain(std::iter::once(OFFLINE_ACCESS)))
+    }
 
     /// A server with the default token header, format and limits.
     pub fn new(slug: &str, mcp_upstream: url::Url, provider: &str, scopes: Scopes) -> Self {
@@ -167,6 +178,9 @@ pub struct Settings {
     /// Clients pre-registered by the operator; valid at every server.
     pub static_clients: Vec<Client>,
     pub metadata_documents: MetadataDocumentSettings,
+    /// Dynamic client registration (RFC 7591); off, only pre-registered clients and
+    /// metadata documents can log in.
+    pub registration_enabled: bool,
     /// Peers whose `X-Forwarded-For` and `Forwarded` headers are believed: the load
     /// balancers and reverse proxies in front of this one.
     pub trusted_proxies: Vec<ipnet::IpNet>,
@@ -229,6 +243,7 @@ mod tests {
             servers: vec![],
             static_clients: vec![],
             metadata_documents: MetadataDocumentSettings::default(),
+            registration_enabled: true,
             trusted_proxies: vec![],
             connections: ConnectionSettings::default(),
             limits: LimitSettings::default(),

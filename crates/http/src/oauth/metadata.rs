@@ -22,13 +22,12 @@ pub async fn protected_resource(State(app): State<AppState>, server: Server) -> 
 
 pub async fn authorization_server(State(app): State<AppState>, server: Server) -> Json<Value> {
     let issuer = app.settings.issuer(&server.slug);
-    Json(json!({
+    let mut metadata = json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}/authorize"),
         "token_endpoint": format!("{issuer}/token"),
-        "registration_endpoint": format!("{issuer}/register"),
         "revocation_endpoint": format!("{issuer}/revoke"),
-        "scopes_supported": server.scopes.iter().collect::<Vec<_>>(),
+        "scopes_supported": server.grantable_scopes().iter().collect::<Vec<_>>(),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
@@ -37,5 +36,9 @@ pub async fn authorization_server(State(app): State<AppState>, server: Server) -
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": true,
         "client_id_metadata_document_supported": app.settings.metadata_documents.enabled,
-    }))
+    });
+    if app.settings.registration_enabled {
+        metadata["registration_endpoint"] = format!("{issuer}/register").into();
+    }
+    Json(metadata)
 }

@@ -26,6 +26,11 @@ pub async fn register(
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HttpError> {
+    if !app.settings.registration_enabled {
+        return Err(HttpError::not_found(
+            "dynamic registration is turned off here: use a client ID metadata document or a pre-registered client",
+        ));
+    }
     app.limits.registration(caller.address.client)?;
     let body = body.map_err(|_| {
         OAuthError::invalid_client_metadata(format!("the registration request is larger than {MAX_BODY_BYTES} bytes"))

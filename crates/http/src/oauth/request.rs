@@ -15,7 +15,7 @@ use mcp_oauth_core::{OAuthError, pkce, redirect_uri};
 
 use crate::error::HttpError;
 use crate::responses::redirect;
-use crate::settings::ServerSettings;
+use crate::settings::{OFFLINE_ACCESS, ServerSettings};
 use crate::state::App;
 use crate::trace::{TraceId, quoting};
 
@@ -177,6 +177,10 @@ fn check(app: &App, server: &ServerSettings, params: &Params) -> Result<(Scopes,
             return Err(OAuthError::invalid_target(format!("this server issues tokens only for {resource}")));
         }
     }
-    let scope = grant_scope(params.get("scope"), &server.scopes)?;
+    let mut scope = grant_scope(params.get("scope"), &server.scopes)?;
+    // `offline_access` is granted when asked for, never by default.
+    if Scopes::parse(params.get("scope").unwrap_or_default())?.iter().any(|s| s == OFFLINE_ACCESS) {
+        scope = Scopes::from_list(scope.iter().chain([OFFLINE_ACCESS]));
+    }
     Ok((scope, code_challenge, resource))
 }

@@ -35,6 +35,15 @@ pub(super) struct Raw {
     pub metrics: RawMetrics,
     #[serde(default)]
     pub audit: RawAudit,
+    #[serde(default)]
+    pub registration: RawRegistration,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRegistration {
+    #[serde(default, deserialize_with = "lenient::boolean")]
+    pub enabled: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]

@@ -43,6 +43,7 @@ pub(super) fn validate(raw: Raw, lookup: Lookup<'_>) -> Result<Config, ConfigErr
             servers,
             static_clients,
             metadata_documents,
+            registration_enabled: raw.registration.enabled.unwrap_or(true),
             trusted_proxies,
             connections,
             limits,

@@ -24,6 +24,7 @@ mod raw_upstream;
 mod registration;
 mod regressions;
 mod replicas;
+mod revision;
 mod secrets;
 mod tokens;
 mod trace;
