@@ -69,6 +69,20 @@ pub struct ClientMetadata {
     pub software_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub software_version: Option<String>,
+    /// What kind of application this is (SEP-837, from OpenID Connect Dynamic Client
+    /// Registration). Absent for clients that predate it, which keep today's rules.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub application_type: Option<ApplicationType>,
+}
+
+/// A client's kind, which decides the redirect URIs it may register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApplicationType {
+    /// Runs on a server: https redirect URIs to a real host only.
+    Web,
+    /// Runs on the user's device: loopback and private-use-scheme redirect URIs too.
+    Native,
 }
 
 const MAX_REDIRECT_URIS: usize = 20;
@@ -175,6 +189,20 @@ impl ClientMetadata {
             return Err(bad("response_types must be [\"code\"]"));
         }
 
+        let application_type = match opt_string(obj, "application_type", MAX_TEXT_LEN)?.as_deref() {
+            None => None,
+            Some("web") => Some(ApplicationType::Web),
+            Some("native") => Some(ApplicationType::Native),
+            Some(other) => return Err(bad(format!("application_type {other:?} is not web or native"))),
+        };
+        if application_type == Some(ApplicationType::Web)
+            && let Some(uri) = redirect_uris.iter().find(|u| !redirect_uri::is_for_the_web(u))
+        {
+            return Err(OAuthError::invalid_redirect_uri(format!(
+                "a web application may register only https redirect URIs to a real host, not {uri:?} \
+                 (register as application_type native for loopback or app-scheme URIs)"
+            )));
+        }
         let contacts = opt_string_list(obj, "contacts", MAX_SHORT_LIST, MAX_TEXT_LEN)?;
         let scope = opt_string(obj, "scope", 1024)?;
         if let Some(s) = &scope {
@@ -197,6 +225,7 @@ impl ClientMetadata {
             policy_uri: opt_string(obj, "policy_uri", MAX_URI_LEN)?,
             software_id: opt_string(obj, "software_id", MAX_TEXT_LEN)?,
             software_version: opt_string(obj, "software_version", MAX_TEXT_LEN)?,
+            application_type,
         })
     }
 
@@ -308,6 +337,33 @@ mod tests {
 
     fn presented(secret: Option<&str>) -> PresentedCredentials {
         PresentedCredentials { client_id: "c".into(), secret: secret.map(str::to_owned) }
+    }
+
+    #[test]
+    fn application_types_decide_the_redirect_uris() {
+        let register = |kind: &str, uri: &str| {
+            ClientMetadata::from_registration(&json!({"redirect_uris": [uri], "application_type": kind}))
+        };
+        assert!(register("web", "https://app.example/cb").is_ok());
+        for native_only in [
+            "http://127.0.0.1:33418/cb",
+            "http://localhost:6274/cb",
+            "cursor://anysphere.cursor/cb",
+            "https://localhost/cb",
+        ] {
+            assert_eq!(
+                register("web", native_only).unwrap_err().code,
+                crate::OAuthErrorCode::InvalidRedirectUri,
+                "{native_only}"
+            );
+            assert!(register("native", native_only).is_ok(), "{native_only}");
+        }
+        assert!(register("native", "https://app.example/cb").is_ok());
+        assert!(register("desktop", "https://app.example/cb").is_err());
+        let kept = register("native", "http://127.0.0.1:1/cb").unwrap();
+        assert_eq!(serde_json::to_value(&kept).unwrap()["application_type"], "native", "echoed and stored");
+        let unsaid = ClientMetadata::from_registration(&json!({"redirect_uris": ["http://127.0.0.1:1/cb"]})).unwrap();
+        assert_eq!(unsaid.application_type, None, "clients that predate SEP-837 keep today's rules");
     }
 
     #[test]

@@ -29,7 +29,7 @@ const FORBIDDEN_SCHEMES: &[&str] = &[
     "view-source",
 ];
 
-fn is_loopback(url: &Url) -> bool {
+pub(crate) fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(Host::Ipv4(ip)) => ip.is_loopback(),
         Some(Host::Ipv6(ip)) => ip.is_loopback(),
@@ -74,6 +74,12 @@ pub fn validate_for_registration(raw: &str) -> Result<(), OAuthError> {
         _ => {}
     }
     Ok(())
+}
+
+/// Whether a web application may use `uri`: https to a host that is not this machine (a
+/// loopback or private-use-scheme URI belongs to a native application).
+pub fn is_for_the_web(uri: &str) -> bool {
+    Url::parse(uri).is_ok_and(|u| u.scheme() == "https" && u.host().is_some() && !is_loopback(&u))
 }
 
 /// Does `requested` (from an authorization or token request) match `registered`?

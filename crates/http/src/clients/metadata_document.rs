@@ -119,6 +119,7 @@ fn slim(client: &Client) -> Client {
             policy_uri: None,
             software_id: None,
             software_version: None,
+            application_type: m.application_type,
         },
         ..client.clone()
     }
