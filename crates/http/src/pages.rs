@@ -11,7 +11,8 @@ use crate::responses;
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;color:#222}\
 h1{font-size:1.4rem}dt{font-weight:600;margin-top:.6rem}dd{margin:0}code{background:#f3f3f3;padding:0 .2rem}\
 button{font-size:1rem;padding:.5rem 1.2rem;margin-right:.6rem;border-radius:4px;border:1px solid #888;background:#f4f4f4}\
-button[value=approve]{background:#1a5fb4;border-color:#1a5fb4;color:#fff}.note{color:#a40}small{color:#555}";
+button[value=approve]{background:#1a5fb4;border-color:#1a5fb4;color:#fff}.note{color:#a40}small{color:#555}\
+.verified{color:#1d6b2f;font-size:1.1rem}";
 
 fn layout(title: &str, body: Markup) -> String {
     html! {
@@ -55,6 +56,8 @@ pub struct Consent<'a> {
     pub csrf_token: &'a str,
     /// The login attempt's trace id, carried to the form's answer.
     pub trace_id: &'a str,
+    /// The host of a metadata-document client the operator vouches for.
+    pub verified_host: Option<&'a str>,
 }
 
 pub fn consent(status: StatusCode, c: &Consent<'_>) -> Response {
@@ -62,6 +65,9 @@ pub fn consent(status: StatusCode, c: &Consent<'_>) -> Response {
         h1 { "Allow access to " (c.server) "?" }
         @if let Some(notice) = c.notice {
             p.note { (notice) }
+        }
+        @if let Some(host) = c.verified_host {
+            p.verified { "✓ Verified application from " b { (host) } }
         }
         p { b { (c.client_name) } " wants to use the MCP server " b { (c.server) } " on your behalf." }
         dl {

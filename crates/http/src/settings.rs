@@ -104,7 +104,7 @@ impl ServerSettings {
 }
 
 /// Client ID Metadata Documents: clients identified by an https URL to their metadata.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct MetadataDocumentSettings {
     pub enabled: bool,
     /// Fetch from loopback (and over plain http): for development and tests only.
@@ -113,11 +113,45 @@ pub struct MetadataDocumentSettings {
     pub cache_bytes: usize,
     /// Fetches from one host per minute; more are refused until the minute has passed.
     pub fetches_per_host_per_minute: u32,
+    /// The hosts documents may come from (`app.example`, or `*.example.com` for its
+    /// subdomains); `None`: any public host.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Hosts the operator vouches for: their clients are marked verified, with the host
+    /// shown prominently, on the consent page.
+    pub verified_hosts: Vec<String>,
+}
+
+impl MetadataDocumentSettings {
+    pub fn allows(&self, host: &str) -> bool {
+        self.allowed_hosts.as_ref().is_none_or(|patterns| patterns.iter().any(|p| host_matches(p, host)))
+    }
+
+    pub fn verifies(&self, host: &str) -> bool {
+        self.verified_hosts.iter().any(|p| host_matches(p, host))
+    }
+}
+
+/// `pattern` is a host name, or `*.` and a domain for every host below that domain.
+pub fn host_matches(pattern: &str, host: &str) -> bool {
+    match pattern.strip_prefix("*.") {
+        Some(domain) => {
+            host.len() > domain.len() + 1
+                && host.to_ascii_lowercase().ends_with(&format!(".{}", domain.to_ascii_lowercase()))
+        }
+        None => pattern.eq_ignore_ascii_case(host),
+    }
 }
 
 impl Default for MetadataDocumentSettings {
     fn default() -> Self {
-        Self { enabled: true, allow_loopback: false, cache_bytes: 4 * 1024 * 1024, fetches_per_host_per_minute: 30 }
+        Self {
+            enabled: true,
+            allow_loopback: false,
+            cache_bytes: 4 * 1024 * 1024,
+            fetches_per_host_per_minute: 30,
+            allowed_hosts: None,
+            verified_hosts: vec![],
+        }
     }
 }
 
@@ -248,6 +282,16 @@ mod tests {
             connections: ConnectionSettings::default(),
             limits: LimitSettings::default(),
         }
+    }
+
+    #[test]
+    fn host_patterns_match_hosts_and_subdomains_only() {
+        assert!(host_matches("claude.ai", "claude.ai"));
+        assert!(host_matches("*.example.com", "apps.example.com"));
+        assert!(host_matches("*.example.com", "a.b.EXAMPLE.com"));
+        assert!(!host_matches("*.example.com", "example.com"));
+        assert!(!host_matches("*.example.com", "evilexample.com"));
+        assert!(!host_matches("claude.ai", "claude.ai.evil.example"));
     }
 
     #[test]

@@ -60,7 +60,7 @@ impl App {
         let cookies = CookieNames::new(settings.secure_cookies());
         let clients = ClientDirectory::new(
             settings.static_clients.clone(),
-            settings.metadata_documents,
+            settings.metadata_documents.clone(),
             Arc::clone(&store),
             Arc::clone(&clock),
             Arc::clone(&metrics),

@@ -52,9 +52,23 @@ impl ClientDirectory {
             return Ok(Some(c.clone()));
         }
         if self.documents.enabled && is_document_url(client_id, self.documents.allow_loopback) {
+            let host = document_host(client_id);
+            if !self.documents.allows(&host) {
+                tracing::info!(client_id, host, "client metadata document from a host not in allowed_hosts");
+                let e = OAuthError::invalid_client(format!("this server does not accept clients from {host}"));
+                return Err(e.into());
+            }
             return self.document_client(client_id).await.map(Some).map_err(HttpError::from);
         }
         Ok(self.store.find_client(server, client_id).await?)
+    }
+
+    /// The host the operator vouches for, if `client` is a metadata-document client from
+    /// one of `verified_hosts`.
+    pub fn verified_host(&self, client: &Client) -> Option<String> {
+        let is_document = self.documents.enabled && is_document_url(&client.client_id, self.documents.allow_loopback);
+        let host = document_host(&client.client_id);
+        (is_document && self.documents.verifies(&host)).then_some(host)
     }
 
     /// The metadata-document cache's own accounting: entries and bytes held.
@@ -76,4 +90,9 @@ impl ClientDirectory {
         self.document_cache.insert(url, &client, now);
         Ok(client)
     }
+}
+
+/// The host of a metadata document's URL (the client id).
+fn document_host(url: &str) -> String {
+    url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase)).unwrap_or_default()
 }

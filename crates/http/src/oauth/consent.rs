@@ -110,6 +110,7 @@ pub fn page(
     let client_name = if client_name.is_empty() { "An unnamed application".to_owned() } else { client_name };
     let scopes = if req.scope.is_empty() { "(none)".to_owned() } else { req.scope.to_string() };
     let action = format!("{}/authorize", app.settings.issuer(&server.slug));
+    let verified_host = app.clients.verified_host(&req.client);
     let status = if notice.is_some() { StatusCode::FORBIDDEN } else { StatusCode::OK };
     pages::consent(
         status,
@@ -124,6 +125,7 @@ pub fn page(
             action: &action,
             carried: CARRIED.iter().filter_map(|k| params.get(k).map(|v| (*k, v))).collect(),
             trace_id: req.trace.as_str(),
+            verified_host: verified_host.as_deref(),
             csrf_token: &csrf,
         },
     )

@@ -88,6 +88,10 @@ pub(super) struct RawMetadataDocuments {
     pub cache_bytes: Option<i64>,
     #[serde(default, deserialize_with = "lenient::int")]
     pub fetches_per_host_per_minute: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::optional_list")]
+    pub allowed_hosts: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "lenient::list")]
+    pub verified_hosts: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -227,5 +231,10 @@ mod lenient {
                 .collect(),
             other => Err(D::Error::custom(format!("expected a list of strings, found {}", other.type_str()))),
         }
+    }
+
+    /// A list whose absence means something else than an empty list.
+    pub fn optional_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+        list(d).map(Some)
     }
 }

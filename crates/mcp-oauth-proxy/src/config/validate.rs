@@ -150,6 +150,8 @@ fn metadata_documents(problems: &mut Problems, raw: RawMetadataDocuments) -> Met
             1,
             100_000,
         ) as u32,
+        allowed_hosts: raw.allowed_hosts,
+        verified_hosts: raw.verified_hosts,
     }
 }
 

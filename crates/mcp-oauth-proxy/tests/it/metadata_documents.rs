@@ -143,3 +143,33 @@ async fn the_document_cache_is_bounded_in_bytes_against_many_documents_on_many_h
     let (entries, bytes) = h.app.clients.document_cache_usage();
     assert!(entries > 10 && bytes > budget / 2, "the cache is used: {entries} entries, {bytes} bytes");
 }
+
+/// `allowed_hosts` admits documents from listed hosts only; `verified_hosts` marks them
+/// verified on the consent page, with their host.
+#[tokio::test]
+async fn admission_by_host_and_the_verified_mark() {
+    let document = serve_document(None, REDIRECT).await;
+    let h = Harness::start_with(Start {
+        extra_toml: "[client_metadata_documents]\nallow_loopback = true\nallowed_hosts = [\"127.0.0.1\"]\n\
+                     verified_hosts = [\"127.0.0.1\"]\n"
+            .into(),
+        ..Default::default()
+    })
+    .await;
+    let page = Browser::new().get(&h.authorize_url(&document, &[])).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("Verified application from") && page.body.contains("<b>127.0.0.1</b>"), "{}", page.body);
+
+    let elsewhere = Harness::start_with(Start {
+        extra_toml: "[client_metadata_documents]\nallow_loopback = true\nallowed_hosts = [\"*.example.com\"]\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let page = Browser::new().get(&elsewhere.authorize_url(&document, &[])).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.body.contains("does not accept clients from 127.0.0.1"), "{}", page.body);
+    let unverified = Harness::start_with(allowing_loopback()).await;
+    let page = Browser::new().get(&unverified.authorize_url(&document, &[])).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.body.contains("Verified application"));
+}
