@@ -16,6 +16,7 @@ use crate::responses::{no_store_json, redirect};
 use crate::settings::{ServerSettings, Settings};
 use crate::trace::quoting;
 use crate::upstream_access::AccessError;
+use mcp_oauth_core::scope::Scopes;
 
 #[derive(Debug)]
 pub enum HttpError {
@@ -34,6 +35,8 @@ pub enum HttpError {
     Redirect { status: StatusCode, location: String },
     /// The MCP endpoint's bearer challenge (RFC 6750 §3, RFC 9728 §5.1).
     Challenge(Challenge),
+    /// A JSON-RPC error for an MCP request refused before it went upstream (400).
+    JsonRpc { id: serde_json::Value, code: i64, message: String },
     /// Over a limit on anonymous work: 429 with `Retry-After`, as JSON or, for a
     /// person's browser, as a page.
     RateLimited { retry_after: u64, page: bool },
@@ -47,6 +50,9 @@ pub struct Challenge {
     pub scope: String,
     /// `Some` only when a token was presented (RFC 6750 §3.1: no error code otherwise).
     pub invalid_token: Option<String>,
+    /// A valid token without the scopes the request needs: 403, and `scope` names every
+    /// scope it needs (step-up authorization, SEP-2350).
+    pub insufficient_scope: bool,
 }
 
 impl HttpError {
@@ -60,6 +66,18 @@ impl HttpError {
             resource_metadata: settings.resource_metadata_url(&server.slug),
             scope: server.scopes.to_string(),
             invalid_token: why.map(str::to_owned),
+            insufficient_scope: false,
+        })
+    }
+
+    /// The MCP endpoint's 403 for a token that lacks scopes: `needed` names every scope the
+    /// request needs; the client asks again for those and the ones it has.
+    pub fn insufficient_scope(settings: &Settings, server: &ServerSettings, needed: &Scopes) -> Self {
+        Self::Challenge(Challenge {
+            resource_metadata: settings.resource_metadata_url(&server.slug),
+            scope: needed.to_string(),
+            invalid_token: None,
+            insufficient_scope: true,
         })
     }
 
@@ -91,7 +109,9 @@ impl HttpError {
             Self::Json { status, error, description } => format!("{status} {error}: {description}"),
             Self::Page { status, message } => format!("{status}: {message}"),
             Self::Redirect { status, .. } => format!("{status}: an error sent to the client's redirect URI"),
+            Self::Challenge(c) if c.insufficient_scope => format!("insufficient scope: needs {}", c.scope),
             Self::Challenge(c) => format!("bearer challenge: {}", c.invalid_token.as_deref().unwrap_or("no token")),
+            Self::JsonRpc { code, message, .. } => format!("JSON-RPC error {code}: {message}"),
             Self::RateLimited { retry_after, .. } => format!("rate limited for {retry_after} s"),
         }
     }
@@ -191,6 +211,10 @@ impl IntoResponse for HttpError {
             Self::Page { status, message } => crate::pages::error(status, &message),
             Self::Redirect { status, location } => redirect(status, &location),
             Self::Challenge(c) => c.into_response(),
+            Self::JsonRpc { id, code, message } => no_store_json(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}),
+            ),
             Self::RateLimited { retry_after, page: true } => {
                 let message = format!("Too many requests from this address. Try again in {retry_after} seconds.");
                 let mut resp = crate::pages::error(StatusCode::TOO_MANY_REQUESTS, &message);
@@ -225,6 +249,17 @@ fn oauth_json(e: &OAuthError) -> Response {
 impl IntoResponse for Challenge {
     fn into_response(self) -> Response {
         let mut value = format!("Bearer resource_metadata=\"{}\", scope=\"{}\"", self.resource_metadata, self.scope);
+        if self.insufficient_scope {
+            value.push_str(", error=\"insufficient_scope\"");
+            let why = format!("this request needs the scopes {}", self.scope);
+            let body =
+                serde_json::json!({"error": "insufficient_scope", "error_description": why, "scope": self.scope});
+            let mut resp = no_store_json(StatusCode::FORBIDDEN, body);
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+            return resp;
+        }
         let body = match &self.invalid_token {
             Some(why) => {
                 value.push_str(&format!(", error=\"invalid_token\", error_description=\"{}\"", why.replace('"', "'")));
@@ -275,6 +310,7 @@ mod tests {
                 resource_metadata: "https://p/.well-known/oauth-protected-resource/mcp/s".into(),
                 scope: "mcp".into(),
                 invalid_token: why.map(str::to_owned),
+                insufficient_scope: false,
             })
             .into_response()
         };

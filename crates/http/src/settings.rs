@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use mcp_oauth_core::client::Client;
 use mcp_oauth_core::scope::Scopes;
+use mcp_oauth_core::tool_scopes::ToolScopes;
 
 #[derive(Debug, Clone)]
 pub struct TokenSettings {
@@ -52,6 +53,9 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// Who may use this server; `None`: everyone the provider authenticates.
     pub access: Option<AccessRules>,
+    /// The scopes each tool's calls need (see `mcp_oauth_core::tool_scopes`); empty: any
+    /// valid token may call any tool, and MCP traffic is forwarded untouched.
+    pub tool_scopes: ToolScopes,
 }
 
 /// Who may use a server: a user is let in when any one rule matches.
@@ -99,6 +103,7 @@ impl ServerSettings {
             upstream_token_format: "Bearer {token}".to_owned(),
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
             access: None,
+            tool_scopes: ToolScopes::default(),
         }
     }
 }

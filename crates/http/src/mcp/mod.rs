@@ -7,6 +7,7 @@
 //! arrives.
 
 mod forward;
+mod tool_rules;
 
 use std::time::Instant;
 
@@ -17,6 +18,8 @@ use axum::http::{StatusCode, header};
 use axum::response::Response;
 
 use crate::client_address::ClientAddress;
+use mcp_oauth_core::scope::Scopes;
+
 use crate::error::HttpError;
 use crate::extract::Bearer;
 use crate::metrics::{McpLabels, SlugLabels};
@@ -45,6 +48,19 @@ pub async fn handle(
         .await
         .map_err(|e| if is_timeout(&e) { body_too_slow() } else { too_large(&server) })?;
 
+    if !server.tool_scopes.is_empty() && parts.method == axum::http::Method::POST {
+        let granted = Scopes::parse(&token.scope).unwrap_or_default();
+        match tool_rules::check(&parts.headers, &body, &server.tool_scopes, &granted) {
+            Ok(()) => {}
+            Err(tool_rules::Refusal::InsufficientScope { needed }) => {
+                tracing::info!(server = %server.slug, client_id = %token.client_id, %needed, "tool call refused: insufficient scope");
+                return Err(HttpError::insufficient_scope(&app.settings, &server, &needed));
+            }
+            Err(tool_rules::Refusal::BadRequest { id, code, message }) => {
+                return Err(HttpError::JsonRpc { id, code, message });
+            }
+        }
+    }
     let provider = app.providers.for_server(&server);
     let origin = (&from, app.settings.public_scheme_and_host());
     let refused = |e| access_refused(&app.settings, &server, e);

@@ -167,7 +167,14 @@ pub(super) struct RawServer {
     #[serde(default, deserialize_with = "lenient::int")]
     pub max_body_bytes: Option<i64>,
     pub access: Option<RawAccess>,
+    #[serde(default)]
+    pub tool_scopes: BTreeMap<String, StringList>,
 }
+
+/// A list of strings, also as one comma-separated string (as the environment gives it).
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub(super) struct StringList(#[serde(deserialize_with = "lenient::list")] pub Vec<String>);
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]

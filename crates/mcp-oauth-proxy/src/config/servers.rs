@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use axum::http::HeaderName;
 use mcp_oauth_core::scope::Scopes;
+use mcp_oauth_core::tool_scopes::ToolScopes;
 use mcp_oauth_http::settings::{AccessRules, ServerSettings};
 use mcp_oauth_upstream::ProviderSettings;
 
 use super::problems::Problems;
-use super::raw::RawServer;
+use super::raw::{RawServer, StringList};
 
 pub(super) fn validate(
     problems: &mut Problems,
@@ -54,7 +55,26 @@ fn server(
     if !providers.iter().any(|p| p.name == provider) {
         problems.push(&key("provider"), format_args!("no provider named {provider:?} is configured under [providers]"));
     }
-    let scopes = if s.scopes.is_empty() { vec!["mcp".to_owned()] } else { s.scopes };
+    let tool_scopes = ToolScopes::new(s.tool_scopes.into_iter().filter_map(|(pattern, StringList(list))| {
+        let scopes = Scopes::parse(&list.join(" "))
+            .map_err(|e| problems.push(&key(&format!("tool_scopes.{pattern}")), e.description))
+            .ok()?;
+        if pattern.is_empty() || scopes.is_empty() {
+            problems.push(
+                &key("tool_scopes"),
+                format_args!("{pattern:?} needs a tool-name pattern and at least one scope"),
+            );
+            return None;
+        }
+        Some((pattern, scopes))
+    }));
+    // The server's scopes: those listed, and every scope a tool needs (clients learn
+    // them from the metadata and the challenges); `mcp` when there are none at all.
+    let mut scopes: Vec<String> = s.scopes;
+    scopes.extend(tool_scopes.all_scopes().map(str::to_owned));
+    if scopes.is_empty() {
+        scopes.push("mcp".to_owned());
+    }
     let scopes = Scopes::parse(&scopes.join(" ")).unwrap_or_else(|e| {
         problems.push(&key("scopes"), e.description);
         Scopes::default()
@@ -93,5 +113,6 @@ fn server(
         server.max_body_bytes = max.max(0) as usize;
     }
     server.access = access;
+    server.tool_scopes = tool_scopes;
     Some(server)
 }

@@ -27,4 +27,5 @@ mod replicas;
 mod revision;
 mod secrets;
 mod tokens;
+mod tool_scopes;
 mod trace;

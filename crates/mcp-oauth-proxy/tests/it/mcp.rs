@@ -25,7 +25,7 @@ impl ClientHandler for Recorder {
     }
 }
 
-async fn connect(h: &Harness, slug: &str, token: &str) -> RunningService<RoleClient, Recorder> {
+pub async fn connect(h: &Harness, slug: &str, token: &str) -> RunningService<RoleClient, Recorder> {
     mcp_oauth_upstream::http_client::install_crypto_provider();
     let cfg = StreamableHttpClientTransportConfig::with_uri(h.url(&format!("/mcp/{slug}"))).auth_header(token);
     Recorder::default()

@@ -1,0 +1,199 @@
+//! Per-tool authorization on the MCP path, for servers with `tool_scopes`.
+//!
+//! The body decides which tool is called (it is what the MCP upstream executes); the
+//! `Mcp-Method` and `Mcp-Name` headers of the 2026-07-28 revision must agree with it, or
+//! an intermediary that routes on the headers and a server that executes the body could
+//! be told two different things. A request of that revision must carry them; earlier
+//! revisions have none and are judged by their body alone.
+
+use axum::http::HeaderMap;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use mcp_oauth_core::scope::Scopes;
+use mcp_oauth_core::tool_scopes::ToolScopes;
+use serde_json::Value;
+
+/// The revision from which requests carry `Mcp-Method` and `Mcp-Name`.
+const HEADERS_REVISION: &str = "2026-07-28";
+
+/// Why a request may not go upstream.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The body is not JSON-RPC, or headers and body disagree, or a required header is
+    /// missing: 400 with this JSON-RPC error (`id` of the request when known).
+    BadRequest { id: Value, code: i64, message: String },
+    /// The token lacks scopes a tool call needs: 403 naming every scope the request needs.
+    InsufficientScope { needed: Scopes },
+}
+
+/// JSON-RPC: the body could not be parsed.
+const PARSE_ERROR: i64 = -32700;
+/// MCP 2026-07-28: headers missing, malformed or disagreeing with the body.
+pub const HEADER_MISMATCH: i64 = -32020;
+
+/// Checks a POST body (one message or a batch) against its headers and the token's
+/// `granted` scopes.
+pub fn check(headers: &HeaderMap, body: &[u8], rules: &ToolScopes, granted: &Scopes) -> Result<(), Refusal> {
+    let parsed: Value = serde_json::from_slice(body).map_err(|_| Refusal::BadRequest {
+        id: Value::Null,
+        code: PARSE_ERROR,
+        message: "the request body is not JSON".into(),
+    })?;
+    let messages: Vec<&Value> = match &parsed {
+        Value::Array(batch) => batch.iter().collect(),
+        one => {
+            check_headers(headers, one)?;
+            vec![one]
+        }
+    };
+    let mut needed = Vec::new();
+    for message in messages {
+        if message["method"] == "tools/call" {
+            let Some(tool) = message["params"]["name"].as_str() else {
+                return Err(Refusal::BadRequest {
+                    id: message["id"].clone(),
+                    code: -32602,
+                    message: "tools/call needs params.name".into(),
+                });
+            };
+            needed.extend(rules.required(tool).iter().map(str::to_owned));
+        }
+    }
+    let needed = Scopes::from_list(needed);
+    if needed.is_subset_of(granted) { Ok(()) } else { Err(Refusal::InsufficientScope { needed }) }
+}
+
+/// `Mcp-Method` and `Mcp-Name` against one message: equal when present, present when the
+/// request's revision requires them.
+fn check_headers(headers: &HeaderMap, message: &Value) -> Result<(), Refusal> {
+    let Some(method) = message["method"].as_str() else { return Ok(()) }; // a response
+    let id = message["id"].clone();
+    let refuse = |why: String| Refusal::BadRequest { id: id.clone(), code: HEADER_MISMATCH, message: why };
+    let required =
+        headers.get("mcp-protocol-version").and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim() >= HEADERS_REVISION);
+    let name_in_body = match method {
+        "tools/call" | "prompts/get" => message["params"]["name"].as_str(),
+        "resources/read" => message["params"]["uri"].as_str(),
+        _ => None,
+    };
+    match header(headers, "mcp-method")? {
+        Some(h) if h != method => {
+            return Err(refuse(format!("Mcp-Method {h:?} does not match the body's method {method:?}")));
+        }
+        None if required => return Err(refuse("Mcp-Method is required".into())),
+        _ => {}
+    }
+    if let Some(name) = name_in_body {
+        match header(headers, "mcp-name")? {
+            Some(h) if h != name => return Err(refuse(format!("Mcp-Name {h:?} does not match the body's {name:?}"))),
+            None if required => return Err(refuse("Mcp-Name is required".into())),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A header's value, decoding the `=?base64?…?=` form used for values that are not
+/// plain ASCII.
+fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>, Refusal> {
+    let bad =
+        |why: &str| Refusal::BadRequest { id: Value::Null, code: HEADER_MISMATCH, message: format!("{name}: {why}") };
+    let Some(value) = headers.get(name) else { return Ok(None) };
+    let text = value.to_str().map_err(|_| bad("not a visible ASCII value"))?.trim();
+    match text.strip_prefix("=?base64?").and_then(|rest| rest.strip_suffix("?=")) {
+        Some(encoded) => {
+            let bytes = STANDARD.decode(encoded).map_err(|_| bad("not valid base64"))?;
+            String::from_utf8(bytes).map(Some).map_err(|_| bad("not UTF-8"))
+        }
+        None => Ok(Some(text.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+    use serde_json::json;
+
+    fn rules() -> ToolScopes {
+        ToolScopes::new([
+            ("*".to_owned(), Scopes::parse("tools:read").unwrap()),
+            ("delete_*".to_owned(), Scopes::parse("tools:write").unwrap()),
+        ])
+    }
+
+    fn call(tool: &str) -> Vec<u8> {
+        json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": tool, "arguments": {}}})
+            .to_string()
+            .into_bytes()
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn calls_need_their_tools_scopes() {
+        let read = Scopes::parse("tools:read").unwrap();
+        assert_eq!(check(&HeaderMap::new(), &call("search"), &rules(), &read), Ok(()));
+        let refused = check(&HeaderMap::new(), &call("delete_file"), &rules(), &read);
+        assert_eq!(refused, Err(Refusal::InsufficientScope { needed: Scopes::parse("tools:write").unwrap() }));
+        let both = Scopes::parse("tools:read tools:write").unwrap();
+        assert_eq!(check(&HeaderMap::new(), &call("delete_file"), &rules(), &both), Ok(()));
+        // Anything but a tool call needs nothing more.
+        let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).to_string();
+        assert_eq!(check(&HeaderMap::new(), list.as_bytes(), &rules(), &Scopes::default()), Ok(()));
+    }
+
+    #[test]
+    fn a_batch_needs_every_scope_its_calls_need() {
+        let batch = json!([
+            {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "search"}},
+            {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {}},
+            {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "delete_file"}},
+            {"jsonrpc": "2.0", "id": 9, "result": {}},
+        ])
+        .to_string();
+        let refused = check(&HeaderMap::new(), batch.as_bytes(), &rules(), &Scopes::default());
+        assert_eq!(
+            refused,
+            Err(Refusal::InsufficientScope { needed: Scopes::parse("tools:read tools:write").unwrap() })
+        );
+    }
+
+    #[test]
+    fn headers_must_agree_with_the_body_and_be_present_from_the_revision_on() {
+        let read_write = Scopes::parse("tools:read tools:write").unwrap();
+        let ok =
+            headers(&[("mcp-method", "tools/call"), ("mcp-name", "search"), ("mcp-protocol-version", "2026-07-28")]);
+        assert_eq!(check(&ok, &call("search"), &rules(), &read_write), Ok(()));
+        // A header naming a harmless tool for a body that calls another.
+        let lying = headers(&[("mcp-method", "tools/call"), ("mcp-name", "search")]);
+        assert!(matches!(
+            check(&lying, &call("delete_file"), &rules(), &read_write),
+            Err(Refusal::BadRequest { code: HEADER_MISMATCH, id, .. }) if id == 7
+        ));
+        let wrong_method = headers(&[("mcp-method", "tools/list")]);
+        assert!(matches!(
+            check(&wrong_method, &call("search"), &rules(), &read_write),
+            Err(Refusal::BadRequest { .. })
+        ));
+        let missing = headers(&[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call")]);
+        assert!(matches!(check(&missing, &call("search"), &rules(), &read_write), Err(Refusal::BadRequest { .. })));
+        // An earlier revision carries none and is judged by its body.
+        let older = headers(&[("mcp-protocol-version", "2025-06-18")]);
+        assert_eq!(check(&older, &call("search"), &rules(), &read_write), Ok(()));
+        // Names that are not plain ASCII come base64-encoded.
+        let encoded = format!("=?base64?{}?=", STANDARD.encode("löschen"));
+        let h = headers(&[("mcp-method", "tools/call"), ("mcp-name", &encoded)]);
+        assert_eq!(check(&h, &call("löschen"), &rules(), &read_write), Ok(()));
+        assert!(matches!(
+            check(&HeaderMap::new(), b"{not json", &rules(), &read_write),
+            Err(Refusal::BadRequest { code: PARSE_ERROR, .. })
+        ));
+    }
+}

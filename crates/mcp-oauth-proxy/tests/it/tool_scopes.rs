@@ -1,0 +1,101 @@
+//! Per-tool scopes and step-up authorization (SEP-2350): a token without a tool's scopes
+//! gets 403 naming them, nothing reaches the MCP upstream, and after the client asks again
+//! for the union the call goes through. Headers that disagree with the body are refused.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::harness::{Browser, Harness, Start};
+use crate::mcp::{call, connect, text};
+
+/// The demo server with `add` needing `tools:write` and `whoami` `tools:read`.
+async fn with_tool_scopes() -> Harness {
+    Harness::start_with(Start {
+        env: vec![
+            ("MCP_OAUTH_PROXY_SERVERS__0__TOOL_SCOPES__ADD".into(), "tools:write".into()),
+            ("MCP_OAUTH_PROXY_SERVERS__0__TOOL_SCOPES__WHOAMI".into(), "tools:read".into()),
+        ],
+        ..Default::default()
+    })
+    .await
+}
+
+/// A token for `scope`, through a fresh browser (so the consent page is shown).
+async fn token_for(h: &Harness, client_id: &str, scope: &str) -> Value {
+    let redirect = Browser::new().login(&h.authorize_url(client_id, &[("scope", scope)]), true).await;
+    let code = url::Url::parse(&redirect).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    h.exchange(client_id, &code).await
+}
+
+async fn raw_call(h: &Harness, token: &str, tool: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": tool, "arguments": {"a": 1, "b": 2}}});
+    let mut req = h
+        .http
+        .post(h.url("/mcp/demo"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.body(body.to_string()).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_tool_call_without_its_scope_steps_up_and_then_goes_through() {
+    let h = with_tool_scopes().await;
+    let prm: Value =
+        h.http.get(h.url("/.well-known/oauth-protected-resource/mcp/demo")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(prm["scopes_supported"], json!(["tools:read", "tools:write"]), "the tools' scopes are the server's");
+
+    let client_id = h.register_public().await;
+    let read = token_for(&h, &client_id, "tools:read").await;
+    assert_eq!(read["scope"], "tools:read");
+    let access = read["access_token"].as_str().unwrap();
+    let seen_before = h.observed.authorization_headers().len();
+    let r = raw_call(&h, access, "add", &[]).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(challenge.contains("error=\"insufficient_scope\""), "{challenge}");
+    assert!(challenge.contains("scope=\"tools:write\""), "every scope the call needs: {challenge}");
+    assert!(
+        challenge
+            .contains(&format!("resource_metadata=\"{}\"", h.url("/.well-known/oauth-protected-resource/mcp/demo")))
+    );
+    assert_eq!(h.observed.authorization_headers().len(), seen_before, "nothing reached the MCP upstream");
+
+    // The client asks again for the union of what it has and what was named.
+    let both = token_for(&h, &client_id, "tools:read tools:write").await;
+    assert_eq!(both["scope"], "tools:read tools:write");
+    let client = connect(&h, "demo", both["access_token"].as_str().unwrap()).await;
+    assert_eq!(text(&call(&client, "add", json!({"a": 2, "b": 3})).await), "5");
+    assert_eq!(text(&call(&client, "whoami", json!({})).await), "demo-user");
+    // A refresh may narrow, never widen: the read token cannot grow into write.
+    let (status, err) = h.refresh(&client_id, read["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{err}");
+    let widened = h
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", err["refresh_token"].as_str().unwrap()),
+            ("client_id", &client_id),
+            ("scope", "tools:read tools:write"),
+        ])
+        .await;
+    assert_eq!((widened.0, widened.1["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_scope")));
+}
+
+#[tokio::test]
+async fn headers_that_disagree_with_the_body_are_refused_before_the_upstream() {
+    let h = with_tool_scopes().await;
+    let client_id = h.register_public().await;
+    let tokens = token_for(&h, &client_id, "tools:read tools:write").await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let seen_before = h.observed.authorization_headers().len();
+    let r = raw_call(&h, access, "add", &[("mcp-method", "tools/call"), ("mcp-name", "whoami")]).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!((body["id"].as_i64(), body["error"]["code"].as_i64()), (Some(5), Some(-32020)), "{body}");
+    let r = raw_call(&h, access, "add", &[("mcp-protocol-version", "2026-07-28")]).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "the 2026-07-28 revision requires the headers");
+    assert_eq!(h.observed.authorization_headers().len(), seen_before, "nothing reached the MCP upstream");
+}
