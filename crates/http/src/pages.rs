@@ -40,6 +40,15 @@ pub fn error(status: StatusCode, message: &str) -> Response {
     responses::html(status, layout("Authorization error", body))
 }
 
+/// One scope on the consent page: what the operator says it allows, which tools it
+/// opens, and whether this client asks for it for the first time in this browser.
+pub struct ScopeLine<'a> {
+    pub name: &'a str,
+    pub description: Option<&'a str>,
+    pub tools: Vec<&'a str>,
+    pub added: bool,
+}
+
 /// What the consent page shows and carries back.
 pub struct Consent<'a> {
     pub server: &'a str,
@@ -47,7 +56,7 @@ pub struct Consent<'a> {
     pub client_id: &'a str,
     /// Where the answer goes, as the user should judge it (scheme and host).
     pub destination: &'a str,
-    pub scopes: &'a str,
+    pub scopes: Vec<ScopeLine<'a>>,
     pub provider: &'a str,
     pub notice: Option<&'a str>,
     pub action: &'a str,
@@ -76,7 +85,21 @@ pub fn consent(status: StatusCode, c: &Consent<'_>) -> Response {
             dt { "It will receive the answer at" }
             dd { code { (c.destination) } }
             dt { "Access requested" }
-            dd { code { (c.scopes) } }
+            dd {
+                @if c.scopes.is_empty() { "(none)" }
+                ul.scopes {
+                    @for s in &c.scopes {
+                        li {
+                            code { (s.name) }
+                            @if s.added { " " b.note { "new" } }
+                            @if let Some(d) = s.description { ": " (d) }
+                            @if !s.tools.is_empty() {
+                                " " small { "(tools: " (s.tools.join(", ")) ")" }
+                            }
+                        }
+                    }
+                }
+            }
             dt { "You will sign in with" }
             dd { (c.provider) }
         }

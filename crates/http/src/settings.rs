@@ -53,6 +53,8 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// Who may use this server; `None`: everyone the provider authenticates.
     pub access: Option<AccessRules>,
+    /// What each scope allows, in the operator's words, for the consent page.
+    pub scope_descriptions: std::collections::BTreeMap<String, String>,
     /// The scopes each tool's calls need (see `mcp_oauth_core::tool_scopes`); empty: any
     /// valid token may call any tool, and MCP traffic is forwarded untouched.
     pub tool_scopes: ToolScopes,
@@ -103,6 +105,7 @@ impl ServerSettings {
             upstream_token_format: "Bearer {token}".to_owned(),
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
             access: None,
+            scope_descriptions: Default::default(),
             tool_scopes: ToolScopes::default(),
         }
     }

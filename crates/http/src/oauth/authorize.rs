@@ -52,10 +52,11 @@ async fn show(
     let req = AuthorizationRequest::validate(app, server, params, StatusCode::FOUND, trace)
         .await
         .map_err(|invalid| invalid.answer(|client, _| approved(client)))?;
-    let resp = if approved(&req.client) {
+    let covered = req.client.trusted || consent::covers(app, server, &req.client, &req.scope, &browser_id, headers);
+    let resp = if covered {
         go_to_provider(app, server, &req, &browser_id).await?
     } else {
-        consent::page(app, server, &req, params, &browser_id, None)
+        consent::page(app, server, &req, params, &browser_id, headers, None)
     };
     Ok(with_browser_cookie(app, resp, &browser_id, is_new))
 }
@@ -98,7 +99,7 @@ async fn answer(
         // Expired form, lost cookie, or a forged post: nothing happens, and the person
         // (if it is one) is asked again with a fresh form.
         let notice = "This consent form has expired or did not come from this browser. Please confirm again.";
-        consent::page(app, server, &req, params, &browser_id, Some(notice))
+        consent::page(app, server, &req, params, &browser_id, headers, Some(notice))
     } else {
         let decided = |name| {
             tracing::info!(trace_id = %trace, server = %server.slug, client_id = %req.client.client_id, name, "consent");
@@ -108,7 +109,8 @@ async fn answer(
             Some("approve") => {
                 app.audit.record(decided("consent.approved"));
                 let mut resp = go_to_provider(app, server, &req, &browser_id).await?;
-                resp.headers_mut().append(header::SET_COOKIE, consent::remember(app, server, &req.client, &browser_id));
+                let cookie = consent::remember(app, server, &req.client, &req.scope, &browser_id, headers);
+                resp.headers_mut().append(header::SET_COOKIE, cookie);
                 resp
             }
             Some("deny") => {

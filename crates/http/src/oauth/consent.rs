@@ -9,8 +9,11 @@
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcp_oauth_core::client::{Client, displayable};
 use mcp_oauth_core::form::Params;
+use mcp_oauth_core::scope::Scopes;
 
 use super::request::{AuthorizationRequest, ClientRedirect};
 use crate::cookies;
@@ -59,7 +62,26 @@ fn approval_parts<'a>(server: &'a ServerSettings, client: &'a Client, browser_id
     [&server.slug, &client.client_id, browser_id]
 }
 
-/// Whether this browser already approved this client at this server.
+/// The scopes this browser approved for this client at this server, unless it never
+/// did or the approval expired. The cookie carries them, signed with the browser's id and
+/// the expiry: `<scopes, base64url>.<expiry>.<signature>`.
+pub fn approved_scopes(
+    app: &App,
+    server: &ServerSettings,
+    client: &Client,
+    browser_id: &str,
+    headers: &HeaderMap,
+) -> Option<Scopes> {
+    let value = cookies::get(headers, &app.cookies.consent(&server.slug, &client.client_id))?;
+    let (encoded, signed) = value.split_once('.')?;
+    let scopes = String::from_utf8(URL_SAFE_NO_PAD.decode(encoded).ok()?).ok()?;
+    let [a, b, c] = approval_parts(server, client, browser_id);
+    let verified = app.signer.verify_until("consent", &[a, b, c, &scopes], signed, app.now());
+    verified.then(|| Scopes::parse(&scopes).ok()).flatten()
+}
+
+/// Whether this browser approved this client at this server (for any scopes): enough to
+/// trust its redirect URI with an error.
 pub fn is_remembered(
     app: &App,
     server: &ServerSettings,
@@ -67,18 +89,40 @@ pub fn is_remembered(
     browser_id: &str,
     headers: &HeaderMap,
 ) -> bool {
-    let parts = approval_parts(server, client, browser_id);
-    cookies::get(headers, &app.cookies.consent(&server.slug, &client.client_id))
-        .is_some_and(|v| app.signer.verify_until("consent", &parts, v, app.now()))
+    approved_scopes(app, server, client, browser_id, headers).is_some()
 }
 
-/// The cookie that remembers this browser's approval, for `tokens.consent_ttl_secs`. The
-/// expiry is inside the signature: a browser that keeps the cookie longer gains nothing.
-pub fn remember(app: &App, server: &ServerSettings, client: &Client, browser_id: &str) -> HeaderValue {
+/// Whether this browser's approval covers `scope`: a client that asks for more (a step-up)
+/// is shown the consent page again, with what it adds.
+pub fn covers(
+    app: &App,
+    server: &ServerSettings,
+    client: &Client,
+    scope: &Scopes,
+    browser_id: &str,
+    headers: &HeaderMap,
+) -> bool {
+    approved_scopes(app, server, client, browser_id, headers).is_some_and(|approved| scope.is_subset_of(&approved))
+}
+
+/// The cookie that remembers this browser's approval of `scope` (and of what it approved
+/// before), for `tokens.consent_ttl_secs`. The expiry is inside the signature: a browser
+/// that keeps the cookie longer gains nothing.
+pub fn remember(
+    app: &App,
+    server: &ServerSettings,
+    client: &Client,
+    scope: &Scopes,
+    browser_id: &str,
+    headers: &HeaderMap,
+) -> HeaderValue {
+    let before = approved_scopes(app, server, client, browser_id, headers).unwrap_or_default();
+    let approved = Scopes::from_list(before.iter().chain(scope.iter())).to_string();
     let name = app.cookies.consent(&server.slug, &client.client_id);
     let ttl = app.settings.tokens.consent_ttl_secs;
-    let value = app.signer.sign_until("consent", &approval_parts(server, client, browser_id), app.now() + ttl);
-    app.cookies.set(&name, &value, ttl)
+    let [a, b, c] = approval_parts(server, client, browser_id);
+    let signed = app.signer.sign_until("consent", &[a, b, c, &approved], app.now() + ttl);
+    app.cookies.set(&name, &format!("{}.{signed}", URL_SAFE_NO_PAD.encode(&approved)), ttl)
 }
 
 /// Where the answer goes, as a person can judge it: the scheme and the host (and port).
@@ -101,6 +145,7 @@ pub fn page(
     req: &AuthorizationRequest,
     params: &Params,
     browser_id: &str,
+    headers: &HeaderMap,
     notice: Option<&str>,
 ) -> Response {
     let parts = csrf_parts(server, &req.client, &req.reply, browser_id);
@@ -108,7 +153,17 @@ pub fn page(
     // Names from stored registrations predate the cleaning at registration: clean again.
     let client_name = req.client.metadata.client_name.as_deref().map(displayable).unwrap_or_default();
     let client_name = if client_name.is_empty() { "An unnamed application".to_owned() } else { client_name };
-    let scopes = if req.scope.is_empty() { "(none)".to_owned() } else { req.scope.to_string() };
+    let before = approved_scopes(app, server, &req.client, browser_id, headers);
+    let scopes: Vec<pages::ScopeLine> = req
+        .scope
+        .iter()
+        .map(|name| pages::ScopeLine {
+            name,
+            description: server.scope_descriptions.get(name).map(String::as_str),
+            tools: server.tool_scopes.patterns_needing(name).collect(),
+            added: before.as_ref().is_some_and(|b| !b.iter().any(|s| s == name)),
+        })
+        .collect();
     let action = format!("{}/authorize", app.settings.issuer(&server.slug));
     let verified_host = app.clients.verified_host(&req.client);
     let status = if notice.is_some() { StatusCode::FORBIDDEN } else { StatusCode::OK };
@@ -119,7 +174,7 @@ pub fn page(
             client_name: &client_name,
             client_id: &req.client.client_id,
             destination: &destination(&req.reply.redirect_uri),
-            scopes: &scopes,
+            scopes,
             provider: app.providers.for_server(server).name(),
             notice,
             action: &action,

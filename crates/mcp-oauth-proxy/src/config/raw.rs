@@ -169,6 +169,8 @@ pub(super) struct RawServer {
     pub access: Option<RawAccess>,
     #[serde(default)]
     pub tool_scopes: BTreeMap<String, StringList>,
+    #[serde(default)]
+    pub scope_descriptions: BTreeMap<String, String>,
 }
 
 /// A list of strings, also as one comma-separated string (as the environment gives it).

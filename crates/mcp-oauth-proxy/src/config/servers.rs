@@ -114,5 +114,9 @@ fn server(
     }
     server.access = access;
     server.tool_scopes = tool_scopes;
+    for described in s.scope_descriptions.keys().filter(|k| !server.scopes.iter().any(|s| s == k.as_str())) {
+        problems.push(&key("scope_descriptions"), format_args!("{described:?} is not one of this server's scopes"));
+    }
+    server.scope_descriptions = s.scope_descriptions;
     Some(server)
 }

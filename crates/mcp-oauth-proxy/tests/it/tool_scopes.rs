@@ -99,3 +99,45 @@ async fn headers_that_disagree_with_the_body_are_refused_before_the_upstream() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST, "the 2026-07-28 revision requires the headers");
     assert_eq!(h.observed.authorization_headers().len(), seen_before, "nothing reached the MCP upstream");
 }
+
+/// Asking for more than this browser approved shows the consent page again, with what is
+/// added, what each scope allows and which tools it opens.
+#[tokio::test]
+async fn a_step_up_is_consented_to_with_what_it_adds() {
+    let h = Harness::start_with(Start {
+        env: vec![
+            ("MCP_OAUTH_PROXY_SERVERS__0__TOOL_SCOPES__ADD".into(), "tools:write".into()),
+            ("MCP_OAUTH_PROXY_SERVERS__0__TOOL_SCOPES__WHOAMI".into(), "tools:read".into()),
+            (
+                "MCP_OAUTH_PROXY_SERVERS__0__SCOPE_DESCRIPTIONS__TOOLS:WRITE".into(),
+                "Change things in your account".into(),
+            ),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let client_id = h.register_public().await;
+    let mut b = Browser::new();
+    b.login(&h.authorize_url(&client_id, &[("scope", "tools:read")]), true).await;
+    // The same scopes again: remembered, straight to the provider.
+    let again = b.get(&h.authorize_url(&client_id, &[("scope", "tools:read")])).await;
+    assert_eq!(again.status, StatusCode::FOUND);
+    // More: the consent page, marking what is new.
+    let more = b.get(&h.authorize_url(&client_id, &[("scope", "tools:read tools:write")])).await;
+    assert_eq!(more.status, StatusCode::OK, "a step-up is consented to");
+    let body = &more.body;
+    let write_line = body.split("<li>").find(|l| l.contains("tools:write")).expect("tools:write listed");
+    assert!(
+        write_line.contains("new")
+            && write_line.contains("Change things in your account")
+            && write_line.contains("add"),
+        "{write_line}"
+    );
+    let read_line = body.split("<li>").find(|l| l.contains("tools:read")).expect("tools:read listed");
+    assert!(!read_line.contains("new"), "{read_line}");
+    // Approved, the union is remembered.
+    let approved = b.submit(&more, "", &[("decision", "approve")]).await;
+    assert_eq!(approved.status, StatusCode::SEE_OTHER);
+    let after = b.get(&h.authorize_url(&client_id, &[("scope", "tools:write")])).await;
+    assert_eq!(after.status, StatusCode::FOUND);
+}
