@@ -58,6 +58,8 @@ pub struct ServerSettings {
     /// The scopes each tool's calls need (see `mcp_oauth_core::tool_scopes`); empty: any
     /// valid token may call any tool, and MCP traffic is forwarded untouched.
     pub tool_scopes: ToolScopes,
+    /// Leave the tools a token may not call out of `tools/list` answers.
+    pub hide_unauthorized_tools: bool,
 }
 
 /// Who may use a server: a user is let in when any one rule matches.
@@ -107,6 +109,7 @@ impl ServerSettings {
             access: None,
             scope_descriptions: Default::default(),
             tool_scopes: ToolScopes::default(),
+            hide_unauthorized_tools: false,
         }
     }
 }

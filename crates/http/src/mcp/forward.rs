@@ -10,6 +10,7 @@ use std::sync::atomic::AtomicI64;
 use futures_util::StreamExt;
 use prometheus_client::metrics::gauge::Gauge;
 
+use super::tool_list::{EventFilter, filter_message};
 use crate::client_address::ClientAddress;
 use crate::error::HttpError;
 use crate::settings::ServerSettings;
@@ -136,7 +137,11 @@ pub async fn send(
 /// The MCP upstream's answer as ours, its body streamed chunk by chunk (SSE events reach the
 /// client as they are produced). Dropping the returned body, which hyper does when the
 /// client goes away, drops the connection to the MCP upstream and so cancels its call.
-pub fn stream_back(upstream: reqwest::Response, open_streams: &Gauge<i64, AtomicI64>) -> Response {
+pub fn stream_back(
+    upstream: reqwest::Response,
+    open_streams: &Gauge<i64, AtomicI64>,
+    tool_filter: Option<ToolFilter>,
+) -> Response {
     let status = StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let named = connection_named(upstream.headers());
     let mut headers = HeaderMap::with_capacity(upstream.headers().len());
@@ -149,20 +154,70 @@ pub fn stream_back(upstream: reqwest::Response, open_streams: &Gauge<i64, Atomic
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
-    let body = if is_event_stream {
-        // Counted open until the stream ends or the client goes away (the body is dropped).
-        let open = OpenStream::new(open_streams.clone());
-        Body::from_stream(upstream.bytes_stream().map(move |chunk| {
-            let _counted = &open;
-            chunk
-        }))
-    } else {
-        Body::from_stream(upstream.bytes_stream())
+    if tool_filter.is_some() {
+        // The body changes length as tools are left out.
+        headers.remove(header::CONTENT_LENGTH);
+    }
+    let body = match (tool_filter, is_event_stream) {
+        (None, true) => {
+            // Counted open until the stream ends or the client goes away (the body is dropped).
+            let open = OpenStream::new(open_streams.clone());
+            Body::from_stream(upstream.bytes_stream().map(move |chunk| {
+                let _counted = &open;
+                chunk
+            }))
+        }
+        (None, false) => Body::from_stream(upstream.bytes_stream()),
+        (Some(keep), true) => {
+            let open = OpenStream::new(open_streams.clone());
+            let events = futures_util::stream::unfold(
+                (upstream.bytes_stream(), EventFilter::default(), false, open),
+                move |(mut chunks, mut filter, done, open)| {
+                    let keep = keep.clone();
+                    async move {
+                        if done {
+                            return None;
+                        }
+                        match chunks.next().await {
+                            Some(Ok(chunk)) => {
+                                let out = Bytes::from(filter.push(&chunk, &*keep));
+                                Some((Ok(out), (chunks, filter, false, open)))
+                            }
+                            Some(Err(e)) => Some((Err(e), (chunks, filter, true, open))),
+                            None => Some((Ok(Bytes::from(filter.finish())), (chunks, filter, true, open))),
+                        }
+                    }
+                },
+            );
+            Body::from_stream(events)
+        }
+        (Some(keep), false) => Body::from_stream(futures_util::stream::once(async move {
+            // A JSON answer is one message: read it whole (bounded), filter, send it on.
+            let whole = read_bounded(upstream, MAX_FILTERED_ANSWER).await?;
+            Ok::<_, std::io::Error>(Bytes::from(filter_message(&whole, &*keep).unwrap_or(whole)))
+        })),
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
     resp
+}
+
+/// Which tools a `tools/list` answer may keep (see `tool_list`).
+pub type ToolFilter = std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// A tool list larger than this is not filtered but refused (the stream is cut).
+const MAX_FILTERED_ANSWER: usize = 16 * 1024 * 1024;
+
+async fn read_bounded(mut upstream: reqwest::Response, max: usize) -> std::io::Result<Vec<u8>> {
+    let mut whole = Vec::new();
+    while let Some(chunk) = upstream.chunk().await.map_err(std::io::Error::other)? {
+        whole.extend_from_slice(&chunk);
+        if whole.len() > max {
+            return Err(std::io::Error::other("the tool list is too large to filter"));
+        }
+    }
+    Ok(whole)
 }
 
 /// One open event stream on the gauge, for as long as this lives.

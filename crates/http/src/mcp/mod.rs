@@ -7,6 +7,7 @@
 //! arrives.
 
 mod forward;
+mod tool_list;
 mod tool_rules;
 
 use std::time::Instant;
@@ -48,8 +49,16 @@ pub async fn handle(
         .await
         .map_err(|e| if is_timeout(&e) { body_too_slow() } else { too_large(&server) })?;
 
+    let mut tool_filter = None;
     if !server.tool_scopes.is_empty() && parts.method == axum::http::Method::POST {
         let granted = Scopes::parse(&token.scope).unwrap_or_default();
+        if server.hide_unauthorized_tools && tool_rules::is_tools_list(&body) {
+            let rules = server.tool_scopes.clone();
+            let granted = granted.clone();
+            let keep: forward::ToolFilter =
+                std::sync::Arc::new(move |tool| rules.required(tool).is_subset_of(&granted));
+            tool_filter = Some(keep);
+        }
         match tool_rules::check(&parts.headers, &body, &server.tool_scopes, &granted) {
             Ok(()) => {}
             Err(tool_rules::Refusal::InsufficientScope { needed }) => {
@@ -72,7 +81,7 @@ pub async fn handle(
     let open_streams = app.metrics.open_streams.get_or_create(&SlugLabels { slug: server.slug.clone() }).clone();
     let resp = send(&app, &server, &parts, body.clone(), &first.token, origin).await?;
     if resp.status() != reqwest::StatusCode::UNAUTHORIZED {
-        return Ok(forward::stream_back(resp, &open_streams));
+        return Ok(forward::stream_back(resp, &open_streams, tool_filter));
     }
     // The MCP upstream refused the user's token: an auth event, not a tool error (hiding
     // it as one leaves the client with a token that never works). Refresh once, replay.
@@ -91,7 +100,7 @@ pub async fn handle(
             Some("the MCP server refused the upstream credential"),
         ));
     }
-    Ok(forward::stream_back(resp, &open_streams))
+    Ok(forward::stream_back(resp, &open_streams, tool_filter))
 }
 
 /// [`forward::send`], counted: the MCP upstream's status and its time to the response head.

@@ -63,6 +63,11 @@ pub fn check(headers: &HeaderMap, body: &[u8], rules: &ToolScopes, granted: &Sco
     if needed.is_subset_of(granted) { Ok(()) } else { Err(Refusal::InsufficientScope { needed }) }
 }
 
+/// Whether a body is one `tools/list` request.
+pub fn is_tools_list(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body).is_ok_and(|v| v["method"] == "tools/list")
+}
+
 /// `Mcp-Method` and `Mcp-Name` against one message: equal when present, present when the
 /// request's revision requires them.
 fn check_headers(headers: &HeaderMap, message: &Value) -> Result<(), Refusal> {

@@ -171,6 +171,8 @@ pub(super) struct RawServer {
     pub tool_scopes: BTreeMap<String, StringList>,
     #[serde(default)]
     pub scope_descriptions: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "lenient::boolean")]
+    pub hide_unauthorized_tools: Option<bool>,
 }
 
 /// A list of strings, also as one comma-separated string (as the environment gives it).

@@ -118,5 +118,6 @@ fn server(
         problems.push(&key("scope_descriptions"), format_args!("{described:?} is not one of this server's scopes"));
     }
     server.scope_descriptions = s.scope_descriptions;
+    server.hide_unauthorized_tools = s.hide_unauthorized_tools.unwrap_or(false);
     Some(server)
 }

@@ -141,3 +141,29 @@ async fn a_step_up_is_consented_to_with_what_it_adds() {
     let after = b.get(&h.authorize_url(&client_id, &[("scope", "tools:write")])).await;
     assert_eq!(after.status, StatusCode::FOUND);
 }
+
+/// With `hide_unauthorized_tools`, a token sees only the tools it may call.
+#[tokio::test]
+async fn tool_lists_match_the_token() {
+    let h = Harness::start_with(Start {
+        env: vec![
+            ("MCP_OAUTH_PROXY_SERVERS__0__TOOL_SCOPES__ADD".into(), "tools:write".into()),
+            ("MCP_OAUTH_PROXY_SERVERS__0__TOOL_SCOPES__WHOAMI".into(), "tools:read".into()),
+            ("MCP_OAUTH_PROXY_SERVERS__0__HIDE_UNAUTHORIZED_TOOLS".into(), "true".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let client_id = h.register_public().await;
+    let read = token_for(&h, &client_id, "tools:read").await;
+    let seen = tool_names(&h, read["access_token"].as_str().unwrap()).await;
+    assert!(seen.contains(&"whoami".to_owned()) && !seen.contains(&"add".to_owned()), "{seen:?}");
+    let both = token_for(&h, &client_id, "tools:read tools:write").await;
+    let seen = tool_names(&h, both["access_token"].as_str().unwrap()).await;
+    assert!(seen.contains(&"whoami".to_owned()) && seen.contains(&"add".to_owned()), "{seen:?}");
+}
+
+async fn tool_names(h: &Harness, token: &str) -> Vec<String> {
+    let client = connect(h, "demo", token).await;
+    client.list_all_tools().await.unwrap().into_iter().map(|t| t.name.to_string()).collect()
+}
