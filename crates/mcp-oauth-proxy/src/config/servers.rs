@@ -70,6 +70,7 @@ fn server(
     }));
     // The server's scopes: those listed, and every scope a tool needs (clients learn
     // them from the metadata and the challenges); `mcp` when there are none at all.
+    let listed = (!s.scopes.is_empty()).then(|| Scopes::parse(&s.scopes.join(" ")).ok()).flatten();
     let mut scopes: Vec<String> = s.scopes;
     scopes.extend(tool_scopes.all_scopes().map(str::to_owned));
     if scopes.is_empty() {
@@ -113,6 +114,11 @@ fn server(
         server.max_body_bytes = max.max(0) as usize;
     }
     server.access = access;
+    // Tools with scopes of their own and listed server scopes: a 401 asks for the listed
+    // ones only, and a tool's call steps up to its scopes when it needs them.
+    if let Some(listed) = listed.filter(|_| !tool_scopes.is_empty()) {
+        server.challenge_scopes = listed;
+    }
     server.tool_scopes = tool_scopes;
     for described in s.scope_descriptions.keys().filter(|k| !server.scopes.iter().any(|s| s == k.as_str())) {
         problems.push(&key("scope_descriptions"), format_args!("{described:?} is not one of this server's scopes"));

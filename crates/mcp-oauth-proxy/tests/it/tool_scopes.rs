@@ -167,3 +167,38 @@ async fn tool_names(h: &Harness, token: &str) -> Vec<String> {
     let client = connect(h, "demo", token).await;
     client.list_all_tools().await.unwrap().into_iter().map(|t| t.name.to_string()).collect()
 }
+
+/// The 401 asks for the least a client needs to start: the server's listed scopes when its
+/// tools have scopes of their own (those come by step-up); every scope when none are listed.
+#[tokio::test]
+async fn a_401_asks_for_the_listed_scopes_and_the_tools_scopes_come_by_step_up() {
+    async fn challenge(h: &Harness) -> String {
+        let r =
+            h.http.post(h.url("/mcp/demo")).header("content-type", "application/json").body("{}").send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        r.headers()["www-authenticate"].to_str().unwrap().to_owned()
+    }
+    let unlisted = with_tool_scopes().await;
+    assert!(challenge(&unlisted).await.contains("scope=\"tools:read tools:write\""));
+
+    let listed = Harness::start_with(Start {
+        env: vec![
+            ("MCP_OAUTH_PROXY_SERVERS__0__SCOPES".into(), "tools:read".into()),
+            ("MCP_OAUTH_PROXY_SERVERS__0__TOOL_SCOPES__ADD".into(), "tools:write".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let c = challenge(&listed).await;
+    assert!(c.contains("scope=\"tools:read\""), "{c}");
+    let prm: Value = listed
+        .http
+        .get(listed.url("/.well-known/oauth-protected-resource/mcp/demo"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(prm["scopes_supported"], json!(["tools:read", "tools:write"]), "the metadata lists every scope");
+}
