@@ -16,7 +16,9 @@ const bin = process.env.MOP_PROXY_BIN ?? path.join(here, '../target/debug/mcp-oa
 const UPSTREAM_TTL = 15; // seconds; the proxy refreshes 5 s before expiry
 const ACCESS_TTL = 10; // the proxy's own access tokens
 const WAIT = 20; // clients wait this long, so that both have expired, then call again
-const CONFORMANCE_PORT = 53700;
+// Ports that clients listen on for their callback sit below the ephemeral range (32768 and
+// up on Linux), where an outgoing connection of this very run could hold them.
+const CONFORMANCE_PORT = 31700;
 
 function freePort() {
   return new Promise((resolve) => {
@@ -74,20 +76,34 @@ refresh_margin_secs = 5
 slug = "interop"
 upstream_url = "${upstream.url}"
 provider = "mock"
+[[servers]]
+slug = "interop-scoped"
+upstream_url = "${upstream.url}"
+provider = "mock"
+scopes = ["tools:read"]
+tool_scopes = { "write_note" = ["notes:write"] }
 [[clients]]
 client_id = "conformance"
 redirect_uris = ["http://127.0.0.1:${CONFORMANCE_PORT}/callback"]
 trusted = true
 `);
 const proxy = spawn(bin, ['serve', '--config', config], { env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' }, stdio: ['ignore', 'inherit', 'inherit'] });
+// The proxy goes when the suite goes, however it ends (an orphan would hold the port and
+// the output pipe of whoever ran the suite).
+process.on('exit', () => proxy.kill());
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(130));
 await waitForPort(port);
 const mcpUrl = `${publicUrl}/mcp/interop`;
+const scopedUrl = `${publicUrl}/mcp/interop-scoped`; // write_note needs notes:write
 
 const issuer = `${publicUrl}/oauth/interop`;
 // [name, command, arguments, how many upstream logins it makes]
 const scenarios = [
   ['typescript-sdk', 'node', ['clients/ts-sdk.mjs', mcpUrl, String(WAIT)], 1],
   ['python-sdk', path.join(here, '.venv/bin/python'), ['clients/py-sdk.py', mcpUrl, String(WAIT)], 1],
+  // Each step-up logs in twice: once for what the 401 names, once for the union.
+  ['python-sdk 2.x (step-up)', path.join(here, '.venv2/bin/python'), ['clients/py-sdk2.py', scopedUrl, String(WAIT)], 2],
+  ['typescript-sdk (step-up)', 'node', ['clients/ts-step-up.mjs', scopedUrl], 2],
   ['mcp-remote', 'node', ['clients/mcp-remote.mjs', mcpUrl, String(WAIT)], 1],
   ['inspector-cli', 'node', ['clients/inspector-cli.mjs', mcpUrl, String(WAIT)], 1],
 ];
@@ -114,6 +130,16 @@ const refreshed = provider.stats.refreshes >= 1 && provider.stats.codeExchanges 
 if (!only) {
 refreshed ? passed++ : failed++;
 console.log(`${refreshed ? 'PASS' : 'FAIL'} upstream-refresh: the provider answered ${provider.stats.refreshes} refresh grant(s) for ${provider.stats.codeExchanges} login(s) (expected ${expectedLogins})`);
+}
+// The refused calls never reached the MCP upstream: it kept each step-up client's note
+// once, from the call made after the step-up.
+const stepUps = { 'python-sdk 2.x (step-up)': 'python-sdk 2.x step-up', 'typescript-sdk (step-up)': 'typescript-sdk step-up' };
+const expectedNotes = chosen(scenarios).filter(([name]) => name in stepUps).map(([name]) => stepUps[name]).sort();
+const notes = [...upstream.stats.notes].sort();
+if (expectedNotes.length) {
+  const same = JSON.stringify(notes) === JSON.stringify(expectedNotes);
+  same ? passed++ : failed++;
+  console.log(`${same ? 'PASS' : 'FAIL'} step-up-upstream: the MCP upstream kept ${JSON.stringify(notes)} (expected ${JSON.stringify(expectedNotes)}: refused calls never reach it)`);
 }
 console.log(`${passed} passed, ${failed} failed`);
 proxy.kill();

@@ -10,7 +10,7 @@ import { stdioSession } from './stdio-session.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const [mcpUrl, waitSeconds] = [process.argv[2], Number(process.argv[3] ?? 0)];
-const port = 53690;
+const port = 31690;
 const env = {
   ...process.env,
   BROWSER: path.join(here, '../lib/open-url.mjs'),

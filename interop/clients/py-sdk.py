@@ -14,7 +14,7 @@ from mcp.client.auth import OAuthClientProvider, TokenStorage
 from mcp.client.streamable_http import streamablehttp_client
 from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
-REDIRECT = "http://127.0.0.1:53683/callback"
+REDIRECT = "http://127.0.0.1:31683/callback"
 
 
 class Memory(TokenStorage):

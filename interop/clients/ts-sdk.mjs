@@ -7,30 +7,10 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { browse } from '../lib/browser.mjs';
+import { MemoryProvider } from '../lib/memory-provider.mjs';
 
 const [mcpUrl, waitSeconds] = [process.argv[2], Number(process.argv[3] ?? 0)];
-const redirectUrl = 'http://127.0.0.1:53682/callback';
-
-class MemoryProvider {
-  constructor() { this.saved = {}; }
-  get redirectUrl() { return redirectUrl; }
-  get clientMetadata() {
-    return {
-      client_name: 'interop: TypeScript SDK',
-      redirect_uris: [redirectUrl],
-      grant_types: ['authorization_code', 'refresh_token'],
-      response_types: ['code'],
-      token_endpoint_auth_method: 'none',
-    };
-  }
-  clientInformation() { return this.saved.client; }
-  saveClientInformation(info) { this.saved.client = info; }
-  tokens() { return this.saved.tokens; }
-  saveTokens(tokens) { this.saved.tokens = tokens; this.saved.tokenSaves = (this.saved.tokenSaves ?? 0) + 1; }
-  redirectToAuthorization(url) { this.authorizationUrl = url.toString(); }
-  saveCodeVerifier(v) { this.saved.verifier = v; }
-  codeVerifier() { return this.saved.verifier; }
-}
+const redirectUrl = 'http://127.0.0.1:31682/callback';
 
 async function connect(provider) {
   const client = new Client({ name: 'interop-ts', version: '1.0.0' });
@@ -38,7 +18,7 @@ async function connect(provider) {
   return client;
 }
 
-const provider = new MemoryProvider();
+const provider = new MemoryProvider(redirectUrl, 'interop: TypeScript SDK');
 let client;
 try {
   client = await connect(provider);
