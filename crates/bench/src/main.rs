@@ -3,11 +3,16 @@
 //! Starts the development identity provider and the sample MCP server (stateless JSON
 //! mode), runs the real `mcp-oauth-proxy serve` binary in front of it as a separate
 //! process, logs in once, and then sends the same MCP `tools/call` at several
-//! concurrencies, first straight to the MCP server, then through the proxy. Prints
-//! requests per second, p50 and p99 latency for each, the ratios between them, and the
-//! proxy's peak memory (VmHWM). Every request is checked; errors are counted and shown.
+//! concurrencies: straight to the MCP server, through nginx as a plain pass-through proxy
+//! (the reference for one hop), and through mcp-oauth-proxy. Prints requests per second,
+//! p50 and p99 latency and, for the two proxies, their CPU time per request (from
+//! `/proc`), the proxy's figures against nginx's, and the proxy's peak memory (VmHWM).
+//! Every request is checked; errors are counted and shown.
 //!
-//! Run: `scripts/bench.sh` (builds in release mode first).
+//! Run: `scripts/bench.sh` (builds in release mode first, installs nginx when it can).
+
+mod cpu;
+mod nginx;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,12 +34,16 @@ struct Args {
     /// Concurrencies to measure, comma-separated.
     #[arg(long, default_value = "1,8,32")]
     concurrency: String,
+    /// The nginx binary for the reference hop; the comparison is left out without one.
+    #[arg(long, default_value = "nginx")]
+    nginx_bin: String,
 }
 
 const CALL: &str =
     r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"add","arguments":{"a":1,"b":2}}}"#;
 
 struct Run {
+    requests: usize,
     rps: f64,
     p50_us: u64,
     p99_us: u64,
@@ -77,7 +86,7 @@ async fn measure(client: &reqwest::Client, url: &str, token: &str, concurrency: 
     all.sort_unstable();
     let pct =
         |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0);
-    Run { rps: all.len() as f64 / elapsed, p50_us: pct(0.50), p99_us: pct(0.99), errors }
+    Run { requests: all.len(), rps: all.len() as f64 / elapsed, p50_us: pct(0.50), p99_us: pct(0.99), errors }
 }
 
 async fn send(client: &reqwest::Client, url: &str, token: &str) -> Result<String, reqwest::Error> {
@@ -93,6 +102,15 @@ async fn send(client: &reqwest::Client, url: &str, token: &str) -> Result<String
         .error_for_status()?
         .text()
         .await
+}
+
+/// One way to the MCP server: straight, through nginx, through the proxy (with the pid
+/// whose CPU time is counted).
+struct Target {
+    name: &'static str,
+    url: String,
+    token: String,
+    pid: Option<u32>,
 }
 
 fn peak_rss_kib(pid: u32) -> Option<u64> {
@@ -154,33 +172,49 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     send(&http, &upstream, &direct_token).await?;
     send(&http, &proxied, &proxy_token).await?;
 
+    let nginx = nginx::Nginx::start(&args.nginx_bin, &dir, &url::Url::parse(&upstream)?, &direct_token).await;
+    let mut targets = vec![Target { name: "direct", url: upstream.clone(), token: direct_token.clone(), pid: None }];
+    match &nginx {
+        Some(n) => {
+            send(&http, &n.url, "unused").await?;
+            targets.push(Target { name: "nginx", url: n.url.clone(), token: "unused".into(), pid: n.child.id() });
+        }
+        None => println!("({} could not be started: no nginx reference in this run)", args.nginx_bin),
+    }
+    targets.push(Target { name: "proxy", url: proxied, token: proxy_token, pid: Some(pid) });
+
     println!("mcp-oauth-proxy benchmark: MCP tools/call (JSON), {}s per run", args.seconds);
     println!(
-        "machine: {} cores; load generator, MCP server and identity provider share them with the proxy",
+        "machine: {} cores; load generator, MCP server and identity provider share them with the proxies",
         std::thread::available_parallelism()?.get()
     );
     println!();
-    println!(
-        "{:>4} | {:>10} {:>9} {:>9} | {:>10} {:>9} {:>9} | {:>8} {:>10} {:>10}",
-        "conc", "direct rps", "p50 µs", "p99 µs", "proxy rps", "p50 µs", "p99 µs", "rps %", "+p50 µs", "+p99 µs"
-    );
+    println!("{:>4} {:>7} | {:>9} {:>9} {:>9} | {:>10}", "conc", "path", "rps", "p50 µs", "p99 µs", "CPU µs/req");
     for c in concurrencies {
-        let d = measure(&http, &upstream, &direct_token, c, args.seconds).await;
-        let p = measure(&http, &proxied, &proxy_token, c, args.seconds).await;
-        println!(
-            "{c:>4} | {:>10.0} {:>9} {:>9} | {:>10.0} {:>9} {:>9} | {:>7.1}% {:>10} {:>10}",
-            d.rps,
-            d.p50_us,
-            d.p99_us,
-            p.rps,
-            p.p50_us,
-            p.p99_us,
-            100.0 * p.rps / d.rps,
-            p.p50_us as i64 - d.p50_us as i64,
-            p.p99_us as i64 - d.p99_us as i64,
-        );
-        if d.errors + p.errors > 0 {
-            println!("     errors: direct {}, proxy {}", d.errors, p.errors);
+        let mut runs = Vec::new();
+        for t in &targets {
+            let before = t.pid.map(cpu::used);
+            let r = measure(&http, &t.url, &t.token, c, args.seconds).await;
+            let cpu_us =
+                before.zip(t.pid).map(|(b, pid)| (cpu::used(pid) - b).as_secs_f64() * 1e6 / r.requests.max(1) as f64);
+            let cpu = cpu_us.map_or("-".to_owned(), |u| format!("{u:.1}"));
+            println!("{c:>4} {:>7} | {:>9.0} {:>9} {:>9} | {cpu:>10}", t.name, r.rps, r.p50_us, r.p99_us);
+            if r.errors > 0 {
+                println!("             errors: {}", r.errors);
+            }
+            runs.push((t.name, r, cpu_us));
+        }
+        let find = |name| runs.iter().find(|(n, ..)| *n == name);
+        if let (Some((_, d, _)), Some((_, n, n_cpu)), Some((_, p, p_cpu))) =
+            (find("direct"), find("nginx"), find("proxy"))
+        {
+            println!(
+                "             proxy vs nginx: CPU/req {}, throughput {:.0}%, added p50 {} µs vs {} µs",
+                p_cpu.zip(*n_cpu).map_or("-".to_owned(), |(p, n)| format!("{:.2}×", p / n)),
+                100.0 * p.rps / n.rps,
+                p.p50_us as i64 - d.p50_us as i64,
+                n.p50_us as i64 - d.p50_us as i64,
+            );
         }
     }
     if let Some(kib) = peak_rss_kib(pid) {
