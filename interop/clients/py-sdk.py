@@ -6,35 +6,18 @@ Usage: python clients/py-sdk.py MCP_URL WAIT_SECONDS
 """
 
 import asyncio
+import os
 import sys
-from urllib.parse import parse_qs, urlparse
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from py_user import MemoryStorage, play_user  # noqa: E402
 
 from mcp import ClientSession
-from mcp.client.auth import OAuthClientProvider, TokenStorage
+from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamablehttp_client
-from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
+from mcp.shared.auth import OAuthClientMetadata
 
 REDIRECT = "http://127.0.0.1:31683/callback"
-
-
-class Memory(TokenStorage):
-    def __init__(self) -> None:
-        self.tokens: OAuthToken | None = None
-        self.client: OAuthClientInformationFull | None = None
-        self.token_saves = 0
-
-    async def get_tokens(self) -> OAuthToken | None:
-        return self.tokens
-
-    async def set_tokens(self, tokens: OAuthToken) -> None:
-        self.tokens = tokens
-        self.token_saves += 1
-
-    async def get_client_info(self) -> OAuthClientInformationFull | None:
-        return self.client
-
-    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
-        self.client = client_info
 
 
 async def main(url: str, wait: float) -> None:
@@ -44,18 +27,10 @@ async def main(url: str, wait: float) -> None:
         pending["url"] = authorization_url
 
     async def callback_handler() -> tuple[str, str | None]:
-        # The shared headless browser plays the user: consent, then the provider's login.
-        proc = await asyncio.create_subprocess_exec(
-            "node", "lib/browser.mjs", pending["url"], REDIRECT,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await proc.communicate()
-        if proc.returncode != 0:
-            raise RuntimeError(f"browser: {err.decode()}")
-        query = parse_qs(urlparse(out.decode().strip()).query)
-        return query["code"][0], query.get("state", [None])[0]
+        back = await play_user(pending["url"], REDIRECT)
+        return back["code"], back["state"]
 
-    storage = Memory()
+    storage = MemoryStorage()
     auth = OAuthClientProvider(
         server_url=url,
         client_metadata=OAuthClientMetadata(

@@ -11,37 +11,21 @@ Usage: python clients/py-sdk2.py MCP_URL WAIT_SECONDS
 """
 
 import asyncio
+import os
 import sys
 from urllib.parse import parse_qs, urlparse
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from py_user import MemoryStorage, play_user  # noqa: E402
+
 import httpx2
 from mcp.client import Client
-from mcp.client.auth import AuthorizationCodeResult, OAuthClientProvider, TokenStorage
+from mcp.client.auth import AuthorizationCodeResult, OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
+from mcp.shared.auth import OAuthClientMetadata
 
 REDIRECT = "http://127.0.0.1:31685/callback"
 NOTE = "python-sdk 2.x step-up"
-
-
-class Memory(TokenStorage):
-    def __init__(self) -> None:
-        self.tokens: OAuthToken | None = None
-        self.client: OAuthClientInformationFull | None = None
-        self.token_saves = 0
-
-    async def get_tokens(self) -> OAuthToken | None:
-        return self.tokens
-
-    async def set_tokens(self, tokens: OAuthToken) -> None:
-        self.tokens = tokens
-        self.token_saves += 1
-
-    async def get_client_info(self) -> OAuthClientInformationFull | None:
-        return self.client
-
-    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
-        self.client = client_info
 
 
 async def main(url: str, wait: float) -> None:
@@ -53,20 +37,9 @@ async def main(url: str, wait: float) -> None:
         asked.append(parse_qs(urlparse(authorization_url).query).get("scope", [""])[0])
 
     async def callback_handler() -> AuthorizationCodeResult:
-        # The shared headless browser plays the user: consent, then the provider's login.
-        proc = await asyncio.create_subprocess_exec(
-            "node", "lib/browser.mjs", pending["url"], REDIRECT,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await proc.communicate()
-        if proc.returncode != 0:
-            raise RuntimeError(f"browser: {err.decode()}")
-        query = parse_qs(urlparse(out.decode().strip()).query)
-        return AuthorizationCodeResult(
-            code=query["code"][0], state=query.get("state", [None])[0], iss=query.get("iss", [None])[0]
-        )
+        return AuthorizationCodeResult(**await play_user(pending["url"], REDIRECT))
 
-    storage = Memory()
+    storage = MemoryStorage()
     auth = OAuthClientProvider(
         server_url=url,
         client_metadata=OAuthClientMetadata(

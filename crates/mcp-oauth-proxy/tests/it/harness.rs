@@ -173,6 +173,11 @@ impl Harness {
         format!("{}{path}", self.base)
     }
 
+    /// A GET of `path` on the proxy, its JSON body (discovery documents and the like).
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.http.get(self.url(path)).send().await.unwrap().json().await.unwrap()
+    }
+
     pub async fn register(&self, body: Value) -> (StatusCode, Value) {
         let r = self.http.post(self.url("/oauth/demo/register")).json(&body).send().await.unwrap();
         (r.status(), r.json().await.unwrap())

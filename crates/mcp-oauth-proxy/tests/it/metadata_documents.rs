@@ -28,15 +28,7 @@ fn allowing_loopback() -> Start {
 #[tokio::test]
 async fn a_metadata_document_client_logs_in_without_registering() {
     let h = Harness::start_with(allowing_loopback()).await;
-    let meta: Value = h
-        .http
-        .get(h.url("/.well-known/oauth-authorization-server/oauth/demo"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let meta: Value = h.get_json("/.well-known/oauth-authorization-server/oauth/demo").await;
     assert_eq!(meta["client_id_metadata_document_supported"], true);
 
     let client_id = serve_document(None, REDIRECT).await;

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::harness::{Browser, Harness, Start};
 
 async fn get_json(h: &Harness, path: &str) -> Value {
-    h.http.get(h.url(path)).send().await.unwrap().json().await.unwrap()
+    h.get_json(path).await
 }
 
 #[tokio::test]

@@ -44,8 +44,7 @@ async fn raw_call(h: &Harness, token: &str, tool: &str, headers: &[(&str, &str)]
 #[tokio::test]
 async fn a_tool_call_without_its_scope_steps_up_and_then_goes_through() {
     let h = with_tool_scopes().await;
-    let prm: Value =
-        h.http.get(h.url("/.well-known/oauth-protected-resource/mcp/demo")).send().await.unwrap().json().await.unwrap();
+    let prm: Value = h.get_json("/.well-known/oauth-protected-resource/mcp/demo").await;
     assert_eq!(prm["scopes_supported"], json!(["tools:read", "tools:write"]), "the tools' scopes are the server's");
 
     let client_id = h.register_public().await;
@@ -191,14 +190,6 @@ async fn a_401_asks_for_the_listed_scopes_and_the_tools_scopes_come_by_step_up()
     .await;
     let c = challenge(&listed).await;
     assert!(c.contains("scope=\"tools:read\""), "{c}");
-    let prm: Value = listed
-        .http
-        .get(listed.url("/.well-known/oauth-protected-resource/mcp/demo"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let prm: Value = listed.get_json("/.well-known/oauth-protected-resource/mcp/demo").await;
     assert_eq!(prm["scopes_supported"], json!(["tools:read", "tools:write"]), "the metadata lists every scope");
 }
