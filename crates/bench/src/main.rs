@@ -13,6 +13,7 @@
 
 mod cpu;
 mod nginx;
+mod refresh;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,6 +38,9 @@ struct Args {
     /// The nginx binary for the reference hop; the comparison is left out without one.
     #[arg(long, default_value = "nginx")]
     nginx_bin: String,
+    /// Token families refreshing at once in the refresh-grant measurement (0: leave it out).
+    #[arg(long, default_value_t = 16)]
+    families: usize,
 }
 
 const CALL: &str =
@@ -215,6 +219,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 p.p50_us as i64 - d.p50_us as i64,
                 n.p50_us as i64 - d.p50_us as i64,
             );
+        }
+    }
+    if args.families > 0 {
+        // Each family is one login, as each client of a real deployment would have.
+        let mut families = Vec::with_capacity(args.families);
+        for _ in 0..args.families {
+            let t = mcp_oauth_devsupport::browser::log_in(&public_url, "demo", "bench", redirect).await;
+            families.push(t["refresh_token"].as_str().ok_or("no refresh token")?.to_owned());
+        }
+        let before = cpu::used(pid);
+        let token_url = format!("{public_url}/oauth/demo/token");
+        let r = refresh::measure(&http, &token_url, "bench", families, args.seconds).await;
+        let cpu_us = (cpu::used(pid) - before).as_secs_f64() * 1e6 / r.count.max(1) as f64;
+        println!(
+            "\nrefresh grant, SQLite, {} families in chains: {:.0}/s, p50 {} µs, p99 {} µs, proxy CPU {cpu_us:.0} µs per refresh",
+            args.families, r.per_second, r.p50_us, r.p99_us
+        );
+        if r.errors > 0 {
+            println!("     broken chains: {}", r.errors);
         }
     }
     if let Some(kib) = peak_rss_kib(pid) {
