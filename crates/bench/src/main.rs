@@ -14,6 +14,7 @@
 mod cpu;
 mod nginx;
 mod refresh;
+mod stats;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,15 +47,7 @@ struct Args {
 const CALL: &str =
     r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"add","arguments":{"a":1,"b":2}}}"#;
 
-struct Run {
-    requests: usize,
-    rps: f64,
-    p50_us: u64,
-    p99_us: u64,
-    errors: u64,
-}
-
-async fn measure(client: &reqwest::Client, url: &str, token: &str, concurrency: usize, seconds: u64) -> Run {
+async fn measure(client: &reqwest::Client, url: &str, token: &str, concurrency: usize, seconds: u64) -> stats::Summary {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency)
@@ -79,18 +72,7 @@ async fn measure(client: &reqwest::Client, url: &str, token: &str, concurrency: 
             })
         })
         .collect();
-    let mut all = Vec::new();
-    let mut errors = 0;
-    for w in workers {
-        let (l, e) = w.await.expect("worker");
-        all.extend(l);
-        errors += e;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    all.sort_unstable();
-    let pct =
-        |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0);
-    Run { requests: all.len(), rps: all.len() as f64 / elapsed, p50_us: pct(0.50), p99_us: pct(0.99), errors }
+    stats::gather(workers, started).await
 }
 
 async fn send(client: &reqwest::Client, url: &str, token: &str) -> Result<String, reqwest::Error> {
@@ -200,9 +182,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let before = t.pid.map(cpu::used);
             let r = measure(&http, &t.url, &t.token, c, args.seconds).await;
             let cpu_us =
-                before.zip(t.pid).map(|(b, pid)| (cpu::used(pid) - b).as_secs_f64() * 1e6 / r.requests.max(1) as f64);
+                before.zip(t.pid).map(|(b, pid)| (cpu::used(pid) - b).as_secs_f64() * 1e6 / r.count.max(1) as f64);
             let cpu = cpu_us.map_or("-".to_owned(), |u| format!("{u:.1}"));
-            println!("{c:>4} {:>7} | {:>9.0} {:>9} {:>9} | {cpu:>10}", t.name, r.rps, r.p50_us, r.p99_us);
+            println!("{c:>4} {:>7} | {:>9.0} {:>9} {:>9} | {cpu:>10}", t.name, r.per_second, r.p50_us, r.p99_us);
             if r.errors > 0 {
                 println!("             errors: {}", r.errors);
             }
@@ -215,7 +197,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!(
                 "             proxy vs nginx: CPU/req {}, throughput {:.0}%, added p50 {} µs vs {} µs",
                 p_cpu.zip(*n_cpu).map_or("-".to_owned(), |(p, n)| format!("{:.2}×", p / n)),
-                100.0 * p.rps / n.rps,
+                100.0 * p.per_second / n.per_second,
                 p.p50_us as i64 - d.p50_us as i64,
                 n.p50_us as i64 - d.p50_us as i64,
             );

@@ -7,13 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub struct Refreshes {
-    pub count: usize,
-    pub per_second: f64,
-    pub p50_us: u64,
-    pub p99_us: u64,
-    pub errors: u64,
-}
+use crate::stats::{self, Summary};
 
 /// Runs one chain per refresh token in `families` for `seconds`.
 pub async fn measure(
@@ -22,7 +16,7 @@ pub async fn measure(
     client_id: &str,
     families: Vec<String>,
     seconds: u64,
-) -> Refreshes {
+) -> Summary {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let chains: Vec<_> = families
@@ -56,16 +50,5 @@ pub async fn measure(
             })
         })
         .collect();
-    let mut all = Vec::new();
-    let mut errors = 0;
-    for chain in chains {
-        let (l, e) = chain.await.expect("chain");
-        all.extend(l);
-        errors += e;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    all.sort_unstable();
-    let pct =
-        |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0);
-    Refreshes { count: all.len(), per_second: all.len() as f64 / elapsed, p50_us: pct(0.50), p99_us: pct(0.99), errors }
+    stats::gather(chains, started).await
 }
