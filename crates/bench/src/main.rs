@@ -1,20 +1,29 @@
 //! `mop-bench`: how much does the proxy cost?
 //!
-//! Starts the development identity provider and the sample MCP server (stateless JSON
-//! mode), runs the real `mcp-oauth-proxy serve` binary in front of it as a separate
-//! process, logs in once, and then sends the same MCP `tools/call` at several
-//! concurrencies: straight to the MCP server, through nginx as a plain pass-through proxy
-//! (the reference for one hop), and through mcp-oauth-proxy. Prints requests per second,
-//! p50 and p99 latency and, for the two proxies, their CPU time per request (from
-//! `/proc`), the proxy's figures against nginx's, and the proxy's peak memory (VmHWM).
-//! Every request is checked; errors are counted and shown.
+//! Starts the development identity provider and a nearly free MCP server (`upstream`),
+//! runs the real `mcp-oauth-proxy serve` binary in front of it as a separate process, logs
+//! in as a user would, and measures in one run:
+//! - the MCP path: the same `tools/call` at several concurrencies, straight to the
+//!   server, through nginx as a plain pass-through proxy (the reference for one hop), and
+//!   through mcp-oauth-proxy; requests per second, p50/p99 latency and, for the two
+//!   proxies, their CPU time per request (from `/proc`);
+//! - the refresh grant: N token families refreshing in chains, on SQLite and (given a
+//!   database) on PostgreSQL;
+//! - N event streams held open through the proxy, with its resident memory.
 //!
-//! Run: `scripts/bench.sh` (builds in release mode first, installs nginx when it can).
+//! Every answer is checked; errors are counted and shown.
+//!
+//! Run: `scripts/bench.sh` (builds in release mode first, installs nginx and PostgreSQL
+//! when it can).
 
 mod cpu;
+mod memory;
 mod nginx;
+mod proxy;
 mod refresh;
 mod stats;
+mod streams;
+mod upstream;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,7 +32,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use mcp_oauth_core::SystemClock;
 use mcp_oauth_devsupport::idp::{DevIdp, IdpOptions};
-use mcp_oauth_devsupport::mcp_server::{self, Observed};
+
+use crate::proxy::Proxy;
 
 #[derive(Parser)]
 struct Args {
@@ -33,8 +43,8 @@ struct Args {
     /// Seconds per measurement.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
-    /// Concurrencies to measure, comma-separated.
-    #[arg(long, default_value = "1,8,32")]
+    /// Concurrencies to measure, comma-separated (empty: leave the MCP path out).
+    #[arg(long, default_value = "1,16")]
     concurrency: String,
     /// The nginx binary for the reference hop; the comparison is left out without one.
     #[arg(long, default_value = "nginx")]
@@ -42,6 +52,12 @@ struct Args {
     /// Token families refreshing at once in the refresh-grant measurement (0: leave it out).
     #[arg(long, default_value_t = 16)]
     families: usize,
+    /// An empty PostgreSQL database, to measure the refresh grant on PostgreSQL too.
+    #[arg(long)]
+    postgres_url: Option<String>,
+    /// Event streams to hold open through the proxy at once (0: leave it out).
+    #[arg(long, default_value_t = 10_000)]
+    streams: usize,
 }
 
 const CALL: &str =
@@ -99,83 +115,68 @@ struct Target {
     pid: Option<u32>,
 }
 
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let concurrencies: Vec<usize> = args.concurrency.split(',').map(|c| c.trim().parse()).collect::<Result<_, _>>()?;
+    let concurrencies: Vec<usize> =
+        args.concurrency.split(',').filter(|c| !c.trim().is_empty()).map(|c| c.trim().parse()).collect::<Result<_, _>>()?;
     if !args.proxy_bin.exists() {
         return Err(format!("{} not found: build it with `cargo build --release`", args.proxy_bin.display()).into());
+    }
+    if args.streams > 0 {
+        let limit = streams::raise_open_file_limit(args.streams)?;
+        if (limit as usize) < 3 * args.streams {
+            println!("(open files are limited to {limit} here: the stream measurement may run short of them)");
+        }
     }
 
     let idp = DevIdp::new(IdpOptions { access_ttl_secs: Some(24 * 3600), ..Default::default() }, Arc::new(SystemClock));
     let issuer = idp.spawn().await?;
-    let router = mcp_server::router_with(idp.token_check(), Observed::default(), true);
-    let (upstream_base, _) = mcp_oauth_devsupport::serve_on_loopback(router).await?;
-    let upstream = format!("{upstream_base}/mcp");
-
+    let upstream = upstream::spawn(idp.token_check()).await?;
     let dir = std::env::temp_dir().join(format!("mop-bench-{}", mcp_oauth_core::token::random_id()));
     std::fs::create_dir_all(&dir)?;
-    let port = tokio::net::TcpListener::bind("127.0.0.1:0").await?.local_addr()?.port();
-    let public_url = format!("http://127.0.0.1:{port}");
-    let redirect = "http://127.0.0.1:1/callback";
-    let config = dir.join("proxy.toml");
-    let db = format!("sqlite://{}", dir.join("proxy.db").display());
-    let toml = mcp_oauth_devsupport::DevProxyConfig {
-        public_url: &public_url,
-        storage_url: &db,
-        encryption_key: &mcp_oauth_core::seal::generate_key(),
-        issuer: &issuer,
-        upstream_url: &upstream,
-        more_tables: &format!("[[clients]]\nclient_id = \"bench\"\nredirect_uris = [\"{redirect}\"]\ntrusted = true\n"),
-    }
-    .toml();
-    std::fs::write(&config, format!("listen = \"127.0.0.1:{port}\"\n{toml}"))?;
-    let mut proxy = tokio::process::Command::new(&args.proxy_bin)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()?;
-    let pid = proxy.id().ok_or("proxy exited at once")?;
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let sqlite = format!("sqlite://{}", dir.join("proxy.db").display());
+    let proxy = Proxy::start(&args.proxy_bin, &dir, &sqlite, &issuer, &upstream).await?;
 
     // Log in once, as a user would, to get the proxy's token.
-    let tokens = mcp_oauth_devsupport::browser::log_in(&public_url, "demo", "bench", redirect).await;
+    let tokens = proxy.log_in().await;
     let http = reqwest::Client::builder().pool_max_idle_per_host(1024).build()?;
     let proxy_token = tokens["access_token"].as_str().ok_or("no access token")?.to_owned();
     let direct_token = idp.mint_access_token();
-    let proxied = format!("{public_url}/mcp/demo");
     send(&http, &upstream, &direct_token).await?;
-    send(&http, &proxied, &proxy_token).await?;
+    send(&http, &proxy.mcp_url(), &proxy_token).await?;
+    let idle_kib = memory::kib(proxy.pid, "VmRSS");
 
-    let nginx = nginx::Nginx::start(&args.nginx_bin, &dir, &url::Url::parse(&upstream)?, &direct_token).await;
+    println!("mcp-oauth-proxy benchmark, {}s per run", args.seconds);
+    println!(
+        "machine: {} cores; load generator, MCP server and identity provider share them with the proxies",
+        std::thread::available_parallelism()?.get()
+    );
+    if let Some(kib) = idle_kib {
+        println!("proxy resident memory, idle after a login and a call (VmRSS): {:.1} MiB", memory::mib(kib));
+    }
+    let nginx = if concurrencies.is_empty() {
+        None
+    } else {
+        nginx::Nginx::start(&args.nginx_bin, &dir, &url::Url::parse(&upstream)?, &direct_token).await
+    };
     let mut targets = vec![Target { name: "direct", url: upstream.clone(), token: direct_token.clone(), pid: None }];
     match &nginx {
         Some(n) => {
             send(&http, &n.url, "unused").await?;
             targets.push(Target { name: "nginx", url: n.url.clone(), token: "unused".into(), pid: n.child.id() });
         }
-        None => println!("({} could not be started: no nginx reference in this run)", args.nginx_bin),
+        None if !concurrencies.is_empty() => {
+            println!("({} could not be started: no nginx reference in this run)", args.nginx_bin)
+        }
+        None => {}
     }
-    targets.push(Target { name: "proxy", url: proxied, token: proxy_token, pid: Some(pid) });
+    targets.push(Target { name: "proxy", url: proxy.mcp_url(), token: proxy_token.clone(), pid: Some(proxy.pid) });
 
-    println!("mcp-oauth-proxy benchmark: MCP tools/call (JSON), {}s per run", args.seconds);
-    println!(
-        "machine: {} cores; load generator, MCP server and identity provider share them with the proxies",
-        std::thread::available_parallelism()?.get()
-    );
-    println!();
-    println!("{:>4} {:>7} | {:>9} {:>9} {:>9} | {:>10}", "conc", "path", "rps", "p50 µs", "p99 µs", "CPU µs/req");
+    if !concurrencies.is_empty() {
+        println!("\nMCP path: tools/call (JSON)");
+        println!("{:>4} {:>7} | {:>9} {:>9} {:>9} | {:>10}", "conc", "path", "rps", "p50 µs", "p99 µs", "CPU µs/req");
+    }
     for c in concurrencies {
         let mut runs = Vec::new();
         for t in &targets {
@@ -203,29 +204,61 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     }
+    drop(nginx);
+
     if args.families > 0 {
-        // Each family is one login, as each client of a real deployment would have.
-        let mut families = Vec::with_capacity(args.families);
-        for _ in 0..args.families {
-            let t = mcp_oauth_devsupport::browser::log_in(&public_url, "demo", "bench", redirect).await;
-            families.push(t["refresh_token"].as_str().ok_or("no refresh token")?.to_owned());
+        println!();
+        refresh_grant("SQLite", &proxy, &http, args.families, args.seconds).await?;
+        if let Some(url) = &args.postgres_url {
+            let pg = Proxy::start(&args.proxy_bin, &dir, url, &issuer, &upstream).await?;
+            refresh_grant("PostgreSQL", &pg, &http, args.families, args.seconds).await?;
         }
-        let before = cpu::used(pid);
-        let token_url = format!("{public_url}/oauth/demo/token");
-        let r = refresh::measure(&http, &token_url, "bench", families, args.seconds).await;
-        let cpu_us = (cpu::used(pid) - before).as_secs_f64() * 1e6 / r.count.max(1) as f64;
+    }
+
+    if args.streams > 0 {
+        let held = streams::hold(&proxy.mcp_url(), &proxy_token, args.streams, proxy.pid).await;
         println!(
-            "\nrefresh grant, SQLite, {} families in chains: {:.0}/s, p50 {} µs, p99 {} µs, proxy CPU {cpu_us:.0} µs per refresh",
-            args.families, r.per_second, r.p50_us, r.p99_us
+            "\nevent streams held open through the proxy: {} of {} in {:.1} s, proxy resident memory (VmRSS) {}",
+            held.opened,
+            args.streams,
+            held.seconds_to_open,
+            held.rss_kib.map_or("-".to_owned(), |k| format!("{:.1} MiB", memory::mib(k)))
         );
-        if r.errors > 0 {
-            println!("     broken chains: {}", r.errors);
+        if held.errors > 0 {
+            println!("     streams that failed or closed early: {}", held.errors);
         }
     }
-    if let Some(kib) = peak_rss_kib(pid) {
-        println!("\nproxy peak memory (VmHWM): {:.1} MiB", kib as f64 / 1024.0);
+    if let Some(kib) = memory::kib(proxy.pid, "VmHWM") {
+        println!("\nproxy peak memory (VmHWM): {:.1} MiB", memory::mib(kib));
     }
-    proxy.kill().await?;
+    drop(proxy);
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// The refresh grant at `proxy`, `families` chains at once, each family one login as each
+/// client of a real deployment would have.
+async fn refresh_grant(
+    store: &str,
+    proxy: &Proxy,
+    http: &reqwest::Client,
+    families: usize,
+    seconds: u64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut chains = Vec::with_capacity(families);
+    for _ in 0..families {
+        let tokens = proxy.log_in().await;
+        chains.push(tokens["refresh_token"].as_str().ok_or("no refresh token")?.to_owned());
+    }
+    let before = cpu::used(proxy.pid);
+    let r = refresh::measure(http, &proxy.token_url(), "bench", chains, seconds).await;
+    let cpu_us = (cpu::used(proxy.pid) - before).as_secs_f64() * 1e6 / r.count.max(1) as f64;
+    println!(
+        "refresh grant, {store}, {families} families in chains: {:.0}/s, p50 {} µs, p99 {} µs, proxy CPU {cpu_us:.0} µs per refresh",
+        r.per_second, r.p50_us, r.p99_us
+    );
+    if r.errors > 0 {
+        println!("     broken chains: {}", r.errors);
+    }
     Ok(())
 }

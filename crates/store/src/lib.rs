@@ -23,6 +23,7 @@ pub mod copy;
 mod migrations;
 pub mod model;
 mod sql;
+mod sqlite_direct;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -34,7 +35,7 @@ use mcp_oauth_core::token::TokenHash;
 pub use model::*;
 pub use sql::SqlStore;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached right now; the request may succeed later (503).
     #[error("the database is unavailable: {0}")]

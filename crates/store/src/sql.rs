@@ -21,10 +21,19 @@ use sqlx::{AnyPool, Executor, FromRow};
 
 use crate::migrations::MIGRATIONS;
 use crate::model::*;
+use crate::sqlite_direct::Direct;
 use crate::{Backend, Retention, Rotation, Store, StoreError};
 
 pub struct SqlStore {
+    /// On SQLite (a file), the refresh grant's statements without sqlx's hand-offs.
+    direct: Option<Direct>,
+    /// For reads (and everything on PostgreSQL).
     pool: AnyPool,
+    /// For writes: on SQLite one connection, so that writers of this process queue in
+    /// order for it instead of meeting the database's write lock, where SQLite's busy
+    /// handler would make them sleep and retry (the long tail of a write-heavy load);
+    /// on PostgreSQL the same pool, whose row locks serialise what must be serialised.
+    writer: AnyPool,
     backend: Backend,
 }
 
@@ -78,6 +87,41 @@ fn sqlite_path(url: &str) -> Option<&str> {
     let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or(rest);
     (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+/// Statements the SQLite fast path (`sqlite_direct`) runs too: one text, one meaning.
+pub(crate) mod shared {
+    pub const FIND_REFRESH_TOKEN: &str = "SELECT r.family_id, f.server, r.client_id, r.scope, r.expires_at, \
+         r.superseded_at, f.status AS family_status \
+         FROM refresh_tokens r JOIN families f ON f.id = r.family_id WHERE r.token_hash = $1";
+
+    pub const UPSTREAM_CREDENTIAL: &str = "SELECT id AS family_id, upstream_sealed AS sealed, \
+         upstream_expires_at AS expires_at, status AS family_status FROM families WHERE id = $1";
+
+    /// The first rotation: `judge_refresh(..).rotates()` for a current token, written in
+    /// SQL. The write comes first, so racing rotations serialise on this row (the SQLite
+    /// write lock, the PostgreSQL row lock) and exactly one finds it current.
+    /// $1 token hash, $2 now, $3 client id, $5 the sealed successor.
+    pub const ROTATE: &str = "UPDATE refresh_tokens SET superseded_at = $2, successor_sealed = $5 \
+         WHERE token_hash = $1 AND client_id = $3 AND expires_at > $2 AND superseded_at IS NULL \
+         AND EXISTS (SELECT 1 FROM families f WHERE f.id = refresh_tokens.family_id AND f.status = 'active') \
+         RETURNING family_id";
+
+    /// A replay within the grace window: the successor the first rotation kept. (Read
+    /// after the failed write: a rotation racing us has committed by now, and this
+    /// statement sees it.) $1 token hash, $2 now, $3 client id, $4 grace seconds.
+    pub const REPLAYED_SUCCESSOR: &str = "SELECT family_id, successor_sealed FROM refresh_tokens \
+         WHERE token_hash = $1 AND client_id = $3 AND expires_at > $2 \
+         AND superseded_at IS NOT NULL AND superseded_at >= $2 - $4 AND successor_sealed IS NOT NULL \
+         AND EXISTS (SELECT 1 FROM families f WHERE f.id = refresh_tokens.family_id AND f.status = 'active')";
+
+    /// One token of a pair, into `access_tokens` or `refresh_tokens`.
+    pub fn insert_token(table: &str) -> String {
+        format!(
+            "INSERT INTO {table} (token_hash, family_id, client_id, scope, issued_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)"
+        )
+    }
 }
 
 /// A `clients` row; the metadata is stored as JSON text.
@@ -219,32 +263,52 @@ impl SqlStore {
         };
         let options = sqlx::any::AnyConnectOptions::from_str(&url)?;
 
-        let mut pool = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(5));
-        pool = match backend {
-            Backend::Sqlite => pool.max_connections(8).after_connect(|conn, _| {
-                Box::pin(async move {
-                    // WAL lets readers proceed during a write; the busy timeout makes a
-                    // writer wait for the lock instead of failing; foreign keys are off
-                    // by default in SQLite and our cascades need them.
-                    conn.execute("PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
-                        .await?;
-                    Ok(())
-                })
-            }),
-            Backend::Postgres => pool.max_connections(16),
+        let pool = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(5));
+        let (pool, writer) = match backend {
+            Backend::Sqlite => {
+                let sqlite = |pool: AnyPoolOptions, connections| {
+                    pool.max_connections(connections).after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // WAL lets readers proceed during a write. The busy timeout
+                            // makes a writer from another process (the admin command
+                            // line) wait for the lock instead of failing. Foreign keys
+                            // are off by default in SQLite and our cascades need them.
+                            // synchronous = NORMAL under WAL syncs at checkpoints, not at
+                            // each commit: a commit is atomic and the database consistent
+                            // after any crash, and one the operating system had not yet
+                            // written out when the machine itself lost power is rolled
+                            // back (a process crash loses nothing). The rolled-back
+                            // rotation's client still holds its previous refresh token,
+                            // which the database then still holds as current.
+                            conn.execute(
+                                "PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                };
+                let writer = sqlite(pool.clone(), 1).connect_with(options.clone()).await?;
+                // Persistent in the file; set once, before the readers connect.
+                writer.execute("PRAGMA journal_mode = WAL").await?;
+                (sqlite(pool, 4).connect_with(options).await?, writer)
+            }
+            Backend::Postgres => {
+                let pool = pool.max_connections(16).connect_with(options).await?;
+                (pool.clone(), pool)
+            }
         };
-        let pool = pool.connect_with(options).await?;
-        if backend == Backend::Sqlite {
-            // Persistent in the file; set once.
-            pool.execute("PRAGMA journal_mode = WAL").await?;
-        }
-        let store = Self { pool, backend };
+        let direct = match backend {
+            Backend::Sqlite => sqlite_path(&url).map(|path| Direct::open(std::path::Path::new(path))).transpose()?,
+            Backend::Postgres => None,
+        };
+        let store = Self { direct, pool, writer, backend };
         store.migrate().await?;
         Ok(store)
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         if self.backend == Backend::Postgres {
             // Replicas starting together: one migrates, the others wait and then see
             // the migrations applied.
@@ -294,17 +358,15 @@ impl SqlStore {
         let access = Some(("access_tokens", &pair.access_hash, pair.access_expires_at));
         let refresh = pair.refresh.as_ref().map(|(hash, exp)| ("refresh_tokens", hash, *exp));
         for (table, hash, expires_at) in access.into_iter().chain(refresh) {
-            sqlx::query(&format!(
-                "INSERT INTO {table} (token_hash, family_id, client_id, scope, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)"
-            ))
-            .bind(blob(hash))
-            .bind(family_id)
-            .bind(&pair.client_id)
-            .bind(&pair.scope)
-            .bind(pair.issued_at)
-            .bind(expires_at)
-            .execute(&mut **tx)
-            .await?;
+            sqlx::query(&shared::insert_token(table))
+                .bind(blob(hash))
+                .bind(family_id)
+                .bind(&pair.client_id)
+                .bind(&pair.scope)
+                .bind(pair.issued_at)
+                .bind(expires_at)
+                .execute(&mut **tx)
+                .await?;
         }
         Ok(())
     }
@@ -331,7 +393,7 @@ impl Store for SqlStore {
         .bind(client.secret_hash.as_ref().map(blob))
         .bind(metadata)
         .bind(client.created_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -377,7 +439,7 @@ impl Store for SqlStore {
         .bind(now)
         .bind(max_per_browser)
         .bind(p.trace_id.as_deref())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -396,12 +458,12 @@ impl Store for SqlStore {
         .bind(blob(state_hash))
         .bind(blob(browser_hash))
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?)
     }
 
     async fn create_family(&self, f: &NewFamily, code: &NewCode) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query(
             "INSERT INTO families (id, server, client_id, subject, scope, resource, status, upstream_sealed, \
              upstream_expires_at, created_at, trace_id) VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $10)",
@@ -446,7 +508,7 @@ impl Store for SqlStore {
     }
 
     async fn redeem_code(&self, hash: &TokenHash, now: i64, pair: &NewTokenPair) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         // The write comes first in the transaction, so SQLite takes its write lock at
         // once and two redemptions serialise here; exactly one sees `used_at IS NULL`.
         let family_id: Option<String> = sqlx::query_scalar(
@@ -468,12 +530,10 @@ impl Store for SqlStore {
     }
 
     async fn find_refresh_token(&self, hash: &TokenHash) -> Result<Option<StoredRefreshToken>, StoreError> {
-        self.row_by_hash(
-            "SELECT r.family_id, f.server, r.client_id, r.scope, r.expires_at, r.superseded_at, f.status AS family_status \
-             FROM refresh_tokens r JOIN families f ON f.id = r.family_id WHERE r.token_hash = $1",
-            hash,
-        )
-        .await
+        if let Some(direct) = &self.direct {
+            return direct.find_refresh_token(hash);
+        }
+        self.row_by_hash(shared::FIND_REFRESH_TOKEN, hash).await
     }
 
     async fn rotate_refresh_token(
@@ -485,43 +545,31 @@ impl Store for SqlStore {
         pair: &NewTokenPair,
         successor_sealed: &str,
     ) -> Result<Rotation, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // The first rotation: `judge_refresh(..).rotates()` for a current token, written
-        // in SQL. The write comes first, so racing rotations serialise on this row (the
-        // SQLite write lock, the PostgreSQL row lock) and exactly one finds it current.
-        let family_id: Option<String> = sqlx::query_scalar(
-            "UPDATE refresh_tokens SET superseded_at = $2, successor_sealed = $5 \
-             WHERE token_hash = $1 AND client_id = $3 AND expires_at > $2 AND superseded_at IS NULL \
-             AND EXISTS (SELECT 1 FROM families f WHERE f.id = refresh_tokens.family_id AND f.status = 'active') \
-             RETURNING family_id",
-        )
-        .bind(blob(hash))
-        .bind(now)
-        .bind(client_id)
-        .bind(grace_secs)
-        .bind(successor_sealed)
-        .fetch_optional(&mut *tx)
-        .await?;
+        if let Some(direct) = &self.direct {
+            return direct.rotate_refresh_token(hash, client_id, now, grace_secs, pair, successor_sealed).await;
+        }
+        let mut tx = self.writer.begin().await?;
+        let family_id: Option<String> = sqlx::query_scalar(shared::ROTATE)
+            .bind(blob(hash))
+            .bind(now)
+            .bind(client_id)
+            .bind(grace_secs)
+            .bind(successor_sealed)
+            .fetch_optional(&mut *tx)
+            .await?;
         if let Some(family_id) = family_id {
             Self::insert_pair(&mut tx, &family_id, pair).await?;
             tx.commit().await?;
             return Ok(Rotation::Rotated);
         }
-        // A replay within the grace window: the successor the first rotation kept, and
-        // a new access token beside it. (Read after the failed write: a rotation racing
-        // us has committed by now, and this statement sees it.)
-        let replay: Option<(String, String)> = sqlx::query_as(
-            "SELECT family_id, successor_sealed FROM refresh_tokens \
-             WHERE token_hash = $1 AND client_id = $3 AND expires_at > $2 \
-             AND superseded_at IS NOT NULL AND superseded_at >= $2 - $4 AND successor_sealed IS NOT NULL \
-             AND EXISTS (SELECT 1 FROM families f WHERE f.id = refresh_tokens.family_id AND f.status = 'active')",
-        )
-        .bind(blob(hash))
-        .bind(now)
-        .bind(client_id)
-        .bind(grace_secs)
-        .fetch_optional(&mut *tx)
-        .await?;
+        // A replay within the grace window, and a new access token beside it.
+        let replay: Option<(String, String)> = sqlx::query_as(shared::REPLAYED_SUCCESSOR)
+            .bind(blob(hash))
+            .bind(now)
+            .bind(client_id)
+            .bind(grace_secs)
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some((family_id, successor_sealed)) = replay else {
             return Ok(Rotation::Refused);
         };
@@ -536,7 +584,7 @@ impl Store for SqlStore {
             .bind(family_id)
             .bind(status.as_str())
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -557,19 +605,16 @@ impl Store for SqlStore {
         let done = sqlx::query("UPDATE access_tokens SET revoked_at = $2 WHERE token_hash = $1 AND revoked_at IS NULL")
             .bind(blob(hash))
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn upstream_credential(&self, family_id: &str) -> Result<Option<UpstreamCredential>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT id AS family_id, upstream_sealed AS sealed, upstream_expires_at AS expires_at, \
-             status AS family_status FROM families WHERE id = $1",
-        )
-        .bind(family_id)
-        .fetch_optional(&self.pool)
-        .await?)
+        if let Some(direct) = &self.direct {
+            return direct.upstream_credential(family_id);
+        }
+        Ok(sqlx::query_as(shared::UPSTREAM_CREDENTIAL).bind(family_id).fetch_optional(&self.pool).await?)
     }
 
     async fn take_refresh_lease(&self, family_id: &str, lease_secs: i64) -> Result<Option<Lease>, StoreError> {
@@ -578,7 +623,7 @@ impl Store for SqlStore {
             "UPDATE families SET refresh_lease_until = {db_now} + $2, refresh_lease_holder = $3 \
              WHERE id = $1 AND status = 'active' AND (refresh_lease_until IS NULL OR refresh_lease_until <= {db_now})",
         );
-        let done = sqlx::query(&sql).bind(family_id).bind(lease_secs).bind(&holder).execute(&self.pool).await?;
+        let done = sqlx::query(&sql).bind(family_id).bind(lease_secs).bind(&holder).execute(&self.writer).await?;
         Ok((done.rows_affected() == 1).then(|| Lease { family_id: family_id.to_owned(), holder }))
     }
 
@@ -596,7 +641,7 @@ impl Store for SqlStore {
         .bind(&lease.holder)
         .bind(sealed)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -608,7 +653,7 @@ impl Store for SqlStore {
         )
         .bind(&lease.family_id)
         .bind(&lease.holder)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -631,7 +676,7 @@ impl Store for SqlStore {
     }
 
     async fn delete_client(&self, client_id: &str, now: i64) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query("UPDATE families SET status = 'revoked', ended_at = $2 WHERE client_id = $1 AND status = 'active'")
             .bind(client_id)
             .bind(now)
@@ -662,7 +707,7 @@ impl Store for SqlStore {
     }
 
     async fn revoke_grants(&self, filter: &GrantFilter, now: i64) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let done = sqlx::query(
             "UPDATE families SET status = 'revoked', ended_at = $5 WHERE status = 'active' \
              AND ($1 IS NULL OR id = $1) AND ($2 IS NULL OR subject = $2) \
@@ -732,7 +777,7 @@ impl Store for SqlStore {
                         .bind(family_id)
                         .bind(&value.sealed)
                         .bind(resealed)
-                        .execute(&self.pool)
+                        .execute(&self.writer)
                         .await?
                 }
                 SealedKind::RefreshSuccessor { token_hash } => sqlx::query(
@@ -741,7 +786,7 @@ impl Store for SqlStore {
                 .bind(blob(token_hash))
                 .bind(&value.sealed)
                 .bind(resealed)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?,
             };
         Ok(done.rows_affected() == 1)
@@ -749,7 +794,7 @@ impl Store for SqlStore {
 
     async fn purge_expired(&self, now: i64, retention: Retention) -> Result<Purged, StoreError> {
         let run = |sql: &'static str, at: i64| {
-            let pool = self.pool.clone();
+            let pool = self.writer.clone();
             async move { Ok::<_, StoreError>(sqlx::query(sql).bind(at).execute(&pool).await?.rows_affected()) }
         };
         Ok(Purged {
