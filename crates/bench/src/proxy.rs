@@ -7,7 +7,8 @@ use std::time::Duration;
 pub const REDIRECT: &str = "http://127.0.0.1:1/callback";
 
 pub struct Proxy {
-    pub child: tokio::process::Child,
+    /// Killed when this is dropped.
+    _child: tokio::process::Child,
     pub pid: u32,
     pub public_url: String,
 }
@@ -48,7 +49,7 @@ impl Proxy {
         let pid = child.id().ok_or("the proxy exited at once")?;
         for _ in 0..200 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return Ok(Self { child, pid, public_url });
+                return Ok(Self { _child: child, pid, public_url });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
