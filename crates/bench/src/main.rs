@@ -118,8 +118,12 @@ struct Target {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let concurrencies: Vec<usize> =
-        args.concurrency.split(',').filter(|c| !c.trim().is_empty()).map(|c| c.trim().parse()).collect::<Result<_, _>>()?;
+    let concurrencies: Vec<usize> = args
+        .concurrency
+        .split(',')
+        .filter(|c| !c.trim().is_empty())
+        .map(|c| c.trim().parse())
+        .collect::<Result<_, _>>()?;
     if !args.proxy_bin.exists() {
         return Err(format!("{} not found: build it with `cargo build --release`", args.proxy_bin.display()).into());
     }
@@ -250,11 +254,15 @@ async fn refresh_grant(
         let tokens = proxy.log_in().await;
         chains.push(tokens["refresh_token"].as_str().ok_or("no refresh token")?.to_owned());
     }
-    let before = cpu::used(proxy.pid);
+    let (before, server_before) = (cpu::used(proxy.pid), cpu::used_by_name("postgres"));
     let r = refresh::measure(http, &proxy.token_url(), "bench", chains, seconds).await;
-    let cpu_us = (cpu::used(proxy.pid) - before).as_secs_f64() * 1e6 / r.count.max(1) as f64;
+    let per_refresh = |d: Duration| d.as_secs_f64() * 1e6 / r.count.max(1) as f64;
+    let cpu_us = per_refresh(cpu::used(proxy.pid) - before);
+    // Outside the proxy's process: PostgreSQL's server processes.
+    let server_us = per_refresh(cpu::used_by_name("postgres") - server_before);
+    let server = if server_us > 0.0 { format!(", PostgreSQL CPU {server_us:.0} µs") } else { String::new() };
     println!(
-        "refresh grant, {store}, {families} families in chains: {:.0}/s, p50 {} µs, p99 {} µs, proxy CPU {cpu_us:.0} µs per refresh",
+        "refresh grant, {store}, {families} families in chains: {:.0}/s, p50 {} µs, p99 {} µs, proxy CPU {cpu_us:.0} µs{server} per refresh",
         r.per_second, r.p50_us, r.p99_us
     );
     if r.errors > 0 {

@@ -100,6 +100,10 @@ pub struct StoredRefreshToken {
     pub superseded_at: Option<i64>,
     #[sqlx(try_from = "String")]
     pub family_status: FamilyStatus,
+    /// The grant's sealed provider credential and when it expires, read in the same
+    /// lookup: the refresh grant checks it before rotating.
+    pub upstream_sealed: String,
+    pub upstream_expires_at: Option<i64>,
 }
 
 /// What a bearer token check needs, read in one indexed lookup.

@@ -183,6 +183,8 @@ impl Direct {
                     expires_at: r.get("expires_at")?,
                     superseded_at: r.get("superseded_at")?,
                     family_status: status(r.get("family_status")?)?,
+                    upstream_sealed: r.get("upstream_sealed")?,
+                    upstream_expires_at: r.get("upstream_expires_at")?,
                 })
             });
             Ok(row.optional()?)

@@ -100,7 +100,7 @@ pub async fn refresh_token(
     let stored = app.store.find_refresh_token(&hash).await?.filter(|s| s.server == server.slug).ok_or_else(unknown)?;
     refuse_unless_rotatable(app, &stored, client, caller).await?;
     let scope = refresh_scope(params.get("scope"), &Scopes::parse(&stored.scope)?)?;
-    ensure_provider_token(app, server, &stored.family_id).await?;
+    ensure_provider_token(app, server, &stored).await?;
     let (pair, body) = new_pair(app, client, &scope);
     let successor = Successor {
         refresh_token: body["refresh_token"].as_str().unwrap_or_default().into(),
@@ -179,12 +179,14 @@ async fn revoke_for_replay(app: &App, family_id: &str, what: &str, reason: &'sta
 /// A client refreshing its token after the provider token expired must get a token that
 /// works: refresh at the provider now, and if that is refused for good, refuse this
 /// grant too, so the client logs in again instead of holding a token that cannot work.
-async fn ensure_provider_token(app: &App, server: &ServerSettings, family_id: &str) -> Result<(), HttpError> {
-    let Some(cred) = app.store.upstream_credential(family_id).await? else {
-        return Err(OAuthError::invalid_grant("unknown grant").into());
-    };
+async fn ensure_provider_token(
+    app: &App,
+    server: &ServerSettings,
+    stored: &StoredRefreshToken,
+) -> Result<(), HttpError> {
     let provider = app.providers.for_server(server);
-    app.upstream.token(provider, family_id, &cred.sealed, cred.expires_at, None).await?;
+    let (sealed, expires_at) = (&stored.upstream_sealed, stored.upstream_expires_at);
+    app.upstream.token(provider, &stored.family_id, sealed, expires_at, None).await?;
     Ok(())
 }
 
