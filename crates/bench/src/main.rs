@@ -127,11 +127,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !args.proxy_bin.exists() {
         return Err(format!("{} not found: build it with `cargo build --release`", args.proxy_bin.display()).into());
     }
+    // Each held stream is two sockets in the proxy (client, server) and two here (the
+    // client's and the server's end): as many as the open-file limit allows.
+    let mut stream_count = args.streams;
     if args.streams > 0 {
-        let limit = streams::raise_open_file_limit(args.streams)?;
-        if (limit as usize) < 3 * args.streams {
-            println!("(open files are limited to {limit} here: the stream measurement may run short of them)");
-        }
+        let limit = streams::raise_open_file_limit(2 * args.streams + 256)? as usize;
+        stream_count = stream_count.min(limit.saturating_sub(256) / 2);
     }
 
     let idp = DevIdp::new(IdpOptions { access_ttl_secs: Some(24 * 3600), ..Default::default() }, Arc::new(SystemClock));
@@ -219,14 +220,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    if args.streams > 0 {
-        let held = streams::hold(&proxy.mcp_url(), &proxy_token, args.streams, proxy.pid).await;
+    if stream_count > 0 {
+        if stream_count < args.streams {
+            println!("\n({stream_count} streams instead of {}: the open-file limit allows no more)", args.streams);
+        }
+        let before = memory::kib(proxy.pid, "VmRSS").unwrap_or(0);
+        let held = streams::hold(&proxy.mcp_url(), &proxy_token, stream_count, proxy.pid).await;
+        let rss = held.rss_kib.map_or("-".to_owned(), |k| {
+            let per_stream = k.saturating_sub(before) as f64 / held.opened.max(1) as f64;
+            format!("{:.1} MiB, {per_stream:.1} KiB per stream", memory::mib(k))
+        });
         println!(
-            "\nevent streams held open through the proxy: {} of {} in {:.1} s, proxy resident memory (VmRSS) {}",
-            held.opened,
-            args.streams,
-            held.seconds_to_open,
-            held.rss_kib.map_or("-".to_owned(), |k| format!("{:.1} MiB", memory::mib(k)))
+            "\nevent streams held open through the proxy: {} of {stream_count} in {:.1} s, proxy resident memory (VmRSS) {rss}",
+            held.opened, held.seconds_to_open,
         );
         if held.errors > 0 {
             println!("     streams that failed or closed early: {}", held.errors);

@@ -78,21 +78,20 @@ pub async fn hold(url: &str, token: &str, n: usize, pid: u32) -> Held {
     Held { opened, errors: n - opened, seconds_to_open, rss_kib }
 }
 
-/// Raises this process's open-file limit (and so its children's: the proxy, nginx) to
-/// what `n` streams need: each holds a socket at the client, two at the proxy and one at
-/// the server, which all run here.
-pub fn raise_open_file_limit(n: usize) -> std::io::Result<u64> {
-    let wanted = (3 * n + 4096) as libc::rlim_t;
+/// Raises this process's open-file limit (and so its children's: the proxy) towards
+/// `wanted`, as far as the hard limit allows (raising that needs a privilege this may not
+/// have); returns the limit now in force.
+pub fn raise_open_file_limit(wanted: usize) -> std::io::Result<u64> {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit and setrlimit read and write the struct passed, nothing else.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
             return Err(std::io::Error::last_os_error());
         }
+        let wanted = wanted as libc::rlim_t;
         if limit.rlim_cur >= wanted {
             return Ok(limit.rlim_cur);
         }
-        // Raising the hard limit needs privilege; without it, go as far as it allows.
         let raised = libc::rlimit { rlim_cur: wanted, rlim_max: wanted.max(limit.rlim_max) };
         if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
             return Ok(wanted);

@@ -40,7 +40,7 @@ pub struct ServerSettings {
     pub slug: String,
     /// Where the proxy reaches the MCP server (the "MCP upstream"), validated once by the
     /// configuration loader: a bad URL stops the proxy at start, never a request.
-    pub mcp_upstream: url::Url,
+    pub mcp_upstream: axum::http::Uri,
     /// The name of the identity provider users of this server log in with.
     pub provider: String,
     /// The scopes this server's authorization server offers.
@@ -101,7 +101,7 @@ impl ServerSettings {
     }
 
     /// A server with the default token header, format and limits.
-    pub fn new(slug: &str, mcp_upstream: url::Url, provider: &str, scopes: Scopes) -> Self {
+    pub fn new(slug: &str, mcp_upstream: axum::http::Uri, provider: &str, scopes: Scopes) -> Self {
         Self {
             slug: slug.to_owned(),
             mcp_upstream,

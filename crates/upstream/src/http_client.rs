@@ -28,20 +28,3 @@ pub fn for_provider_calls() -> reqwest::Client {
         .build()
         .expect("the HTTP client configuration is static and valid")
 }
-
-/// The client for forwarding MCP traffic. No total timeout: it would cut long SSE
-/// streams. Instead a connect timeout, and an idle limit: a response that stays silent
-/// this long is ended (the client reconnects, resuming with `Last-Event-ID`).
-/// Connections are pooled and reused across requests and users.
-pub fn for_mcp_upstream(idle: Duration) -> reqwest::Client {
-    install_crypto_provider();
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .read_timeout(idle)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(1024)
-        .tcp_nodelay(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("the HTTP client configuration is static and valid")
-}

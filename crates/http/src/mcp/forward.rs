@@ -1,15 +1,19 @@
 //! Sending a request to the MCP upstream and streaming its answer back.
 
+use std::pin::Pin;
+use std::sync::atomic::AtomicI64;
+use std::time::Duration;
+
 use axum::body::{Body, Bytes};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, header};
 use axum::response::Response;
-
-use std::sync::atomic::AtomicI64;
-
-use futures_util::StreamExt;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use prometheus_client::metrics::gauge::Gauge;
+use tower_http::timeout::TimeoutBody;
 
+use super::client::{McpClient, SendError};
 use super::tool_list::{EventFilter, filter_message};
 use crate::client_address::ClientAddress;
 use crate::error::HttpError;
@@ -93,16 +97,16 @@ fn forwardable_response_header(name: &HeaderName, named: &[String]) -> bool {
 /// Sends the client's request to `server`'s MCP upstream with `provider_token` in place
 /// of the client's credentials.
 pub async fn send(
-    client: &reqwest::Client,
+    client: &McpClient,
     server: &ServerSettings,
     parts: &Parts,
     body: Bytes,
     provider_token: &str,
     (from, public): (&ClientAddress, (&str, &str)),
-) -> Result<reqwest::Response, HttpError> {
+) -> Result<Response<Incoming>, HttpError> {
     let gateway = |status, error, description: &str| HttpError::Json { status, error, description: description.into() };
     let named = connection_named(&parts.headers);
-    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 1);
+    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 4);
     for (name, value) in &parts.headers {
         let forwarding = FORWARDING.contains(&name.as_str());
         if forwardable_request_header(name, &named, &server.upstream_token_header) && !forwarding {
@@ -121,31 +125,38 @@ pub async fn send(
     };
     credential.set_sensitive(true);
     headers.insert(server.upstream_token_header.clone(), credential);
-    let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).unwrap_or(reqwest::Method::POST);
-    let result = client.request(method, server.mcp_upstream.clone()).headers(headers).body(body).send().await;
-    result.map_err(|e| {
-        let timeout = e.is_timeout();
-        tracing::warn!(server = %server.slug, error = %e.without_url(), "MCP upstream unreachable");
-        if timeout {
-            gateway(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "the MCP server did not answer in time")
-        } else {
-            gateway(StatusCode::BAD_GATEWAY, "upstream_unreachable", "the MCP server is unreachable")
+    // hyper sets Host from the URI and Content-Length from the body.
+    let mut request = Request::new(Full::new(body));
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = server.mcp_upstream.clone();
+    *request.headers_mut() = headers;
+    client.send(request).await.map_err(|e| {
+        tracing::warn!(server = %server.slug, error = %e, "MCP upstream unreachable");
+        match e {
+            SendError::Timeout => {
+                gateway(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "the MCP server did not answer in time")
+            }
+            SendError::Unreachable(_) => {
+                gateway(StatusCode::BAD_GATEWAY, "upstream_unreachable", "the MCP server is unreachable")
+            }
         }
     })
 }
 
-/// The MCP upstream's answer as ours, its body streamed chunk by chunk (SSE events reach the
-/// client as they are produced). Dropping the returned body, which hyper does when the
-/// client goes away, drops the connection to the MCP upstream and so cancels its call.
+/// The MCP upstream's answer as ours, its body passed on frame by frame as it arrives
+/// (SSE events reach the client as they are produced), ended if it stays silent for
+/// `idle`. Dropping the returned body, which hyper does when the client goes away, drops
+/// the connection to the MCP upstream and so cancels its call.
 pub fn stream_back(
-    upstream: reqwest::Response,
+    upstream: Response<Incoming>,
+    idle: Duration,
     open_streams: &Gauge<i64, AtomicI64>,
     tool_filter: Option<ToolFilter>,
 ) -> Response {
-    let status = StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let named = connection_named(upstream.headers());
-    let mut headers = HeaderMap::with_capacity(upstream.headers().len());
-    for (name, value) in upstream.headers() {
+    let (head, incoming) = upstream.into_parts();
+    let named = connection_named(&head.headers);
+    let mut headers = HeaderMap::with_capacity(head.headers.len());
+    for (name, value) in &head.headers {
         if forwardable_response_header(name, &named) {
             headers.append(name.clone(), value.clone());
         }
@@ -158,33 +169,28 @@ pub fn stream_back(
         // The body changes length as tools are left out.
         headers.remove(header::CONTENT_LENGTH);
     }
+    let upstream = TimeoutBody::new(idle, incoming);
     let body = match (tool_filter, is_event_stream) {
-        (None, true) => {
-            // Counted open until the stream ends or the client goes away (the body is dropped).
-            let open = OpenStream::new(open_streams.clone());
-            Body::from_stream(upstream.bytes_stream().map(move |chunk| {
-                let _counted = &open;
-                chunk
-            }))
-        }
-        (None, false) => Body::from_stream(upstream.bytes_stream()),
+        // Counted open until the stream ends or the client goes away (the body is dropped).
+        (None, true) => Body::new(Counted { body: upstream, _open: OpenStream::new(open_streams.clone()) }),
+        (None, false) => Body::new(upstream),
         (Some(keep), true) => {
             let open = OpenStream::new(open_streams.clone());
             let events = futures_util::stream::unfold(
-                (upstream.bytes_stream(), EventFilter::default(), false, open),
-                move |(mut chunks, mut filter, done, open)| {
+                (Box::pin(upstream), EventFilter::default(), false, open),
+                move |(mut frames, mut filter, done, open)| {
                     let keep = keep.clone();
                     async move {
                         if done {
                             return None;
                         }
-                        match chunks.next().await {
+                        match next_data(&mut frames).await {
                             Some(Ok(chunk)) => {
                                 let out = Bytes::from(filter.push(&chunk, &*keep));
-                                Some((Ok(out), (chunks, filter, false, open)))
+                                Some((Ok(out), (frames, filter, false, open)))
                             }
-                            Some(Err(e)) => Some((Err(e), (chunks, filter, true, open))),
-                            None => Some((Ok(Bytes::from(filter.finish())), (chunks, filter, true, open))),
+                            Some(Err(e)) => Some((Err(e), (frames, filter, true, open))),
+                            None => Some((Ok(Bytes::from(filter.finish())), (frames, filter, true, open))),
                         }
                     }
                 },
@@ -194,11 +200,11 @@ pub fn stream_back(
         (Some(keep), false) => Body::from_stream(futures_util::stream::once(async move {
             // A JSON answer is one message: read it whole (bounded), filter, send it on.
             let whole = read_bounded(upstream, MAX_FILTERED_ANSWER).await?;
-            Ok::<_, std::io::Error>(Bytes::from(filter_message(&whole, &*keep).unwrap_or(whole)))
+            Ok::<_, axum::BoxError>(Bytes::from(filter_message(&whole, &*keep).unwrap_or(whole)))
         })),
     };
     let mut resp = Response::new(body);
-    *resp.status_mut() = status;
+    *resp.status_mut() = head.status;
     *resp.headers_mut() = headers;
     resp
 }
@@ -209,15 +215,60 @@ pub type ToolFilter = std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>;
 /// A tool list larger than this is not filtered but refused (the stream is cut).
 const MAX_FILTERED_ANSWER: usize = 16 * 1024 * 1024;
 
-async fn read_bounded(mut upstream: reqwest::Response, max: usize) -> std::io::Result<Vec<u8>> {
+type UpstreamBody = TimeoutBody<Incoming>;
+
+/// The next data of `body` (trailers are not forwarded by a filtered answer).
+async fn next_data(body: &mut Pin<Box<UpstreamBody>>) -> Option<Result<Bytes, axum::BoxError>> {
+    loop {
+        match body.frame().await? {
+            Ok(frame) => match frame.into_data() {
+                Ok(data) => return Some(Ok(data)),
+                Err(_) => continue,
+            },
+            Err(e) => return Some(Err(e)),
+        }
+    }
+}
+
+async fn read_bounded(upstream: UpstreamBody, max: usize) -> Result<Vec<u8>, axum::BoxError> {
+    let mut body = Box::pin(upstream);
     let mut whole = Vec::new();
-    while let Some(chunk) = upstream.chunk().await.map_err(std::io::Error::other)? {
-        whole.extend_from_slice(&chunk);
+    while let Some(chunk) = next_data(&mut body).await {
+        whole.extend_from_slice(&chunk?);
         if whole.len() > max {
-            return Err(std::io::Error::other("the tool list is too large to filter"));
+            return Err("the tool list is too large to filter".into());
         }
     }
     Ok(whole)
+}
+
+pin_project_lite::pin_project! {
+    /// A body that keeps something alive (an open stream's count) as long as it lives.
+    struct Counted<B> {
+        #[pin]
+        body: B,
+        _open: OpenStream,
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for Counted<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        self.project().body.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// One open event stream on the gauge, for as long as this lives.

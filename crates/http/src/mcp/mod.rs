@@ -6,6 +6,7 @@
 //! the user's provider token in place of the client's; the answer streams back as it
 //! arrives.
 
+mod client;
 mod forward;
 mod tool_list;
 mod tool_rules;
@@ -17,6 +18,8 @@ use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::Response;
+
+pub use client::McpClient;
 
 use crate::client_address::ClientAddress;
 use mcp_oauth_core::scope::Scopes;
@@ -80,8 +83,9 @@ pub async fn handle(
         .map_err(refused)?;
     let open_streams = app.metrics.open_streams.get_or_create(&SlugLabels { slug: server.slug.clone() }).clone();
     let resp = send(&app, &server, &parts, body.clone(), &first.token, origin).await?;
-    if resp.status() != reqwest::StatusCode::UNAUTHORIZED {
-        return Ok(forward::stream_back(resp, &open_streams, tool_filter));
+    let idle = app.mcp_client.idle;
+    if resp.status() != StatusCode::UNAUTHORIZED {
+        return Ok(forward::stream_back(resp, idle, &open_streams, tool_filter));
     }
     // The MCP upstream refused the user's token: an auth event, not a tool error (hiding
     // it as one leaves the client with a token that never works). Refresh once, replay.
@@ -93,14 +97,14 @@ pub async fn handle(
         .await
         .map_err(refused)?;
     let resp = send(&app, &server, &parts, body, &second.token, origin).await?;
-    if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
+    if resp.status() == StatusCode::UNAUTHORIZED {
         return Err(HttpError::challenge(
             &app.settings,
             &server,
             Some("the MCP server refused the upstream credential"),
         ));
     }
-    Ok(forward::stream_back(resp, &open_streams, tool_filter))
+    Ok(forward::stream_back(resp, idle, &open_streams, tool_filter))
 }
 
 /// [`forward::send`], counted: the MCP upstream's status and its time to the response head.
@@ -111,7 +115,7 @@ async fn send(
     body: Bytes,
     provider_token: &str,
     origin: (&ClientAddress, (&str, &str)),
-) -> Result<reqwest::Response, HttpError> {
+) -> Result<Response<hyper::body::Incoming>, HttpError> {
     let started = Instant::now();
     let resp = forward::send(&app.mcp_client, server, parts, body, provider_token, origin).await?;
     let labels = McpLabels { slug: server.slug.clone(), status: resp.status().as_u16() };

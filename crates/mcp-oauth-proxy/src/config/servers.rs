@@ -49,7 +49,13 @@ fn server(
             problems.required(&key("upstream_url"));
             None
         }
-        Some(u) => problems.url(&key("upstream_url"), u),
+        // Parsed once here into the form requests are sent with.
+        Some(u) => problems.url(&key("upstream_url"), u).and_then(|url| {
+            url.as_str()
+                .parse::<axum::http::Uri>()
+                .map_err(|e| problems.push(&key("upstream_url"), format_args!("{u:?} cannot be requested: {e}")))
+                .ok()
+        }),
     };
     let provider = s.provider.unwrap_or_default();
     if !providers.iter().any(|p| p.name == provider) {

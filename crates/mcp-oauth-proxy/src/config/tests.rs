@@ -61,7 +61,7 @@ fn environment_overrides_the_file() {
     )
     .unwrap();
     assert_eq!(c.settings.tokens.access_ttl_secs, 120);
-    assert_eq!(c.settings.servers[0].mcp_upstream.as_str(), "http://127.0.0.1:9999/mcp");
+    assert_eq!(c.settings.servers[0].mcp_upstream.to_string(), "http://127.0.0.1:9999/mcp");
     assert_eq!(c.providers[0].scopes, ["read:user", "repo"]);
     assert_eq!(c.listen.port(), 9090);
 }
@@ -196,7 +196,7 @@ trusted = true
 
     let server = &s.servers[0];
     assert_eq!((server.slug.as_str(), server.provider.as_str()), ("docs-1", "oidc"));
-    assert_eq!(server.mcp_upstream.as_str(), "http://127.0.0.1:9000/mcp");
+    assert_eq!(server.mcp_upstream.to_string(), "http://127.0.0.1:9000/mcp");
     assert_eq!(server.scopes.to_string(), "read write");
     assert_eq!(server.upstream_token_header, "x-upstream-token");
     assert_eq!(server.upstream_token_format, "Token {token}");
@@ -217,7 +217,7 @@ trusted = true
 fn servers_get_the_upstream_url_that_was_validated() {
     let text = minimal().replace("http://127.0.0.1:9000/mcp", "HTTP://LocalHost:80/a/../mcp");
     let c = load(&text, &[("GH_SECRET", "s")]).unwrap();
-    assert_eq!(c.settings.servers[0].mcp_upstream.as_str(), "http://localhost/mcp");
+    assert_eq!(c.settings.servers[0].mcp_upstream.to_string(), "http://localhost/mcp");
 }
 
 fn problems(text: &str, env: &[(&str, &str)]) -> Vec<String> {
