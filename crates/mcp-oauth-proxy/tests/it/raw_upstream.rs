@@ -27,6 +27,16 @@ async fn spawn_raw(dropped: Arc<AtomicBool>) -> String {
     let handler = move |headers: HeaderMap| {
         let dropped = dropped.clone();
         async move {
+            if headers.get("x-mode").is_some_and(|v| v == "silent") {
+                // One event, then nothing, for ever.
+                let first = futures_util::stream::once(async { Ok::<_, std::io::Error>("data: 0\n\n".to_owned()) });
+                let body = Body::from_stream(first.chain(futures_util::stream::pending()));
+                return ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response();
+            }
+            if headers.get("x-mode").is_some_and(|v| v == "mute") {
+                // No answer at all.
+                std::future::pending::<()>().await;
+            }
             if headers.get("x-mode").is_some_and(|v| v == "stream") {
                 let guard = DropFlag(dropped);
                 let events = futures_util::stream::unfold((0u64, guard), |(n, guard)| async move {
@@ -159,4 +169,47 @@ async fn a_client_that_disconnects_cancels_the_upstream_stream() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("the upstream stream was not cancelled after the client left");
+}
+
+#[tokio::test]
+async fn an_upstream_silent_past_the_idle_timeout_is_let_go() {
+    let upstream = spawn_raw(Arc::new(AtomicBool::new(false))).await;
+    let start =
+        Start { upstream_url: Some(upstream), top_toml: "idle_timeout_secs = 5\n".into(), ..Default::default() };
+    let h = Harness::start_with(start).await;
+    let (_, tokens) = h.logged_in().await;
+    let token = tokens["access_token"].as_str().unwrap();
+    let request = |mode: &'static str| {
+        h.http.get(h.url("/mcp/demo")).bearer_auth(token).header("accept", "text/event-stream").header("x-mode", mode)
+    };
+
+    // A stream that goes quiet is ended after the idle timeout (the client reconnects).
+    let started = std::time::Instant::now();
+    let r = request("silent").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut body = r.bytes_stream();
+    assert!(String::from_utf8_lossy(&body.next().await.unwrap().unwrap()).contains("data: 0"));
+    let end = tokio::time::timeout(Duration::from_secs(20), body.next()).await.expect("the stream ends");
+    assert!(!matches!(end, Some(Ok(_))), "no further data, then the end: {end:?}");
+    assert!(started.elapsed() >= Duration::from_secs(5), "not before the idle timeout");
+
+    // An upstream that never answers gets a 504 after the same time.
+    let r = tokio::time::timeout(Duration::from_secs(20), request("mute").send()).await.expect("an answer").unwrap();
+    assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "upstream_timeout");
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_is_a_502() {
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let upstream = format!("http://127.0.0.1:{port}/mcp");
+    let h = Harness::start_with(Start { upstream_url: Some(upstream), ..Default::default() }).await;
+    let (_, tokens) = h.logged_in().await;
+    let r = h.http.post(h.url("/mcp/demo")).bearer_auth(tokens["access_token"].as_str().unwrap()).body("{}").send();
+    let r = r.await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "upstream_unreachable");
 }
