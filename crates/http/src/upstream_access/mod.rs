@@ -2,8 +2,8 @@
 //! once when it needs to be. It owns what that takes: the key ring that seals provider
 //! credentials at rest, the single-flight locks, and the store's refresh lease.
 //!
-//! The fast path opens the sealed credential read together with the client's token and
-//! returns it. The slow path (expiring soon, or the MCP upstream just answered 401) is
+//! The fast path opens the sealed credential read together with the client's token
+//! (once per sealed value: see `opened`) and returns it. The slow path (expiring soon, or the MCP upstream just answered 401) is
 //! single-flight at two levels:
 //! - in this process, one async lock per grant: concurrent requests queue behind the
 //!   first, then re-read the credential it stored (without the re-read, each would redeem
@@ -12,6 +12,7 @@
 //!   for the holder's result instead of redeeming the same refresh token twice.
 
 mod flight;
+mod opened;
 pub(crate) mod secret;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use mcp_oauth_store::{Lease, SealedKind, SealedValue, Store, StoreError, Upstrea
 use mcp_oauth_upstream::{Provider, UpstreamError, UpstreamTokens};
 
 use flight::FlightLocks;
+use opened::Opened;
 
 use crate::audit::{Audit, Event};
 use crate::metrics::{Metrics, ProviderLabels, ProviderOutcome};
@@ -81,6 +83,7 @@ pub struct UpstreamAccess {
     keys: Arc<KeyRing>,
     clock: SharedClock,
     flights: FlightLocks,
+    opened: Opened,
     metrics: Arc<Metrics>,
     audit: Arc<Audit>,
 }
@@ -93,7 +96,7 @@ impl UpstreamAccess {
         metrics: Arc<Metrics>,
         audit: Arc<Audit>,
     ) -> Self {
-        Self { store, keys, clock, flights: FlightLocks::default(), metrics, audit }
+        Self { store, keys, clock, flights: FlightLocks::default(), opened: Opened::default(), metrics, audit }
     }
 
     /// Grants whose credential is being refreshed in this process right now.
@@ -132,8 +135,14 @@ impl UpstreamAccess {
     /// is sealed again with the current one as it is used, so that a key rotation
     /// completes by itself for every grant in use.
     fn opened(&self, family_id: &str, sealed: &str) -> Result<ProviderToken, AccessError> {
+        let current_key = key_id_of(sealed) == Some(self.keys.current_key_id());
+        if current_key && let Some(token) = self.opened.get(family_id, sealed) {
+            return Ok(ProviderToken { token, sealed: sealed.to_owned() });
+        }
         let secret = self.open(family_id, sealed)?;
-        if key_id_of(sealed) != Some(self.keys.current_key_id()) {
+        if current_key {
+            self.opened.put(family_id, sealed, &secret.access_token);
+        } else {
             let value = SealedValue {
                 kind: SealedKind::ProviderCredential { family_id: family_id.to_owned() },
                 sealed: sealed.into(),
