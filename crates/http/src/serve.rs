@@ -33,6 +33,69 @@ pub async fn serve(
     grace: Duration,
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    accept_loop(listener, router, limits, permits, shutdown, grace).await
+}
+
+/// [`serve`] on `threads` threads, each running a single-threaded runtime that accepts
+/// from the same listening socket and serves the connections it accepted to the end, as
+/// nginx's worker processes do. A request, its forwarding to the MCP upstream (whose
+/// pooled connections are per thread, see `mcp::client`) and the answer then all happen
+/// on one thread: tokio's multi-threaded scheduler, by contrast, woke a second thread
+/// for almost every request (two futex calls per request at one client), which cost more
+/// CPU per request than the proxy's own work. `max_connections` holds across threads.
+/// The listener's own runtime keeps the background work (database pools, timers).
+pub async fn serve_on_threads(
+    listener: TcpListener,
+    threads: usize,
+    router: Router,
+    limits: ConnectionSettings,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let listener = listener.into_std()?;
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (ended, mut endings) = tokio::sync::mpsc::unbounded_channel::<std::io::Result<()>>();
+    let mut workers = Vec::with_capacity(threads);
+    for i in 0..threads.max(1) {
+        let (listener, router, permits) = (listener.try_clone()?, router.clone(), Arc::clone(&permits));
+        let (mut stopped, ended) = (stopped.clone(), ended.clone());
+        let worker = std::thread::Builder::new().name(format!("serve-{i}")).spawn(move || {
+            let served = tokio::runtime::Builder::new_current_thread().enable_all().build().and_then(|runtime| {
+                runtime.block_on(async move {
+                    let stop = async move {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    };
+                    let listener = TcpListener::from_std(listener)?;
+                    accept_loop(listener, router, limits, permits, stop, grace).await
+                })
+            });
+            let _ = ended.send(served);
+        })?;
+        workers.push(worker);
+    }
+    drop((listener, ended));
+    // Until the shutdown signal, or until a thread fails (then the others stop too).
+    let mut result = tokio::select! {
+        () = shutdown => Ok(()),
+        Some(served) = endings.recv() => served,
+    };
+    let _ = stop.send(true);
+    while let Some(served) = endings.recv().await {
+        result = result.and(served);
+    }
+    tokio::task::spawn_blocking(move || workers.into_iter().for_each(|w| drop(w.join()))).await?;
+    result
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionSettings,
+    permits: Arc<Semaphore>,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);

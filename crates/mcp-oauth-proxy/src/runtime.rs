@@ -74,7 +74,9 @@ pub async fn serve(
     }
     let limits = app.settings.connections;
     let router = mcp_oauth_http::router(app);
-    mcp_oauth_http::serve::serve(listener, router, limits, shutdown_signal(), SHUTDOWN_GRACE).await
+    // One serving thread per core the process may use.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    mcp_oauth_http::serve::serve_on_threads(listener, threads, router, limits, shutdown_signal(), SHUTDOWN_GRACE).await
 }
 
 /// How long requests in flight may take to finish after a shutdown signal.

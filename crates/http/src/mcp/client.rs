@@ -18,15 +18,21 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls_platform_verifier::ConfigVerifierExt;
+use thread_local::ThreadLocal;
 
 /// Reads from an upstream connection are at most this large: an event stream held open
 /// keeps its read buffer for as long as it lives (hyper's default grows from 8 KiB), and
 /// MCP messages are small; a large answer takes a few more reads.
 const READ_BUFFER: usize = 4096;
 
-#[derive(Clone)]
+type Pool = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
 pub struct McpClient {
-    pool: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// One pool per thread: a pooled connection is served by a task on the thread that
+    /// opened it, and a request from another thread would wake that one for every
+    /// message (see `serve::serve_on_threads`, which keeps a connection on one thread).
+    pools: ThreadLocal<Pool>,
+    connector: HttpsConnector<HttpConnector>,
     /// How long an answer may stay silent (its head, or between two body frames): no
     /// total timeout, which would cut long event streams.
     pub idle: Duration,
@@ -55,18 +61,23 @@ impl McpClient {
             .https_or_http()
             .enable_http1()
             .wrap_connector(tcp);
-        let pool = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(1024)
-            .http1_read_buf_exact_size(READ_BUFFER)
-            .build(connector);
-        Self { pool, idle }
+        Self { pools: ThreadLocal::new(), connector, idle }
+    }
+
+    fn pool(&self) -> &Pool {
+        self.pools.get_or(|| {
+            Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(1024)
+                .http1_read_buf_exact_size(READ_BUFFER)
+                .build(self.connector.clone())
+        })
     }
 
     /// Sends `request`; the answer's head, or why there is none.
     pub async fn send(&self, request: Request<Full<Bytes>>) -> Result<Response<Incoming>, SendError> {
-        match tokio::time::timeout(self.idle, self.pool.request(request)).await {
+        match tokio::time::timeout(self.idle, self.pool().request(request)).await {
             Err(_) => Err(SendError::Timeout),
             Ok(Err(e)) if is_timeout(&e) => Err(SendError::Timeout),
             Ok(Err(e)) => Err(SendError::Unreachable(e)),
