@@ -2,9 +2,10 @@
 //!
 //! Why by hand: sqlx gives every SQLite connection a thread of its own and sends each
 //! statement to it, and its rows back, over a channel: two thread wake-ups per statement.
-//! A refresh grant is six statements (two reads; BEGIN, the rotating UPDATE, two INSERTs,
-//! COMMIT), and a profile of the refresh benchmark put half of the proxy's CPU time in
-//! those wake-ups (futex waits and wakes under flume's channel), not in SQLite. Here:
+//! A refresh grant was seven statements (two reads; BEGIN, the rotating UPDATE, two
+//! INSERTs, COMMIT), and a profile of the refresh benchmark put half of the proxy's CPU
+//! time in those wake-ups (futex waits and wakes under flume's channel), not in SQLite
+//! (docs/benchmarks.md). Here:
 //!
 //! - reads run on the calling thread, on a connection taken from a small pool: in WAL
 //!   mode a reader never waits for a writer, and a lookup by primary key in a warm page
@@ -15,9 +16,9 @@
 //!   by many writes; alone, a write costs what it did before. Results are handed back
 //!   only after the commit, so no caller sees a write that could still be rolled back.
 //!
-//! The statements are the very ones the sqlx implementation runs (constants in `sql`),
-//! so the backends keep one meaning; the behaviour suite runs them on SQLite through
-//! this module. Other, rarer writes stay on sqlx's single writer connection; the two
+//! The statements are the sqlx implementation's (constants in `sql::shared`; PostgreSQL
+//! wraps the rotation's UPDATE and INSERTs into one statement), so the backends keep one
+//! meaning; the behaviour suite runs them on SQLite through this module. Other, rarer writes stay on sqlx's single writer connection; the two
 //! writers meet at SQLite's write lock, where the busy timeout makes either wait.
 
 use std::path::{Path, PathBuf};
