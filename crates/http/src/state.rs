@@ -35,7 +35,7 @@ pub struct App {
     pub signer: Signer,
     pub cookies: CookieNames,
     /// Pooled connections to the MCP upstreams.
-    pub mcp_client: crate::mcp::McpClient,
+    pub mcp_client: crate::mcp::client::McpClient,
     pub metrics: Arc<Metrics>,
     /// The security events' trail.
     pub audit: Arc<Audit>,
@@ -51,7 +51,7 @@ impl App {
         keys: KeyRing,
         clock: SharedClock,
         providers: Providers,
-        mcp_client: crate::mcp::McpClient,
+        mcp_client: crate::mcp::client::McpClient,
         audit: Audit,
     ) -> Self {
         let audit = Arc::new(audit);

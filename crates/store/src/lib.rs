@@ -24,6 +24,7 @@ mod migrations;
 pub mod model;
 mod sql;
 mod sqlite_direct;
+mod statements;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -23,6 +23,7 @@ use sqlx::{AnyPool, Executor, FromRow};
 use crate::migrations::MIGRATIONS;
 use crate::model::*;
 use crate::sqlite_direct::Direct;
+use crate::statements;
 use crate::{Backend, Retention, Rotation, Store, StoreError};
 
 pub struct SqlStore {
@@ -90,46 +91,11 @@ fn sqlite_path(url: &str) -> Option<&str> {
     (!path.is_empty() && path != ":memory:").then_some(path)
 }
 
-/// Statements the SQLite fast path (`sqlite_direct`) runs too: one text, one meaning.
-pub(crate) mod shared {
-    pub const FIND_REFRESH_TOKEN: &str = "SELECT r.family_id, f.server, r.client_id, r.scope, r.expires_at, \
-         r.superseded_at, f.status AS family_status, f.upstream_sealed, f.upstream_expires_at \
-         FROM refresh_tokens r JOIN families f ON f.id = r.family_id WHERE r.token_hash = $1";
-
-    pub const UPSTREAM_CREDENTIAL: &str = "SELECT id AS family_id, upstream_sealed AS sealed, \
-         upstream_expires_at AS expires_at, status AS family_status FROM families WHERE id = $1";
-
-    /// The first rotation: `judge_refresh(..).rotates()` for a current token, written in
-    /// SQL. The write comes first, so racing rotations serialise on this row (the SQLite
-    /// write lock, the PostgreSQL row lock) and exactly one finds it current.
-    /// $1 token hash, $2 now, $3 client id, $5 the sealed successor.
-    pub const ROTATE: &str = "UPDATE refresh_tokens SET superseded_at = $2, successor_sealed = $5 \
-         WHERE token_hash = $1 AND client_id = $3 AND expires_at > $2 AND superseded_at IS NULL \
-         AND EXISTS (SELECT 1 FROM families f WHERE f.id = refresh_tokens.family_id AND f.status = 'active') \
-         RETURNING family_id";
-
-    /// A replay within the grace window: the successor the first rotation kept. (Read
-    /// after the failed write: a rotation racing us has committed by now, and this
-    /// statement sees it.) $1 token hash, $2 now, $3 client id, $4 grace seconds.
-    pub const REPLAYED_SUCCESSOR: &str = "SELECT family_id, successor_sealed FROM refresh_tokens \
-         WHERE token_hash = $1 AND client_id = $3 AND expires_at > $2 \
-         AND superseded_at IS NOT NULL AND superseded_at >= $2 - $4 AND successor_sealed IS NOT NULL \
-         AND EXISTS (SELECT 1 FROM families f WHERE f.id = refresh_tokens.family_id AND f.status = 'active')";
-
-    /// One token of a pair, into `access_tokens` or `refresh_tokens`.
-    pub fn insert_token(table: &str) -> String {
-        format!(
-            "INSERT INTO {table} (token_hash, family_id, client_id, scope, issued_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)"
-        )
-    }
-}
-
 /// PostgreSQL's rotation as one statement: one round trip instead of five (BEGIN, the
 /// UPDATE, two INSERTs, COMMIT), which were most of the proxy's CPU time per refresh on
 /// PostgreSQL. One statement is atomic by itself, and its UPDATE still takes the row lock
 /// on which racing rotations serialise. SQLite has no data-modifying WITH, and in one
-/// process pays no round trips (see `sqlite_direct`): it runs `shared::ROTATE` and the
+/// process pays no round trips (see `sqlite_direct`): it runs `statements::ROTATE` and the
 /// inserts in one transaction. $6.. are the new pair: access hash, client id, scope,
 /// issued at, access expiry, refresh hash (NULL for none), refresh expiry.
 static PG_ROTATE: LazyLock<String> = LazyLock::new(|| {
@@ -140,7 +106,7 @@ static PG_ROTATE: LazyLock<String> = LazyLock::new(|| {
          refresh AS (INSERT INTO refresh_tokens (token_hash, family_id, client_id, scope, issued_at, expires_at) \
                     SELECT $11, family_id, $7, $8, $9, $12 FROM rotated WHERE $11 IS NOT NULL) \
          SELECT family_id FROM rotated",
-        shared::ROTATE
+        statements::ROTATE
     )
 });
 
@@ -152,7 +118,7 @@ static PG_REPLAY: LazyLock<String> = LazyLock::new(|| {
          access AS (INSERT INTO access_tokens (token_hash, family_id, client_id, scope, issued_at, expires_at) \
                     SELECT $5, family_id, $6, $7, $8, $9 FROM replay) \
          SELECT family_id, successor_sealed FROM replay",
-        shared::REPLAYED_SUCCESSOR
+        statements::REPLAYED_SUCCESSOR
     )
 });
 
@@ -398,7 +364,7 @@ impl SqlStore {
         let access = Some(("access_tokens", &pair.access_hash, pair.access_expires_at));
         let refresh = pair.refresh.as_ref().map(|(hash, exp)| ("refresh_tokens", hash, *exp));
         for (table, hash, expires_at) in access.into_iter().chain(refresh) {
-            sqlx::query(&shared::insert_token(table))
+            sqlx::query(&statements::insert_token(table))
                 .bind(blob(hash))
                 .bind(family_id)
                 .bind(&pair.client_id)
@@ -573,7 +539,7 @@ impl Store for SqlStore {
         if let Some(direct) = &self.direct {
             return direct.find_refresh_token(hash);
         }
-        self.row_by_hash(shared::FIND_REFRESH_TOKEN, hash).await
+        self.row_by_hash(statements::FIND_REFRESH_TOKEN, hash).await
     }
 
     async fn rotate_refresh_token(
@@ -663,7 +629,7 @@ impl Store for SqlStore {
         if let Some(direct) = &self.direct {
             return direct.upstream_credential(family_id);
         }
-        Ok(sqlx::query_as(shared::UPSTREAM_CREDENTIAL).bind(family_id).fetch_optional(&self.pool).await?)
+        Ok(sqlx::query_as(statements::UPSTREAM_CREDENTIAL).bind(family_id).fetch_optional(&self.pool).await?)
     }
 
     async fn take_refresh_lease(&self, family_id: &str, lease_secs: i64) -> Result<Option<Lease>, StoreError> {

@@ -16,7 +16,7 @@
 //!   by many writes; alone, a write costs what it did before. Results are handed back
 //!   only after the commit, so no caller sees a write that could still be rolled back.
 //!
-//! The statements are the sqlx implementation's (constants in `sql::shared`; PostgreSQL
+//! The statements are the sqlx implementation's (constants in `statements`; PostgreSQL
 //! wraps the rotation's UPDATE and INSERTs into one statement), so the backends keep one
 //! meaning; the behaviour suite runs them on SQLite through this module. Other, rarer writes stay on sqlx's single writer connection; the two
 //! writers meet at SQLite's write lock, where the busy timeout makes either wait.
@@ -31,7 +31,7 @@ use rusqlite::types::Type;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, named_params};
 
 use crate::model::{NewTokenPair, StoredRefreshToken, UpstreamCredential};
-use crate::sql::shared;
+use crate::statements;
 use crate::{Rotation, StoreError};
 
 /// Idle reader connections kept; more are opened when more readers run at once.
@@ -168,13 +168,13 @@ fn write_batches(conn: &Connection, queue: &mpsc::Receiver<Box<dyn Write>>) {
     }
 }
 
-/// The refresh grant's operations, with the statements of `sql::shared`. Parameters are
+/// The refresh grant's operations, with the statements of `statements`. Parameters are
 /// bound by their `$n` names: SQLite numbers named parameters in the order they first
 /// appear in a statement, not by the digits in their names.
 impl Direct {
     pub(crate) fn find_refresh_token(&self, hash: &TokenHash) -> Result<Option<StoredRefreshToken>, StoreError> {
         self.read(|conn| {
-            let mut statement = conn.prepare_cached(shared::FIND_REFRESH_TOKEN)?;
+            let mut statement = conn.prepare_cached(statements::FIND_REFRESH_TOKEN)?;
             let row = statement.query_row(named_params! { "$1": hash.0.as_slice() }, |r| {
                 Ok(StoredRefreshToken {
                     family_id: r.get("family_id")?,
@@ -194,7 +194,7 @@ impl Direct {
 
     pub(crate) fn upstream_credential(&self, family_id: &str) -> Result<Option<UpstreamCredential>, StoreError> {
         self.read(|conn| {
-            let mut statement = conn.prepare_cached(shared::UPSTREAM_CREDENTIAL)?;
+            let mut statement = conn.prepare_cached(statements::UPSTREAM_CREDENTIAL)?;
             let row = statement.query_row(named_params! { "$1": family_id }, |r| {
                 Ok(UpstreamCredential {
                     family_id: r.get("family_id")?,
@@ -222,7 +222,7 @@ impl Direct {
         self.write(move |conn| {
             let token = hash.0.as_slice();
             let rotated: Option<String> = conn
-                .prepare_cached(shared::ROTATE)?
+                .prepare_cached(statements::ROTATE)?
                 .query_row(named_params! { "$1": token, "$2": now, "$3": client_id, "$5": sealed }, |r| r.get(0))
                 .optional()?;
             if let Some(family_id) = rotated {
@@ -230,7 +230,7 @@ impl Direct {
                 return Ok(Rotation::Rotated);
             }
             let replay: Option<(String, String)> = conn
-                .prepare_cached(shared::REPLAYED_SUCCESSOR)?
+                .prepare_cached(statements::REPLAYED_SUCCESSOR)?
                 .query_row(named_params! { "$1": token, "$2": now, "$3": client_id, "$4": grace_secs }, |r| {
                     Ok((r.get(0)?, r.get(1)?))
                 })
@@ -249,7 +249,7 @@ fn insert_pair(conn: &Connection, family_id: &str, pair: &NewTokenPair) -> Resul
     let access = Some(("access_tokens", &pair.access_hash, pair.access_expires_at));
     let refresh = pair.refresh.as_ref().map(|(hash, exp)| ("refresh_tokens", hash, *exp));
     for (table, hash, expires_at) in access.into_iter().chain(refresh) {
-        conn.prepare_cached(&shared::insert_token(table))?.execute((
+        conn.prepare_cached(&statements::insert_token(table))?.execute((
             hash.0.as_slice(),
             family_id,
             &pair.client_id,

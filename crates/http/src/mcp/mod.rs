@@ -6,7 +6,7 @@
 //! the user's provider token in place of the client's; the answer streams back as it
 //! arrives.
 
-mod client;
+pub mod client;
 mod forward;
 mod tool_list;
 mod tool_rules;
@@ -18,8 +18,6 @@ use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::Response;
-
-pub use client::McpClient;
 
 use crate::client_address::ClientAddress;
 use mcp_oauth_core::scope::Scopes;
