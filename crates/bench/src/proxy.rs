@@ -40,10 +40,15 @@ impl Proxy {
         // Room for the open-stream measurement beyond the default of 20,000 connections.
         let limits = "[limits]\nmax_connections = 100000\n";
         std::fs::write(&config, format!("listen = \"127.0.0.1:{port}\"\n{toml}\n{limits}"))?;
+        // Logging as deployed: the default level, with its access log line per request,
+        // to a file (as to a journal or a container's log).
+        let log = std::fs::File::create(dir.join(format!("proxy-{port}.log")))?;
         let child = tokio::process::Command::new(bin)
             .args(["serve", "--config"])
             .arg(&config)
-            .env("RUST_LOG", "warn")
+            .env_remove("RUST_LOG")
+            .stdout(log.try_clone()?)
+            .stderr(log)
             .kill_on_drop(true)
             .spawn()?;
         let pid = child.id().ok_or("the proxy exited at once")?;

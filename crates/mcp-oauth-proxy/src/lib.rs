@@ -4,4 +4,5 @@
 pub mod admin;
 pub mod config;
 pub mod demo;
+pub mod logging;
 pub mod runtime;

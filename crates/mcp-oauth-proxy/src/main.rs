@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use mcp_oauth_core::SystemClock;
 use mcp_oauth_proxy::config::{Config, ConfigErrors};
-use mcp_oauth_proxy::{admin, runtime};
+use mcp_oauth_proxy::{admin, logging, runtime};
 use mcp_oauth_store::GrantFilter;
 
 #[derive(Parser)]
@@ -137,13 +137,28 @@ enum GrantsCommand {
     },
 }
 
-fn init_logging(format: LogFormat) {
+/// Sets up logging to standard output; what is buffered is written when the returned
+/// value is dropped, at the end of the command.
+fn init_logging(format: LogFormat) -> impl Drop {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let out = logging::Batched::new(Box::new(std::io::stdout()));
+    // Colours for a terminal only, not for a file or a journal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi).with_writer(out.clone());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+    FlushAtEnd(out)
+}
+
+struct FlushAtEnd(logging::Batched);
+
+impl Drop for FlushAtEnd {
+    fn drop(&mut self) {
+        self.0.flush();
     }
 }
 
@@ -162,7 +177,7 @@ fn main() -> ExitCode {
             Err(e) => config_error(&e),
         },
         Command::RotateKey { config } => {
-            init_logging(cli.log_format);
+            let _log = init_logging(cli.log_format);
             match Config::load(config.as_deref()) {
                 Ok(config) => run("rotate-key", rotate_key(config)),
                 Err(e) => config_error(&e),
@@ -215,7 +230,7 @@ fn main() -> ExitCode {
             Err(e) => config_error(&e),
         },
         Command::Demo { port, data } => {
-            init_logging(cli.log_format);
+            let _log = init_logging(cli.log_format);
             run("demo", async move {
                 let demo = mcp_oauth_proxy::demo::start(port, data).await?;
                 println!("{}", demo.banner());
@@ -224,7 +239,7 @@ fn main() -> ExitCode {
             })
         }
         Command::Serve { config } => {
-            init_logging(cli.log_format);
+            let _log = init_logging(cli.log_format);
             match Config::load(config.as_deref()) {
                 Ok(config) => run("serve", serve(config)),
                 Err(e) => config_error(&e),
