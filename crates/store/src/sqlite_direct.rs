@@ -103,6 +103,10 @@ impl Direct {
     /// starts the writer thread, which ends when this value is dropped.
     pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
         let writer = open(path)?;
+        // A savepoint keeps the original of every page its write changes in a statement
+        // journal: in memory, not in a temporary file written for each batch (9% of the
+        // CPU per refresh in the benchmark).
+        writer.execute_batch("PRAGMA temp_store = MEMORY")?;
         let (tx, rx) = mpsc::channel::<Box<dyn Write>>();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
