@@ -153,3 +153,66 @@ async fn accept_loop(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use axum::routing::get;
+
+    use super::*;
+
+    /// Answers with the name of the thread that served the request, after holding that
+    /// thread for a moment (blocking it on purpose), so that the next connections must be
+    /// taken by another.
+    fn thread_naming_router() -> Router {
+        Router::new().route(
+            "/",
+            get(|| async {
+                std::thread::sleep(Duration::from_millis(20));
+                std::thread::current().name().unwrap_or("?").to_owned()
+            }),
+        )
+    }
+
+    async fn get_text(addr: SocketAddr) -> std::io::Result<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await?;
+        Ok(answer.rsplit("\r\n\r\n").next().unwrap_or_default().to_owned())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_serving_thread_takes_connections_and_all_stop_on_shutdown() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        let limits = ConnectionSettings::default();
+        let serving =
+            tokio::spawn(serve_on_threads(listener, 2, thread_naming_router(), limits, shutdown, Duration::ZERO));
+
+        // Connections arriving together are taken by whichever thread is free: while one
+        // is held, the other serves.
+        let mut threads = HashSet::new();
+        for _ in 0..20 {
+            let answers: Vec<_> = (0..16).map(|_| tokio::spawn(get_text(addr))).collect();
+            for answer in answers {
+                threads.insert(answer.await.unwrap().unwrap());
+            }
+            if threads.len() == 2 {
+                break;
+            }
+        }
+        assert_eq!(threads, HashSet::from(["serve-0".to_owned(), "serve-1".to_owned()]));
+
+        stop.send(()).unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(5), serving).await.expect("serving ends on shutdown");
+        ended.unwrap().unwrap();
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "the socket is closed");
+    }
+}
