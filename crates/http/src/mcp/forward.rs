@@ -150,7 +150,7 @@ pub async fn send(
 pub fn stream_back(
     upstream: Response<Incoming>,
     idle: Duration,
-    open_streams: &Gauge<i64, AtomicI64>,
+    open_streams: impl FnOnce() -> Gauge<i64, AtomicI64>,
     tool_filter: Option<ToolFilter>,
 ) -> Response {
     let (head, incoming) = upstream.into_parts();
@@ -172,10 +172,10 @@ pub fn stream_back(
     let upstream = TimeoutBody::new(idle, incoming);
     let body = match (tool_filter, is_event_stream) {
         // Counted open until the stream ends or the client goes away (the body is dropped).
-        (None, true) => Body::new(Counted { body: upstream, _open: OpenStream::new(open_streams.clone()) }),
+        (None, true) => Body::new(Counted { body: upstream, _open: OpenStream::new(open_streams()) }),
         (None, false) => Body::new(upstream),
         (Some(keep), true) => {
-            let open = OpenStream::new(open_streams.clone());
+            let open = OpenStream::new(open_streams());
             let events = futures_util::stream::unfold(
                 (Box::pin(upstream), EventFilter::default(), false, open),
                 move |(mut frames, mut filter, done, open)| {

@@ -79,11 +79,12 @@ pub async fn handle(
         .token(provider, &token.family_id, &token.upstream_sealed, token.upstream_expires_at, None)
         .await
         .map_err(refused)?;
-    let open_streams = app.metrics.open_streams.get_or_create(&SlugLabels { slug: server.slug.clone() }).clone();
+    // Looked up only for an answer that is an event stream.
+    let open_streams = || app.metrics.open_streams.get_or_create(&SlugLabels { slug: server.slug.clone() }).clone();
     let resp = send(&app, &server, &parts, body.clone(), &first.token, origin).await?;
     let idle = app.mcp_client.idle;
     if resp.status() != StatusCode::UNAUTHORIZED {
-        return Ok(forward::stream_back(resp, idle, &open_streams, tool_filter));
+        return Ok(forward::stream_back(resp, idle, open_streams, tool_filter));
     }
     // The MCP upstream refused the user's token: an auth event, not a tool error (hiding
     // it as one leaves the client with a token that never works). Refresh once, replay.
@@ -102,7 +103,7 @@ pub async fn handle(
             Some("the MCP server refused the upstream credential"),
         ));
     }
-    Ok(forward::stream_back(resp, idle, &open_streams, tool_filter))
+    Ok(forward::stream_back(resp, idle, open_streams, tool_filter))
 }
 
 /// [`forward::send`], counted: the MCP upstream's status and its time to the response head.
