@@ -20,7 +20,7 @@ pub async fn build(config: Config, clock: SharedClock) -> Result<AppState, Box<d
     }
     let http = http_client::for_provider_calls();
     let providers = Providers::new(config.providers.into_iter().map(|p| Provider::new(p, http.clone())));
-    let mcp_client = mcp_oauth_http::mcp::client::McpClient::new(Duration::from_secs(config.idle_timeout_secs));
+    let mcp_client = mcp_oauth_http::mcp::client::McpClient::new(Duration::from_secs(config.idle_timeout_secs))?;
     let audit = match config.audit_path.as_deref() {
         None => Audit::off(),
         Some("-") => Audit::to_writer(Box::new(std::io::stdout())),

@@ -49,19 +49,20 @@ impl McpClient {
     /// Pooled keep-alive connections over plain TCP or TLS (verified against the
     /// platform's roots), a 10 s connect timeout, `TCP_NODELAY`, no proxy from the
     /// environment, never following redirects (hyper does not).
-    pub fn new(idle: Duration) -> Self {
+    pub fn new(idle: Duration) -> Result<Self, String> {
         mcp_oauth_upstream::http_client::install_crypto_provider();
         let mut tcp = HttpConnector::new();
         tcp.set_connect_timeout(Some(Duration::from_secs(10)));
         tcp.set_nodelay(true);
         tcp.enforce_http(false);
-        let tls = rustls::ClientConfig::with_platform_verifier().expect("the platform's certificate verifier starts");
+        let tls = rustls::ClientConfig::with_platform_verifier()
+            .map_err(|e| format!("cannot set up TLS for MCP upstreams with the system's certificates: {e}"))?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .wrap_connector(tcp);
-        Self { pools: ThreadLocal::new(), connector, idle }
+        Ok(Self { pools: ThreadLocal::new(), connector, idle })
     }
 
     fn pool(&self) -> &Pool {
