@@ -960,4 +960,12 @@ mod tests {
         assert_eq!(sqlite_path("sqlite:///var/lib/p.db?mode=rwc"), Some("/var/lib/p.db"));
         assert_eq!(sqlite_path("sqlite::memory:"), None);
     }
+
+    #[tokio::test]
+    async fn an_in_memory_sqlite_database_is_refused_with_what_to_do() {
+        match SqlStore::connect("sqlite::memory:").await {
+            Err(StoreError::Internal(message)) => assert!(message.contains("name a file"), "{message}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
 }
