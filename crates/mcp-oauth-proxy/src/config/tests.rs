@@ -224,6 +224,15 @@ fn problems(text: &str, env: &[(&str, &str)]) -> Vec<String> {
     load(text, env).unwrap_err().0
 }
 
+#[test]
+fn an_in_memory_sqlite_database_is_refused() {
+    let with_memory = minimal().replacen("[encryption]", "[storage]\nurl = \"sqlite::memory:\"\n[encryption]", 1);
+    assert_eq!(
+        problems(&with_memory, &[("GH_SECRET", "s")]),
+        ["storage.url: must name a file, as in sqlite://./data/proxy.db (not an in-memory database)"]
+    );
+}
+
 /// The exact text of every message: operators read them, and a refactoring of the
 /// validation must not change them.
 #[test]

@@ -89,6 +89,9 @@ fn storage_url(problems: &mut Problems, raw: RawStorage) -> String {
     let url = raw.url.unwrap_or_else(|| DEFAULT_STORAGE_URL.into());
     if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         problems.push("storage.url", "must start with sqlite:// or postgres://");
+    } else if url.starts_with("sqlite:") && (url.contains(":memory:") || url.contains("mode=memory")) {
+        // Each of the proxy's connections would open a database of its own.
+        problems.push("storage.url", "must name a file, as in sqlite://./data/proxy.db (not an in-memory database)");
     }
     url
 }
