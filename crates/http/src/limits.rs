@@ -1,15 +1,26 @@
-//! Limits on what anonymous callers can make the proxy do, per client address (and per
-//! client for probing). Rates are kept by `governor` (GCRA, keyed); over a limit the
-//! answer is 429 with `Retry-After`.
+//! Limits on what anonymous callers can make the proxy do. Rates are kept by `governor`
+//! (GCRA, keyed); over a limit the answer is 429 with `Retry-After`.
 //!
-//! Failures at the token and revocation endpoints are counted after the fact (only
-//! failures count: successful traffic is never limited), but enforced before: once an
-//! address or a client has used up its failures, it is refused until its allowance
-//! returns, so a guess cannot be tried, right or wrong, while it waits.
+//! The model (the README's "Limits" section says which attack each limit answers):
+//! - Keys are client addresses, with IPv6 addresses grouped by their /64 (configurable):
+//!   one host commonly holds a whole /64, and keying the full address would give it
+//!   unlimited budgets.
+//! - Nothing is ever counted against a client alone. A public client's id (a metadata
+//!   document's URL above all) is known to everyone, and hosted MCP clients (claude.ai,
+//!   ChatGPT) call from a few egress addresses for all their users: a limit keyed by the
+//!   client, or one that refused grants use up, would let anyone lock real users out.
+//! - Only failed *client authentications* (a wrong secret for a confidential client) are
+//!   counted, per address and per (client, address). They are enforced before the next
+//!   attempt that presents a secret, so a guess cannot be tried, right or wrong, while it
+//!   waits; requests without a secret (public clients) are never held by them.
+//! - Refused grants (a stale, revoked or replayed refresh token, a used code) are not
+//!   limited: each costs one indexed read, the same as a good one, and tokens of 256
+//!   random bits cannot be guessed. The connection limits bound their rate like any
+//!   other request's.
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,48 +37,76 @@ const MAX_KEYS: usize = 100_000;
 
 pub struct Limits {
     metrics: Arc<Metrics>,
+    ipv6_prefix_len: u8,
     registrations: Rate<IpAddr>,
     authorizations: Rate<IpAddr>,
-    failures_by_address: Failures<IpAddr>,
-    failures_by_client: Failures<String>,
+    auth_failures_by_address: Failures<IpAddr>,
+    auth_failures_by_client: Failures<(String, IpAddr)>,
 }
 
 impl Limits {
     pub fn new(settings: &LimitSettings, metrics: Arc<Metrics>) -> Self {
         Self {
             metrics,
+            ipv6_prefix_len: settings.ipv6_prefix_len,
             registrations: Rate::per_minute(settings.registrations_per_minute),
             authorizations: Rate::per_minute(settings.authorizations_per_minute),
-            failures_by_address: Failures::per_minute(settings.failures_per_minute),
-            failures_by_client: Failures::per_minute(settings.failures_per_minute),
+            // One address may try several clients (an office's confidential clients) before
+            // it is held as a whole; one client from one address, the configured number.
+            auth_failures_by_address: Failures::per_minute(settings.failures_per_minute.saturating_mul(4)),
+            auth_failures_by_client: Failures::per_minute(settings.failures_per_minute),
         }
+    }
+
+    /// The key an address is limited by: IPv4 (also when mapped into IPv6) as it is, IPv6
+    /// by its network of the configured prefix length.
+    pub fn key(&self, address: IpAddr) -> IpAddr {
+        address_key(address, self.ipv6_prefix_len)
     }
 
     /// One more dynamic registration from `address`.
     pub fn registration(&self, address: IpAddr) -> Result<(), HttpError> {
-        self.registrations.take(address).inspect_err(|_| self.metrics.rate_limited("registrations"))
+        let key = self.key(address);
+        self.registrations.take(key).inspect_err(|_| self.metrics.rate_limited("registrations"))
     }
 
     /// One more authorization request from `address`.
     pub fn authorization(&self, address: IpAddr) -> Result<(), HttpError> {
-        self.authorizations.take(address).inspect_err(|_| self.metrics.rate_limited("authorizations"))
+        let key = self.key(address);
+        self.authorizations.take(key).inspect_err(|_| self.metrics.rate_limited("authorizations"))
     }
 
-    /// Refuses an address or client that has used up its failures.
-    pub fn check_failures(&self, address: IpAddr, client_id: Option<&str>) -> Result<(), HttpError> {
-        let by_client = |id: &str| self.failures_by_client.check(&id.to_owned());
-        self.failures_by_address
-            .check(&address)
-            .and_then(|()| client_id.map_or(Ok(()), by_client))
+    /// Before a client authentication with a secret: refused while `address`, or
+    /// `client_id` from `address`, has used up its failed authentications.
+    pub fn check_client_auth(&self, address: IpAddr, client_id: &str) -> Result<(), HttpError> {
+        let key = self.key(address);
+        self.auth_failures_by_address
+            .check(&key)
+            .and_then(|()| self.auth_failures_by_client.check(&(client_id.to_owned(), key)))
             .inspect_err(|_| self.metrics.rate_limited("failures"))
     }
 
-    /// Counts a failed client authentication or a refused grant.
-    pub fn failed(&self, address: IpAddr, client_id: Option<&str>) {
-        self.failures_by_address.count(address);
-        if let Some(id) = client_id {
-            self.failures_by_client.count(id.to_owned());
-        }
+    /// Counts a failed client authentication (a wrong secret) from `address`.
+    pub fn failed_client_auth(&self, address: IpAddr, client_id: &str) {
+        let key = self.key(address);
+        self.auth_failures_by_address.count(key);
+        self.auth_failures_by_client.count((client_id.to_owned(), key));
+    }
+}
+
+/// IPv4 addresses (also IPv4-mapped IPv6 ones) stand for themselves; IPv6 addresses for
+/// their network of `prefix_len` bits.
+pub fn address_key(address: IpAddr, prefix_len: u8) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u32::from(prefix_len.min(128));
+                let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+            }
+        },
     }
 }
 
@@ -144,15 +183,19 @@ mod tests {
             registrations_per_minute: n,
             authorizations_per_minute: n,
             failures_per_minute: n,
-            pending_per_browser: 1,
+            ..LimitSettings::default()
         };
         Limits::new(&settings, Arc::default())
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
     }
 
     #[test]
     fn registrations_are_limited_per_address() {
         let l = limits(3);
-        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let (a, b) = (ip("192.0.2.1"), ip("192.0.2.2"));
         for _ in 0..3 {
             assert!(l.registration(a).is_ok());
         }
@@ -161,18 +204,34 @@ mod tests {
     }
 
     #[test]
-    fn only_failures_count_and_they_block_address_and_client() {
+    fn an_ipv6_network_is_one_address() {
         let l = limits(2);
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let other: IpAddr = "192.0.2.9".parse().unwrap();
+        assert!(l.registration(ip("2001:db8:1:2::1")).is_ok());
+        assert!(l.registration(ip("2001:db8:1:2:ffff::9")).is_ok());
+        assert!(l.registration(ip("2001:db8:1:2:abcd::7")).is_err(), "the same /64");
+        assert!(l.registration(ip("2001:db8:1:3::1")).is_ok(), "the next /64 is another");
+        assert_eq!(address_key(ip("::ffff:192.0.2.7"), 64), ip("192.0.2.7"));
+        assert_eq!(address_key(ip("2001:db8::1"), 48), ip("2001:db8::"));
+        assert_eq!(address_key(ip("2001:db8::1"), 128), ip("2001:db8::1"));
+    }
+
+    #[test]
+    fn failed_authentications_hold_the_address_and_the_pair_never_the_client() {
+        let l = limits(2);
+        let (a, other) = (ip("192.0.2.1"), ip("192.0.2.9"));
         for _ in 0..100 {
-            assert!(l.check_failures(a, Some("c")).is_ok(), "checks alone never count");
+            assert!(l.check_client_auth(a, "c").is_ok(), "checks alone never count");
         }
         for _ in 0..3 {
-            l.failed(a, Some("c"));
+            l.failed_client_auth(a, "c");
         }
-        assert!(l.check_failures(a, None).is_err(), "the address is blocked");
-        assert!(l.check_failures(other, Some("c")).is_err(), "so is the client, from anywhere");
-        assert!(l.check_failures(other, Some("d")).is_ok());
+        assert!(l.check_client_auth(a, "c").is_err(), "the client from that address is held");
+        assert!(l.check_client_auth(a, "d").is_ok(), "another client from there is not, yet");
+        assert!(l.check_client_auth(other, "c").is_ok(), "nor the client from elsewhere");
+        for _ in 0..6 {
+            l.failed_client_auth(a, "e");
+        }
+        assert!(l.check_client_auth(a, "d").is_err(), "past four times the budget the address is held");
+        assert!(l.check_client_auth(other, "d").is_ok());
     }
 }

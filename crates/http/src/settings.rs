@@ -200,11 +200,17 @@ pub struct LimitSettings {
     pub registrations_per_minute: u32,
     /// Authorization requests (consent page views and answers) per address and minute.
     pub authorizations_per_minute: u32,
-    /// Failed client authentications and refused grants at the token and revocation
-    /// endpoints, per address and per client, per minute. Successful requests never count.
+    /// Failed client authentications (wrong secrets) at the token and revocation
+    /// endpoints per client and address, per minute; an address as a whole may fail four
+    /// times as often. Refused grants and successful requests never count.
     pub failures_per_minute: u32,
     /// Logins one browser may have started and not finished.
     pub pending_per_browser: u32,
+    /// Logins one address may have started and not finished.
+    pub pending_per_address: u32,
+    /// IPv6 addresses are limited by their network of this many bits (one host commonly
+    /// holds a /64).
+    pub ipv6_prefix_len: u8,
 }
 
 impl Default for LimitSettings {
@@ -214,6 +220,8 @@ impl Default for LimitSettings {
             authorizations_per_minute: 120,
             failures_per_minute: 30,
             pending_per_browser: 20,
+            pending_per_address: 100,
+            ipv6_prefix_len: 64,
         }
     }
 }

@@ -140,9 +140,9 @@ impl<S: Store> Store for CachedStore<S> {
         &self,
         pending: &PendingAuthorization,
         now: i64,
-        max_per_browser: i64,
+        caps: PendingCaps,
     ) -> Result<bool, StoreError> {
-        self.inner.insert_pending(pending, now, max_per_browser).await
+        self.inner.insert_pending(pending, now, caps).await
     }
     async fn take_pending(
         &self,

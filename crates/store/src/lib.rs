@@ -140,13 +140,14 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_client(&self, server: &str, client: &Client) -> Result<(), StoreError>;
     async fn find_client(&self, server: &str, client_id: &str) -> Result<Option<Client>, StoreError>;
 
-    /// Stores a pending authorization unless its browser already has `max_per_browser`
-    /// unexpired ones (anyone can start logins; each is a row). `false` when refused.
+    /// Stores a pending authorization unless its browser or its address already has as
+    /// many unexpired ones as `caps` allow (anyone can start logins; each is a row).
+    /// `false` when refused.
     async fn insert_pending(
         &self,
         pending: &PendingAuthorization,
         now: i64,
-        max_per_browser: i64,
+        caps: PendingCaps,
     ) -> Result<bool, StoreError>;
     /// Consumes a pending authorization exactly once. `None` when it does not exist, has
     /// expired, or was started in another browser (a different binding cookie) — in the

@@ -98,6 +98,11 @@ CREATE INDEX access_tokens_expiry ON access_tokens (expires_at);
     // 5: the trace id of the login attempt, from the authorization request to the grant.
     "ALTER TABLE pending_authorizations ADD COLUMN trace_id TEXT; \
      ALTER TABLE families ADD COLUMN trace_id TEXT",
+    // 6: the (grouped) client address a login was started from, so that logins started
+    // and not finished are capped per address as well as per browser (a browser is only
+    // a cookie, which the client chooses).
+    "ALTER TABLE pending_authorizations ADD COLUMN address TEXT; \
+     CREATE INDEX pending_authorizations_address ON pending_authorizations (address, expires_at)",
 ];
 
 impl Backend {

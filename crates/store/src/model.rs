@@ -33,6 +33,16 @@ pub struct PendingAuthorization {
     pub expires_at: i64,
     /// The login attempt's trace id (see the HTTP layer's `trace`).
     pub trace_id: Option<String>,
+    /// The client address (grouped as the limits group it) the login was started from.
+    #[sqlx(default)]
+    pub address: Option<String>,
+}
+
+/// How many logins may be started and not finished at once.
+#[derive(Debug, Clone, Copy)]
+pub struct PendingCaps {
+    pub per_browser: i64,
+    pub per_address: i64,
 }
 
 /// A token family (a grant): born when a user completes an authorization, holding the

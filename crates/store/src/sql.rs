@@ -415,20 +415,16 @@ impl Store for SqlStore {
         row.map(Client::try_from).transpose()
     }
 
-    async fn insert_pending(
-        &self,
-        p: &PendingAuthorization,
-        now: i64,
-        max_per_browser: i64,
-    ) -> Result<bool, StoreError> {
-        // One statement: the count and the insert cannot be told apart by another writer
+    async fn insert_pending(&self, p: &PendingAuthorization, now: i64, caps: PendingCaps) -> Result<bool, StoreError> {
+        // One statement: the counts and the insert cannot be told apart by another writer
         // on SQLite; on PostgreSQL two concurrent logins may both pass, which bounds the
-        // overshoot by the concurrency of one browser.
+        // overshoot by the concurrency of one browser or address.
         let done = sqlx::query(
             "INSERT INTO pending_authorizations (state_hash, browser_hash, server, client_id, redirect_uri, scope, resource, \
-             code_challenge, client_state, upstream_verifier, nonce, expires_at, trace_id) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $15 \
-             WHERE (SELECT COUNT(*) FROM pending_authorizations WHERE browser_hash = $2 AND expires_at > $13) < $14",
+             code_challenge, client_state, upstream_verifier, nonce, expires_at, trace_id, address) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $15, $16 \
+             WHERE (SELECT COUNT(*) FROM pending_authorizations WHERE browser_hash = $2 AND expires_at > $13) < $14 \
+             AND (SELECT COUNT(*) FROM pending_authorizations WHERE address = $16 AND expires_at > $13) < $17",
         )
         .bind(blob(&p.state_hash))
         .bind(blob(&p.browser_hash))
@@ -443,8 +439,10 @@ impl Store for SqlStore {
         .bind(p.nonce.as_deref())
         .bind(p.expires_at)
         .bind(now)
-        .bind(max_per_browser)
+        .bind(caps.per_browser)
         .bind(p.trace_id.as_deref())
+        .bind(p.address.as_deref())
+        .bind(caps.per_address)
         .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)

@@ -141,25 +141,42 @@ async fn pending_authorizations_are_taken_once_by_their_own_browser() {
             nonce: None,
             expires_at: NOW + 600,
             trace_id: Some("trace-2".into()),
+            address: Some("192.0.2.1".into()),
         };
-        assert!(store.insert_pending(&pending, NOW, 2).await.unwrap());
+        let caps = |per_browser, per_address| PendingCaps { per_browser, per_address };
+        assert!(store.insert_pending(&pending, NOW, caps(2, 2)).await.unwrap());
         assert!(store.take_pending(&state.hash, &TokenHash::of("browser-b"), NOW).await.unwrap().is_none());
         assert!(store.take_pending(&state.hash, &browser, NOW + 600).await.unwrap().is_none(), "expired");
         let taken = store.take_pending(&state.hash, &browser, NOW).await.unwrap().unwrap();
         assert_eq!(taken.client_state.as_deref(), Some("s"));
         assert_eq!(taken.trace_id.as_deref(), Some("trace-2"));
         assert!(store.take_pending(&state.hash, &browser, NOW).await.unwrap().is_none(), "single use");
-        // At most `max_per_browser` unexpired logins per browser.
-        let another = |browser_hash| PendingAuthorization {
+        // At most so many unexpired logins per browser, and per address.
+        let another = |browser_hash, address: &str| PendingAuthorization {
             state_hash: mint(TokenKind::UpstreamState).hash,
             browser_hash,
+            address: Some(address.into()),
             ..pending.clone()
         };
-        assert!(store.insert_pending(&another(browser), NOW, 2).await.unwrap());
-        assert!(store.insert_pending(&another(browser), NOW, 2).await.unwrap());
-        assert!(!store.insert_pending(&another(browser), NOW, 2).await.unwrap(), "capped");
-        assert!(store.insert_pending(&another(TokenHash::of("browser-b")), NOW, 2).await.unwrap(), "per browser");
-        assert!(store.insert_pending(&another(browser), NOW + 600, 2).await.unwrap(), "expired ones do not count");
+        let a = "192.0.2.1";
+        assert!(store.insert_pending(&another(browser, a), NOW, caps(2, 9)).await.unwrap());
+        assert!(store.insert_pending(&another(browser, a), NOW, caps(2, 9)).await.unwrap());
+        assert!(!store.insert_pending(&another(browser, a), NOW, caps(2, 9)).await.unwrap(), "capped");
+        let b = TokenHash::of("browser-b");
+        assert!(store.insert_pending(&another(b, a), NOW, caps(2, 9)).await.unwrap(), "per browser");
+        assert!(
+            store.insert_pending(&another(browser, a), NOW + 600, caps(2, 9)).await.unwrap(),
+            "expired ones do not count"
+        );
+        // Fresh browsers (cookies the client chose) from one address: capped per address.
+        let fresh = |i: usize| TokenHash::of(&format!("fresh-{i}"));
+        assert!(store.insert_pending(&another(fresh(1), "192.0.2.50"), NOW, caps(2, 2)).await.unwrap());
+        assert!(store.insert_pending(&another(fresh(2), "192.0.2.50"), NOW, caps(2, 2)).await.unwrap());
+        assert!(!store.insert_pending(&another(fresh(3), "192.0.2.50"), NOW, caps(2, 2)).await.unwrap(), "per address");
+        assert!(
+            store.insert_pending(&another(fresh(4), "192.0.2.51"), NOW, caps(2, 2)).await.unwrap(),
+            "another address"
+        );
     }
 }
 

@@ -35,13 +35,14 @@ pub async fn get(
     let trace = TraceId::new();
     let client_id = params.get("client_id").unwrap_or("-");
     tracing::info!(trace_id = %trace, server = %server.slug, client_id, "authorization request");
-    let result = show(&app, &server, &params, &headers, &trace).await;
+    let result = show(&app, &server, from, &params, &headers, &trace).await;
     result.map_err(|e| refused(e, &trace))
 }
 
 async fn show(
     app: &App,
     server: &Server<Browser>,
+    from: ClientAddress,
     params: &Params,
     headers: &HeaderMap,
     trace: &TraceId,
@@ -54,7 +55,7 @@ async fn show(
         .map_err(|invalid| invalid.answer(|client, _| approved(client)))?;
     let covered = req.client.trusted || consent::covers(app, server, &req.client, &req.scope, &browser_id, headers);
     let resp = if covered {
-        go_to_provider(app, server, &req, &browser_id).await?
+        go_to_provider(app, server, &req, (&browser_id, from)).await?
     } else {
         consent::page(app, server, &req, params, &browser_id, headers, None)
     };
@@ -108,7 +109,7 @@ async fn answer(
         match params.get("decision") {
             Some("approve") => {
                 app.audit.record(decided("consent.approved"));
-                let mut resp = go_to_provider(app, server, &req, &browser_id).await?;
+                let mut resp = go_to_provider(app, server, &req, (&browser_id, caller.address)).await?;
                 let cookie = consent::remember(app, server, &req.client, &req.scope, &browser_id, headers);
                 resp.headers_mut().append(header::SET_COOKIE, cookie);
                 resp
@@ -140,9 +141,9 @@ async fn go_to_provider(
     app: &App,
     server: &Server<Browser>,
     req: &AuthorizationRequest,
-    browser_id: &str,
+    starter: (&str, ClientAddress),
 ) -> Result<Response, HttpError> {
-    match login::start(app, server, req, browser_id).await {
+    match login::start(app, server, req, starter).await {
         Ok(url) => Ok(redirect(req.reply.status, &url)),
         Err(e) => Err(req.reply.error(e)),
     }

@@ -1,12 +1,11 @@
 //! Client authentication at the token and revocation endpoints (RFC 6749 §2.3).
 
 use axum::http::HeaderMap;
-use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use mcp_oauth_core::OAuthError;
 use mcp_oauth_core::client::{Client, PresentedCredentials};
 use mcp_oauth_core::form::Params;
-use mcp_oauth_core::{OAuthError, OAuthErrorCode};
 
 use crate::client_address::ClientAddress;
 use crate::error::HttpError;
@@ -41,45 +40,35 @@ pub fn presented(headers: &HeaderMap, params: &Params) -> Result<PresentedCreden
     Ok(PresentedCredentials { client_id: client_id.to_owned(), secret: params.get("client_secret").map(str::to_owned) })
 }
 
-/// Finds and authenticates the client of a token or revocation request.
+/// Finds and authenticates the client of a token or revocation request, within the
+/// failure limits (see `limits`): an attempt with a secret is refused at once while the
+/// address, or this client from this address, has used up its failures, and a wrong
+/// secret is counted. A public client that sends a secret is refused without counting:
+/// it guesses nothing, and counting it would let anyone who knows the (public) client id
+/// use up that client's budget.
 pub async fn authenticate(
     app: &App,
     server: &ServerSettings,
+    from: ClientAddress,
     headers: &HeaderMap,
     params: &Params,
 ) -> Result<Client, HttpError> {
     let creds = presented(headers, params)?;
+    if creds.secret.is_some() {
+        app.limits.check_client_auth(from.client, &creds.client_id)?;
+    }
     let client = app
         .clients
         .find(&server.slug, &creds.client_id)
         .await?
         .ok_or_else(|| OAuthError::invalid_client("unknown client_id; register again"))?;
-    client.authenticate(&creds)?;
-    Ok(client)
-}
-
-/// Runs `work` (a token or revocation request) within the failure limits: refused at
-/// once when the address, or the client it claims to be, has used up its failures;
-/// otherwise run, and a failure counted. Failed client authentications count against the
-/// address and the client (someone is guessing its secret); refused grants count against
-/// the address only: a public client's id is known to everyone, and counting against it
-/// would let anyone lock out all of its users.
-pub async fn limit_failures(
-    app: &App,
-    from: ClientAddress,
-    headers: &HeaderMap,
-    params: &Params,
-    work: impl Future<Output = Result<Response, HttpError>>,
-) -> Result<Response, HttpError> {
-    let claimed = presented(headers, params).ok().map(|c| c.client_id);
-    app.limits.check_failures(from.client, claimed.as_deref())?;
-    let result = work.await;
-    if let Err(HttpError::OAuth(e)) = &result {
-        match e.code {
-            OAuthErrorCode::InvalidClient => app.limits.failed(from.client, claimed.as_deref()),
-            OAuthErrorCode::InvalidGrant => app.limits.failed(from.client, None),
-            _ => {}
-        }
+    if client.secret_hash.is_none() && creds.secret.is_some() {
+        return Err(OAuthError::invalid_client("this client is public: send no client secret").into());
     }
-    result
+    client.authenticate(&creds).inspect_err(|_| {
+        if creds.secret.is_some() {
+            app.limits.failed_client_auth(from.client, &creds.client_id);
+        }
+    })?;
+    Ok(client)
 }

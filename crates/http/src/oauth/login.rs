@@ -5,11 +5,12 @@ use axum::http::StatusCode;
 use mcp_oauth_core::form::Params;
 use mcp_oauth_core::token::{TokenHash, TokenKind, mint, random_b64, random_id};
 use mcp_oauth_core::{OAuthError, pkce};
-use mcp_oauth_store::{NewCode, NewFamily, PendingAuthorization};
+use mcp_oauth_store::{NewCode, NewFamily, PendingAuthorization, PendingCaps};
 use mcp_oauth_upstream::{Identity, UpstreamError, UpstreamTokens};
 
 use super::request::AuthorizationRequest;
 use crate::audit::Caller;
+use crate::client_address::ClientAddress;
 use crate::error::HttpError;
 use crate::settings::ServerSettings;
 use crate::state::App;
@@ -23,7 +24,7 @@ pub async fn start(
     app: &App,
     server: &ServerSettings,
     req: &AuthorizationRequest,
-    browser_id: &str,
+    (browser_id, from): (&str, ClientAddress),
 ) -> Result<String, HttpError> {
     let provider = app.providers.for_server(server);
     let state = mint(TokenKind::UpstreamState);
@@ -43,12 +44,18 @@ pub async fn start(
         nonce: nonce.clone(),
         expires_at: app.now() + LOGIN_TTL_SECS,
         trace_id: Some(req.trace.to_string()),
+        address: Some(app.limits.key(from.client).to_string()),
     };
-    let cap = i64::from(app.settings.limits.pending_per_browser);
-    if !app.store.insert_pending(&pending, app.now(), cap).await? {
+    let limits = &app.settings.limits;
+    let caps = PendingCaps {
+        per_browser: i64::from(limits.pending_per_browser),
+        per_address: i64::from(limits.pending_per_address),
+    };
+    if !app.store.insert_pending(&pending, app.now(), caps).await? {
+        app.metrics.rate_limited("pending_logins");
         return Err(HttpError::page(
             StatusCode::TOO_MANY_REQUESTS,
-            "Too many logins were started in this browser and not finished. Finish one, or try again in ten minutes.",
+            "Too many logins were started from this browser or network and not finished. Finish one, or try again in ten minutes.",
         ));
     }
     let url = provider

@@ -28,8 +28,7 @@ pub async fn revoke(
     headers: HeaderMap,
     OAuthForm(params, _): OAuthForm,
 ) -> Result<Response, HttpError> {
-    let work = run(&app, &server, &headers, &params, &caller);
-    client_auth::limit_failures(&app, caller.address, &headers, &params, work).await
+    run(&app, &server, &headers, &params, &caller).await
 }
 
 async fn run(
@@ -39,7 +38,7 @@ async fn run(
     params: &Params,
     caller: &Caller,
 ) -> Result<Response, HttpError> {
-    let client = client_auth::authenticate(app, server, headers, params).await?;
+    let client = client_auth::authenticate(app, server, caller.address, headers, params).await?;
     let hash = TokenHash::of(params.require("token")?);
     let revocation = Revocation { app, server, client: &client, caller };
     // The hint only orders the lookups (RFC 7009 §2.1); both kinds are always tried.

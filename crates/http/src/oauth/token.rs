@@ -23,8 +23,7 @@ pub async fn token(
     headers: HeaderMap,
     OAuthForm(params, _): OAuthForm,
 ) -> Result<Response, HttpError> {
-    let work = grant(&app, &server, &headers, &params, &caller);
-    let result = client_auth::limit_failures(&app, caller.address, &headers, &params, work).await;
+    let result = grant(&app, &server, &headers, &params, &caller).await;
     let outcome = match &result {
         Ok(_) => "issued",
         Err(HttpError::OAuth(e)) => e.code.as_str(),
@@ -48,7 +47,7 @@ async fn grant(
     params: &Params,
     caller: &Caller,
 ) -> Result<Response, HttpError> {
-    let client = client_auth::authenticate(app, server, headers, params).await?;
+    let client = client_auth::authenticate(app, server, caller.address, headers, params).await?;
     let tokens = match params.get("grant_type") {
         Some("authorization_code") => grants::authorization_code(app, server, &client, params, caller).await?,
         Some("refresh_token") => grants::refresh_token(app, server, &client, params, caller).await?,

@@ -70,6 +70,10 @@ pub(super) struct RawLimits {
     #[serde(default, deserialize_with = "lenient::int")]
     pub pending_per_browser: Option<i64>,
     #[serde(default, deserialize_with = "lenient::int")]
+    pub pending_per_address: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub ipv6_prefix_length: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::int")]
     pub header_read_timeout_secs: Option<i64>,
     #[serde(default, deserialize_with = "lenient::int")]
     pub body_read_timeout_secs: Option<i64>,

@@ -214,6 +214,14 @@ fn limits(problems: &mut Problems, raw: RawLimits) -> (LimitSettings, Connection
             1,
             1000,
         ) as u32,
+        pending_per_address: number(
+            "pending_per_address",
+            raw.pending_per_address,
+            per_minute(l.pending_per_address),
+            1,
+            1_000_000,
+        ) as u32,
+        ipv6_prefix_len: number("ipv6_prefix_length", raw.ipv6_prefix_length, l.ipv6_prefix_len.into(), 32, 128) as u8,
     };
     let secs = |d: std::time::Duration| d.as_secs() as i64;
     let connections = ConnectionSettings {
