@@ -110,13 +110,14 @@ static PG_ROTATE: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// A replay within the grace window on PostgreSQL, with its new access token, in one
-/// statement; $5.. as `PG_ROTATE`'s $6..$10.
+/// A replay within the grace window on PostgreSQL, with its new access token (of the
+/// successor's scope), in one statement; $5 access hash, $6 client id, $7 issued at,
+/// $8 access expiry.
 static PG_REPLAY: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH replay AS ({}), \
          access AS (INSERT INTO access_tokens (token_hash, family_id, client_id, scope, issued_at, expires_at) \
-                    SELECT $5, family_id, $6, $7, $8, $9 FROM replay) \
+                    SELECT $5, family_id, $6, successor_scope, $7, $8 FROM replay) \
          SELECT family_id, successor_sealed FROM replay",
         statements::REPLAYED_SUCCESSOR
     )
@@ -583,7 +584,6 @@ impl Store for SqlStore {
             .bind(grace_secs)
             .bind(blob(&pair.access_hash))
             .bind(&pair.client_id)
-            .bind(&pair.scope)
             .bind(pair.issued_at)
             .bind(pair.access_expires_at)
             .fetch_optional(&self.writer)
@@ -818,7 +818,8 @@ impl Store for SqlStore {
             access_tokens: run("DELETE FROM access_tokens WHERE expires_at <= $1", now).await?,
             refresh_tokens: run("DELETE FROM refresh_tokens WHERE expires_at <= $1", now).await?,
             successors: run(
-                "UPDATE refresh_tokens SET successor_sealed = NULL WHERE successor_sealed IS NOT NULL AND superseded_at < $1",
+                "UPDATE refresh_tokens SET successor_sealed = NULL, successor_scope = NULL \
+                 WHERE successor_sealed IS NOT NULL AND superseded_at < $1",
                 now - retention.refresh_grace_secs,
             )
             .await?,

@@ -227,22 +227,25 @@ impl Direct {
             let token = hash.0.as_slice();
             let rotated: Option<String> = conn
                 .prepare_cached(statements::ROTATE)?
-                .query_row(named_params! { "$1": token, "$2": now, "$3": client_id, "$5": sealed }, |r| r.get(0))
+                .query_row(
+                    named_params! { "$1": token, "$2": now, "$3": client_id, "$5": sealed, "$8": pair.scope },
+                    |r| r.get(0),
+                )
                 .optional()?;
             if let Some(family_id) = rotated {
                 insert_pair(conn, &family_id, &pair)?;
                 return Ok(Rotation::Rotated);
             }
-            let replay: Option<(String, String)> = conn
+            let replay: Option<(String, String, String)> = conn
                 .prepare_cached(statements::REPLAYED_SUCCESSOR)?
                 .query_row(named_params! { "$1": token, "$2": now, "$3": client_id, "$4": grace_secs }, |r| {
-                    Ok((r.get(0)?, r.get(1)?))
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })
                 .optional()?;
-            let Some((family_id, successor_sealed)) = replay else {
+            let Some((family_id, successor_sealed, scope)) = replay else {
                 return Ok(Rotation::Refused);
             };
-            insert_pair(conn, &family_id, &NewTokenPair { refresh: None, ..pair })?;
+            insert_pair(conn, &family_id, &NewTokenPair { refresh: None, scope, ..pair })?;
             Ok(Rotation::Replayed { successor_sealed })
         })
         .await

@@ -352,3 +352,27 @@ async fn the_refresh_lease_is_exclusive_until_released_or_expired() {
         assert_eq!(wins, 1);
     }
 }
+
+/// A replay within the grace window answers what the first rotation answered: its access
+/// token carries the successor's scope, not one computed anew from the replayed token
+/// (which would undo a narrowing the rotation made).
+#[tokio::test]
+async fn a_replay_within_grace_issues_the_successors_scope() {
+    for store in backends().await {
+        let (_, rt) = active_family(store.as_ref(), "c").await;
+        let (mut narrowed, _, _) = pair("c", NOW + 10);
+        narrowed.scope = "tools:read".into();
+        assert_eq!(
+            store.rotate_refresh_token(&rt, "c", NOW + 10, 30, &narrowed, "successor-1").await.unwrap(),
+            Rotation::Rotated
+        );
+        let (mut replayed, _, _) = pair("c", NOW + 20);
+        replayed.scope = "mcp tools:read tools:write".into();
+        let replay = store.rotate_refresh_token(&rt, "c", NOW + 20, 30, &replayed, "successor-2").await.unwrap();
+        assert_eq!(replay, Rotation::Replayed { successor_sealed: "successor-1".into() });
+        let access = store.find_access_token(&replayed.access_hash).await.unwrap().unwrap();
+        assert_eq!(access.scope, "tools:read", "the successor's scope, as the first answer carried");
+        let successor = store.find_refresh_token(&narrowed.refresh.unwrap().0).await.unwrap().unwrap();
+        assert_eq!(successor.scope, "tools:read");
+    }
+}
