@@ -12,7 +12,8 @@
 //!   cache costs a few microseconds, less than the wake-up it replaces;
 //! - writes go to one writer thread, which takes every write queued while it was busy
 //!   and commits them in one transaction (group commit), each in a savepoint of its own
-//!   so that one failing rolls back alone. Under load a wake-up and a commit are shared
+//!   so that one failing rolls back alone (an error that rolls back the whole
+//!   transaction fails the writes it held, and only those: `write_batch`). Under load a wake-up and a commit are shared
 //!   by many writes; alone, a write costs what it did before. Results are handed back
 //!   only after the commit, so no caller sees a write that could still be rolled back.
 //!
@@ -148,28 +149,74 @@ impl Direct {
 /// all in one transaction. Ends when every sender is gone.
 fn write_batches(conn: &Connection, queue: &mpsc::Receiver<Box<dyn Write>>) {
     while let Ok(first) = queue.recv() {
-        let mut batch: Vec<_> = std::iter::once(first).chain(queue.try_iter().take(MAX_BATCH - 1)).collect();
-        // IMMEDIATE: take the write lock now (waiting for another process's writer under
-        // the busy timeout), so that no statement of the batch meets it half-way.
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            let e = StoreError::from(e);
-            batch.into_iter().for_each(|job| job.deliver(Some(e.clone())));
-            continue;
-        }
-        for job in &mut batch {
-            // A savepoint per write: one that fails is rolled back alone.
-            let ran = conn.execute_batch("SAVEPOINT write").is_ok() && job.run(conn);
-            let end = if ran { "RELEASE write" } else { "ROLLBACK TO write; RELEASE write" };
-            if let Err(e) = conn.execute_batch(end) {
-                tracing::error!(error = %e, "SQLite savepoint could not be ended");
+        let batch = std::iter::once(first).chain(queue.try_iter().take(MAX_BATCH - 1)).collect();
+        write_batch(conn, batch);
+    }
+}
+
+/// Runs `batch`'s writes in one transaction, each in a savepoint of its own so that one
+/// failing is rolled back alone, and tells each caller how its own write ended.
+///
+/// Some errors make SQLite roll back the whole transaction, not just the statement
+/// (SQLITE_FULL, IOERR, NOMEM, a constraint with ON CONFLICT ROLLBACK): the writes that
+/// ran before in it are undone, and the later ones would run in autocommit, each
+/// committed at once, while the final COMMIT failed for all. So after every write the
+/// transaction is checked: when it is gone, the writes it held are reported failed (they
+/// are undone), and the rest of the batch continues in a new transaction.
+fn write_batch(conn: &Connection, batch: Vec<Box<dyn Write>>) {
+    // The writes run in the transaction now open, reported once it commits or is lost.
+    let mut open: Vec<Box<dyn Write>> = Vec::with_capacity(batch.len());
+    let mut jobs = batch.into_iter();
+    while let Some(mut job) = jobs.next() {
+        if conn.is_autocommit() {
+            // IMMEDIATE: take the write lock now (waiting for another process's writer
+            // under the busy timeout), so that no statement of the batch meets it
+            // half-way. Failing, it fails the whole rest of the batch: waiting the busy
+            // timeout again for each write would only make them all wait longer.
+            if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+                let e = StoreError::from(e);
+                std::iter::once(job).chain(jobs).for_each(|job| job.deliver(Some(e.clone())));
+                return;
             }
         }
-        let failed = conn.execute_batch("COMMIT").err().map(StoreError::from);
-        if failed.is_some() {
-            let _ = conn.execute_batch("ROLLBACK");
+        if let Err(e) = conn.execute_batch("SAVEPOINT write") {
+            job.deliver(Some(e.into()));
+            continue;
         }
-        batch.into_iter().for_each(|job| job.deliver(failed.clone()));
+        let ran = job.run(conn);
+        if conn.is_autocommit() {
+            // The transaction is gone, and with it every write it held. This one is
+            // reported by its own error; one that claims success is not believed, as
+            // what it wrote was rolled back (or, after its statement rolled back, ran
+            // in autocommit: no longer one atomic write).
+            let lost = rolled_back();
+            job.deliver(if ran { Some(lost.clone()) } else { None });
+            open.drain(..).for_each(|job| job.deliver(Some(lost.clone())));
+            continue;
+        }
+        let end = if ran { "RELEASE write" } else { "ROLLBACK TO write; RELEASE write" };
+        if let Err(e) = conn.execute_batch(end) {
+            tracing::error!(error = %e, "SQLite savepoint could not be ended");
+        }
+        open.push(job);
     }
+    if conn.is_autocommit() {
+        // The last transaction was lost, and its writes already told so.
+        return;
+    }
+    let failed = conn.execute_batch("COMMIT").err().map(StoreError::from);
+    if failed.is_some() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    open.into_iter().for_each(|job| job.deliver(failed.clone()));
+}
+
+/// What a write hears when another write's error rolled back the transaction it ran in:
+/// nothing of it was kept, and run again it may well succeed.
+fn rolled_back() -> StoreError {
+    let e = StoreError::Unavailable("the transaction was rolled back by another write's error; retry".into());
+    crate::count_error(&e);
+    e
 }
 
 /// The refresh grant's operations, with the statements of `statements`. Parameters are
@@ -380,6 +427,48 @@ mod tests {
         assert_eq!(count(&direct, "failing"), 0, "the failed write's first insert was rolled back");
         assert_eq!(count(&direct, "ok"), 1);
         assert_eq!(count(&direct, "first"), 1);
+        remove(&path);
+    }
+
+    /// A statement error that makes SQLite roll back the whole transaction (here a
+    /// constraint with ON CONFLICT ROLLBACK; in life SQLITE_FULL, IOERR, NOMEM) undoes
+    /// every write of the batch that ran before it: those callers hear that their write
+    /// failed, and the writes after it still run, in a transaction of their own, and are
+    /// reported committed because they are.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_that_rolls_back_the_transaction_is_told_apart_from_the_rest_of_its_batch() {
+        let (direct, path) = database();
+        direct.write(|c| Ok(c.execute("INSERT INTO t (id, v) VALUES (1, 'first')", [])?)).await.unwrap();
+
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let holding = {
+            let direct = direct.clone();
+            tokio::spawn(async move { direct.write(move |_| Ok(held.recv().is_ok())).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // Queued in this order, behind the held write, and so taken as one batch.
+        async fn queue(direct: &Arc<Direct>, sql: &'static str) -> tokio::task::JoinHandle<Result<usize, StoreError>> {
+            let direct = direct.clone();
+            let job = tokio::spawn(async move { direct.write(move |c| Ok(c.execute(sql, [])?)).await });
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            job
+        }
+        let before = queue(&direct, "INSERT INTO t (id, v) VALUES (2, 'before')").await;
+        let rolling_back = queue(&direct, "INSERT OR ROLLBACK INTO t (id, v) VALUES (1, 'rolling back')").await;
+        let after = queue(&direct, "INSERT INTO t (id, v) VALUES (3, 'after')").await;
+        let last = queue(&direct, "INSERT INTO t (id, v) VALUES (4, 'last')").await;
+        release.send(()).unwrap();
+        assert!(holding.await.unwrap().unwrap());
+
+        assert!(before.await.unwrap().is_err(), "rolled back with the transaction: never reported written");
+        assert_eq!(count(&direct, "before"), 0);
+        assert!(rolling_back.await.unwrap().is_err());
+        assert_eq!(after.await.unwrap().unwrap(), 1, "committed, and told so");
+        assert_eq!(last.await.unwrap().unwrap(), 1);
+        assert_eq!((count(&direct, "after"), count(&direct, "last")), (1, 1));
+        // The writer goes on as usual.
+        direct.write(|c| Ok(c.execute("INSERT INTO t (id, v) VALUES (5, 'later')", [])?)).await.unwrap();
+        assert_eq!((count(&direct, "later"), count(&direct, "first")), (1, 1));
         remove(&path);
     }
 }
