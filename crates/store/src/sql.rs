@@ -595,12 +595,10 @@ impl Store for SqlStore {
     }
 
     async fn end_family(&self, family_id: &str, status: FamilyStatus, now: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE families SET status = $2, ended_at = $3 WHERE id = $1 AND status = 'active'")
-            .bind(family_id)
-            .bind(status.as_str())
-            .bind(now)
-            .execute(&self.writer)
-            .await?;
+        let sql = self.backend.render(
+            "UPDATE families SET status = $2, ended_at = $3, ended_db_at = {db_now} WHERE id = $1 AND status = 'active'",
+        );
+        let done = sqlx::query(&sql).bind(family_id).bind(status.as_str()).bind(now).execute(&self.writer).await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -617,11 +615,10 @@ impl Store for SqlStore {
     }
 
     async fn revoke_access_token(&self, hash: &TokenHash, now: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE access_tokens SET revoked_at = $2 WHERE token_hash = $1 AND revoked_at IS NULL")
-            .bind(blob(hash))
-            .bind(now)
-            .execute(&self.writer)
-            .await?;
+        let sql = self.backend.render(
+            "UPDATE access_tokens SET revoked_at = $2, revoked_db_at = {db_now} WHERE token_hash = $1 AND revoked_at IS NULL",
+        );
+        let done = sqlx::query(&sql).bind(blob(hash)).bind(now).execute(&self.writer).await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -692,11 +689,11 @@ impl Store for SqlStore {
 
     async fn delete_client(&self, client_id: &str, now: i64) -> Result<u64, StoreError> {
         let mut tx = self.writer.begin().await?;
-        sqlx::query("UPDATE families SET status = 'revoked', ended_at = $2 WHERE client_id = $1 AND status = 'active'")
-            .bind(client_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        let sql = self.backend.render(
+            "UPDATE families SET status = 'revoked', ended_at = $2, ended_db_at = {db_now} \
+             WHERE client_id = $1 AND status = 'active'",
+        );
+        sqlx::query(&sql).bind(client_id).bind(now).execute(&mut *tx).await?;
         let deleted = sqlx::query("DELETE FROM clients WHERE client_id = $1").bind(client_id).execute(&mut *tx).await?;
         sqlx::query("UPDATE mop_changes SET generation = generation + 1 WHERE id = 1").execute(&mut *tx).await?;
         tx.commit().await?;
@@ -723,21 +720,42 @@ impl Store for SqlStore {
 
     async fn revoke_grants(&self, filter: &GrantFilter, now: i64) -> Result<u64, StoreError> {
         let mut tx = self.writer.begin().await?;
-        let done = sqlx::query(
-            "UPDATE families SET status = 'revoked', ended_at = $5 WHERE status = 'active' \
+        let sql = self.backend.render(
+            "UPDATE families SET status = 'revoked', ended_at = $5, ended_db_at = {db_now} WHERE status = 'active' \
              AND ($1 IS NULL OR id = $1) AND ($2 IS NULL OR subject = $2) \
              AND ($3 IS NULL OR client_id = $3) AND ($4 IS NULL OR server = $4)",
-        )
-        .bind(filter.grant_id.as_deref())
-        .bind(filter.subject.as_deref())
-        .bind(filter.client_id.as_deref())
-        .bind(filter.server.as_deref())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        );
+        let done = sqlx::query(&sql)
+            .bind(filter.grant_id.as_deref())
+            .bind(filter.subject.as_deref())
+            .bind(filter.client_id.as_deref())
+            .bind(filter.server.as_deref())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("UPDATE mop_changes SET generation = generation + 1 WHERE id = 1").execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(done.rows_affected())
+    }
+
+    async fn revocations_since(&self, since: i64) -> Result<RevokedSince, StoreError> {
+        // The clock first: what commits after the two reads below is stamped no earlier
+        // than (about) this, and so is found by the next call, whose `since` the caller
+        // takes from it, less an overlap.
+        let now: i64 = sqlx::query_scalar(&self.backend.render("SELECT {db_now}")).fetch_one(&self.pool).await?;
+        let grants: Vec<String> = sqlx::query_scalar("SELECT id FROM families WHERE ended_db_at >= $1")
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
+        let hashes: Vec<Vec<u8>> = sqlx::query_scalar("SELECT token_hash FROM access_tokens WHERE revoked_db_at >= $1")
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
+        let access_tokens = hashes
+            .into_iter()
+            .map(|h| TokenHash::try_from(h).map_err(|e| StoreError::Internal(format!("access token hash: {e}"))))
+            .collect::<Result<_, _>>()?;
+        Ok(RevokedSince { now, grants, access_tokens })
     }
 
     async fn changes(&self) -> Result<i64, StoreError> {
