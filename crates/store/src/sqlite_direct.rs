@@ -13,9 +13,10 @@
 //! - writes go to one writer thread, which takes every write queued while it was busy
 //!   and commits them in one transaction (group commit), each in a savepoint of its own
 //!   so that one failing rolls back alone (an error that rolls back the whole
-//!   transaction fails the writes it held, and only those: `write_batch`). Under load a wake-up and a commit are shared
-//!   by many writes; alone, a write costs what it did before. Results are handed back
-//!   only after the commit, so no caller sees a write that could still be rolled back.
+//!   transaction fails the writes it held, and only those: `write_batch`). Under load a
+//!   wake-up and a commit are shared by many writes; alone, a write costs what it did
+//!   before. Results are handed back only after the commit, so no caller sees a write
+//!   that could still be rolled back.
 //!
 //! The statements are the sqlx implementation's (constants in `statements`; PostgreSQL
 //! wraps the rotation's UPDATE and INSERTs into one statement), so the backends keep one
@@ -164,8 +165,9 @@ fn write_batches(conn: &Connection, queue: &mpsc::Receiver<Box<dyn Write>>) {
 /// transaction is checked: when it is gone, the writes it held are reported failed (they
 /// are undone), and the rest of the batch continues in a new transaction.
 fn write_batch(conn: &Connection, batch: Vec<Box<dyn Write>>) {
-    // The writes run in the transaction now open, reported once it commits or is lost.
-    let mut open: Vec<Box<dyn Write>> = Vec::with_capacity(batch.len());
+    // The writes run in the transaction now open, and whether each succeeded, reported
+    // once it commits or is lost. One that failed reports its own error either way.
+    let mut open: Vec<(Box<dyn Write>, bool)> = Vec::with_capacity(batch.len());
     let mut jobs = batch.into_iter();
     while let Some(mut job) = jobs.next() {
         if conn.is_autocommit() {
@@ -190,15 +192,16 @@ fn write_batch(conn: &Connection, batch: Vec<Box<dyn Write>>) {
             // what it wrote was rolled back (or, after its statement rolled back, ran
             // in autocommit: no longer one atomic write).
             let lost = rolled_back();
-            job.deliver(if ran { Some(lost.clone()) } else { None });
-            open.drain(..).for_each(|job| job.deliver(Some(lost.clone())));
+            std::iter::once((job, ran)).chain(open.drain(..)).for_each(|(job, ran)| {
+                job.deliver(ran.then(|| lost.clone()));
+            });
             continue;
         }
         let end = if ran { "RELEASE write" } else { "ROLLBACK TO write; RELEASE write" };
         if let Err(e) = conn.execute_batch(end) {
             tracing::error!(error = %e, "SQLite savepoint could not be ended");
         }
-        open.push(job);
+        open.push((job, ran));
     }
     if conn.is_autocommit() {
         // The last transaction was lost, and its writes already told so.
@@ -208,7 +211,7 @@ fn write_batch(conn: &Connection, batch: Vec<Box<dyn Write>>) {
     if failed.is_some() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }
-    open.into_iter().for_each(|job| job.deliver(failed.clone()));
+    open.into_iter().for_each(|(job, ran)| job.deliver(if ran { failed.clone() } else { None }));
 }
 
 /// What a write hears when another write's error rolled back the transaction it ran in:
@@ -460,9 +463,14 @@ mod tests {
         release.send(()).unwrap();
         assert!(holding.await.unwrap().unwrap());
 
-        assert!(before.await.unwrap().is_err(), "rolled back with the transaction: never reported written");
+        let before = before.await.unwrap();
+        assert!(
+            matches!(before, Err(StoreError::Unavailable(_))),
+            "undone with the transaction, worth a retry: {before:?}"
+        );
         assert_eq!(count(&direct, "before"), 0);
-        assert!(rolling_back.await.unwrap().is_err());
+        let rolling_back = rolling_back.await.unwrap();
+        assert!(matches!(rolling_back, Err(StoreError::Duplicate(_))), "its own error: {rolling_back:?}");
         assert_eq!(after.await.unwrap().unwrap(), 1, "committed, and told so");
         assert_eq!(last.await.unwrap().unwrap(), 1);
         assert_eq!((count(&direct, "after"), count(&direct, "last")), (1, 1));
