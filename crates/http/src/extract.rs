@@ -126,6 +126,8 @@ pub fn authorization<'a>(headers: &'a HeaderMap, scheme: &str) -> Option<&'a str
 pub struct Bearer {
     pub server: Arc<ServerSettings>,
     pub token: AccessTokenInfo,
+    /// The token's hash, which names it in the store (and to `revocations`).
+    pub hash: TokenHash,
 }
 
 impl FromRequestParts<AppState> for Bearer {
@@ -140,12 +142,13 @@ impl FromRequestParts<AppState> for Bearer {
         let Some(token) = authorization(&parts.headers, "Bearer").filter(|t| !t.is_empty()) else {
             return Err(refuse(Some("the Authorization header must be a Bearer token")));
         };
-        let Some(token) = app.store.find_access_token(&TokenHash::of(token)).await? else {
+        let hash = TokenHash::of(token);
+        let Some(token) = app.store.find_access_token(&hash).await? else {
             return Err(refuse(Some("unknown access token")));
         };
         match refusal(&token, &server, app.now()) {
             Some(why) => Err(refuse(Some(why))),
-            None => Ok(Bearer { server, token }),
+            None => Ok(Bearer { server, token, hash }),
         }
     }
 }

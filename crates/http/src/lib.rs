@@ -15,7 +15,8 @@
 //! Around them: [`settings`], [`client_address`] (who is calling), [`trace`] (login
 //! attempts' trace ids), [`first_calls`], [`cookies`], [`pages`] (HTML), [`responses`]
 //! (successful answers), [`access_log`], [`serve`] (connections), [`purge`] (the
-//! background clean-up), [`rekey`] (key rotation for sealed values).
+//! background clean-up), [`rekey`] (key rotation for sealed values), [`revocations`]
+//! (open event streams ended when their grant or token is revoked).
 //!
 //! Words: the *provider* is the identity provider users log in at (its tokens are the
 //! "upstream" credential the proxy keeps sealed); the *MCP upstream* is the MCP server
@@ -39,6 +40,7 @@ pub mod providers;
 pub mod purge;
 pub mod rekey;
 pub mod responses;
+pub mod revocations;
 pub mod serve;
 pub mod settings;
 pub mod state;

@@ -2,6 +2,7 @@
 //! what its job needs.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use mcp_oauth_core::clock::SharedClock;
 use mcp_oauth_core::seal::KeyRing;
@@ -15,6 +16,7 @@ use crate::first_calls::FirstCalls;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::providers::Providers;
+use crate::revocations::Revocations;
 use crate::settings::Settings;
 use crate::upstream_access::UpstreamAccess;
 
@@ -40,6 +42,9 @@ pub struct App {
     /// The security events' trail.
     pub audit: Arc<Audit>,
     pub first_calls: FirstCalls,
+    /// Open event streams, ended when their grant or access token is revoked (the look
+    /// for revocations is started by [`Revocations::watch`]).
+    pub revocations: Arc<Revocations>,
 }
 
 pub type AppState = Arc<App>;
@@ -74,6 +79,10 @@ impl App {
             Arc::clone(&audit),
         );
         let limits = Limits::new(&settings.limits, Arc::clone(&metrics));
+        // A request waits at most the idle timeout for each of its (at most two) sends to
+        // the MCP upstream, after a provider refresh and its body's arrival: a stream
+        // registering later than this after its token check cannot exist.
+        let revocations = Revocations::new(2 * mcp_client.idle + Duration::from_secs(120));
         Self {
             settings,
             store,
@@ -89,6 +98,7 @@ impl App {
             metrics,
             audit,
             first_calls: FirstCalls::default(),
+            revocations,
         }
     }
 

@@ -33,7 +33,9 @@ pub async fn build(config: Config, clock: SharedClock) -> Result<AppState, Box<d
             Audit::to_writer(Box::new(file))
         }
     };
-    Ok(Arc::new(App::new(config.settings, store, config.keys, clock, providers, mcp_client, audit)))
+    let app = Arc::new(App::new(config.settings, store, config.keys, clock, providers, mcp_client, audit));
+    app.revocations.watch(Arc::clone(&app.store), mcp_oauth_http::revocations::POLL);
+    Ok(app)
 }
 
 /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish.

@@ -206,6 +206,10 @@ impl<S: Store> Store for CachedStore<S> {
         result
     }
 
+    async fn revocations_since(&self, since: i64) -> Result<RevokedSince, StoreError> {
+        self.inner.revocations_since(since).await
+    }
+
     async fn changes(&self) -> Result<i64, StoreError> {
         self.inner.changes().await
     }

@@ -103,17 +103,17 @@ pub async fn copy_all(from: &str, to: &str) -> Result<Copied, StoreError> {
         .execute(&mut *tx)
         .await?;
     }
-    type Refresh = (Vec<u8>, String, String, String, i64, i64, Option<i64>, Option<String>);
+    type Refresh = (Vec<u8>, String, String, String, i64, i64, Option<i64>, Option<String>, Option<String>);
     let refresh: Vec<Refresh> = sqlx::query_as(
-        "SELECT token_hash, family_id, client_id, scope, issued_at, expires_at, superseded_at, successor_sealed \
-         FROM refresh_tokens",
+        "SELECT token_hash, family_id, client_id, scope, issued_at, expires_at, superseded_at, successor_sealed, \
+         successor_scope FROM refresh_tokens",
     )
     .fetch_all(src)
     .await?;
     for r in &refresh {
         sqlx::query(
             "INSERT INTO refresh_tokens (token_hash, family_id, client_id, scope, issued_at, expires_at, superseded_at, \
-             successor_sealed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             successor_sealed, successor_scope) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(r.0.as_slice())
         .bind(&r.1)
@@ -123,6 +123,7 @@ pub async fn copy_all(from: &str, to: &str) -> Result<Copied, StoreError> {
         .bind(r.5)
         .bind(r.6)
         .bind(r.7.as_deref())
+        .bind(r.8.as_deref())
         .execute(&mut *tx)
         .await?;
     }

@@ -223,6 +223,11 @@ pub trait Store: Send + Sync + 'static {
     /// Ends the active grants matching `filter` (an operator's revocation); how many.
     /// Counted as a change from outside, so every process sees it (see `changes`).
     async fn revoke_grants(&self, filter: &GrantFilter, now: i64) -> Result<u64, StoreError>;
+    /// The grants ended and access tokens revoked at or after `since`, and `now`, on the
+    /// database's clock: replicas share it (their own clocks may drift apart), and each
+    /// asks with the `now` of its previous call (less an overlap, for a revocation that
+    /// committed during that call) to learn what to cut off that it holds open.
+    async fn revocations_since(&self, since: i64) -> Result<RevokedSince, StoreError>;
     /// A counter that changes whenever another process (the admin command line) changed
     /// grants: a process that caches lookups forgets them when it moves.
     async fn changes(&self) -> Result<i64, StoreError>;

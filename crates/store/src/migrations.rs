@@ -98,7 +98,18 @@ CREATE INDEX access_tokens_expiry ON access_tokens (expires_at);
     // 5: the trace id of the login attempt, from the authorization request to the grant.
     "ALTER TABLE pending_authorizations ADD COLUMN trace_id TEXT; \
      ALTER TABLE families ADD COLUMN trace_id TEXT",
-    // 6: the (grouped) client address a login was started from, so that logins started
+    // 6: a replay within the grace window issues the scope the first rotation granted
+    // (kept beside the sealed successor), not one computed anew from the replayed token.
+    // Grants ended and access tokens revoked are stamped on the database's clock, which
+    // replicas share, so that each replica can ask what was revoked since its last look
+    // and end the event streams it holds open for them; the indexes are partial, so the
+    // rows that were never revoked (nearly all) cost them nothing.
+    "ALTER TABLE refresh_tokens ADD COLUMN successor_scope TEXT; \
+     ALTER TABLE families ADD COLUMN ended_db_at {int}; \
+     ALTER TABLE access_tokens ADD COLUMN revoked_db_at {int}; \
+     CREATE INDEX families_ended_db_at ON families (ended_db_at) WHERE ended_db_at IS NOT NULL; \
+     CREATE INDEX access_tokens_revoked_db_at ON access_tokens (revoked_db_at) WHERE revoked_db_at IS NOT NULL",
+    // 7: the (grouped) client address a login was started from, so that logins started
     // and not finished are capped per address as well as per browser (a browser is only
     // a cookie, which the client chooses).
     "ALTER TABLE pending_authorizations ADD COLUMN address TEXT; \

@@ -226,3 +226,14 @@ pub struct RegisteredClient {
     pub server: String,
     pub client: Client,
 }
+
+/// What was revoked since a moment, on the database's clock; see
+/// [`crate::Store::revocations_since`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RevokedSince {
+    /// The database's clock when it was asked, in epoch seconds.
+    pub now: i64,
+    /// Grants (family ids) ended: revoked, or needing a new login.
+    pub grants: Vec<String>,
+    pub access_tokens: Vec<TokenHash>,
+}

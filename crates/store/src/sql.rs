@@ -110,13 +110,14 @@ static PG_ROTATE: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// A replay within the grace window on PostgreSQL, with its new access token, in one
-/// statement; $5.. as `PG_ROTATE`'s $6..$10.
+/// A replay within the grace window on PostgreSQL, with its new access token (of the
+/// successor's scope), in one statement; $5 access hash, $6 client id, $7 issued at,
+/// $8 access expiry.
 static PG_REPLAY: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH replay AS ({}), \
          access AS (INSERT INTO access_tokens (token_hash, family_id, client_id, scope, issued_at, expires_at) \
-                    SELECT $5, family_id, $6, $7, $8, $9 FROM replay) \
+                    SELECT $5, family_id, $6, successor_scope, $7, $8 FROM replay) \
          SELECT family_id, successor_sealed FROM replay",
         statements::REPLAYED_SUCCESSOR
     )
@@ -581,7 +582,6 @@ impl Store for SqlStore {
             .bind(grace_secs)
             .bind(blob(&pair.access_hash))
             .bind(&pair.client_id)
-            .bind(&pair.scope)
             .bind(pair.issued_at)
             .bind(pair.access_expires_at)
             .fetch_optional(&self.writer)
@@ -593,12 +593,10 @@ impl Store for SqlStore {
     }
 
     async fn end_family(&self, family_id: &str, status: FamilyStatus, now: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE families SET status = $2, ended_at = $3 WHERE id = $1 AND status = 'active'")
-            .bind(family_id)
-            .bind(status.as_str())
-            .bind(now)
-            .execute(&self.writer)
-            .await?;
+        let sql = self.backend.render(
+            "UPDATE families SET status = $2, ended_at = $3, ended_db_at = {db_now} WHERE id = $1 AND status = 'active'",
+        );
+        let done = sqlx::query(&sql).bind(family_id).bind(status.as_str()).bind(now).execute(&self.writer).await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -615,11 +613,10 @@ impl Store for SqlStore {
     }
 
     async fn revoke_access_token(&self, hash: &TokenHash, now: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE access_tokens SET revoked_at = $2 WHERE token_hash = $1 AND revoked_at IS NULL")
-            .bind(blob(hash))
-            .bind(now)
-            .execute(&self.writer)
-            .await?;
+        let sql = self.backend.render(
+            "UPDATE access_tokens SET revoked_at = $2, revoked_db_at = {db_now} WHERE token_hash = $1 AND revoked_at IS NULL",
+        );
+        let done = sqlx::query(&sql).bind(blob(hash)).bind(now).execute(&self.writer).await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -690,11 +687,11 @@ impl Store for SqlStore {
 
     async fn delete_client(&self, client_id: &str, now: i64) -> Result<u64, StoreError> {
         let mut tx = self.writer.begin().await?;
-        sqlx::query("UPDATE families SET status = 'revoked', ended_at = $2 WHERE client_id = $1 AND status = 'active'")
-            .bind(client_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        let sql = self.backend.render(
+            "UPDATE families SET status = 'revoked', ended_at = $2, ended_db_at = {db_now} \
+             WHERE client_id = $1 AND status = 'active'",
+        );
+        sqlx::query(&sql).bind(client_id).bind(now).execute(&mut *tx).await?;
         let deleted = sqlx::query("DELETE FROM clients WHERE client_id = $1").bind(client_id).execute(&mut *tx).await?;
         sqlx::query("UPDATE mop_changes SET generation = generation + 1 WHERE id = 1").execute(&mut *tx).await?;
         tx.commit().await?;
@@ -721,21 +718,42 @@ impl Store for SqlStore {
 
     async fn revoke_grants(&self, filter: &GrantFilter, now: i64) -> Result<u64, StoreError> {
         let mut tx = self.writer.begin().await?;
-        let done = sqlx::query(
-            "UPDATE families SET status = 'revoked', ended_at = $5 WHERE status = 'active' \
+        let sql = self.backend.render(
+            "UPDATE families SET status = 'revoked', ended_at = $5, ended_db_at = {db_now} WHERE status = 'active' \
              AND ($1 IS NULL OR id = $1) AND ($2 IS NULL OR subject = $2) \
              AND ($3 IS NULL OR client_id = $3) AND ($4 IS NULL OR server = $4)",
-        )
-        .bind(filter.grant_id.as_deref())
-        .bind(filter.subject.as_deref())
-        .bind(filter.client_id.as_deref())
-        .bind(filter.server.as_deref())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        );
+        let done = sqlx::query(&sql)
+            .bind(filter.grant_id.as_deref())
+            .bind(filter.subject.as_deref())
+            .bind(filter.client_id.as_deref())
+            .bind(filter.server.as_deref())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("UPDATE mop_changes SET generation = generation + 1 WHERE id = 1").execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(done.rows_affected())
+    }
+
+    async fn revocations_since(&self, since: i64) -> Result<RevokedSince, StoreError> {
+        // The clock first: what commits after the two reads below is stamped no earlier
+        // than (about) this, and so is found by the next call, whose `since` the caller
+        // takes from it, less an overlap.
+        let now: i64 = sqlx::query_scalar(&self.backend.render("SELECT {db_now}")).fetch_one(&self.pool).await?;
+        let grants: Vec<String> = sqlx::query_scalar("SELECT id FROM families WHERE ended_db_at >= $1")
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
+        let hashes: Vec<Vec<u8>> = sqlx::query_scalar("SELECT token_hash FROM access_tokens WHERE revoked_db_at >= $1")
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
+        let access_tokens = hashes
+            .into_iter()
+            .map(|h| TokenHash::try_from(h).map_err(|e| StoreError::Internal(format!("access token hash: {e}"))))
+            .collect::<Result<_, _>>()?;
+        Ok(RevokedSince { now, grants, access_tokens })
     }
 
     async fn changes(&self) -> Result<i64, StoreError> {
@@ -816,7 +834,8 @@ impl Store for SqlStore {
             access_tokens: run("DELETE FROM access_tokens WHERE expires_at <= $1", now).await?,
             refresh_tokens: run("DELETE FROM refresh_tokens WHERE expires_at <= $1", now).await?,
             successors: run(
-                "UPDATE refresh_tokens SET successor_sealed = NULL WHERE successor_sealed IS NOT NULL AND superseded_at < $1",
+                "UPDATE refresh_tokens SET successor_sealed = NULL, successor_scope = NULL \
+                 WHERE successor_sealed IS NOT NULL AND superseded_at < $1",
                 now - retention.refresh_grace_secs,
             )
             .await?,

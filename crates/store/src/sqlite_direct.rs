@@ -12,9 +12,11 @@
 //!   cache costs a few microseconds, less than the wake-up it replaces;
 //! - writes go to one writer thread, which takes every write queued while it was busy
 //!   and commits them in one transaction (group commit), each in a savepoint of its own
-//!   so that one failing rolls back alone. Under load a wake-up and a commit are shared
-//!   by many writes; alone, a write costs what it did before. Results are handed back
-//!   only after the commit, so no caller sees a write that could still be rolled back.
+//!   so that one failing rolls back alone (an error that rolls back the whole
+//!   transaction fails the writes it held, and only those: `write_batch`). Under load a
+//!   wake-up and a commit are shared by many writes; alone, a write costs what it did
+//!   before. Results are handed back only after the commit, so no caller sees a write
+//!   that could still be rolled back.
 //!
 //! The statements are the sqlx implementation's (constants in `statements`; PostgreSQL
 //! wraps the rotation's UPDATE and INSERTs into one statement), so the backends keep one
@@ -148,28 +150,76 @@ impl Direct {
 /// all in one transaction. Ends when every sender is gone.
 fn write_batches(conn: &Connection, queue: &mpsc::Receiver<Box<dyn Write>>) {
     while let Ok(first) = queue.recv() {
-        let mut batch: Vec<_> = std::iter::once(first).chain(queue.try_iter().take(MAX_BATCH - 1)).collect();
-        // IMMEDIATE: take the write lock now (waiting for another process's writer under
-        // the busy timeout), so that no statement of the batch meets it half-way.
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            let e = StoreError::from(e);
-            batch.into_iter().for_each(|job| job.deliver(Some(e.clone())));
-            continue;
-        }
-        for job in &mut batch {
-            // A savepoint per write: one that fails is rolled back alone.
-            let ran = conn.execute_batch("SAVEPOINT write").is_ok() && job.run(conn);
-            let end = if ran { "RELEASE write" } else { "ROLLBACK TO write; RELEASE write" };
-            if let Err(e) = conn.execute_batch(end) {
-                tracing::error!(error = %e, "SQLite savepoint could not be ended");
+        let batch = std::iter::once(first).chain(queue.try_iter().take(MAX_BATCH - 1)).collect();
+        write_batch(conn, batch);
+    }
+}
+
+/// Runs `batch`'s writes in one transaction, each in a savepoint of its own so that one
+/// failing is rolled back alone, and tells each caller how its own write ended.
+///
+/// Some errors make SQLite roll back the whole transaction, not just the statement
+/// (SQLITE_FULL, IOERR, NOMEM, a constraint with ON CONFLICT ROLLBACK): the writes that
+/// ran before in it are undone, and the later ones would run in autocommit, each
+/// committed at once, while the final COMMIT failed for all. So after every write the
+/// transaction is checked: when it is gone, the writes it held are reported failed (they
+/// are undone), and the rest of the batch continues in a new transaction.
+fn write_batch(conn: &Connection, batch: Vec<Box<dyn Write>>) {
+    // The writes run in the transaction now open, and whether each succeeded, reported
+    // once it commits or is lost. One that failed reports its own error either way.
+    let mut open: Vec<(Box<dyn Write>, bool)> = Vec::with_capacity(batch.len());
+    let mut jobs = batch.into_iter();
+    while let Some(mut job) = jobs.next() {
+        if conn.is_autocommit() {
+            // IMMEDIATE: take the write lock now (waiting for another process's writer
+            // under the busy timeout), so that no statement of the batch meets it
+            // half-way. Failing, it fails the whole rest of the batch: waiting the busy
+            // timeout again for each write would only make them all wait longer.
+            if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+                let e = StoreError::from(e);
+                std::iter::once(job).chain(jobs).for_each(|job| job.deliver(Some(e.clone())));
+                return;
             }
         }
-        let failed = conn.execute_batch("COMMIT").err().map(StoreError::from);
-        if failed.is_some() {
-            let _ = conn.execute_batch("ROLLBACK");
+        if let Err(e) = conn.execute_batch("SAVEPOINT write") {
+            job.deliver(Some(e.into()));
+            continue;
         }
-        batch.into_iter().for_each(|job| job.deliver(failed.clone()));
+        let ran = job.run(conn);
+        if conn.is_autocommit() {
+            // The transaction is gone, and with it every write it held. This one is
+            // reported by its own error; one that claims success is not believed, as
+            // what it wrote was rolled back (or, after its statement rolled back, ran
+            // in autocommit: no longer one atomic write).
+            let lost = rolled_back();
+            std::iter::once((job, ran)).chain(open.drain(..)).for_each(|(job, ran)| {
+                job.deliver(ran.then(|| lost.clone()));
+            });
+            continue;
+        }
+        let end = if ran { "RELEASE write" } else { "ROLLBACK TO write; RELEASE write" };
+        if let Err(e) = conn.execute_batch(end) {
+            tracing::error!(error = %e, "SQLite savepoint could not be ended");
+        }
+        open.push((job, ran));
     }
+    if conn.is_autocommit() {
+        // The last transaction was lost, and its writes already told so.
+        return;
+    }
+    let failed = conn.execute_batch("COMMIT").err().map(StoreError::from);
+    if failed.is_some() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    open.into_iter().for_each(|(job, ran)| job.deliver(if ran { failed.clone() } else { None }));
+}
+
+/// What a write hears when another write's error rolled back the transaction it ran in:
+/// nothing of it was kept, and run again it may well succeed.
+fn rolled_back() -> StoreError {
+    let e = StoreError::Unavailable("the transaction was rolled back by another write's error; retry".into());
+    crate::count_error(&e);
+    e
 }
 
 /// The refresh grant's operations, with the statements of `statements`. Parameters are
@@ -227,22 +277,25 @@ impl Direct {
             let token = hash.0.as_slice();
             let rotated: Option<String> = conn
                 .prepare_cached(statements::ROTATE)?
-                .query_row(named_params! { "$1": token, "$2": now, "$3": client_id, "$5": sealed }, |r| r.get(0))
+                .query_row(
+                    named_params! { "$1": token, "$2": now, "$3": client_id, "$5": sealed, "$8": pair.scope },
+                    |r| r.get(0),
+                )
                 .optional()?;
             if let Some(family_id) = rotated {
                 insert_pair(conn, &family_id, &pair)?;
                 return Ok(Rotation::Rotated);
             }
-            let replay: Option<(String, String)> = conn
+            let replay: Option<(String, String, String)> = conn
                 .prepare_cached(statements::REPLAYED_SUCCESSOR)?
                 .query_row(named_params! { "$1": token, "$2": now, "$3": client_id, "$4": grace_secs }, |r| {
-                    Ok((r.get(0)?, r.get(1)?))
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })
                 .optional()?;
-            let Some((family_id, successor_sealed)) = replay else {
+            let Some((family_id, successor_sealed, scope)) = replay else {
                 return Ok(Rotation::Refused);
             };
-            insert_pair(conn, &family_id, &NewTokenPair { refresh: None, ..pair })?;
+            insert_pair(conn, &family_id, &NewTokenPair { refresh: None, scope, ..pair })?;
             Ok(Rotation::Replayed { successor_sealed })
         })
         .await
@@ -377,6 +430,53 @@ mod tests {
         assert_eq!(count(&direct, "failing"), 0, "the failed write's first insert was rolled back");
         assert_eq!(count(&direct, "ok"), 1);
         assert_eq!(count(&direct, "first"), 1);
+        remove(&path);
+    }
+
+    /// A statement error that makes SQLite roll back the whole transaction (here a
+    /// constraint with ON CONFLICT ROLLBACK; in life SQLITE_FULL, IOERR, NOMEM) undoes
+    /// every write of the batch that ran before it: those callers hear that their write
+    /// failed, and the writes after it still run, in a transaction of their own, and are
+    /// reported committed because they are.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_that_rolls_back_the_transaction_is_told_apart_from_the_rest_of_its_batch() {
+        let (direct, path) = database();
+        direct.write(|c| Ok(c.execute("INSERT INTO t (id, v) VALUES (1, 'first')", [])?)).await.unwrap();
+
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let holding = {
+            let direct = direct.clone();
+            tokio::spawn(async move { direct.write(move |_| Ok(held.recv().is_ok())).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // Queued in this order, behind the held write, and so taken as one batch.
+        async fn queue(direct: &Arc<Direct>, sql: &'static str) -> tokio::task::JoinHandle<Result<usize, StoreError>> {
+            let direct = direct.clone();
+            let job = tokio::spawn(async move { direct.write(move |c| Ok(c.execute(sql, [])?)).await });
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            job
+        }
+        let before = queue(&direct, "INSERT INTO t (id, v) VALUES (2, 'before')").await;
+        let rolling_back = queue(&direct, "INSERT OR ROLLBACK INTO t (id, v) VALUES (1, 'rolling back')").await;
+        let after = queue(&direct, "INSERT INTO t (id, v) VALUES (3, 'after')").await;
+        let last = queue(&direct, "INSERT INTO t (id, v) VALUES (4, 'last')").await;
+        release.send(()).unwrap();
+        assert!(holding.await.unwrap().unwrap());
+
+        let before = before.await.unwrap();
+        assert!(
+            matches!(before, Err(StoreError::Unavailable(_))),
+            "undone with the transaction, worth a retry: {before:?}"
+        );
+        assert_eq!(count(&direct, "before"), 0);
+        let rolling_back = rolling_back.await.unwrap();
+        assert!(matches!(rolling_back, Err(StoreError::Duplicate(_))), "its own error: {rolling_back:?}");
+        assert_eq!(after.await.unwrap().unwrap(), 1, "committed, and told so");
+        assert_eq!(last.await.unwrap().unwrap(), 1);
+        assert_eq!((count(&direct, "after"), count(&direct, "last")), (1, 1));
+        // The writer goes on as usual.
+        direct.write(|c| Ok(c.execute("INSERT INTO t (id, v) VALUES (5, 'later')", [])?)).await.unwrap();
+        assert_eq!((count(&direct, "later"), count(&direct, "first")), (1, 1));
         remove(&path);
     }
 }

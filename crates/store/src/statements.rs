@@ -11,8 +11,9 @@ pub const UPSTREAM_CREDENTIAL: &str = "SELECT id AS family_id, upstream_sealed A
 /// The first rotation: `judge_refresh(..).rotates()` for a current token, written in
 /// SQL. The write comes first, so racing rotations serialise on this row (the SQLite
 /// write lock, the PostgreSQL row lock) and exactly one finds it current.
-/// $1 token hash, $2 now, $3 client id, $5 the sealed successor.
-pub const ROTATE: &str = "UPDATE refresh_tokens SET superseded_at = $2, successor_sealed = $5 \
+/// $1 token hash, $2 now, $3 client id, $5 the sealed successor, $8 the successor's scope
+/// (kept for a replay, whose access token must carry it: see `REPLAYED_SUCCESSOR`).
+pub const ROTATE: &str = "UPDATE refresh_tokens SET superseded_at = $2, successor_sealed = $5, successor_scope = $8 \
      WHERE token_hash = $1 AND client_id = $3 AND expires_at > $2 AND superseded_at IS NULL \
      AND EXISTS (SELECT 1 FROM families f WHERE f.id = refresh_tokens.family_id AND f.status = 'active') \
      RETURNING family_id";
@@ -20,9 +21,16 @@ pub const ROTATE: &str = "UPDATE refresh_tokens SET superseded_at = $2, successo
 /// A replay within the grace window: the successor the first rotation kept. (Read
 /// after the failed write: a rotation racing us has committed by now, and this
 /// statement sees it.) $1 token hash, $2 now, $3 client id, $4 grace seconds.
-pub const REPLAYED_SUCCESSOR: &str = "SELECT family_id, successor_sealed FROM refresh_tokens \
+///
+/// The replay's access token gets `successor_scope`, the scope the first rotation
+/// granted: computed anew from the replayed token (and the replay's own `scope`
+/// parameter), it would undo a narrowing that rotation made. A token rotated before that
+/// column existed has none and is refused rather than answered with a guess (its client
+/// holds the successor, or logs in again).
+pub const REPLAYED_SUCCESSOR: &str = "SELECT family_id, successor_sealed, successor_scope FROM refresh_tokens \
      WHERE token_hash = $1 AND client_id = $3 AND expires_at > $2 \
      AND superseded_at IS NOT NULL AND superseded_at >= $2 - $4 AND successor_sealed IS NOT NULL \
+     AND successor_scope IS NOT NULL \
      AND EXISTS (SELECT 1 FROM families f WHERE f.id = refresh_tokens.family_id AND f.status = 'active')";
 
 /// One token of a pair, into `access_tokens` or `refresh_tokens`.

@@ -369,3 +369,66 @@ async fn the_refresh_lease_is_exclusive_until_released_or_expired() {
         assert_eq!(wins, 1);
     }
 }
+
+/// A replay within the grace window answers what the first rotation answered: its access
+/// token carries the successor's scope, not one computed anew from the replayed token
+/// (which would undo a narrowing the rotation made).
+#[tokio::test]
+async fn a_replay_within_grace_issues_the_successors_scope() {
+    for store in backends().await {
+        let (_, rt) = active_family(store.as_ref(), "c").await;
+        let (mut narrowed, _, _) = pair("c", NOW + 10);
+        narrowed.scope = "tools:read".into();
+        assert_eq!(
+            store.rotate_refresh_token(&rt, "c", NOW + 10, 30, &narrowed, "successor-1").await.unwrap(),
+            Rotation::Rotated
+        );
+        let (mut replayed, _, _) = pair("c", NOW + 20);
+        replayed.scope = "mcp tools:read tools:write".into();
+        let replay = store.rotate_refresh_token(&rt, "c", NOW + 20, 30, &replayed, "successor-2").await.unwrap();
+        assert_eq!(replay, Rotation::Replayed { successor_sealed: "successor-1".into() });
+        let access = store.find_access_token(&replayed.access_hash).await.unwrap().unwrap();
+        assert_eq!(access.scope, "tools:read", "the successor's scope, as the first answer carried");
+        let successor = store.find_refresh_token(&narrowed.refresh.unwrap().0).await.unwrap().unwrap();
+        assert_eq!(successor.scope, "tools:read");
+    }
+}
+
+/// Grants ended and access tokens revoked are found by what the database's clock said
+/// before they happened, by every way they end; what came before is not, nor what lives.
+#[tokio::test]
+async fn revocations_are_found_since_a_moment_on_the_database_clock() {
+    for store in backends().await {
+        let (live, _) = active_family(store.as_ref(), "c").await;
+        let (ended_before, _) = active_family(store.as_ref(), "c").await;
+        assert!(store.end_family(&ended_before, FamilyStatus::Revoked, NOW).await.unwrap());
+        // The database's clock counts seconds: wait for the next one.
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let since = store.revocations_since(i64::MAX).await.unwrap();
+        assert_eq!((since.grants.len(), since.access_tokens.len()), (0, 0), "nothing is revoked in the future");
+        let start = since.now;
+
+        let (ended, _) = active_family(store.as_ref(), "c").await;
+        assert!(store.end_family(&ended, FamilyStatus::NeedsLogin, NOW).await.unwrap());
+        let (by_operator, _) = active_family(store.as_ref(), "operator-client").await;
+        let filter = GrantFilter { grant_id: Some(by_operator.clone()), ..GrantFilter::default() };
+        assert_eq!(store.revoke_grants(&filter, NOW).await.unwrap(), 1);
+        let (of_deleted_client, _) = active_family(store.as_ref(), "deleted-client").await;
+        store.delete_client("deleted-client", NOW).await.unwrap();
+        let (token_family, code) = family(store.as_ref(), "c").await;
+        let (p, _, _) = pair("c", NOW);
+        assert!(store.redeem_code(&code, NOW, &p).await.unwrap());
+        assert!(store.revoke_access_token(&p.access_hash, NOW).await.unwrap());
+
+        let found = store.revocations_since(start).await.unwrap();
+        assert!(found.now >= start);
+        let mut grants = found.grants.clone();
+        grants.sort();
+        let mut expected = vec![ended, by_operator, of_deleted_client];
+        expected.sort();
+        assert_eq!(grants, expected, "{found:?}");
+        assert!(!found.grants.contains(&live) && !found.grants.contains(&ended_before));
+        assert!(!found.grants.contains(&token_family), "revoking one access token leaves its grant");
+        assert_eq!(found.access_tokens, vec![p.access_hash]);
+    }
+}

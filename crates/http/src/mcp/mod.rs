@@ -21,6 +21,8 @@ use axum::response::Response;
 
 use crate::client_address::ClientAddress;
 use mcp_oauth_core::scope::Scopes;
+use mcp_oauth_core::token::TokenHash;
+use mcp_oauth_store::AccessTokenInfo;
 
 use crate::error::HttpError;
 use crate::extract::Bearer;
@@ -31,7 +33,7 @@ use crate::upstream_access::{AccessError, Trigger};
 
 pub async fn handle(
     State(app): State<AppState>,
-    Bearer { server, token }: Bearer,
+    Bearer { server, token, hash }: Bearer,
     from: ClientAddress,
     req: Request,
 ) -> Result<Response, HttpError> {
@@ -84,7 +86,7 @@ pub async fn handle(
     let resp = send(&app, &server, &parts, body.clone(), &first.token, origin).await?;
     let idle = app.mcp_client.idle;
     if resp.status() != StatusCode::UNAUTHORIZED {
-        return Ok(forward::stream_back(resp, idle, open_streams, tool_filter));
+        return Ok(revocable(&app, &token, hash, forward::stream_back(resp, idle, open_streams, tool_filter)));
     }
     // The MCP upstream refused the user's token: an auth event, not a tool error (hiding
     // it as one leaves the client with a token that never works). Refresh once, replay.
@@ -103,7 +105,22 @@ pub async fn handle(
             Some("the MCP server refused the upstream credential"),
         ));
     }
-    Ok(forward::stream_back(resp, idle, open_streams, tool_filter))
+    Ok(revocable(&app, &token, hash, forward::stream_back(resp, idle, open_streams, tool_filter)))
+}
+
+/// An event stream, ended when its grant or access token is revoked (see `revocations`;
+/// it may stay open for hours after the token was checked). Other answers end by
+/// themselves and register nothing.
+fn revocable(app: &App, token: &AccessTokenInfo, hash: TokenHash, resp: Response) -> Response {
+    let is_event_stream = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if !is_event_stream {
+        return resp;
+    }
+    resp.map(|body| app.revocations.end_on_revocation(&token.family_id, hash, body))
 }
 
 /// [`forward::send`], counted: the MCP upstream's status and its time to the response head.

@@ -25,6 +25,7 @@ mod registration;
 mod regressions;
 mod replicas;
 mod revision;
+mod revocations;
 mod secrets;
 mod tokens;
 mod tool_scopes;

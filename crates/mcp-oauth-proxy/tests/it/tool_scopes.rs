@@ -193,3 +193,34 @@ async fn a_401_asks_for_the_listed_scopes_and_the_tools_scopes_come_by_step_up()
     let prm: Value = listed.get_json("/.well-known/oauth-protected-resource/mcp/demo").await;
     assert_eq!(prm["scopes_supported"], json!(["tools:read", "tools:write"]), "the metadata lists every scope");
 }
+
+/// A refresh that narrowed the scope, replayed within the grace window (an honest retry,
+/// or someone holding the previous refresh token), answers what the first refresh did:
+/// the narrowed scope, and an access token that cannot call what the narrowing removed.
+#[tokio::test]
+async fn a_replayed_refresh_keeps_the_narrowing_it_replays() {
+    let h = with_tool_scopes().await;
+    let client_id = h.register_public().await;
+    let both = token_for(&h, &client_id, "tools:read tools:write").await;
+    let previous = both["refresh_token"].as_str().unwrap();
+    let (status, narrowed, _) = h
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", previous),
+            ("client_id", &client_id),
+            ("scope", "tools:read"),
+        ])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{narrowed}");
+    assert_eq!(narrowed["scope"], "tools:read");
+
+    h.clock.advance(5);
+    let (status, replayed) = h.refresh(&client_id, previous).await;
+    assert_eq!(status, StatusCode::OK, "{replayed}");
+    assert_eq!(replayed["refresh_token"], narrowed["refresh_token"], "the one successor");
+    assert_eq!(replayed["scope"], "tools:read");
+    let access = replayed["access_token"].as_str().unwrap();
+    assert_eq!(raw_call(&h, access, "add", &[]).await.status(), StatusCode::FORBIDDEN, "tools:write was narrowed away");
+    let client = connect(&h, "demo", access).await;
+    assert_eq!(text(&call(&client, "whoami", json!({})).await), "demo-user", "tools:read still works");
+}
