@@ -298,7 +298,7 @@ async fn past_its_maximum_age_a_document_must_be_fetched_again() {
 /// Serves, on each of `hosts` loopback addresses from 127.0.0.`first`, documents that
 /// never come.
 async fn stalling_hosts(first: u8, hosts: u8) -> Vec<String> {
-    let router = axum::Router::new().route("/{name}", axum::routing::get(|| std::future::pending::<String>()));
+    let router = axum::Router::new().route("/{name}", axum::routing::get(std::future::pending::<String>));
     let mut bases = Vec::new();
     for i in first..first + hosts {
         let listener = tokio::net::TcpListener::bind(format!("127.0.0.{i}:0")).await.unwrap();
