@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 use crate::OAuthError;
 use crate::redirect_uri;
@@ -131,15 +132,34 @@ fn opt_string_list(
     }
 }
 
-/// Text a client gives about itself, as it may be shown to a person: without control
-/// characters, and without the bidirectional overrides and isolates that can make a
-/// name read as something else ("moc.elgoog" shown as "google.com").
+/// Text a client gives about itself, as it may be shown to a person: without anything
+/// that is not read but can change what is read. Controls, format characters (the
+/// bidirectional overrides and isolates that make "moc.elgoog" show as "google.com",
+/// zero-width characters, tag characters), line and paragraph separators, private-use and
+/// unassigned code points are dropped; every run of other whitespace becomes one space,
+/// and none is left at either end.
 pub fn displayable(text: &str) -> String {
-    text.chars()
-        .filter(|c| !c.is_control() && !matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
-        .collect::<String>()
-        .trim()
-        .to_owned()
+    let mut shown = String::with_capacity(text.len());
+    let mut space = false;
+    for c in text.chars() {
+        match c.general_category() {
+            GeneralCategory::Control
+            | GeneralCategory::Format
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+            | GeneralCategory::PrivateUse
+            | GeneralCategory::Surrogate
+            | GeneralCategory::Unassigned => {}
+            _ if c.is_whitespace() => space = !shown.is_empty(),
+            _ => {
+                if std::mem::take(&mut space) {
+                    shown.push(' ');
+                }
+                shown.push(c);
+            }
+        }
+    }
+    shown
 }
 
 impl ClientMetadata {
@@ -395,6 +415,40 @@ mod tests {
             ClientMetadata::from_registration(&json!({"redirect_uris": ["https://a/cb"], "client_name": "\u{202e}"}))
                 .unwrap();
         assert_eq!(m.client_name, None);
+    }
+
+    #[test]
+    fn client_names_lose_every_invisible_character() {
+        let name = |n: &str| displayable(n);
+        for invisible in [
+            '\u{200b}', // zero-width space
+            '\u{200c}', // zero-width non-joiner
+            '\u{200d}', // zero-width joiner
+            '\u{2060}', // word joiner
+            '\u{feff}', // zero-width no-break space (byte order mark)
+            '\u{e0000}',
+            '\u{e0001}', // language tag
+            '\u{e0041}', // tag latin capital letter a
+            '\u{e007f}', // cancel tag
+            '\u{2028}',  // line separator
+            '\u{2029}',  // paragraph separator
+            '\u{00ad}',  // soft hyphen
+            '\u{e000}',  // private use
+            '\u{0378}',  // unassigned
+        ] {
+            assert_eq!(name(&format!("Go{invisible}od")), "Good", "U+{:04X}", invisible as u32);
+            assert_eq!(name(&format!("{invisible}")), "", "U+{:04X}", invisible as u32);
+        }
+    }
+
+    #[test]
+    fn client_names_keep_what_people_read_with_whitespace_collapsed() {
+        for kept in ["Claude", "Café Ünïcødé", "東京アプリ", "앱", "Rocket 🚀", "שלום", "Ёлка-2 (beta)"]
+        {
+            assert_eq!(displayable(kept), kept);
+        }
+        assert_eq!(displayable("  My \u{00a0}\u{3000}\u{2003} App  "), "My App");
+        assert_eq!(displayable("My\u{200b} \u{200b} App"), "My App");
     }
 
     #[test]

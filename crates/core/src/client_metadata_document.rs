@@ -30,9 +30,10 @@ pub fn is_document_url(client_id: &str, allow_http: bool) -> bool {
         && url.as_str() == client_id
 }
 
-/// Addresses a metadata document may never be fetched from: the proxy's own network
-/// (loopback, private ranges, link-local, cloud metadata endpoints), so that a client id
-/// cannot make the proxy probe inside its network (SSRF).
+/// Addresses a metadata document may never be fetched from: everything that is not
+/// globally reachable (the IANA IPv4 and IPv6 Special-Purpose Address Registries), so
+/// that a client id cannot make the proxy probe its own network (SSRF): loopback, private
+/// ranges, link-local, cloud metadata endpoints, and the forms that lead to them.
 pub fn is_forbidden_address(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
@@ -47,27 +48,28 @@ pub fn is_forbidden_address(ip: IpAddr) -> bool {
                 || o[0] == 0
                 || (o[0] == 100 && (64..128).contains(&o[1])) // carrier-grade NAT
                 || (o[0] == 192 && o[1] == 0 && o[2] == 0) // IETF protocol assignments
+                || (o[0] == 192 && o[1] == 88 && o[2] == 99) // deprecated 6to4 relay anycast
                 || (o[0] == 198 && (18..20).contains(&o[1])) // benchmarking
                 || o[0] >= 240
         }
         IpAddr::V6(v6) => {
+            // An allow-list, so that a block the list below forgets (or IANA adds) is
+            // refused rather than fetched: only global unicast (2000::/3) is routed on the
+            // internet. Outside it lie loopback and unspecified, the forms that carry an
+            // IPv4 address (mapped ::ffff:0:0/96, translated ::ffff:0:0:0/96, compatible
+            // ::/96, NAT64 64:ff9b::/96 and 64:ff9b:1::/48), discard-only 100::/64, SRv6
+            // SIDs 5f00::/16, unique local fc00::/7, link-local fe80::/10, site-local
+            // fec0::/10 and multicast ff00::/8. (std's `Ipv6Addr::is_global` would say
+            // this, but is unstable.)
             let s = v6.segments();
-            // Forms that carry an IPv4 address inside, which a translator or tunnel on
-            // the path may deliver to that IPv4 address: refused whatever it is, since
-            // each form has its own way of placing it. IPv4-mapped (::ffff:0:0/96),
-            // IPv4-compatible (::/96), NAT64 (64:ff9b::/96 and 64:ff9b:1::/48), 6to4
-            // (2002::/16) and Teredo (2001::/32).
-            let embeds_ipv4 = (s[..5] == [0; 5] && (s[5] == 0xffff || s[5] == 0))
-                || (s[0] == 0x64 && s[1] == 0xff9b && (s[2..6] == [0; 4] || s[2] == 1))
-                || s[0] == 0x2002
-                || (s[0] == 0x2001 && s[1] == 0);
-            embeds_ipv4
-                || v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00 // unique local
-                || (s[0] & 0xffc0) == 0xfe80 // link-local
+            let global_unicast = (s[0] & 0xe000) == 0x2000;
+            !global_unicast
+                // IETF protocol assignments (Teredo, which embeds IPv4; benchmarking;
+                // ORCHID; AMT; anycast services): none hosts a web server.
+                || (s[0] == 0x2001 && s[1] < 0x0200)
                 || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                || s[0] == 0x2002 // 6to4, which embeds IPv4
+                || (s[0] == 0x3fff && s[1] < 0x1000) // documentation 3fff::/20
         }
     }
 }
@@ -142,6 +144,78 @@ mod tests {
             assert!(is_forbidden_address(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["93.184.216.34", "2606:4700::1111", "1.1.1.1"] {
+            assert!(!is_forbidden_address(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    /// Every block of the IANA IPv6 Special-Purpose Address Registry that is not globally
+    /// reachable, and everything outside global unicast (2000::/3), is refused.
+    #[test]
+    fn ipv6_blocks_that_are_not_globally_reachable_are_forbidden() {
+        for (ip, block) in [
+            ("::", "unspecified ::/128"),
+            ("::1", "loopback ::1/128"),
+            ("::ffff:a00:1", "IPv4-mapped ::ffff:0:0/96"),
+            ("::ffff:0:a00:1", "IPv4-translated ::ffff:0:0:0/96 (RFC 2765)"),
+            ("::ffff:0:5db8:d822", "IPv4-translated, of a public IPv4 address"),
+            ("::a00:1", "IPv4-compatible ::/96"),
+            ("64:ff9b::a00:1", "NAT64 64:ff9b::/96"),
+            ("64:ff9b:1::1", "local-use NAT64 64:ff9b:1::/48"),
+            ("100::1", "discard-only 100::/64"),
+            ("100:0:0:1::1", "dummy prefix 100:0:0:1::/64"),
+            ("2001::1", "Teredo 2001::/32"),
+            ("2001:1::1", "IETF protocol assignments 2001::/23 (PCP anycast)"),
+            ("2001:2::1", "benchmarking 2001:2::/48"),
+            ("2001:3::1", "AMT 2001:3::/32"),
+            ("2001:10::1", "deprecated ORCHID 2001:10::/28"),
+            ("2001:20::1", "ORCHIDv2 2001:20::/28"),
+            ("2001:30::1", "drone remote ID 2001:30::/28"),
+            ("2001:1ff::1", "the end of 2001::/23"),
+            ("2001:db8::1", "documentation 2001:db8::/32"),
+            ("2002:5db8:d822::1", "6to4 2002::/16"),
+            ("3fff::1", "documentation 3fff::/20"),
+            ("3fff:fff:ffff::1", "the end of 3fff::/20"),
+            ("5f00::1", "SRv6 SIDs 5f00::/16"),
+            ("fc00::1", "unique local fc00::/7"),
+            ("fd12:3456::1", "unique local fc00::/7"),
+            ("fe80::1", "link-local fe80::/10"),
+            ("fec0::1", "deprecated site-local fec0::/10"),
+            ("ff02::1", "multicast ff00::/8"),
+            ("ff0e::1", "global-scope multicast ff00::/8"),
+            ("4000::1", "not allocated for unicast"),
+            ("e000::1", "not allocated for unicast"),
+        ] {
+            assert!(is_forbidden_address(ip.parse().unwrap()), "{ip}: {block}");
+        }
+        for ip in ["2606:4700::1111", "2001:4860:4860::8888", "2a00:1450:4001:830::200e", "2001:200::1", "3fff:1000::1"]
+        {
+            assert!(!is_forbidden_address(ip.parse().unwrap()), "{ip} is global unicast");
+        }
+    }
+
+    #[test]
+    fn ipv4_blocks_that_are_not_globally_reachable_are_forbidden() {
+        for ip in [
+            "0.1.2.3",
+            "10.0.0.1",
+            "100.64.0.1",
+            "127.0.0.1",
+            "169.254.169.254",
+            "172.31.255.255",
+            "192.0.0.8",
+            "192.0.2.1",
+            "192.88.99.1",
+            "192.168.0.1",
+            "198.18.0.1",
+            "198.51.100.1",
+            "203.0.113.1",
+            "224.0.0.1",
+            "240.0.0.1",
+            "255.255.255.255",
+        ] {
+            assert!(is_forbidden_address(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["1.1.1.1", "8.8.8.8", "93.184.216.34", "100.63.255.255", "100.128.0.1", "172.32.0.1"] {
             assert!(!is_forbidden_address(ip.parse().unwrap()), "{ip}");
         }
     }

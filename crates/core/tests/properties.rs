@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use mcp_oauth_core::client::AuthMethod;
-use mcp_oauth_core::client_metadata_document::metadata_from_document;
+use mcp_oauth_core::client_metadata_document::{is_forbidden_address, metadata_from_document};
 use mcp_oauth_core::family::{FamilyStatus, RefreshTokenState, RefreshVerdict, judge_refresh};
 use mcp_oauth_core::form::Params;
 use mcp_oauth_core::redirect_uri;
@@ -157,6 +157,33 @@ enum Event {
     Present { token: usize, advance: i64 },
     /// Present a token as another client.
     PresentAsOther { token: usize },
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Only global unicast (2000::/3) can be reachable on the internet; everything else
+    /// is refused whatever its low bits.
+    #[test]
+    fn ipv6_outside_global_unicast_is_forbidden(bits in any::<u128>()) {
+        let ip = std::net::Ipv6Addr::from(bits);
+        prop_assume!(ip.segments()[0] & 0xe000 != 0x2000);
+        prop_assert!(is_forbidden_address(ip.into()), "{ip}");
+    }
+
+    /// Every IPv6 form that carries an IPv4 address is refused, whatever that address is.
+    #[test]
+    fn ipv6_forms_that_embed_ipv4_are_forbidden(v4 in any::<u32>()) {
+        let [a, b, c, d] = v4.to_be_bytes();
+        let low = [u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d])];
+        for prefix in [[0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0xffff], [0, 0, 0, 0, 0xffff, 0], [0x64, 0xff9b, 0, 0, 0, 0]] {
+            let s = [prefix[0], prefix[1], prefix[2], prefix[3], prefix[4], prefix[5], low[0], low[1]];
+            let ip = std::net::Ipv6Addr::from(s);
+            prop_assert!(is_forbidden_address(ip.into()), "{ip}");
+        }
+        let six_to_four = std::net::Ipv6Addr::from([0x2002, low[0], low[1], 0, 0, 0, 0, 1]);
+        prop_assert!(is_forbidden_address(six_to_four.into()), "{six_to_four}");
+    }
 }
 
 fn events() -> impl Strategy<Value = Vec<Event>> {

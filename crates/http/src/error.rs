@@ -29,8 +29,9 @@ pub enum HttpError {
     /// A JSON error outside OAuth's vocabulary: an unknown server (404), an MCP request too
     /// large (413), an MCP upstream that fails (502, 504).
     Json { status: StatusCode, error: &'static str, description: String },
-    /// A page for the person in the browser, when there is no client we may redirect to.
-    Page { status: StatusCode, message: String },
+    /// A page for the person in the browser, when there is no client we may redirect to;
+    /// with `Retry-After` when something is unavailable for a while.
+    Page { status: StatusCode, message: String, retry_after: Option<u64> },
     /// An authorization error delivered to the client's verified redirect URI.
     Redirect { status: StatusCode, location: String },
     /// The MCP endpoint's bearer challenge (RFC 6750 §3, RFC 9728 §5.1).
@@ -57,7 +58,7 @@ pub struct Challenge {
 
 impl HttpError {
     pub fn page(status: StatusCode, message: impl Into<String>) -> Self {
-        Self::Page { status, message: message.into() }
+        Self::Page { status, message: message.into(), retry_after: None }
     }
 
     /// The MCP endpoint's 401 for `server`; `why` when a token was presented and refused.
@@ -91,7 +92,9 @@ impl HttpError {
     pub fn traced(self, trace_id: Option<&str>) -> Self {
         let Some(id) = trace_id else { return self };
         match self {
-            Self::Page { status, message } => Self::Page { status, message: quoting(&message, Some(id)) },
+            Self::Page { status, message, retry_after } => {
+                Self::Page { status, message: quoting(&message, Some(id)), retry_after }
+            }
             Self::OAuth(mut e) => {
                 e.description = quoting(&e.description, Some(id));
                 Self::OAuth(e)
@@ -107,7 +110,7 @@ impl HttpError {
             Self::OAuth(e) => e.to_string(),
             Self::MethodNotAllowed { allow } => format!("method not allowed (allow {allow})"),
             Self::Json { status, error, description } => format!("{status} {error}: {description}"),
-            Self::Page { status, message } => format!("{status}: {message}"),
+            Self::Page { status, message, .. } => format!("{status}: {message}"),
             Self::Redirect { status, .. } => format!("{status}: an error sent to the client's redirect URI"),
             Self::Challenge(c) if c.insufficient_scope => format!("insufficient scope: needs {}", c.scope),
             Self::Challenge(c) => format!("bearer challenge: {}", c.invalid_token.as_deref().unwrap_or("no token")),
@@ -126,9 +129,9 @@ impl HttpError {
                     .filter(StatusCode::is_server_error)
                     .unwrap_or(StatusCode::BAD_REQUEST);
                 let message = if e.description.is_empty() { e.code.to_string() } else { e.description };
-                Self::Page { status, message }
+                Self::Page { status, message, retry_after: e.retry_after }
             }
-            Self::Json { status, description, .. } => Self::Page { status, message: description },
+            Self::Json { status, description, .. } => Self::Page { status, message: description, retry_after: None },
             Self::MethodNotAllowed { .. } => Self::page(StatusCode::METHOD_NOT_ALLOWED, "This method is not allowed."),
             Self::RateLimited { retry_after, .. } => Self::RateLimited { retry_after, page: true },
             other => other,
@@ -208,7 +211,13 @@ impl IntoResponse for HttpError {
             Self::Json { status, error, description } => {
                 no_store_json(status, serde_json::json!({"error": error, "error_description": description}))
             }
-            Self::Page { status, message } => crate::pages::error(status, &message),
+            Self::Page { status, message, retry_after } => {
+                let mut resp = crate::pages::error(status, &message);
+                if let Some(secs) = retry_after {
+                    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                }
+                resp
+            }
             Self::Redirect { status, location } => redirect(status, &location),
             Self::Challenge(c) => c.into_response(),
             Self::JsonRpc { id, code, message } => no_store_json(
@@ -297,7 +306,12 @@ mod tests {
         let page = HttpError::from(StoreError::Unavailable("down".into())).for_browser();
         assert!(matches!(page, HttpError::Page { status: StatusCode::SERVICE_UNAVAILABLE, .. }));
         let page = HttpError::from(OAuthError::invalid_request("bad")).for_browser();
-        assert!(matches!(page, HttpError::Page { status: StatusCode::BAD_REQUEST, ref message } if message == "bad"));
+        assert!(
+            matches!(page, HttpError::Page { status: StatusCode::BAD_REQUEST, ref message, .. } if message == "bad")
+        );
+        let resp = HttpError::from(StoreError::Unavailable("down".into())).for_browser().into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "1", "the page says when to come back");
         let resp = HttpError::not_found("no such server").for_browser().into_response();
         assert_eq!(resp.status(), StatusCode::NOT_FOUND);
         assert!(resp.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));

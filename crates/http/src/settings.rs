@@ -127,7 +127,8 @@ pub struct MetadataDocumentSettings {
     pub allow_loopback: bool,
     /// What the cache of fetched documents may hold, in bytes of its own accounting.
     pub cache_bytes: usize,
-    /// Fetches from one host per minute; more are refused until the minute has passed.
+    /// Fetches from one host per minute; more are answered 503 with `Retry-After` until
+    /// the minute has passed.
     pub fetches_per_host_per_minute: u32,
     /// The hosts documents may come from (`app.example`, or `*.example.com` for its
     /// subdomains); `None`: any public host.

@@ -2,6 +2,9 @@
 //! operator configured, Client ID Metadata Documents (the id is the document's https
 //! URL), and clients registered dynamically at a server (the store).
 
+mod document_cache;
+mod documents;
+mod fetch_slots;
 mod metadata_document;
 
 use std::sync::Arc;
@@ -15,15 +18,15 @@ use mcp_oauth_store::Store;
 use crate::error::HttpError;
 use crate::metrics::Metrics;
 use crate::settings::MetadataDocumentSettings;
-use metadata_document::{DocumentCache, Fetcher};
+use document_cache::DocumentCache;
+use documents::Documents;
+use metadata_document::Fetcher;
 
 pub struct ClientDirectory {
     configured: Vec<Client>,
     documents: MetadataDocumentSettings,
-    document_cache: DocumentCache,
-    fetcher: Fetcher,
+    document_clients: Documents,
     store: Arc<dyn Store>,
-    clock: SharedClock,
 }
 
 impl ClientDirectory {
@@ -34,19 +37,15 @@ impl ClientDirectory {
         clock: SharedClock,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self {
-            configured,
-            document_cache: DocumentCache::new(documents.cache_bytes),
-            fetcher: Fetcher::new(&documents, metrics),
-            documents,
-            store,
-            clock,
-        }
+        let cache = DocumentCache::new(documents.cache_bytes);
+        let document_clients = Documents::new(cache, Fetcher::new(&documents, metrics), clock);
+        Self { configured, documents, document_clients, store }
     }
 
     /// The client `client_id` names at `server`, if any. A metadata document that cannot
     /// be used is an `invalid_client` error rather than `None`: the id is well-formed,
-    /// and its owner needs to know why it does not work.
+    /// and its owner needs to know why it does not work. One that cannot be fetched now
+    /// is `temporarily_unavailable` (503, `Retry-After`): nothing is wrong with the client.
     pub async fn find(&self, server: &str, client_id: &str) -> Result<Option<Client>, HttpError> {
         if let Some(c) = self.configured.iter().find(|c| c.client_id == client_id) {
             return Ok(Some(c.clone()));
@@ -58,7 +57,8 @@ impl ClientDirectory {
                 let e = OAuthError::invalid_client(format!("this server does not accept clients from {host}"));
                 return Err(e.into());
             }
-            return self.document_client(client_id).await.map(Some).map_err(HttpError::from);
+            let client = self.document_clients.client(client_id).await.map_err(OAuthError::from)?;
+            return Ok(Some(client));
         }
         Ok(self.store.find_client(server, client_id).await?)
     }
@@ -73,22 +73,12 @@ impl ClientDirectory {
 
     /// The metadata-document cache's own accounting: entries and bytes held.
     pub fn document_cache_usage(&self) -> (usize, usize) {
-        self.document_cache.usage()
+        self.document_clients.cache_usage()
     }
 
     /// Registers a client dynamically (RFC 7591) at `server`.
     pub async fn register(&self, server: &str, client: &Client) -> Result<(), HttpError> {
         Ok(self.store.insert_client(server, client).await?)
-    }
-
-    async fn document_client(&self, url: &str) -> Result<Client, OAuthError> {
-        let now = self.clock.now();
-        if let Some(client) = self.document_cache.get(url, now) {
-            return Ok(client);
-        }
-        let client = self.fetcher.client(url, now).await?;
-        self.document_cache.insert(url, &client, now);
-        Ok(client)
     }
 }
 

@@ -1,5 +1,10 @@
 //! Client ID Metadata Documents: a client whose id is the URL of its metadata.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::response::IntoResponse;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -164,4 +169,191 @@ async fn admission_by_host_and_the_verified_mark() {
     let page = Browser::new().get(&unverified.authorize_url(&document, &[])).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(!page.body.contains("Verified application"));
+}
+
+/// What a [`DocumentHost`] does with a request for its document.
+#[derive(Clone, Copy, PartialEq)]
+enum Behaviour {
+    Serving,
+    /// Accepts the request and never answers.
+    Stalling,
+    /// 404: the document was withdrawn.
+    Gone,
+}
+
+/// A host serving one metadata document, told at any moment to stall or to withdraw it.
+struct DocumentHost {
+    url: String,
+    behaviour: Arc<Mutex<Behaviour>>,
+    /// Requests for the document so far.
+    requests: Arc<AtomicUsize>,
+}
+
+impl DocumentHost {
+    async fn start(ip: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind(format!("{ip}:0")).await.unwrap();
+        let url = format!("http://{}/client.json", listener.local_addr().unwrap());
+        let doc = json!({
+            "client_id": url,
+            "client_name": "Metadata-document app",
+            "redirect_uris": [REDIRECT],
+            "token_endpoint_auth_method": "none",
+        });
+        let behaviour = Arc::new(Mutex::new(Behaviour::Serving));
+        let told = behaviour.clone();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counted = requests.clone();
+        let router = axum::Router::new().route(
+            "/client.json",
+            axum::routing::get(move || async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let now = *told.lock().unwrap();
+                match now {
+                    Behaviour::Serving => axum::Json(doc).into_response(),
+                    Behaviour::Stalling => std::future::pending().await,
+                    Behaviour::Gone => axum::http::StatusCode::NOT_FOUND.into_response(),
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        Self { url, behaviour, requests }
+    }
+
+    fn set(&self, behaviour: Behaviour) {
+        *self.behaviour.lock().unwrap() = behaviour;
+    }
+}
+
+/// A client of `host` with a completed login: its refresh token.
+async fn logged_in_at(h: &Harness, host: &DocumentHost) -> String {
+    let code = h.authorize(&mut Browser::new(), &host.url).await;
+    h.exchange(&host.url, &code).await["refresh_token"].as_str().unwrap().to_owned()
+}
+
+/// Past its freshness, a cached document keeps serving its client while it is fetched
+/// again in the background: a host that stalls does not log its users out, nor slow them.
+#[tokio::test]
+async fn a_stale_document_keeps_its_client_refreshing_while_its_host_stalls() {
+    let h = Harness::start_with(allowing_loopback()).await;
+    let host = DocumentHost::start("127.0.0.1").await;
+    let mut refresh = logged_in_at(&h, &host).await;
+    host.set(Behaviour::Stalling);
+    for _ in 0..3 {
+        h.clock.advance(600); // past the five minutes a document is fresh
+        let started = Instant::now();
+        let (status, body) = h.refresh(&host.url, &refresh).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(started.elapsed() < Duration::from_secs(2), "answered at once, not after the stalled fetch");
+        refresh = body["refresh_token"].as_str().unwrap().to_owned();
+    }
+    assert_eq!(host.requests.load(Ordering::SeqCst), 2, "one fetch at login, then one refresh shared by all");
+}
+
+/// A stale document whose host now says it is gone stops serving its client as soon as
+/// the refresh in the background has seen that.
+#[tokio::test]
+async fn a_withdrawn_document_ends_its_client_once_the_refresh_sees_it() {
+    let h = Harness::start_with(allowing_loopback()).await;
+    let host = DocumentHost::start("127.0.0.1").await;
+    let refresh = logged_in_at(&h, &host).await;
+    host.set(Behaviour::Gone);
+    h.clock.advance(600);
+    let (status, body) = h.refresh(&host.url, &refresh).await;
+    assert_eq!(status, StatusCode::OK, "the stale document answers while it is fetched again: {body}");
+    let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, body) = h.refresh(&host.url, &refresh).await;
+        if status == StatusCode::UNAUTHORIZED {
+            assert_eq!(body["error"], "invalid_client", "{body}");
+            break;
+        }
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(Instant::now() < deadline, "the withdrawn document is still used");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Past the hard maximum age (24 hours) a document is no longer used without fetching it
+/// again: with its host stalling, the client is told to come back (503
+/// `temporarily_unavailable` with `Retry-After`; its refresh token is kept), and it
+/// refreshes once its host answers again.
+#[tokio::test]
+async fn past_its_maximum_age_a_document_must_be_fetched_again() {
+    let h = Harness::start_with(allowing_loopback()).await;
+    let host = DocumentHost::start("127.0.0.1").await;
+    let refresh = logged_in_at(&h, &host).await;
+    host.set(Behaviour::Stalling);
+    h.clock.advance(24 * 3600);
+    let (status, body, headers) =
+        h.token(&[("grant_type", "refresh_token"), ("refresh_token", &refresh), ("client_id", &host.url)]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+    assert!(headers.contains_key("retry-after"));
+    host.set(Behaviour::Serving);
+    let (status, body) = h.refresh(&host.url, &refresh).await;
+    assert_eq!(status, StatusCode::OK, "the refresh token outlived the outage: {body}");
+}
+
+/// Serves, on each of `hosts` loopback addresses from 127.0.0.`first`, documents that
+/// never come.
+async fn stalling_hosts(first: u8, hosts: u8) -> Vec<String> {
+    let router = axum::Router::new().route("/{name}", axum::routing::get(std::future::pending::<String>));
+    let mut bases = Vec::new();
+    for i in first..first + hosts {
+        let listener = tokio::net::TcpListener::bind(format!("127.0.0.{i}:0")).await.unwrap();
+        bases.push(format!("http://{}", listener.local_addr().unwrap()));
+        let router = router.clone();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    }
+    bases
+}
+
+/// Hosts that stall cannot take the fetches a new client from another host needs: each
+/// host gets a few at once. Every document that cannot be fetched now is a 503 with
+/// `Retry-After`, never `invalid_client`.
+#[tokio::test]
+async fn stalling_hosts_cannot_take_the_fetches_of_a_new_client() {
+    let h = Harness::start_with(allowing_loopback()).await;
+    let mut stalled = tokio::task::JoinSet::new();
+    for base in stalling_hosts(20, 10).await {
+        for n in 0..8 {
+            let app = h.app.clone();
+            let url = format!("{base}/client-{n}.json");
+            stalled.spawn(async move { app.clients.find("demo", &url).await.err().map(IntoResponse::into_response) });
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await; // the stalled fetches are under way
+    let host = DocumentHost::start("127.0.0.1").await;
+    let page = Browser::new().get(&h.authorize_url(&host.url, &[])).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("Metadata-document app"));
+    while let Some(answer) = stalled.join_next().await {
+        let answer = answer.unwrap().expect("a stalled document is no client");
+        assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(answer.headers().contains_key("retry-after"));
+    }
+}
+
+/// A host over its fetches per minute is told to come back later: a page with 503 and
+/// `Retry-After` at `/authorize`, `temporarily_unavailable` at the token endpoint.
+#[tokio::test]
+async fn a_host_over_its_rate_gets_retry_after_not_invalid_client() {
+    let h = Harness::start_with(Start {
+        extra_toml: "[client_metadata_documents]\nallow_loopback = true\nfetches_per_host_per_minute = 1\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let first = serve_document(None, REDIRECT).await;
+    assert_eq!(Browser::new().get(&h.authorize_url(&first, &[])).await.status, StatusCode::OK);
+    let second = serve_document(None, REDIRECT).await; // the same host, another port
+    let page = Browser::new().get(&h.authorize_url(&second, &[])).await;
+    assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE, "{}", page.body);
+    assert!(page.headers.contains_key("retry-after"));
+    assert!(page.body.contains("try again"), "{}", page.body);
+    let (status, body, headers) =
+        h.token(&[("grant_type", "refresh_token"), ("refresh_token", "x"), ("client_id", &second)]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+    assert!(headers.contains_key("retry-after"));
 }

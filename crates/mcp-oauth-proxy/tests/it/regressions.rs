@@ -144,6 +144,12 @@ async fn ssrf_through_metadata_documents() {
         "https://[64:ff9b::7f00:1]/c.json",
         "https://localhost/c.json",
         "https://10.0.0.1/c.json",
+        // Not globally reachable: refused by the guard (a 400), not merely unreachable
+        // (which would be a 503, come back later).
+        "https://[::ffff:0:a00:1]/c.json",
+        "https://[fec0::1]/c.json",
+        "https://[100::1]/c.json",
+        "https://[5f00::1]/c.json",
     ] {
         let page = Browser::new().get(&h.authorize_url(client_id, &[])).await;
         assert_eq!(page.status, StatusCode::BAD_REQUEST, "{client_id}");
