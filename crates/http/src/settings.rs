@@ -176,7 +176,9 @@ impl Default for MetadataDocumentSettings {
 pub struct ConnectionSettings {
     /// A connection whose request headers have not all arrived by then is closed.
     pub header_read_timeout: std::time::Duration,
-    /// A request body (OAuth forms, MCP requests) that has not arrived by then is refused.
+    /// A request body (OAuth forms, MCP requests) must have arrived whole within this of
+    /// the request reaching the router, however it is split; otherwise 408. One deadline
+    /// for the whole body, not a timeout between its bytes (see `body_deadline`).
     pub body_read_timeout: std::time::Duration,
     /// Connections open at once; further ones wait to be accepted.
     pub max_connections: usize,

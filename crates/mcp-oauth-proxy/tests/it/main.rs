@@ -8,6 +8,7 @@ mod admin;
 mod audit;
 mod authorization;
 mod cli;
+mod connections;
 mod crash;
 mod discovery;
 mod edge;
