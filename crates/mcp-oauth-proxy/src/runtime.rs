@@ -25,11 +25,13 @@ pub async fn build(config: Config, clock: SharedClock) -> Result<AppState, Box<d
         None => Audit::off(),
         Some("-") => Audit::to_writer(Box::new(std::io::stdout())),
         Some(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| format!("audit.path: cannot open {path}: {e}"))?;
+            let mut options = std::fs::OpenOptions::new();
+            options.create(true).append(true);
+            // Who logged in from where is for the operator alone; a file that exists
+            // keeps the mode it has.
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let file = options.open(path).map_err(|e| format!("audit.path: cannot open {path}: {e}"))?;
             Audit::to_writer(Box::new(file))
         }
     };

@@ -12,6 +12,7 @@ mod connections;
 mod crash;
 mod discovery;
 mod edge;
+mod file_modes;
 mod key_rotation;
 mod limits;
 mod mcp;
