@@ -67,18 +67,25 @@ pub async fn serve(
     if let Some(address) = metrics_listen {
         let metrics = tokio::net::TcpListener::bind(address).await?;
         tracing::info!(%address, "metrics are served at /metrics");
-        let router = mcp_oauth_http::metrics_router(app.clone());
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(metrics, router).await {
-                tracing::error!(error = %e, "the metrics listener stopped");
-            }
-        });
+        tokio::spawn(serve_metrics(app.clone(), metrics));
     }
     let limits = app.settings.connections;
     let router = mcp_oauth_http::router(app);
     // One serving thread per core the process may use.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     mcp_oauth_http::serve::serve_on_threads(listener, threads, router, limits, shutdown_signal(), SHUTDOWN_GRACE).await
+}
+
+/// Serves `/metrics` on `listener` for as long as the process runs, with the public
+/// listener's bounds on connections: a client that trickles its headers here would
+/// otherwise hold a connection for ever (`axum::serve` sets no header timeout).
+pub async fn serve_metrics(app: AppState, listener: tokio::net::TcpListener) {
+    let limits = app.settings.connections;
+    let router = mcp_oauth_http::metrics_router(app);
+    let forever = std::future::pending();
+    if let Err(e) = mcp_oauth_http::serve::serve(listener, router, limits, forever, Duration::ZERO).await {
+        tracing::error!(error = %e, "the metrics listener stopped");
+    }
 }
 
 /// How long requests in flight may take to finish after a shutdown signal.
