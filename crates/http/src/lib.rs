@@ -23,6 +23,7 @@
 //! behind the proxy; a *server* is one protected MCP server, named by its slug.
 
 pub mod access_log;
+pub mod admission;
 pub mod audit;
 pub mod body_deadline;
 pub mod client_address;

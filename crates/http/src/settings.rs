@@ -182,6 +182,14 @@ pub struct ConnectionSettings {
     pub body_read_timeout: std::time::Duration,
     /// Connections open at once; further ones wait to be accepted.
     pub max_connections: usize,
+    /// Connections open at once from one socket peer address (IPv6 peers grouped by
+    /// `ipv6_prefix_len`), so that one address cannot hold all of `max_connections`;
+    /// further ones are closed at once. Trusted proxies are not capped: they carry
+    /// everyone's connections.
+    pub max_connections_per_address: usize,
+    /// How many leading bits of an IPv6 address name one client (`limits.ipv6_prefix_length`):
+    /// a host is usually given a whole /64, and would otherwise have 2^64 addresses.
+    pub ipv6_prefix_len: u8,
 }
 
 impl Default for ConnectionSettings {
@@ -190,6 +198,8 @@ impl Default for ConnectionSettings {
             header_read_timeout: std::time::Duration::from_secs(10),
             body_read_timeout: std::time::Duration::from_secs(10),
             max_connections: 20_000,
+            max_connections_per_address: 256,
+            ipv6_prefix_len: 64,
         }
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mcp_oauth_core::clock::SharedClock;
+use mcp_oauth_http::admission::Admission;
 use mcp_oauth_http::audit::Audit;
 use mcp_oauth_http::providers::Providers;
 use mcp_oauth_http::{App, AppState};
@@ -69,21 +70,22 @@ pub async fn serve(
         tracing::info!(%address, "metrics are served at /metrics");
         tokio::spawn(serve_metrics(app.clone(), metrics));
     }
-    let limits = app.settings.connections;
+    let admission = Admission::for_app(&app);
     let router = mcp_oauth_http::router(app);
     // One serving thread per core the process may use.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    mcp_oauth_http::serve::serve_on_threads(listener, threads, router, limits, shutdown_signal(), SHUTDOWN_GRACE).await
+    mcp_oauth_http::serve::serve_on_threads(listener, threads, router, admission, shutdown_signal(), SHUTDOWN_GRACE)
+        .await
 }
 
 /// Serves `/metrics` on `listener` for as long as the process runs, with the public
 /// listener's bounds on connections: a client that trickles its headers here would
 /// otherwise hold a connection for ever (`axum::serve` sets no header timeout).
 pub async fn serve_metrics(app: AppState, listener: tokio::net::TcpListener) {
-    let limits = app.settings.connections;
+    let admission = Admission::for_app(&app);
     let router = mcp_oauth_http::metrics_router(app);
     let forever = std::future::pending();
-    if let Err(e) = mcp_oauth_http::serve::serve(listener, router, limits, forever, Duration::ZERO).await {
+    if let Err(e) = mcp_oauth_http::serve::serve(listener, router, admission, forever, Duration::ZERO).await {
         tracing::error!(error = %e, "the metrics listener stopped");
     }
 }

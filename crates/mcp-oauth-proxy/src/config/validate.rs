@@ -233,6 +233,16 @@ fn limits(problems: &mut Problems, raw: RawLimits) -> (LimitSettings, Connection
         ) as u64),
         max_connections: number("max_connections", raw.max_connections, c.max_connections as i64, 1, 10_000_000)
             as usize,
+        max_connections_per_address: number(
+            "max_connections_per_address",
+            raw.max_connections_per_address,
+            c.max_connections_per_address as i64,
+            1,
+            10_000_000,
+        ) as usize,
+        // Shorter than a /32 would put whole providers' customers in one group.
+        ipv6_prefix_len: number("ipv6_prefix_length", raw.ipv6_prefix_length, i64::from(c.ipv6_prefix_len), 32, 128)
+            as u8,
     };
     (limits, connections)
 }

@@ -83,3 +83,48 @@ async fn a_body_trickled_to_the_token_endpoint_is_refused_at_the_deadline() {
     let t = trickle(address, head).await;
     assert_refused_at_the_deadline("/oauth/demo/token", &t);
 }
+
+/// A keep-alive connection from `local` (any port) on which `/healthz` was answered: the
+/// proxy has accepted it and holds it open.
+async fn served_connection(proxy: &str, local: &str) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(format!("{local}:0").parse().unwrap())?;
+    let mut tcp = socket.connect(proxy.parse().unwrap()).await?;
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await?;
+    let mut buf = vec![0; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await??;
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    if !answer.starts_with("HTTP/1.1 200") {
+        return Err(std::io::Error::other(format!("not served: {answer:?}")));
+    }
+    Ok(tcp)
+}
+
+#[tokio::test]
+async fn one_address_cannot_hold_more_than_its_connections() {
+    let h = Harness::start_with(Start {
+        extra_toml: "[limits]\nmax_connections_per_address = 3\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let proxy = h.base.trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    for i in 0..3 {
+        held.push(served_connection(&proxy, "127.0.0.1").await.unwrap_or_else(|e| panic!("connection {i}: {e}")));
+    }
+    let fourth = served_connection(&proxy, "127.0.0.1").await;
+    assert!(fourth.is_err(), "the fourth connection from 127.0.0.1 is closed unanswered");
+    // Another address (all of 127/8 is loopback on Linux) is served meanwhile.
+    served_connection(&proxy, "127.0.0.2").await.expect("another address is served");
+    // A place given back is taken again.
+    drop(held.pop());
+    let mut again = Err(std::io::Error::other("never tried"));
+    for _ in 0..50 {
+        again = served_connection(&proxy, "127.0.0.1").await;
+        if again.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    again.expect("served once one of the three has closed");
+}
