@@ -86,6 +86,14 @@ impl HttpError {
         Self::Json { status: StatusCode::NOT_FOUND, error: "not_found", description: what.into() }
     }
 
+    /// A request body that did not arrive within `body_read_timeout` (408). `error` is the
+    /// code in the route's vocabulary: `invalid_request` at the OAuth endpoints, whose
+    /// clients expect RFC 6749's codes, `request_timeout` at the MCP endpoint.
+    pub fn body_too_slow(error: &'static str) -> Self {
+        let description = "the request body did not arrive in time".into();
+        Self::Json { status: StatusCode::REQUEST_TIMEOUT, error, description }
+    }
+
     /// The same error, naming the login attempt's trace id for whoever reads it: a page,
     /// an OAuth error's description, a redirect's `error_description` (built by
     /// `ClientRedirect`, which quotes it itself).

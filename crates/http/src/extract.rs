@@ -19,6 +19,7 @@ use mcp_oauth_core::token::TokenHash;
 use mcp_oauth_store::AccessTokenInfo;
 
 use crate::audit::Caller;
+use crate::body_deadline;
 use crate::client_address::ClientAddress;
 use crate::error::HttpError;
 use crate::settings::ServerSettings;
@@ -84,6 +85,9 @@ impl<K: RouteKind> FromRequest<AppState> for OAuthForm<K> {
             return Err(K::refuse(e.into()));
         }
         let body = Bytes::from_request(req, app).await.map_err(|rejection| {
+            if body_deadline::is_elapsed(&rejection) {
+                return K::refuse(HttpError::body_too_slow("invalid_request"));
+            }
             K::refuse(HttpError::Json {
                 status: rejection.status(),
                 error: "invalid_request",

@@ -14,16 +14,19 @@
 //! The routes: [`oauth`] (the authorization server), [`mcp`] (the reverse proxy), [`health`].
 //! Around them: [`settings`], [`client_address`] (who is calling), [`trace`] (login
 //! attempts' trace ids), [`first_calls`], [`cookies`], [`pages`] (HTML), [`responses`]
-//! (successful answers), [`access_log`], [`serve`] (connections), [`purge`] (the
-//! background clean-up), [`rekey`] (key rotation for sealed values), [`revocations`]
-//! (open event streams ended when their grant or token is revoked).
+//! (successful answers), [`access_log`], [`serve`] (connections), [`body_deadline`]
+//! (request bodies in time), [`purge`] (the background clean-up), [`rekey`] (key
+//! rotation for sealed values), [`revocations`] (open event streams ended when their
+//! grant or token is revoked).
 //!
 //! Words: the *provider* is the identity provider users log in at (its tokens are the
 //! "upstream" credential the proxy keeps sealed); the *MCP upstream* is the MCP server
 //! behind the proxy; a *server* is one protected MCP server, named by its slug.
 
 pub mod access_log;
+pub mod admission;
 pub mod audit;
+pub mod body_deadline;
 pub mod client_address;
 pub mod clients;
 pub mod cookies;
@@ -52,7 +55,8 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::middleware;
 use axum::routing::{any, get, post};
 use tower_http::cors::{AllowHeaders, Any, CorsLayer};
-use tower_http::timeout::RequestBodyTimeoutLayer;
+
+use crate::body_deadline::BodyDeadlineLayer;
 
 pub use error::HttpError;
 pub use state::{App, AppState};
@@ -111,8 +115,9 @@ pub fn router(app: AppState) -> Router {
         .route(&format!("{prefix}/healthz"), get(health::alive))
         .route(&format!("{prefix}/readyz"), get(health::ready));
 
-    // A body that trickles in holds a task and its buffer: it must arrive in time.
-    let body_timeout = RequestBodyTimeoutLayer::new(app.settings.connections.body_read_timeout);
+    // A body that trickles in holds a connection, a task and its buffer: the whole of it
+    // must arrive in time, on every route.
+    let body_timeout = BodyDeadlineLayer::new(app.settings.connections.body_read_timeout);
     Router::new()
         .merge(health)
         .merge(machine.layer(DefaultBodyLimit::max(OAUTH_BODY_LIMIT)))

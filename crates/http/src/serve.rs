@@ -1,7 +1,8 @@
 //! Accepting connections and serving them, with the bounds a server on the open
 //! internet needs: request headers must arrive in time (a client that trickles them
-//! would otherwise hold a connection for ever), connections open at once are capped, and
-//! a shutdown lets requests in flight finish but does not wait for ever on streams.
+//! would otherwise hold a connection for ever), connections open at once are capped (in
+//! all, and per address: see `admission`), and a shutdown lets requests in flight finish
+//! but does not wait for ever on streams.
 //!
 //! Written over hyper rather than `axum::serve`, which sets neither bound.
 
@@ -20,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
-use crate::settings::ConnectionSettings;
+use crate::admission::Admission;
 
 /// Serves `router` on `listener` until `shutdown` resolves; then stops accepting, lets
 /// requests in flight finish, and after `grace` closes what is still open (MCP event
@@ -28,12 +29,12 @@ use crate::settings::ConnectionSettings;
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    limits: ConnectionSettings,
+    admission: Admission,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> std::io::Result<()> {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    accept_loop(listener, router, limits, permits, shutdown, grace).await
+    let permits = Arc::new(Semaphore::new(admission.settings.max_connections));
+    accept_loop(listener, router, Arc::new(admission), permits, shutdown, grace).await
 }
 
 /// [`serve`] on `threads` threads, each running a single-threaded runtime that accepts
@@ -42,23 +43,26 @@ pub async fn serve(
 /// pooled connections are per thread, see `mcp::client`) and the answer then all happen
 /// on one thread: tokio's multi-threaded scheduler, by contrast, woke a second thread
 /// for almost every request (two futex calls per request at one client, some 13% of the
-/// proxy's CPU in a profile). `max_connections` holds across threads.
+/// proxy's CPU in a profile). `max_connections` and `max_connections_per_address` hold
+/// across threads.
 /// The listener's own runtime keeps the background work (database pools, timers).
 pub async fn serve_on_threads(
     listener: TcpListener,
     threads: usize,
     router: Router,
-    limits: ConnectionSettings,
+    admission: Admission,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> std::io::Result<()> {
     let listener = listener.into_std()?;
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let permits = Arc::new(Semaphore::new(admission.settings.max_connections));
+    let admission = Arc::new(admission);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let (ended, mut endings) = tokio::sync::mpsc::unbounded_channel::<std::io::Result<()>>();
     let mut workers = Vec::with_capacity(threads);
     for i in 0..threads.max(1) {
         let (listener, router, permits) = (listener.try_clone()?, router.clone(), Arc::clone(&permits));
+        let admission = Arc::clone(&admission);
         let (mut stopped, ended) = (stopped.clone(), ended.clone());
         let worker = std::thread::Builder::new().name(format!("serve-{i}")).spawn(move || {
             let served = tokio::runtime::Builder::new_current_thread().enable_all().build().and_then(|runtime| {
@@ -67,7 +71,7 @@ pub async fn serve_on_threads(
                         let _ = stopped.wait_for(|stop| *stop).await;
                     };
                     let listener = TcpListener::from_std(listener)?;
-                    accept_loop(listener, router, limits, permits, stop, grace).await
+                    accept_loop(listener, router, admission, permits, stop, grace).await
                 })
             });
             let _ = ended.send(served);
@@ -91,11 +95,12 @@ pub async fn serve_on_threads(
 async fn accept_loop(
     listener: TcpListener,
     router: Router,
-    limits: ConnectionSettings,
+    admission: Arc<Admission>,
     permits: Arc<Semaphore>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> std::io::Result<()> {
+    let limits = admission.settings;
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
@@ -130,6 +135,8 @@ async fn accept_loop(
             },
             () = &mut shutdown => break,
         };
+        // Over its address's cap: closed now, unanswered; its permit is free again.
+        let Some(admitted) = admission.admit(peer.ip()) else { continue };
         // No Nagle delay: MCP messages are small and latency is what clients feel.
         let _ = stream.set_nodelay(true);
         let service = router.clone().map_request(move |mut req: Request<Incoming>| {
@@ -141,7 +148,7 @@ async fn accept_loop(
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
-            drop(permit);
+            drop((admitted, permit));
         });
     }
     drop(listener);
@@ -159,8 +166,10 @@ mod tests {
     use std::collections::HashSet;
 
     use axum::routing::get;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
+    use crate::settings::ConnectionSettings;
 
     /// Answers with the name of the thread that served the request, after holding that
     /// thread for a moment (blocking it on purpose), so that the next connections must be
@@ -176,7 +185,6 @@ mod tests {
     }
 
     async fn get_text(addr: SocketAddr) -> std::io::Result<String> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut stream = tokio::net::TcpStream::connect(addr).await?;
         stream.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await?;
         let mut answer = String::new();
@@ -192,9 +200,9 @@ mod tests {
         let shutdown = async move {
             let _ = stopped.await;
         };
-        let limits = ConnectionSettings::default();
+        let admission = Admission::new(ConnectionSettings::default());
         let serving =
-            tokio::spawn(serve_on_threads(listener, 2, thread_naming_router(), limits, shutdown, Duration::ZERO));
+            tokio::spawn(serve_on_threads(listener, 2, thread_naming_router(), admission, shutdown, Duration::ZERO));
 
         // Connections arriving together are taken by whichever thread is free: while one
         // is held, the other serves.
@@ -214,5 +222,53 @@ mod tests {
         let ended = tokio::time::timeout(Duration::from_secs(5), serving).await.expect("serving ends on shutdown");
         ended.unwrap().unwrap();
         assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "the socket is closed");
+    }
+
+    /// A connection kept open after its first answer, and the thread that served it;
+    /// an error when the proxy closed it unanswered.
+    async fn held(addr: SocketAddr) -> std::io::Result<(tokio::net::TcpStream, String)> {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await?;
+        let mut answer = Vec::new();
+        let mut buf = [0; 1024];
+        while !String::from_utf8_lossy(&answer).contains("serve-") {
+            let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await??;
+            if n == 0 {
+                return Err(std::io::Error::other("closed unanswered"));
+            }
+            answer.extend_from_slice(&buf[..n]);
+        }
+        let thread = String::from_utf8_lossy(&answer).rsplit("\r\n\r\n").next().unwrap_or_default().to_owned();
+        Ok((stream, thread))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_cap_per_address_holds_across_serving_threads() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let settings = ConnectionSettings { max_connections_per_address: 2, ..ConnectionSettings::default() };
+        let shutdown = std::future::pending();
+        let serving =
+            serve_on_threads(listener, 2, thread_naming_router(), Admission::new(settings), shutdown, Duration::ZERO);
+        let serving = tokio::spawn(serving);
+
+        // One connection held on each thread: were the count kept per thread, each
+        // would let a second one in.
+        let (_first, first_thread) = held(addr).await.unwrap();
+        let mut second = None;
+        for _ in 0..100 {
+            let (stream, thread) = held(addr).await.unwrap();
+            if thread != first_thread {
+                second = Some(stream);
+                break;
+            }
+            drop(stream);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _second = second.expect("a connection served by the other thread");
+        for _ in 0..10 {
+            assert!(held(addr).await.is_err(), "a third connection from the address is closed");
+        }
+        serving.abort();
     }
 }

@@ -177,10 +177,20 @@ impl Default for MetadataDocumentSettings {
 pub struct ConnectionSettings {
     /// A connection whose request headers have not all arrived by then is closed.
     pub header_read_timeout: std::time::Duration,
-    /// A request body (OAuth forms, MCP requests) that has not arrived by then is refused.
+    /// A request body (OAuth forms, MCP requests) must have arrived whole within this of
+    /// the request reaching the router, however it is split; otherwise 408. One deadline
+    /// for the whole body, not a timeout between its bytes (see `body_deadline`).
     pub body_read_timeout: std::time::Duration,
     /// Connections open at once; further ones wait to be accepted.
     pub max_connections: usize,
+    /// Connections open at once from one socket peer address (IPv6 peers grouped by
+    /// `ipv6_prefix_len`), so that one address cannot hold all of `max_connections`;
+    /// further ones are closed at once. Trusted proxies are not capped: they carry
+    /// everyone's connections.
+    pub max_connections_per_address: usize,
+    /// How many leading bits of an IPv6 address name one client (`limits.ipv6_prefix_length`):
+    /// a host is usually given a whole /64, and would otherwise have 2^64 addresses.
+    pub ipv6_prefix_len: u8,
 }
 
 impl Default for ConnectionSettings {
@@ -189,6 +199,8 @@ impl Default for ConnectionSettings {
             header_read_timeout: std::time::Duration::from_secs(10),
             body_read_timeout: std::time::Duration::from_secs(10),
             max_connections: 20_000,
+            max_connections_per_address: 256,
+            ipv6_prefix_len: 64,
         }
     }
 }

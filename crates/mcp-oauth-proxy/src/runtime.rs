@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mcp_oauth_core::clock::SharedClock;
+use mcp_oauth_http::admission::Admission;
 use mcp_oauth_http::audit::Audit;
 use mcp_oauth_http::providers::Providers;
 use mcp_oauth_http::{App, AppState};
@@ -25,11 +26,13 @@ pub async fn build(config: Config, clock: SharedClock) -> Result<AppState, Box<d
         None => Audit::off(),
         Some("-") => Audit::to_writer(Box::new(std::io::stdout())),
         Some(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| format!("audit.path: cannot open {path}: {e}"))?;
+            let mut options = std::fs::OpenOptions::new();
+            options.create(true).append(true);
+            // Who logged in from where is for the operator alone; a file that exists
+            // keeps the mode it has.
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let file = options.open(path).map_err(|e| format!("audit.path: cannot open {path}: {e}"))?;
             Audit::to_writer(Box::new(file))
         }
     };
@@ -67,18 +70,26 @@ pub async fn serve(
     if let Some(address) = metrics_listen {
         let metrics = tokio::net::TcpListener::bind(address).await?;
         tracing::info!(%address, "metrics are served at /metrics");
-        let router = mcp_oauth_http::metrics_router(app.clone());
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(metrics, router).await {
-                tracing::error!(error = %e, "the metrics listener stopped");
-            }
-        });
+        tokio::spawn(serve_metrics(app.clone(), metrics));
     }
-    let limits = app.settings.connections;
+    let admission = Admission::for_app(&app);
     let router = mcp_oauth_http::router(app);
     // One serving thread per core the process may use.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    mcp_oauth_http::serve::serve_on_threads(listener, threads, router, limits, shutdown_signal(), SHUTDOWN_GRACE).await
+    mcp_oauth_http::serve::serve_on_threads(listener, threads, router, admission, shutdown_signal(), SHUTDOWN_GRACE)
+        .await
+}
+
+/// Serves `/metrics` on `listener` for as long as the process runs, with the public
+/// listener's bounds on connections: a client that trickles its headers here would
+/// otherwise hold a connection for ever (`axum::serve` sets no header timeout).
+pub async fn serve_metrics(app: AppState, listener: tokio::net::TcpListener) {
+    let admission = Admission::for_app(&app);
+    let router = mcp_oauth_http::metrics_router(app);
+    let forever = std::future::pending();
+    if let Err(e) = mcp_oauth_http::serve::serve(listener, router, admission, forever, Duration::ZERO).await {
+        tracing::error!(error = %e, "the metrics listener stopped");
+    }
 }
 
 /// How long requests in flight may take to finish after a shutdown signal.

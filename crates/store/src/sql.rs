@@ -91,6 +91,22 @@ fn sqlite_path(url: &str) -> Option<&str> {
     (!path.is_empty() && path != ":memory:").then_some(path)
 }
 
+/// Creates the SQLite file readable by the proxy's user alone (0600) if it does not exist
+/// yet: it holds token hashes and sealed provider credentials, and SQLite would create it
+/// 0644 (less the umask). SQLite gives its `-wal` and `-shm` files the database file's
+/// mode. A file that exists keeps the mode its operator gave it.
+fn create_private(path: &std::path::Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Unavailable(format!("cannot create {}: {e}", path.display()))),
+    }
+}
+
 /// PostgreSQL's rotation as one statement: one round trip instead of five (BEGIN, the
 /// UPDATE, two INSERTs, COMMIT), which were most of the proxy's CPU time per refresh on
 /// PostgreSQL. One statement is atomic by itself, and its UPDATE still takes the row lock
@@ -256,6 +272,11 @@ impl SqlStore {
                 {
                     std::fs::create_dir_all(dir)
                         .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+                }
+                // The file is created (below, with mode=rwc) unless the URL says otherwise.
+                let creates = !url.contains("mode=") || url.contains("mode=rwc");
+                if let Some(path) = sqlite_path(url).filter(|_| creates) {
+                    create_private(std::path::Path::new(path))?;
                 }
                 // Create the file on first start unless the URL says otherwise.
                 if url.contains("mode=") {

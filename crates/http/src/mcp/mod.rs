@@ -19,6 +19,7 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::Response;
 
+use crate::body_deadline;
 use crate::client_address::ClientAddress;
 use mcp_oauth_core::scope::Scopes;
 use mcp_oauth_core::token::TokenHash;
@@ -48,9 +49,9 @@ pub async fn handle(
     }
     // Buffered, because a request refused by the MCP upstream with 401 is replayed once;
     // MCP request bodies are small JSON-RPC messages.
-    let body = axum::body::to_bytes(Body::new(body), server.max_body_bytes)
-        .await
-        .map_err(|e| if is_timeout(&e) { body_too_slow() } else { too_large(&server) })?;
+    let body = axum::body::to_bytes(Body::new(body), server.max_body_bytes).await.map_err(|e| {
+        if body_deadline::is_elapsed(&e) { HttpError::body_too_slow("request_timeout") } else { too_large(&server) }
+    })?;
 
     let mut tool_filter = None;
     if !server.tool_scopes.is_empty() && parts.method == axum::http::Method::POST {
@@ -149,26 +150,6 @@ fn access_refused(settings: &Settings, server: &ServerSettings, e: AccessError) 
             HttpError::challenge(settings, server, Some("the upstream login has ended; authorize again"))
         }
         other => other.into(),
-    }
-}
-
-/// Whether reading a body failed because it did not arrive in time.
-fn is_timeout(e: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if s.is::<tower_http::timeout::TimeoutError>() {
-            return true;
-        }
-        source = s.source();
-    }
-    false
-}
-
-fn body_too_slow() -> HttpError {
-    HttpError::Json {
-        status: StatusCode::REQUEST_TIMEOUT,
-        error: "request_timeout",
-        description: "the request body did not arrive in time".into(),
     }
 }
 

@@ -11,6 +11,7 @@ use mcp_oauth_core::token::{TokenKind, mint, random_id};
 use serde_json::Value;
 
 use crate::audit::Caller;
+use crate::body_deadline;
 use crate::error::HttpError;
 use crate::extract::Server;
 use crate::responses::no_store_json;
@@ -32,8 +33,12 @@ pub async fn register(
         ));
     }
     app.limits.registration(caller.address.client)?;
-    let body = body.map_err(|_| {
+    let body = body.map_err(|rejection| {
+        if body_deadline::is_elapsed(&rejection) {
+            return HttpError::body_too_slow("invalid_request");
+        }
         OAuthError::invalid_client_metadata(format!("the registration request is larger than {MAX_BODY_BYTES} bytes"))
+            .into()
     })?;
     let request: Value = serde_json::from_slice(&body)
         .map_err(|_| OAuthError::invalid_client_metadata("the request body must be a JSON object"))?;

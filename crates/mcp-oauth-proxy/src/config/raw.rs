@@ -79,6 +79,8 @@ pub(super) struct RawLimits {
     pub body_read_timeout_secs: Option<i64>,
     #[serde(default, deserialize_with = "lenient::int")]
     pub max_connections: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub max_connections_per_address: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]

@@ -500,3 +500,23 @@ fn explicit_keys_win_over_a_preset_and_missing_parameters_are_named() {
     let e = load(&with_provider("preset = \"facebook\""), &[]).unwrap_err().to_string();
     assert!(e.contains("providers.p.preset") && e.contains("keycloak"), "{e}");
 }
+
+#[test]
+fn connections_per_address_and_the_ipv6_prefix_have_defaults_and_bounds() {
+    let c = load(&minimal(), &[("GH_SECRET", "s")]).unwrap();
+    assert_eq!(c.settings.connections.max_connections_per_address, 256);
+    assert_eq!(c.settings.connections.ipv6_prefix_len, 64);
+
+    let text = format!("{}\n[limits]\nmax_connections_per_address = 8\nipv6_prefix_length = 56\n", minimal());
+    let c = load(&text, &[("GH_SECRET", "s")]).unwrap();
+    assert_eq!(c.settings.connections.max_connections_per_address, 8);
+    assert_eq!(c.settings.connections.ipv6_prefix_len, 56);
+
+    let text = format!("{}\n[limits]\nmax_connections_per_address = 0\nipv6_prefix_length = 129\n", minimal());
+    let errors = load(&text, &[("GH_SECRET", "s")]).unwrap_err().0;
+    assert!(
+        errors.contains(&"limits.max_connections_per_address: must be between 1 and 10000000".to_owned()),
+        "{errors:?}"
+    );
+    assert!(errors.contains(&"limits.ipv6_prefix_length: must be between 32 and 128".to_owned()), "{errors:?}");
+}

@@ -221,6 +221,7 @@ fn limits(problems: &mut Problems, raw: RawLimits) -> (LimitSettings, Connection
             1,
             1_000_000,
         ) as u32,
+        // Shorter than a /32 would put whole providers' customers in one group.
         ipv6_prefix_len: number("ipv6_prefix_length", raw.ipv6_prefix_length, l.ipv6_prefix_len.into(), 32, 128) as u8,
     };
     let secs = |d: std::time::Duration| d.as_secs() as i64;
@@ -241,6 +242,15 @@ fn limits(problems: &mut Problems, raw: RawLimits) -> (LimitSettings, Connection
         ) as u64),
         max_connections: number("max_connections", raw.max_connections, c.max_connections as i64, 1, 10_000_000)
             as usize,
+        max_connections_per_address: number(
+            "max_connections_per_address",
+            raw.max_connections_per_address,
+            c.max_connections_per_address as i64,
+            1,
+            10_000_000,
+        ) as usize,
+        // One grouping for every limit keyed by address.
+        ipv6_prefix_len: limits.ipv6_prefix_len,
     };
     (limits, connections)
 }

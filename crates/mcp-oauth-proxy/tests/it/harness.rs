@@ -121,10 +121,10 @@ impl Harness {
         let config = Config::from_parts(&toml, opts.env.into_iter(), &|_| None).unwrap();
         let app = mcp_oauth_proxy::runtime::build(config, Arc::new(clock.clone())).await.unwrap();
         let router = mcp_oauth_http::router(app.clone());
-        let limits = app.settings.connections;
+        let admission = mcp_oauth_http::admission::Admission::for_app(&app);
         let server = tokio::spawn(async move {
             let forever = std::future::pending();
-            mcp_oauth_http::serve::serve(listener, router, limits, forever, Duration::ZERO).await.unwrap();
+            mcp_oauth_http::serve::serve(listener, router, admission, forever, Duration::ZERO).await.unwrap();
         });
         Self { base, idp, observed, upstream_url, clock, app, http: client(), db_dir, storage_url, server }
     }

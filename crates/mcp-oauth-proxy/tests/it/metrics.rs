@@ -1,9 +1,12 @@
 //! Metrics: each counter moves with what it counts, on a listener of its own.
 
+use std::time::Duration;
+
 use mcp_oauth_devsupport::idp::Fault;
 use reqwest::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::Harness;
+use crate::harness::{Harness, Start};
 
 /// The value of the sample whose name and labels are `series`, if present.
 fn value(text: &str, series: &str) -> f64 {
@@ -93,4 +96,24 @@ fn the_dashboard_queries_registered_metrics() {
         let family = ["_bucket", "_count", "_sum", "_total"].iter().fold(name, |n, s| n.strip_suffix(s).unwrap_or(n));
         assert!(registered.contains(&family), "the dashboard queries {name}, which is not registered");
     }
+}
+
+#[tokio::test]
+async fn the_metrics_listener_closes_a_connection_that_trickles_its_headers() {
+    let h = Harness::start_with(Start {
+        extra_toml: "[limits]\nheader_read_timeout_secs = 1\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(mcp_oauth_proxy::runtime::serve_metrics(h.app.clone(), listener));
+    let mut tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(4), tcp.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "closed by the proxy after the header timeout, not left open");
+    assert!(!String::from_utf8_lossy(&answer).contains("200 OK"));
+    // Whole requests are still answered.
+    assert!(scrape(&format!("http://{address}")).await.contains("mcp_oauth_proxy_"));
 }
