@@ -64,83 +64,97 @@ async fn authorization_requests_are_limited_per_client_address() {
     assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"), "a page for the person");
 }
 
+/// Review finding: a hosted client refreshing stale tokens of *other* users from its one
+/// egress address got its valid refreshes and new logins refused with 429. Refused grants
+/// are not counted: the address's good requests always go through.
 #[tokio::test]
-async fn failures_at_the_token_endpoint_are_limited_and_successes_never() {
+async fn refused_grants_never_hold_an_address_or_a_client() {
     let h = Harness::start_with(behind_a_trusted_proxy("failures_per_minute = 3")).await;
     let (client_id, tokens) = h.logged_in().await;
     let token = |address: &'static str, form: Vec<(&'static str, String)>| {
         h.http.post(h.url("/oauth/demo/token")).header("x-forwarded-for", address).form(&form).send()
     };
-    // Successful refreshes, far more than the failure allowance, are never limited.
     let mut rt = tokens["refresh_token"].as_str().unwrap().to_owned();
-    for _ in 0..10 {
+    for round in 0..3 {
+        // Far more refused grants than the failure allowance, from the hosted client's address…
+        for i in 0..20 {
+            let form = vec![
+                ("grant_type", "refresh_token".into()),
+                ("refresh_token", format!("mop_rt_stale{round}_{i}")),
+                ("client_id", client_id.clone()),
+            ];
+            assert_eq!(token("192.0.2.66", form).await.unwrap().status(), StatusCode::BAD_REQUEST);
+        }
+        // …and its valid refresh from the same address still works.
         let form = vec![
             ("grant_type", "refresh_token".into()),
             ("refresh_token", rt.clone()),
             ("client_id", client_id.clone()),
         ];
-        let r = token("192.0.2.10", form).await.unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
+        let r = token("192.0.2.66", form).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "round {round}");
         rt = r.json::<Value>().await.unwrap()["refresh_token"].as_str().unwrap().to_owned();
     }
-    // Guessing refresh tokens from one address: after the allowance, refused before any
-    // guess is tried, even a right one.
-    for i in 0..4 {
-        let form = vec![
-            ("grant_type", "refresh_token".into()),
-            ("refresh_token", format!("mop_rt_guess{i}")),
-            ("client_id", client_id.clone()),
-        ];
-        assert_eq!(token("192.0.2.66", form).await.unwrap().status(), StatusCode::BAD_REQUEST);
-    }
-    let right =
-        vec![("grant_type", "refresh_token".into()), ("refresh_token", rt.clone()), ("client_id", client_id.clone())];
-    let r = token("192.0.2.66", right.clone()).await.unwrap();
-    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert!(r.headers().contains_key("retry-after"));
-    // The client itself was not blocked by that: its users elsewhere carry on.
-    assert_eq!(token("192.0.2.10", right).await.unwrap().status(), StatusCode::OK);
 }
 
+/// Review finding: sending any `client_secret` with a public client's id counted as a
+/// failed authentication against that client, so 31 requests from anywhere locked out its
+/// users everywhere. A public client with a secret is refused, uncounted.
 #[tokio::test]
-async fn guessing_a_confidential_client_s_secret_blocks_that_client_from_anywhere() {
+async fn a_public_client_s_users_cannot_be_locked_out_by_sending_secrets() {
+    let h = Harness::start_with(behind_a_trusted_proxy("failures_per_minute = 2")).await;
+    let (client_id, tokens) = h.logged_in().await;
+    for i in 0..10 {
+        let form = [
+            ("grant_type", "refresh_token".to_owned()),
+            ("refresh_token", "x".into()),
+            ("client_id", client_id.clone()),
+            ("client_secret", format!("junk{i}")),
+        ];
+        let r = h.http.post(h.url("/oauth/demo/token")).header("x-forwarded-for", "198.51.100.7").form(&form);
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "attempt {i}");
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_client");
+    }
+    let form = [
+        ("grant_type", "refresh_token".to_owned()),
+        ("refresh_token", tokens["refresh_token"].as_str().unwrap().to_owned()),
+        ("client_id", client_id.clone()),
+    ];
+    let r = h.http.post(h.url("/oauth/demo/token")).header("x-forwarded-for", "192.0.2.10").form(&form);
+    assert_eq!(r.send().await.unwrap().status(), StatusCode::OK, "the user elsewhere refreshes");
+}
+
+/// Guessing a confidential client's secret is held per (client, address) and per
+/// address, never for the client everywhere.
+#[tokio::test]
+async fn guessing_a_confidential_client_s_secret_holds_the_guesser_not_the_client() {
     let h = Harness::start_with(behind_a_trusted_proxy("failures_per_minute = 2")).await;
     let (status, body) =
         h.register(json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "client_secret_post"})).await;
     assert_eq!(status, StatusCode::CREATED);
     let id = body["client_id"].as_str().unwrap().to_owned();
-    for (i, address) in ["192.0.2.1", "192.0.2.2", "192.0.2.3"].into_iter().enumerate() {
+    let attempt = |address: &'static str, secret: String| {
         let form = [
             ("grant_type", "refresh_token".to_owned()),
             ("refresh_token", "x".into()),
             ("client_id", id.clone()),
-            ("client_secret", format!("guess{i}")),
+            ("client_secret", secret),
         ];
-        let r = h
-            .http
-            .post(h.url("/oauth/demo/token"))
-            .header("x-forwarded-for", address)
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "guess {i}");
+        h.http.post(h.url("/oauth/demo/token")).header("x-forwarded-for", address).form(&form).send()
+    };
+    for i in 0..3 {
+        assert_eq!(attempt("192.0.2.1", format!("guess{i}")).await.unwrap().status(), StatusCode::UNAUTHORIZED);
     }
-    let form = [
-        ("grant_type", "refresh_token".to_owned()),
-        ("refresh_token", "x".into()),
-        ("client_id", id.clone()),
-        ("client_secret", "g".into()),
-    ];
-    let r = h
-        .http
-        .post(h.url("/oauth/demo/token"))
-        .header("x-forwarded-for", "192.0.2.4")
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let held = attempt("192.0.2.1", "guess-more".into()).await.unwrap();
+    assert_eq!(held.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(held.headers().contains_key("retry-after"));
+    // The right secret from the client's own address is judged, not held: it gets past
+    // client authentication (this client registered no refresh grant: unauthorized_client).
+    let secret = body["client_secret"].as_str().unwrap().to_owned();
+    let own = attempt("192.0.2.4", secret).await.unwrap();
+    assert_eq!(own.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(own.json::<Value>().await.unwrap()["error"], "unauthorized_client");
 }
 
 #[tokio::test]
@@ -210,4 +224,23 @@ async fn a_body_that_trickles_in_is_refused_in_time() {
     let answer = String::from_utf8_lossy(&buf[..n]);
     assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
     assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+/// Review finding: the pending-login cap was keyed by a cookie the client chooses, so 25
+/// fresh cookies made 25 pending rows against a cap of 20. It holds per address too.
+#[tokio::test]
+async fn logins_in_progress_per_address_are_capped_whatever_the_cookies() {
+    let start = Start {
+        extra_toml: "[limits]\npending_per_browser = 5\npending_per_address = 2\n".into(),
+        ..Default::default()
+    };
+    let h = Harness::start_with(start).await;
+    let client_id = h.register_public().await;
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let mut fresh = Browser::new();
+        let consent = fresh.get(&h.authorize_url(&client_id, &[])).await;
+        statuses.push(fresh.submit(&consent, &h.base, &[("decision", "approve")]).await.status);
+    }
+    assert_eq!(statuses, [StatusCode::SEE_OTHER, StatusCode::SEE_OTHER, StatusCode::TOO_MANY_REQUESTS]);
 }
