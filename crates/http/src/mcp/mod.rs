@@ -16,7 +16,7 @@ use std::time::Instant;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::Response;
 
 use crate::body_deadline;
@@ -43,6 +43,12 @@ pub async fn handle(
         tracing::info!(trace_id, server = %server.slug, client_id = %token.client_id, "first MCP call of a grant");
     }
     let (parts, body) = req.into_parts();
+    // Streamable HTTP uses these three (CORS preflights are answered before this); any
+    // other method could carry a body the tool rules never see to an upstream that
+    // executes whatever arrives.
+    if ![Method::GET, Method::POST, Method::DELETE].contains(&parts.method) {
+        return Err(HttpError::MethodNotAllowed { allow: "GET, POST, DELETE" });
+    }
     let declared_len = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     if declared_len.is_some_and(|len| len > server.max_body_bytes) {
         return Err(too_large(&server));
@@ -54,7 +60,9 @@ pub async fn handle(
     })?;
 
     let mut tool_filter = None;
-    if !server.tool_scopes.is_empty() && parts.method == axum::http::Method::POST {
+    // Every body is judged, whatever the method: a GET or DELETE with a body is as able
+    // to reach a tool as a POST.
+    if !server.tool_scopes.is_empty() && (parts.method == Method::POST || !body.is_empty()) {
         let granted = Scopes::parse(&token.scope).unwrap_or_default();
         if server.hide_unauthorized_tools && tool_rules::is_tools_list(&body) {
             let rules = server.tool_scopes.clone();

@@ -173,8 +173,9 @@ pub(super) struct RawServer {
     #[serde(default, deserialize_with = "lenient::int")]
     pub max_body_bytes: Option<i64>,
     pub access: Option<RawAccess>,
-    #[serde(default)]
-    pub tool_scopes: BTreeMap<String, StringList>,
+    /// In the order written: among equally specific patterns the first listed decides.
+    #[serde(default, deserialize_with = "lenient::ordered")]
+    pub tool_scopes: Vec<(String, StringList)>,
     #[serde(default)]
     pub scope_descriptions: BTreeMap<String, String>,
     #[serde(default, deserialize_with = "lenient::boolean")]
@@ -216,6 +217,15 @@ pub(super) struct RawClient {
 mod lenient {
     use serde::{Deserialize, Deserializer, de::Error};
     use toml::Value;
+
+    /// A table's entries in the order they were written (`toml`'s `preserve_order`
+    /// keeps it through the environment overlay), where a map type would sort them.
+    pub fn ordered<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, super::StringList)>, D::Error> {
+        toml::Table::deserialize(d)?
+            .into_iter()
+            .map(|(k, v)| super::StringList::deserialize(v).map(|list| (k, list)).map_err(D::Error::custom))
+            .collect()
+    }
 
     pub fn int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
         match Value::deserialize(d)? {

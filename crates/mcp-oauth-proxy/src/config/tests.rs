@@ -520,3 +520,18 @@ fn connections_per_address_and_the_ipv6_prefix_have_defaults_and_bounds() {
     );
     assert!(errors.contains(&"limits.ipv6_prefix_length: must be between 32 and 128".to_owned()), "{errors:?}");
 }
+
+/// Review finding: the README says ties between equally specific patterns go to the one
+/// listed first, but the configuration was a sorted map, so they went alphabetically.
+#[test]
+fn tool_scope_ties_go_to_the_first_listed_pattern() {
+    // Both globs have four literal characters and match "read_note"; "read*" is listed
+    // first but sorts after "*note".
+    let text = minimal().replace(
+        "[[servers]]",
+        "[[servers]]\ntool_scopes = { \"read*\" = [\"notes:read\"], \"*note\" = [\"notes:write\"] }",
+    );
+    let c = load(&text, &[("GH_SECRET", "s3cret")]).unwrap();
+    let rules = &c.settings.servers[0].tool_scopes;
+    assert_eq!(rules.required("read_note").to_string(), "notes:read", "the first listed, not the first sorted");
+}

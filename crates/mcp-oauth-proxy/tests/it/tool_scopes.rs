@@ -224,3 +224,42 @@ async fn a_replayed_refresh_keeps_the_narrowing_it_replays() {
     let client = connect(&h, "demo", access).await;
     assert_eq!(text(&call(&client, "whoami", json!({})).await), "demo-user", "tools:read still works");
 }
+
+/// Review finding: scopes were enforced for POST only, so a PUT or PATCH carrying a
+/// `tools/call` with a read-only token reached the upstream. Other methods are refused
+/// before the upstream, and a body on GET or DELETE is judged like a POST's.
+#[tokio::test]
+async fn tool_rules_have_no_way_around_through_other_methods() {
+    let h = with_tool_scopes().await;
+    let client_id = h.register_public().await;
+    let read = token_for(&h, &client_id, "tools:read").await;
+    let access = read["access_token"].as_str().unwrap();
+    let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "add", "arguments": {"a": 1, "b": 2}}});
+    let seen_before = h.observed.authorization_headers().len();
+    for method in ["PUT", "PATCH"] {
+        let r = h
+            .http
+            .request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), h.url("/mcp/demo"))
+            .bearer_auth(access)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        assert_eq!(r.headers()["allow"], "GET, POST, DELETE");
+    }
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        let r = h
+            .http
+            .request(method.clone(), h.url("/mcp/demo"))
+            .bearer_auth(access)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{method}");
+    }
+    assert_eq!(h.observed.authorization_headers().len(), seen_before, "nothing reached the MCP upstream");
+}
