@@ -87,11 +87,18 @@ fn set_forwarding(headers: &mut HeaderMap, incoming: &HeaderMap, from: &ClientAd
     set(headers, "x-forwarded-host", &trusted_or("x-forwarded-host", host));
 }
 
-/// Response headers that come back: everything but hop-by-hop headers and cookies (the
-/// upstream's cookies would be set on the proxy's origin).
+/// Response headers that speak for the proxy's origin, not the MCP upstream's, and so are
+/// the proxy's to send or not: the upstream's cookies would be set on the proxy's origin,
+/// its `Strict-Transport-Security` would pin the proxy's host to its policy, its
+/// `WWW-Authenticate` challenge would send the client to the upstream's authorization
+/// server instead of ours, and its `Server` would describe another program.
+const ORIGIN_HEADERS: &[HeaderName] =
+    &[header::SET_COOKIE, header::STRICT_TRANSPORT_SECURITY, header::WWW_AUTHENTICATE, header::SERVER];
+
+/// Response headers that come back: everything but hop-by-hop headers and those above.
 fn forwardable_response_header(name: &HeaderName, named: &[String]) -> bool {
     let n = name.as_str();
-    !(HOP_BY_HOP.contains(&n) || named.iter().any(|c| c == n) || name == header::SET_COOKIE)
+    !(HOP_BY_HOP.contains(&n) || named.iter().any(|c| c == n) || ORIGIN_HEADERS.contains(name))
 }
 
 /// Sends the client's request to `server`'s MCP upstream with `provider_token` in place
@@ -323,7 +330,9 @@ mod tests {
         }
         let custom = HeaderName::from_static("x-api-key");
         assert!(!forwardable_request_header(&custom, &[], &custom));
-        assert!(!forwardable_response_header(&header::SET_COOKIE, &[]));
+        for h in [header::SET_COOKIE, header::STRICT_TRANSPORT_SECURITY, header::WWW_AUTHENTICATE, header::SERVER] {
+            assert!(!forwardable_response_header(&h, &[]), "{h}");
+        }
         assert!(forwardable_response_header(&HeaderName::from_static("mcp-session-id"), &[]));
     }
 }

@@ -54,6 +54,9 @@ async fn spawn_raw(dropped: Arc<AtomicBool>) -> String {
             let mut resp: Response = axum::Json(Value::Object(seen)).into_response();
             let h = resp.headers_mut();
             h.insert("set-cookie", "upstream=1".parse().unwrap());
+            h.insert("server", "upstream-mcp/1.0".parse().unwrap());
+            h.insert("strict-transport-security", "max-age=63072000; includeSubDomains".parse().unwrap());
+            h.insert("www-authenticate", "Bearer resource_metadata=\"https://upstream.example/prm\"".parse().unwrap());
             h.insert("mcp-session-id", "session-1".parse().unwrap());
             h.insert("x-upstream-private", "secret-hop".parse().unwrap());
             h.insert("connection", "x-upstream-private".parse().unwrap());
@@ -93,6 +96,11 @@ async fn credentials_and_hop_by_hop_headers_do_not_cross() {
     assert_eq!(r.status(), StatusCode::OK);
     assert!(r.headers().get("set-cookie").is_none(), "upstream cookies are not set on our origin");
     assert!(r.headers().get("x-upstream-private").is_none(), "hop-by-hop response header");
+    // Review finding: these reached clients as if the proxy had sent them (a client may
+    // follow the upstream's challenge instead of ours).
+    for origin_header in ["server", "strict-transport-security", "www-authenticate"] {
+        assert!(r.headers().get(origin_header).is_none(), "{origin_header} is the proxy's to send");
+    }
     assert_eq!(r.headers()["mcp-session-id"], "session-1");
     let seen: Value = r.json().await.unwrap();
     let upstream_token = seen["authorization"].as_str().unwrap();
