@@ -12,7 +12,14 @@ pub struct TraceId(String);
 
 impl TraceId {
     pub fn new() -> Self {
-        Self(random_b64(9))
+        // Operators paste ids into `mcp-oauth-proxy trace ID`, where one that starts with
+        // '-' (one in 64 of URL-safe base64) would be read as an option.
+        loop {
+            let id = random_b64(9);
+            if !id.starts_with('-') {
+                return Self(id);
+            }
+        }
     }
 
     /// The id a form carried back, if it is one (anything else is replaced, not echoed).
@@ -63,5 +70,11 @@ mod tests {
         assert!(TraceId::parse("<script>alert(1)</script>").is_none());
         assert_ne!(TraceId::carried_or_new(Some("bad id!")).as_str(), "bad id!");
         assert_eq!(TraceId::carried_or_new(Some("abcdefgh")).as_str(), "abcdefgh");
+    }
+
+    #[test]
+    fn no_id_reads_as_a_command_line_option() {
+        // One in 64 would start with '-' by chance: 2,000 draws miss it with odds of 1e-14.
+        assert!((0..2000).all(|_| !TraceId::new().as_str().starts_with('-')));
     }
 }
