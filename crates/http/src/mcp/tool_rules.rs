@@ -103,7 +103,12 @@ fn check_headers(headers: &HeaderMap, message: &Value) -> Result<(), Refusal> {
 fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>, Refusal> {
     let bad =
         |why: &str| Refusal::BadRequest { id: Value::Null, code: HEADER_MISMATCH, message: format!("{name}: {why}") };
-    let Some(value) = headers.get(name) else { return Ok(None) };
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else { return Ok(None) };
+    // Two values: one intermediary may route on the first and another on the last.
+    if values.next().is_some() {
+        return Err(bad("sent more than once"));
+    }
     let text = value.to_str().map_err(|_| bad("not a visible ASCII value"))?.trim();
     match text.strip_prefix("=?base64?").and_then(|rest| rest.strip_suffix("?=")) {
         Some(encoded) => {
@@ -196,6 +201,14 @@ mod tests {
         let encoded = format!("=?base64?{}?=", STANDARD.encode("löschen"));
         let h = headers(&[("mcp-method", "tools/call"), ("mcp-name", &encoded)]);
         assert_eq!(check(&h, &call("löschen"), &rules(), &read_write), Ok(()));
+        // Review finding: only the first of duplicate headers was compared.
+        let mut twice = headers(&[("mcp-method", "tools/call")]);
+        twice.append("mcp-name", HeaderValue::from_static("search"));
+        twice.append("mcp-name", HeaderValue::from_static("delete_file"));
+        assert!(matches!(
+            check(&twice, &call("search"), &rules(), &read_write),
+            Err(Refusal::BadRequest { code: HEADER_MISMATCH, .. })
+        ));
         assert!(matches!(
             check(&HeaderMap::new(), b"{not json", &rules(), &read_write),
             Err(Refusal::BadRequest { code: PARSE_ERROR, .. })
