@@ -364,6 +364,18 @@ mod tests {
         }
     }
 
+    /// Holds the writer thread in a write of its own until `release` is sent, so that the
+    /// writes queued meanwhile are taken as one batch, in one transaction.
+    async fn hold_writer(
+        direct: &Arc<Direct>,
+    ) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<Result<bool, StoreError>>) {
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let direct = direct.clone();
+        let holding = tokio::spawn(async move { direct.write(move |_| Ok(held.recv().is_ok())).await });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        (release, holding)
+    }
+
     fn count(direct: &Direct, v: &str) -> i64 {
         direct.read(|c| Ok(c.query_row("SELECT COUNT(*) FROM t WHERE v = ?1", [v], |r| r.get(0))?)).unwrap()
     }
@@ -396,14 +408,8 @@ mod tests {
         let (direct, path) = database();
         direct.write(|c| Ok(c.execute("INSERT INTO t (id, v) VALUES (1, 'first')", [])?)).await.unwrap();
 
-        // Hold the writer thread in a write of its own until the next two are queued, so
-        // that those two are taken together, in one transaction.
-        let (release, held) = std::sync::mpsc::channel::<()>();
-        let holding = {
-            let direct = direct.clone();
-            tokio::spawn(async move { direct.write(move |_| Ok(held.recv().is_ok())).await })
-        };
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // Hold the writer until the next two are queued, so that they are taken together.
+        let (release, holding) = hold_writer(&direct).await;
         let failing = {
             let direct = direct.clone();
             tokio::spawn(async move {
@@ -443,12 +449,7 @@ mod tests {
         let (direct, path) = database();
         direct.write(|c| Ok(c.execute("INSERT INTO t (id, v) VALUES (1, 'first')", [])?)).await.unwrap();
 
-        let (release, held) = std::sync::mpsc::channel::<()>();
-        let holding = {
-            let direct = direct.clone();
-            tokio::spawn(async move { direct.write(move |_| Ok(held.recv().is_ok())).await })
-        };
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let (release, holding) = hold_writer(&direct).await;
         // Queued in this order, behind the held write, and so taken as one batch.
         async fn queue(direct: &Arc<Direct>, sql: &'static str) -> tokio::task::JoinHandle<Result<usize, StoreError>> {
             let direct = direct.clone();
