@@ -14,7 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use tower_http::timeout::TimeoutBody;
 
 use super::client::{McpClient, SendError};
-use super::tool_list::{EventFilter, filter_message};
+use super::tool_list::{EventStream, MAX_EDITED_MESSAGE, ToolEdit, Unreadable, edit_json};
 use crate::client_address::ClientAddress;
 use crate::error::HttpError;
 use crate::settings::ServerSettings;
@@ -158,69 +158,107 @@ pub fn stream_back(
     upstream: Response<Incoming>,
     idle: Duration,
     open_streams: impl FnOnce() -> Gauge<i64, AtomicI64>,
-    tool_filter: Option<ToolFilter>,
 ) -> Response {
     let (head, incoming) = upstream.into_parts();
-    let named = connection_named(&head.headers);
-    let mut headers = HeaderMap::with_capacity(head.headers.len());
-    for (name, value) in &head.headers {
+    let headers = response_headers(&head.headers);
+    let upstream = TimeoutBody::new(idle, incoming);
+    let body = if is_event_stream(&headers) {
+        // Counted open until the stream ends or the client goes away (the body is dropped).
+        Body::new(Counted { body: upstream, _open: OpenStream::new(open_streams()) })
+    } else {
+        Body::new(upstream)
+    };
+    response(head.status, headers, body)
+}
+
+/// The answer to a request that lists tools, with `edit` applied to each tool list (see
+/// `tool_list`). A JSON answer is read whole first, so one that cannot be read is refused
+/// with 502 before anything reaches the client; an event stream is edited event by event
+/// and cut where it cannot be read. Answers other than 2xx pass as they are: they carry
+/// no tool list a client would take.
+pub async fn edited_back(
+    upstream: Response<Incoming>,
+    idle: Duration,
+    open_streams: impl FnOnce() -> Gauge<i64, AtomicI64>,
+    edit: ToolEdit,
+) -> Result<Response, HttpError> {
+    if !upstream.status().is_success() {
+        return Ok(stream_back(upstream, idle, open_streams));
+    }
+    let unreadable = |e: Unreadable| HttpError::Json {
+        status: StatusCode::BAD_GATEWAY,
+        error: "upstream_unreadable",
+        description: e.to_string(),
+    };
+    let (head, incoming) = upstream.into_parts();
+    let mut headers = response_headers(&head.headers);
+    // The request asked for the identity encoding; anything else cannot be read here.
+    let encoded =
+        headers.get_all(header::CONTENT_ENCODING).iter().any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    if encoded {
+        return Err(unreadable(Unreadable("it is compressed")));
+    }
+    // The body changes length as tools are left out.
+    headers.remove(header::CONTENT_LENGTH);
+    let upstream = TimeoutBody::new(idle, incoming);
+    if !is_event_stream(&headers) {
+        let whole = read_bounded(upstream, MAX_EDITED_MESSAGE).await.map_err(|e| match e.downcast::<Unreadable>() {
+            Ok(e) => unreadable(*e),
+            Err(_) => unreadable(Unreadable("the MCP server's answer broke off")),
+        })?;
+        let body = if whole.is_empty() { whole } else { edit_json(&whole, &edit).map_err(unreadable)? };
+        return Ok(response(head.status, headers, Body::from(body)));
+    }
+    let open = OpenStream::new(open_streams());
+    let events = futures_util::stream::unfold(
+        (Box::pin(upstream), EventStream::default(), false, open),
+        move |(mut frames, mut events, done, open)| {
+            let edit = edit.clone();
+            async move {
+                if done {
+                    return None;
+                }
+                let out = match next_data(&mut frames).await? {
+                    Ok(chunk) => events.push(&chunk, &edit).map(Bytes::from).map_err(|e| {
+                        tracing::warn!(error = %e, "tools/list event stream cut");
+                        axum::BoxError::from(e)
+                    }),
+                    Err(e) => Err(e),
+                };
+                let done = out.is_err();
+                Some((out, (frames, events, done, open)))
+            }
+        },
+    );
+    Ok(response(head.status, headers, Body::from_stream(events)))
+}
+
+/// Whether an answer is an event stream (media types compare without case).
+pub fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        let essence = v.split(';').next().unwrap_or_default().trim();
+        essence.eq_ignore_ascii_case("text/event-stream")
+    })
+}
+
+/// The response headers that come back to the client.
+fn response_headers(upstream: &HeaderMap) -> HeaderMap {
+    let named = connection_named(upstream);
+    let mut headers = HeaderMap::with_capacity(upstream.len());
+    for (name, value) in upstream {
         if forwardable_response_header(name, &named) {
             headers.append(name.clone(), value.clone());
         }
     }
-    let is_event_stream = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
-    if tool_filter.is_some() {
-        // The body changes length as tools are left out.
-        headers.remove(header::CONTENT_LENGTH);
-    }
-    let upstream = TimeoutBody::new(idle, incoming);
-    let body = match (tool_filter, is_event_stream) {
-        // Counted open until the stream ends or the client goes away (the body is dropped).
-        (None, true) => Body::new(Counted { body: upstream, _open: OpenStream::new(open_streams()) }),
-        (None, false) => Body::new(upstream),
-        (Some(keep), true) => {
-            let open = OpenStream::new(open_streams());
-            let events = futures_util::stream::unfold(
-                (Box::pin(upstream), EventFilter::default(), false, open),
-                move |(mut frames, mut filter, done, open)| {
-                    let keep = keep.clone();
-                    async move {
-                        if done {
-                            return None;
-                        }
-                        match next_data(&mut frames).await {
-                            Some(Ok(chunk)) => {
-                                let out = Bytes::from(filter.push(&chunk, &*keep));
-                                Some((Ok(out), (frames, filter, false, open)))
-                            }
-                            Some(Err(e)) => Some((Err(e), (frames, filter, true, open))),
-                            None => Some((Ok(Bytes::from(filter.finish())), (frames, filter, true, open))),
-                        }
-                    }
-                },
-            );
-            Body::from_stream(events)
-        }
-        (Some(keep), false) => Body::from_stream(futures_util::stream::once(async move {
-            // A JSON answer is one message: read it whole (bounded), filter, send it on.
-            let whole = read_bounded(upstream, MAX_FILTERED_ANSWER).await?;
-            Ok::<_, axum::BoxError>(Bytes::from(filter_message(&whole, &*keep).unwrap_or(whole)))
-        })),
-    };
+    headers
+}
+
+fn response(status: StatusCode, headers: HeaderMap, body: Body) -> Response {
     let mut resp = Response::new(body);
-    *resp.status_mut() = head.status;
+    *resp.status_mut() = status;
     *resp.headers_mut() = headers;
     resp
 }
-
-/// Which tools a `tools/list` answer may keep (see `tool_list`).
-pub type ToolFilter = std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>;
-
-/// A tool list larger than this is not filtered but refused (the stream is cut).
-const MAX_FILTERED_ANSWER: usize = 16 * 1024 * 1024;
 
 type UpstreamBody = TimeoutBody<Incoming>;
 
@@ -243,7 +281,7 @@ async fn read_bounded(upstream: UpstreamBody, max: usize) -> Result<Vec<u8>, axu
     while let Some(chunk) = next_data(&mut body).await {
         whole.extend_from_slice(&chunk?);
         if whole.len() > max {
-            return Err("the tool list is too large to filter".into());
+            return Err(Unreadable("the answer is too large").into());
         }
     }
     Ok(whole)

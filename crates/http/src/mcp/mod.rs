@@ -8,15 +8,18 @@
 
 pub mod client;
 mod forward;
+mod strict_json;
 mod tool_list;
 mod tool_rules;
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 
 use crate::body_deadline;
@@ -31,6 +34,8 @@ use crate::metrics::{McpLabels, SlugLabels};
 use crate::settings::{ServerSettings, Settings};
 use crate::state::{App, AppState};
 use crate::upstream_access::{AccessError, Trigger};
+use prometheus_client::metrics::gauge::Gauge;
+use tool_list::ToolEdit;
 
 pub async fn handle(
     State(app): State<AppState>,
@@ -42,7 +47,7 @@ pub async fn handle(
         let trace_id = token.trace_id.as_deref().unwrap_or("-");
         tracing::info!(trace_id, server = %server.slug, client_id = %token.client_id, "first MCP call of a grant");
     }
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     // Streamable HTTP uses these three (CORS preflights are answered before this); any
     // other method could carry a body the tool rules never see to an upstream that
     // executes whatever arrives.
@@ -59,28 +64,10 @@ pub async fn handle(
         if body_deadline::is_elapsed(&e) { HttpError::body_too_slow("request_timeout") } else { too_large(&server) }
     })?;
 
-    let mut tool_filter = None;
-    // Every body is judged, whatever the method: a GET or DELETE with a body is as able
-    // to reach a tool as a POST.
-    if !server.tool_scopes.is_empty() && (parts.method == Method::POST || !body.is_empty()) {
-        let granted = Scopes::parse(&token.scope).unwrap_or_default();
-        if server.hide_unauthorized_tools && tool_rules::is_tools_list(&body) {
-            let rules = server.tool_scopes.clone();
-            let granted = granted.clone();
-            let keep: forward::ToolFilter =
-                std::sync::Arc::new(move |tool| rules.required(tool).is_subset_of(&granted));
-            tool_filter = Some(keep);
-        }
-        match tool_rules::check(&parts.headers, &body, &server.tool_scopes, &granted) {
-            Ok(()) => {}
-            Err(tool_rules::Refusal::InsufficientScope { needed }) => {
-                tracing::info!(server = %server.slug, client_id = %token.client_id, %needed, "tool call refused: insufficient scope");
-                return Err(HttpError::insufficient_scope(&app.settings, &server, &needed));
-            }
-            Err(tool_rules::Refusal::BadRequest { id, code, message }) => {
-                return Err(HttpError::JsonRpc { id, code, message });
-            }
-        }
+    let edit = judge(&app, &server, &token, &parts, &body)?;
+    if edit.is_some() {
+        // The answer is read and edited here; a compressed one could not be.
+        parts.headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
     }
     let provider = app.providers.for_server(&server);
     let origin = (&from, app.settings.public_scheme_and_host());
@@ -95,7 +82,7 @@ pub async fn handle(
     let resp = send(&app, &server, &parts, body.clone(), &first.token, origin).await?;
     let idle = app.mcp_client.idle;
     if resp.status() != StatusCode::UNAUTHORIZED {
-        return Ok(revocable(&app, &token, hash, forward::stream_back(resp, idle, open_streams, tool_filter)));
+        return answer(&app, &token, hash, resp, idle, open_streams, edit).await;
     }
     // The MCP upstream refused the user's token: an auth event, not a tool error (hiding
     // it as one leaves the client with a token that never works). Refresh once, replay.
@@ -114,19 +101,67 @@ pub async fn handle(
             Some("the MCP server refused the upstream credential"),
         ));
     }
-    Ok(revocable(&app, &token, hash, forward::stream_back(resp, idle, open_streams, tool_filter)))
+    answer(&app, &token, hash, resp, idle, open_streams, edit).await
+}
+
+/// Judges the body against the server's tool rules: `Ok` with what to do to a tool list
+/// in the answer, if anything.
+fn judge(
+    app: &App,
+    server: &ServerSettings,
+    token: &AccessTokenInfo,
+    parts: &Parts,
+    body: &Bytes,
+) -> Result<Option<ToolEdit>, HttpError> {
+    // Every body is judged, whatever the method: a GET or DELETE with a body is as able
+    // to reach a tool as a POST.
+    if server.tool_scopes.is_empty() || (parts.method != Method::POST && body.is_empty()) {
+        return Ok(None);
+    }
+    let granted = Scopes::parse(&token.scope).unwrap_or_default();
+    let judged = match tool_rules::check(&parts.headers, body, &server.tool_scopes, &granted) {
+        Ok(judged) => judged,
+        Err(tool_rules::Refusal::InsufficientScope { needed }) => {
+            tracing::info!(server = %server.slug, client_id = %token.client_id, %needed, "tool call refused: insufficient scope");
+            return Err(HttpError::insufficient_scope(&app.settings, server, &needed));
+        }
+        Err(tool_rules::Refusal::BadRequest { id, code, message }) => {
+            return Err(HttpError::JsonRpc { id, code, message });
+        }
+    };
+    if !(server.hide_unauthorized_tools && judged.lists_tools) {
+        return Ok(None);
+    }
+    let rules = server.tool_scopes.clone();
+    let hide: ToolEdit = Arc::new(move |tools: &mut Vec<serde_json::Value>| {
+        tools.retain(|tool| tool["name"].as_str().is_some_and(|name| rules.required(name).is_subset_of(&granted)));
+    });
+    Ok(Some(hide))
+}
+
+/// The MCP upstream's answer, edited if `edit` says so, and ended on revocation if it
+/// is an event stream.
+async fn answer(
+    app: &App,
+    token: &AccessTokenInfo,
+    hash: TokenHash,
+    resp: Response<hyper::body::Incoming>,
+    idle: std::time::Duration,
+    open_streams: impl FnOnce() -> Gauge<i64, AtomicI64>,
+    edit: Option<ToolEdit>,
+) -> Result<Response, HttpError> {
+    let resp = match edit {
+        Some(edit) => forward::edited_back(resp, idle, open_streams, edit).await?,
+        None => forward::stream_back(resp, idle, open_streams),
+    };
+    Ok(revocable(app, token, hash, resp))
 }
 
 /// An event stream, ended when its grant or access token is revoked (see `revocations`;
 /// it may stay open for hours after the token was checked). Other answers end by
 /// themselves and register nothing.
 fn revocable(app: &App, token: &AccessTokenInfo, hash: TokenHash, resp: Response) -> Response {
-    let is_event_stream = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
-    if !is_event_stream {
+    if !forward::is_event_stream(resp.headers()) {
         return resp;
     }
     resp.map(|body| app.revocations.end_on_revocation(&token.family_id, hash, body))

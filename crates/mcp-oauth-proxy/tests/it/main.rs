@@ -30,5 +30,6 @@ mod revision;
 mod revocations;
 mod secrets;
 mod tokens;
+mod tool_lists;
 mod tool_scopes;
 mod trace;
