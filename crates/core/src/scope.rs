@@ -58,15 +58,17 @@ impl std::fmt::Display for Scopes {
 /// the server ignore part of a request, and the token response then names what was
 /// granted). Real clients send scopes they picked up elsewhere, or none at all, and some
 /// ignore the advertised ones; refusing them would only lock their users out. An absent,
-/// empty or wholly unknown request gets everything the server offers.
-pub fn grant_scope(requested: Option<&str>, offered: &Scopes) -> Result<Scopes, OAuthError> {
+/// empty or wholly unknown request gets the server's `default` (within what it offers),
+/// so that least privilege does not depend on the client asking for less.
+pub fn grant_scope(requested: Option<&str>, offered: &Scopes, default: &Scopes) -> Result<Scopes, OAuthError> {
     let requested = match requested {
         Some(s) => Scopes::parse(s)?,
         None => Scopes::default(),
     };
     let kept: BTreeSet<String> = requested.0.intersection(&offered.0).cloned().collect();
     if kept.is_empty() {
-        return Ok(offered.clone());
+        let default: BTreeSet<String> = default.0.intersection(&offered.0).cloned().collect();
+        return Ok(if default.is_empty() { offered.clone() } else { Scopes(default) });
     }
     Ok(Scopes(kept))
 }
@@ -99,14 +101,17 @@ mod tests {
     }
 
     #[test]
-    fn grant_defaults_to_offered_and_drops_unknown_scopes() {
-        let offered = Scopes::from_list(["mcp", "read"]);
-        assert_eq!(grant_scope(None, &offered).unwrap(), offered);
-        assert_eq!(grant_scope(Some(""), &offered).unwrap(), offered);
-        assert_eq!(grant_scope(Some("read"), &offered).unwrap().to_string(), "read");
-        assert_eq!(grant_scope(Some("read admin"), &offered).unwrap().to_string(), "read");
-        assert_eq!(grant_scope(Some("admin"), &offered).unwrap(), offered);
-        assert!(grant_scope(Some("bad\\scope"), &offered).is_err());
+    fn grant_defaults_to_the_default_and_drops_unknown_scopes() {
+        let offered = Scopes::from_list(["mcp", "read", "write"]);
+        let default = Scopes::from_list(["mcp"]);
+        assert_eq!(grant_scope(None, &offered, &default).unwrap(), default);
+        assert_eq!(grant_scope(Some(""), &offered, &default).unwrap(), default);
+        assert_eq!(grant_scope(Some("read"), &offered, &default).unwrap().to_string(), "read");
+        assert_eq!(grant_scope(Some("read admin"), &offered, &default).unwrap().to_string(), "read");
+        assert_eq!(grant_scope(Some("admin"), &offered, &default).unwrap(), default);
+        assert!(grant_scope(Some("bad\\scope"), &offered, &default).is_err());
+        // A default outside the offer is never granted.
+        assert_eq!(grant_scope(None, &offered, &Scopes::from_list(["admin"])).unwrap(), offered);
     }
 
     #[test]

@@ -95,7 +95,8 @@ proptest! {
         narrowed in proptest::collection::vec(scope_token(), 0..6),
     ) {
         let offered = Scopes::from_list(offered);
-        let granted = grant_scope(Some(&requested.join(" ")), &offered).unwrap();
+        let default = Scopes::from_list(offered.iter().take(1));
+        let granted = grant_scope(Some(&requested.join(" ")), &offered, &default).unwrap();
         prop_assert!(granted.is_subset_of(&offered));
         prop_assert!(!granted.is_empty());
         match refresh_scope(Some(&narrowed.join(" ")), &granted) {

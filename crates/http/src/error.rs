@@ -65,7 +65,7 @@ impl HttpError {
     pub fn challenge(settings: &Settings, server: &ServerSettings, why: Option<&str>) -> Self {
         Self::Challenge(Challenge {
             resource_metadata: settings.resource_metadata_url(&server.slug),
-            scope: server.challenge_scopes.to_string(),
+            scope: server.default_scopes.to_string(),
             invalid_token: why.map(str::to_owned),
             insufficient_scope: false,
         })

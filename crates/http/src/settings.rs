@@ -45,10 +45,12 @@ pub struct ServerSettings {
     pub provider: String,
     /// The scopes this server's authorization server offers.
     pub scopes: Scopes,
-    /// What a 401 asks a client for. With tool scopes and listed `scopes`, only those: the
-    /// least a client needs to start, the tools' scopes coming by step-up when a call needs
-    /// them (least privilege, as the MCP scope-selection rules intend). Otherwise `scopes`.
-    pub challenge_scopes: Scopes,
+    /// What a client that asks for no scope (or none this server knows) is granted, and
+    /// what a 401 asks for: the least a client needs to start, a tool's own scopes coming
+    /// by step-up when a call needs them (least privilege, as the MCP scope-selection
+    /// rules intend). `default_scopes` when configured; else the listed `scopes`, never
+    /// the scopes only tools add; else (nothing listed) every scope.
+    pub default_scopes: Scopes,
     /// The request header that carries the user's provider token to the MCP upstream.
     pub upstream_token_header: axum::http::HeaderName,
     /// Its value, with `{token}` standing for the token (default `Bearer {token}`).
@@ -106,7 +108,7 @@ impl ServerSettings {
             slug: slug.to_owned(),
             mcp_upstream,
             provider: provider.to_owned(),
-            challenge_scopes: scopes.clone(),
+            default_scopes: scopes.clone(),
             scopes,
             upstream_token_header: axum::http::header::AUTHORIZATION,
             upstream_token_format: "Bearer {token}".to_owned(),

@@ -177,7 +177,7 @@ fn check(app: &App, server: &ServerSettings, params: &Params) -> Result<(Scopes,
             return Err(OAuthError::invalid_target(format!("this server issues tokens only for {resource}")));
         }
     }
-    let mut scope = grant_scope(params.get("scope"), &server.scopes)?;
+    let mut scope = grant_scope(params.get("scope"), &server.scopes, &server.default_scopes)?;
     // `offline_access` is granted when asked for, never by default.
     if Scopes::parse(params.get("scope").unwrap_or_default())?.iter().any(|s| s == OFFLINE_ACCESS) {
         scope = Scopes::from_list(scope.iter().chain([OFFLINE_ACCESS]));

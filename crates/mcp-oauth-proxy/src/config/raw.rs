@@ -168,6 +168,8 @@ pub(super) struct RawServer {
     pub provider: Option<String>,
     #[serde(default, deserialize_with = "lenient::list")]
     pub scopes: Vec<String>,
+    #[serde(default, deserialize_with = "lenient::list")]
+    pub default_scopes: Vec<String>,
     pub upstream_token_header: Option<String>,
     pub upstream_token_format: Option<String>,
     #[serde(default, deserialize_with = "lenient::int")]

@@ -120,10 +120,19 @@ fn server(
         server.max_body_bytes = max.max(0) as usize;
     }
     server.access = access;
-    // Tools with scopes of their own and listed server scopes: a 401 asks for the listed
-    // ones only, and a tool's call steps up to its scopes when it needs them.
-    if let Some(listed) = listed.filter(|_| !tool_scopes.is_empty()) {
-        server.challenge_scopes = listed;
+    // Without `default_scopes`, the listed scopes: a tool's own scopes come by step-up.
+    if let Some(listed) = listed {
+        server.default_scopes = listed;
+    }
+    if !s.default_scopes.is_empty() {
+        match Scopes::parse(&s.default_scopes.join(" ")) {
+            Ok(default) if default.is_subset_of(&server.scopes) => server.default_scopes = default,
+            Ok(default) => problems.push(
+                &key("default_scopes"),
+                format_args!("{default} must be among this server's scopes ({})", server.scopes),
+            ),
+            Err(e) => problems.push(&key("default_scopes"), e.description),
+        }
     }
     server.tool_scopes = tool_scopes;
     for described in s.scope_descriptions.keys().filter(|k| !server.scopes.iter().any(|s| s == k.as_str())) {

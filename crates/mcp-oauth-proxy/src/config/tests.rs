@@ -101,6 +101,8 @@ provider = "gh"
 slug = "ok"
 upstream_url = "http://127.0.0.1:1/mcp"
 provider = "gh"
+scopes = ["read"]
+default_scopes = ["write"]
 [[clients]]
 client_id = "c"
 redirect_uris = ["javascript:alert(1)"]
@@ -114,6 +116,7 @@ redirect_uris = ["javascript:alert(1)"]
         "servers[0].upstream_url",
         "servers[0].provider",
         "servers[2].slug",
+        "servers[2].default_scopes: write must be among this server's scopes (read)",
         "clients[0].redirect_uris",
     ] {
         assert!(e.contains(needle), "missing {needle:?} in:\n{e}");

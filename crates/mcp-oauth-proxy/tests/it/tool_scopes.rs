@@ -194,6 +194,41 @@ async fn a_401_asks_for_the_listed_scopes_and_the_tools_scopes_come_by_step_up()
     assert_eq!(prm["scopes_supported"], json!(["tools:read", "tools:write"]), "the metadata lists every scope");
 }
 
+/// Review finding: an authorization request without `scope` got every scope, tools' own
+/// included, so least privilege depended on the client asking for less. It gets the
+/// server's default: `default_scopes`, else the listed scopes.
+#[tokio::test]
+async fn a_request_without_scope_gets_the_default_scopes() {
+    async fn unasked(h: &Harness) -> Value {
+        let client_id = h.register_public().await;
+        let redirect = Browser::new().login(&h.authorize_url(&client_id, &[]), true).await;
+        let code = url::Url::parse(&redirect).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+        h.exchange(&client_id, &code).await["scope"].clone()
+    }
+    let listed = Harness::start_with(Start {
+        env: vec![
+            ("MCP_OAUTH_PROXY_SERVERS__0__SCOPES".into(), "tools:read".into()),
+            ("MCP_OAUTH_PROXY_SERVERS__0__TOOL_SCOPES__ADD".into(), "tools:write".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(unasked(&listed).await, "tools:read");
+    let configured = Harness::start_with(Start {
+        env: vec![
+            ("MCP_OAUTH_PROXY_SERVERS__0__SCOPES".into(), "files:read,files:list".into()),
+            ("MCP_OAUTH_PROXY_SERVERS__0__DEFAULT_SCOPES".into(), "files:list".into()),
+            ("MCP_OAUTH_PROXY_SERVERS__0__TOOL_SCOPES__ADD".into(), "tools:write".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(unasked(&configured).await, "files:list");
+    // Asking still works, within the offer.
+    let client_id = configured.register_public().await;
+    assert_eq!(token_for(&configured, &client_id, "files:read tools:write").await["scope"], "files:read tools:write");
+}
+
 /// A refresh that narrowed the scope, replayed within the grace window (an honest retry,
 /// or someone holding the previous refresh token), answers what the first refresh did:
 /// the narrowed scope, and an access token that cannot call what the narrowing removed.
