@@ -16,6 +16,7 @@ pub mod scope;
 pub mod seal;
 pub mod sign;
 pub mod token;
+pub mod tool_definition;
 pub mod tool_scopes;
 
 pub use clock::{Clock, ManualClock, SystemClock};
