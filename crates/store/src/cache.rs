@@ -222,6 +222,28 @@ impl<S: Store> Store for CachedStore<S> {
         self.inner.sealed_with_other_keys(current_key_id, limit).await
     }
 
+    async fn pin_tools(&self, server: &str, seen: &[SeenTool], now: i64) -> Result<Vec<String>, StoreError> {
+        self.inner.pin_tools(server, seen, now).await
+    }
+
+    async fn tool_pins(&self, server: Option<&str>) -> Result<Vec<ToolPin>, StoreError> {
+        self.inner.tool_pins(server).await
+    }
+
+    async fn changed_tools(&self, server: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.changed_tools(server).await
+    }
+
+    async fn accept_tool_change(
+        &self,
+        server: &str,
+        tool: &str,
+        expected_digest: Option<&str>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.inner.accept_tool_change(server, tool, expected_digest, now).await
+    }
+
     async fn reseal(&self, value: &SealedValue, resealed: &str) -> Result<bool, StoreError> {
         let result = self.inner.reseal(value, resealed).await;
         // Cached lookups carry the provider credential as it was sealed before.

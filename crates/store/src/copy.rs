@@ -1,6 +1,8 @@
 //! Moving a proxy's state from one database to another (SQLite to PostgreSQL, when one
 //! machine is no longer enough) without logging anyone out: every client, grant, code,
-//! token and sealed credential, copied as it is. Token hashes, grant ids and sealed
+//! token and sealed credential, copied as it is, and every pinned tool definition with its
+//! pending change (left behind, the tools would be pinned afresh on the new database, and a
+//! change made in between accepted unseen). Token hashes, grant ids and sealed
 //! values are copied unchanged, so every token issued before the move works after it.
 //!
 //! Logins in progress (pending authorizations, ten minutes at most) and refresh leases
@@ -19,9 +21,11 @@ pub struct Copied {
     pub codes: u64,
     pub refresh_tokens: u64,
     pub access_tokens: u64,
+    pub tool_pins: u64,
 }
 
-const TABLES: [&str; 5] = ["clients", "families", "authorization_codes", "refresh_tokens", "access_tokens"];
+const TABLES: [&str; 6] =
+    ["clients", "families", "authorization_codes", "refresh_tokens", "access_tokens", "tool_pins"];
 
 /// Copies everything from the database at `from` into the empty one at `to` (migrated
 /// first), in one transaction, and checks that both hold as many rows of each kind.
@@ -148,6 +152,29 @@ pub async fn copy_all(from: &str, to: &str) -> Result<Copied, StoreError> {
         .execute(&mut *tx)
         .await?;
     }
+    type Pin = (String, String, String, String, i64, Option<String>, Option<String>, Option<i64>);
+    let pins: Vec<Pin> = sqlx::query_as(
+        "SELECT server, tool, digest, definition, pinned_at, changed_digest, changed_definition, changed_at \
+         FROM tool_pins",
+    )
+    .fetch_all(src)
+    .await?;
+    for p in &pins {
+        sqlx::query(
+            "INSERT INTO tool_pins (server, tool, digest, definition, pinned_at, changed_digest, changed_definition, \
+             changed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&p.0)
+        .bind(&p.1)
+        .bind(&p.2)
+        .bind(&p.3)
+        .bind(p.4)
+        .bind(p.5.as_deref())
+        .bind(p.6.as_deref())
+        .bind(p.7)
+        .execute(&mut *tx)
+        .await?;
+    }
     tx.commit().await?;
     let copied = Copied {
         clients: clients.len() as u64,
@@ -155,10 +182,11 @@ pub async fn copy_all(from: &str, to: &str) -> Result<Copied, StoreError> {
         codes: codes.len() as u64,
         refresh_tokens: refresh.len() as u64,
         access_tokens: access.len() as u64,
+        tool_pins: pins.len() as u64,
     };
-    for (table, n) in
-        TABLES.iter().zip([copied.clients, copied.grants, copied.codes, copied.refresh_tokens, copied.access_tokens])
-    {
+    let counts =
+        [copied.clients, copied.grants, copied.codes, copied.refresh_tokens, copied.access_tokens, copied.tool_pins];
+    for (table, n) in TABLES.iter().zip(counts) {
         let (there, here) = (count(src, table).await?, count(dst, table).await?);
         if here != n || there < n {
             return Err(StoreError::Internal(format!("{table}: {n} rows copied, but the target holds {here}")));

@@ -241,6 +241,30 @@ pub trait Store: Send + Sync + 'static {
     /// current key), which is as good.
     async fn reseal(&self, value: &SealedValue, resealed: &str) -> Result<bool, StoreError>;
 
+    /// Pins the tools of `server` seen for the first time, and records a definition that
+    /// differs from a tool's pin as its pending change. A tool seen again with its pinned
+    /// definition has any pending change cleared (it is again what was approved). Returns the
+    /// names of the tools whose change this call recorded (a new change, or a change to yet
+    /// another definition), so that exactly one caller across replicas reports each change.
+    /// A name listed twice counts once, with its first definition. Tools not in `seen` are
+    /// left as they are (a server may list its tools in pages).
+    async fn pin_tools(&self, server: &str, seen: &[SeenTool], now: i64) -> Result<Vec<String>, StoreError>;
+    /// The pinned tools of `server` (every server when `None`), ordered by server then tool.
+    async fn tool_pins(&self, server: Option<&str>) -> Result<Vec<ToolPin>, StoreError>;
+    /// The tools of `server` with a pending change, by name (one indexed read).
+    async fn changed_tools(&self, server: &str) -> Result<Vec<String>, StoreError>;
+    /// An operator's approval: the pending change becomes the pin, at `now`. With
+    /// `expected_digest`, only if the pending change is still that definition (the one the
+    /// operator looked at: the server may have changed the tool again meanwhile). `false`
+    /// when the tool has no pending change, or another one than expected.
+    async fn accept_tool_change(
+        &self,
+        server: &str,
+        tool: &str,
+        expected_digest: Option<&str>,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+
     /// Deletes what has expired. Safe to run on several replicas at once.
     async fn purge_expired(&self, now: i64, retention: Retention) -> Result<Purged, StoreError>;
 }

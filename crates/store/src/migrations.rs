@@ -114,6 +114,22 @@ CREATE INDEX access_tokens_expiry ON access_tokens (expires_at);
     // a cookie, which the client chooses).
     "ALTER TABLE pending_authorizations ADD COLUMN address TEXT; \
      CREATE INDEX pending_authorizations_address ON pending_authorizations (address, expires_at)",
+    // 8: pinned tool definitions (the "rug pull" defence): per server, each tool's definition
+    // as first seen, and the one definition seen since that differs from it, if any, until an
+    // operator accepts it. Digests are hex text computed by the caller, compared as given.
+    r#"
+CREATE TABLE tool_pins (
+    server             TEXT  NOT NULL,
+    tool               TEXT  NOT NULL,
+    digest             TEXT  NOT NULL,
+    definition         TEXT  NOT NULL,
+    pinned_at          {int} NOT NULL,
+    changed_digest     TEXT,
+    changed_definition TEXT,
+    changed_at         {int},
+    PRIMARY KEY (server, tool)
+);
+"#,
 ];
 
 impl Backend {

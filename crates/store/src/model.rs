@@ -237,3 +237,35 @@ pub struct RevokedSince {
     pub grants: Vec<String>,
     pub access_tokens: Vec<TokenHash>,
 }
+
+/// One tool definition as a `tools/list` answer carried it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenTool {
+    pub name: String,
+    /// Hex SHA-256 of the canonical definition, computed by the caller; compared as given.
+    pub digest: String,
+    /// The canonical definition (JSON text), bounded by the caller.
+    pub definition: String,
+}
+
+/// A pinned tool: the definition first seen (or last accepted), with the changed definition
+/// seen since, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolPin {
+    pub server: String,
+    pub tool: String,
+    pub digest: String,
+    pub definition: String,
+    /// When it was first seen, or when its last change was accepted.
+    pub pinned_at: i64,
+    pub changed: Option<ToolChange>,
+}
+
+/// A definition of a pinned tool that differs from its pin, waiting for an operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolChange {
+    pub digest: String,
+    pub definition: String,
+    /// When this definition was first seen (a further different one restarts it).
+    pub seen_at: i64,
+}

@@ -236,6 +236,63 @@ impl From<AccessTokenRow> for AccessTokenInfo {
     }
 }
 
+/// Records what one tool's sighting changes, as one conditional statement: pins a tool seen
+/// for the first time; records a definition that differs from the pin and from the pending
+/// change as the pending change; clears the pending change of a tool seen with its pinned
+/// definition again. Anything else (the pin again with nothing pending, the pending change
+/// again) writes nothing and returns no row. Racing sightings of one change serialise on the
+/// row (the SQLite write lock, the PostgreSQL row lock that ON CONFLICT takes), and the later
+/// finds the change already recorded: exactly one statement returns it.
+/// Returns the row's `changed_digest`: non-NULL exactly when this statement recorded a change.
+/// $1 server, $2 tool, $3 digest, $4 definition, $5 now.
+const PIN_TOOL: &str = "INSERT INTO tool_pins (server, tool, digest, definition, pinned_at) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (server, tool) DO UPDATE SET \
+     changed_digest = CASE WHEN tool_pins.digest = excluded.digest THEN NULL ELSE excluded.digest END, \
+     changed_definition = CASE WHEN tool_pins.digest = excluded.digest THEN NULL ELSE excluded.definition END, \
+     changed_at = CASE WHEN tool_pins.digest = excluded.digest THEN NULL ELSE excluded.pinned_at END \
+     WHERE (tool_pins.digest = excluded.digest AND tool_pins.changed_digest IS NOT NULL) \
+     OR (tool_pins.digest <> excluded.digest \
+         AND (tool_pins.changed_digest IS NULL OR tool_pins.changed_digest <> excluded.digest)) \
+     RETURNING changed_digest";
+
+/// A `tool_pins` row; the three `changed_*` columns are written and cleared together.
+#[derive(FromRow)]
+struct ToolPinRow {
+    server: String,
+    tool: String,
+    digest: String,
+    definition: String,
+    pinned_at: i64,
+    changed_digest: Option<String>,
+    changed_definition: Option<String>,
+    changed_at: Option<i64>,
+}
+
+impl TryFrom<ToolPinRow> for ToolPin {
+    type Error = StoreError;
+
+    fn try_from(row: ToolPinRow) -> Result<Self, StoreError> {
+        let changed = match (row.changed_digest, row.changed_definition, row.changed_at) {
+            (Some(digest), Some(definition), Some(seen_at)) => Some(ToolChange { digest, definition, seen_at }),
+            (None, None, None) => None,
+            _ => {
+                return Err(StoreError::Internal(format!(
+                    "tool pin {}/{}: a pending change with some of its columns missing",
+                    row.server, row.tool
+                )));
+            }
+        };
+        Ok(ToolPin {
+            server: row.server,
+            tool: row.tool,
+            digest: row.digest,
+            definition: row.definition,
+            pinned_at: row.pinned_at,
+            changed,
+        })
+    }
+}
+
 fn blob(h: &TokenHash) -> Vec<u8> {
     h.as_bytes().to_vec()
 }
@@ -779,6 +836,97 @@ impl Store for SqlStore {
 
     async fn changes(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar("SELECT generation FROM mop_changes WHERE id = 1").fetch_one(&self.pool).await?)
+    }
+
+    async fn pin_tools(&self, server: &str, seen: &[SeenTool], now: i64) -> Result<Vec<String>, StoreError> {
+        // One sighting per name, in one order for every caller: the transaction below holds
+        // each row it writes until it commits, and two callers taking the same rows in
+        // different orders could deadlock on PostgreSQL.
+        let mut seen: Vec<&SeenTool> = seen.iter().collect();
+        seen.sort_by(|a, b| a.name.cmp(&b.name));
+        seen.dedup_by(|later, first| later.name == first.name);
+
+        // Nearly every answer lists what is already recorded (the pin with nothing pending, or
+        // the pending change again), for which `PIN_TOOL` writes nothing: read first and leave
+        // those out, so that the common case costs a read instead of a write transaction (on
+        // SQLite, a turn of the one writer). Leaving out a tool read as settled is the same as
+        // running its no-op statement at the time of the read; every write decides by itself.
+        let pins: Vec<(String, String, Option<String>)> =
+            sqlx::query_as("SELECT tool, digest, changed_digest FROM tool_pins WHERE server = $1")
+                .bind(server)
+                .fetch_all(&self.pool)
+                .await?;
+        let settled: std::collections::HashSet<(&str, &str)> =
+            pins.iter().map(|(tool, digest, changed)| (tool.as_str(), changed.as_deref().unwrap_or(digest))).collect();
+        seen.retain(|t| !settled.contains(&(t.name.as_str(), t.digest.as_str())));
+        if seen.is_empty() {
+            return Ok(Vec::new());
+        }
+
+        let mut recorded = Vec::new();
+        let mut tx = self.writer.begin().await?;
+        for tool in seen {
+            let changed: Option<Option<String>> = sqlx::query_scalar(PIN_TOOL)
+                .bind(server)
+                .bind(&tool.name)
+                .bind(&tool.digest)
+                .bind(&tool.definition)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(Some(_)) = changed {
+                recorded.push(tool.name.clone());
+            }
+        }
+        tx.commit().await?;
+        Ok(recorded)
+    }
+
+    async fn tool_pins(&self, server: Option<&str>) -> Result<Vec<ToolPin>, StoreError> {
+        let rows: Vec<ToolPinRow> = sqlx::query_as(
+            "SELECT server, tool, digest, definition, pinned_at, changed_digest, changed_definition, changed_at \
+             FROM tool_pins WHERE ($1 IS NULL OR server = $1)",
+        )
+        .bind(server)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut pins = rows.into_iter().map(ToolPin::try_from).collect::<Result<Vec<_>, _>>()?;
+        // Sorted here, by bytes, rather than by ORDER BY, whose order on PostgreSQL is the
+        // database's collation: both backends list in the same order.
+        pins.sort_by(|a, b| (&a.server, &a.tool).cmp(&(&b.server, &b.tool)));
+        Ok(pins)
+    }
+
+    async fn changed_tools(&self, server: &str) -> Result<Vec<String>, StoreError> {
+        let mut tools: Vec<String> =
+            sqlx::query_scalar("SELECT tool FROM tool_pins WHERE server = $1 AND changed_digest IS NOT NULL")
+                .bind(server)
+                .fetch_all(&self.pool)
+                .await?;
+        tools.sort();
+        Ok(tools)
+    }
+
+    async fn accept_tool_change(
+        &self,
+        server: &str,
+        tool: &str,
+        expected_digest: Option<&str>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        // The right-hand sides read the row as it was: the pending change moves into the pin.
+        let done = sqlx::query(
+            "UPDATE tool_pins SET digest = changed_digest, definition = changed_definition, pinned_at = $4, \
+             changed_digest = NULL, changed_definition = NULL, changed_at = NULL \
+             WHERE server = $1 AND tool = $2 AND changed_digest IS NOT NULL AND ($3 IS NULL OR changed_digest = $3)",
+        )
+        .bind(server)
+        .bind(tool)
+        .bind(expected_digest)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn sealed_key_usage(&self) -> Result<Vec<(String, i64)>, StoreError> {

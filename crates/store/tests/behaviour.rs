@@ -432,3 +432,149 @@ async fn revocations_are_found_since_a_moment_on_the_database_clock() {
         assert_eq!(found.access_tokens, vec![p.access_hash]);
     }
 }
+
+/// A tool's sighting with the definition `version` (its digest is the version's name: the
+/// store compares digests as given).
+fn seen(tool: &str, version: &str) -> SeenTool {
+    SeenTool {
+        name: tool.into(),
+        digest: format!("digest-{version}"),
+        definition: format!(r#"{{"name":"{tool}","description":"{version}"}}"#),
+    }
+}
+
+#[tokio::test]
+async fn tools_are_pinned_at_first_sight_and_changes_are_reported_once() {
+    for store in backends().await {
+        let b = store.backend();
+        // First sight pins, and is no change.
+        assert!(store.pin_tools("demo", &[seen("echo", "a"), seen("add", "a")], NOW).await.unwrap().is_empty());
+        let pins = store.tool_pins(Some("demo")).await.unwrap();
+        assert_eq!(pins.iter().map(|p| p.tool.as_str()).collect::<Vec<_>>(), ["add", "echo"], "{b}");
+        assert_eq!(
+            pins[1],
+            ToolPin {
+                server: "demo".into(),
+                tool: "echo".into(),
+                digest: "digest-a".into(),
+                definition: seen("echo", "a").definition,
+                pinned_at: NOW,
+                changed: None,
+            }
+        );
+        // The pinned definition again: nothing.
+        assert!(store.pin_tools("demo", &[seen("echo", "a")], NOW + 1).await.unwrap().is_empty());
+        assert!(store.changed_tools("demo").await.unwrap().is_empty());
+
+        // A different definition is reported once; seen again, it is not reported again.
+        assert_eq!(store.pin_tools("demo", &[seen("echo", "b"), seen("add", "a")], NOW + 2).await.unwrap(), ["echo"]);
+        assert!(store.pin_tools("demo", &[seen("echo", "b"), seen("add", "a")], NOW + 3).await.unwrap().is_empty());
+        assert_eq!(store.changed_tools("demo").await.unwrap(), ["echo"]);
+        let echo = |pins: Vec<ToolPin>| pins.into_iter().find(|p| p.tool == "echo").unwrap();
+        let pin = echo(store.tool_pins(Some("demo")).await.unwrap());
+        assert_eq!((pin.digest.as_str(), pin.pinned_at), ("digest-a", NOW), "the pin stays as approved");
+        assert_eq!(
+            pin.changed,
+            Some(ToolChange { digest: "digest-b".into(), definition: seen("echo", "b").definition, seen_at: NOW + 2 })
+        );
+        // Yet another definition is a change of its own, reported again.
+        assert_eq!(store.pin_tools("demo", &[seen("echo", "c")], NOW + 4).await.unwrap(), ["echo"]);
+        let pin = echo(store.tool_pins(Some("demo")).await.unwrap());
+        assert_eq!(pin.changed.map(|c| (c.digest, c.seen_at)), Some(("digest-c".into(), NOW + 4)));
+
+        // Back to the pinned definition: the pending change is cleared, unreported.
+        assert!(store.pin_tools("demo", &[seen("echo", "a")], NOW + 5).await.unwrap().is_empty());
+        assert!(store.changed_tools("demo").await.unwrap().is_empty());
+        assert_eq!(echo(store.tool_pins(Some("demo")).await.unwrap()).changed, None);
+        // ... so changing away from it again is a change again.
+        assert_eq!(store.pin_tools("demo", &[seen("echo", "c")], NOW + 6).await.unwrap(), ["echo"]);
+
+        // A name listed twice counts once, with its first definition.
+        let twice = [seen("twice", "a"), seen("twice", "b")];
+        assert!(store.pin_tools("demo", &twice, NOW).await.unwrap().is_empty());
+        assert!(store.pin_tools("demo", &twice, NOW).await.unwrap().is_empty());
+        let pin = store.tool_pins(Some("demo")).await.unwrap().into_iter().find(|p| p.tool == "twice").unwrap();
+        assert_eq!((pin.digest.as_str(), pin.changed), ("digest-a", None));
+        // Nothing seen: nothing changes.
+        assert!(store.pin_tools("demo", &[], NOW).await.unwrap().is_empty());
+        assert_eq!(store.changed_tools("demo").await.unwrap(), ["echo"]);
+    }
+}
+
+#[tokio::test]
+async fn racing_sightings_of_one_change_report_it_once() {
+    for store in backends().await {
+        let tools: Vec<SeenTool> = (0..5).map(|i| seen(&format!("tool-{i}"), "a")).collect();
+        store.pin_tools("demo", &tools, NOW).await.unwrap();
+        for round in ["b", "c"] {
+            // Every caller sees the same change to every tool, in its own order.
+            let changed: Vec<SeenTool> = (0..5).map(|i| seen(&format!("tool-{i}"), round)).collect();
+            let mut tasks = Vec::new();
+            for i in 0..20 {
+                let store = store.clone();
+                let mut changed = changed.clone();
+                changed.rotate_left(i % 5);
+                tasks.push(tokio::spawn(async move { store.pin_tools("demo", &changed, NOW + 1).await.unwrap() }));
+            }
+            let mut reported = Vec::new();
+            for t in tasks {
+                reported.extend(t.await.unwrap());
+            }
+            reported.sort();
+            let expected: Vec<String> = (0..5).map(|i| format!("tool-{i}")).collect();
+            assert_eq!(reported, expected, "each change reported exactly once ({})", store.backend());
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_accepted_change_becomes_the_pin() {
+    for store in backends().await {
+        store.pin_tools("demo", &[seen("echo", "a")], NOW).await.unwrap();
+        assert!(!store.accept_tool_change("demo", "echo", None, NOW + 1).await.unwrap(), "nothing pending");
+        assert!(!store.accept_tool_change("demo", "nope", None, NOW + 1).await.unwrap(), "no such tool");
+        assert_eq!(store.pin_tools("demo", &[seen("echo", "b")], NOW + 2).await.unwrap(), ["echo"]);
+        // Only the change the operator looked at is accepted: not one that replaced it.
+        assert!(!store.accept_tool_change("demo", "echo", Some("digest-x"), NOW + 3).await.unwrap());
+        assert!(!store.accept_tool_change("other", "echo", None, NOW + 3).await.unwrap(), "another server's");
+        assert!(store.accept_tool_change("demo", "echo", Some("digest-b"), NOW + 3).await.unwrap());
+        assert!(!store.accept_tool_change("demo", "echo", None, NOW + 4).await.unwrap(), "accepted once");
+        let pins = store.tool_pins(Some("demo")).await.unwrap();
+        assert_eq!(
+            pins,
+            [ToolPin {
+                server: "demo".into(),
+                tool: "echo".into(),
+                digest: "digest-b".into(),
+                definition: seen("echo", "b").definition,
+                pinned_at: NOW + 3,
+                changed: None,
+            }]
+        );
+        // The accepted definition is now what is expected; the old one would be a change.
+        assert!(store.pin_tools("demo", &[seen("echo", "b")], NOW + 5).await.unwrap().is_empty());
+        assert_eq!(store.pin_tools("demo", &[seen("echo", "a")], NOW + 6).await.unwrap(), ["echo"]);
+        // Without an expected digest, whatever is pending is accepted.
+        assert!(store.accept_tool_change("demo", "echo", None, NOW + 7).await.unwrap());
+        assert_eq!(store.tool_pins(Some("demo")).await.unwrap()[0].digest, "digest-a");
+    }
+}
+
+#[tokio::test]
+async fn tool_pins_are_kept_per_server() {
+    for store in backends().await {
+        store.pin_tools("one", &[seen("echo", "a")], NOW).await.unwrap();
+        // The same tool name at another server is another tool: first sight, no change.
+        assert!(store.pin_tools("two", &[seen("echo", "b")], NOW).await.unwrap().is_empty());
+        assert_eq!(store.pin_tools("one", &[seen("echo", "b")], NOW + 1).await.unwrap(), ["echo"]);
+        assert!(store.changed_tools("two").await.unwrap().is_empty());
+        assert_eq!(store.changed_tools("one").await.unwrap(), ["echo"]);
+        let all = store.tool_pins(None).await.unwrap();
+        let listed: Vec<_> = all.iter().map(|p| (p.server.as_str(), p.tool.as_str(), p.changed.is_some())).collect();
+        assert_eq!(listed, [("one", "echo", true), ("two", "echo", false)]);
+        assert_eq!(store.tool_pins(Some("two")).await.unwrap().len(), 1);
+        assert!(store.tool_pins(Some("three")).await.unwrap().is_empty());
+        assert!(store.accept_tool_change("one", "echo", None, NOW + 2).await.unwrap());
+        assert_eq!(store.tool_pins(Some("two")).await.unwrap()[0].digest, "digest-b", "untouched");
+    }
+}
