@@ -40,6 +40,9 @@ pub struct Event {
     /// The login attempt's trace id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// The MCP tool of `tool.changed` and `tool.accepted`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
 }
 
 impl Event {
@@ -56,7 +59,13 @@ impl Event {
             grant_type: None,
             reason: None,
             trace_id: None,
+            tool: None,
         }
+    }
+
+    pub fn tool(mut self, tool: &str) -> Self {
+        self.tool = Some(tool.to_owned());
+        self
     }
 
     pub fn slug(mut self, slug: &str) -> Self {

@@ -47,6 +47,7 @@ pub mod revocations;
 pub mod serve;
 pub mod settings;
 pub mod state;
+pub mod tool_pins;
 pub mod trace;
 pub mod upstream_access;
 

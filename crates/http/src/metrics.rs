@@ -96,6 +96,7 @@ pub struct Metrics {
     pub open_streams: Family<SlugLabels, Gauge<i64, AtomicI64>>,
     pub rate_limited: Family<LimitLabels, Counter>,
     pub metadata_document_fetches: Family<OutcomeLabels, Counter>,
+    pub tool_changes: Family<SlugLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -114,6 +115,7 @@ impl Default for Metrics {
             open_streams: Family::default(),
             rate_limited: Family::default(),
             metadata_document_fetches: Family::default(),
+            tool_changes: Family::default(),
             registry: Registry::default(),
         };
         registry.register("http_requests", "HTTP requests by route class and status", m.http_requests.clone());
@@ -143,6 +145,11 @@ impl Default for Metrics {
             "metadata_document_fetches",
             "Client ID Metadata Document fetches by outcome",
             m.metadata_document_fetches.clone(),
+        );
+        registry.register(
+            "tool_definition_changes",
+            "Tool definitions seen changed from their pinned definition",
+            m.tool_changes.clone(),
         );
         let (unavailable, internal) = (DatabaseErrors("unavailable"), DatabaseErrors("internal"));
         registry.register_collector(Box::new(DatabaseErrorCollector { unavailable, internal }));

@@ -67,6 +67,10 @@ pub struct Consent<'a> {
     pub trace_id: &'a str,
     /// The host of a metadata-document client the operator vouches for.
     pub verified_host: Option<&'a str>,
+    /// Tools whose definition changed since the proxy first saw them, and whether they are
+    /// blocked until an operator accepts the change.
+    pub changed_tools: Vec<&'a str>,
+    pub changed_tools_blocked: bool,
 }
 
 pub fn consent(status: StatusCode, c: &Consent<'_>) -> Response {
@@ -102,6 +106,17 @@ pub fn consent(status: StatusCode, c: &Consent<'_>) -> Response {
             }
             dt { "You will sign in with" }
             dd { (c.provider) }
+        }
+        @if !c.changed_tools.is_empty() {
+            p.note {
+                "The MCP server changed what these tools say they do since they were first seen: "
+                @for (i, tool) in c.changed_tools.iter().enumerate() {
+                    @if i > 0 { ", " }
+                    code { (tool) }
+                }
+                @if c.changed_tools_blocked { ". They stay unavailable until an administrator reviews the change." }
+                @else { ". An administrator has not reviewed the change yet." }
+            }
         }
         p { "Only allow applications you started yourself and trust." }
         form method="post" action=(c.action) {

@@ -66,6 +66,21 @@ pub struct ServerSettings {
     pub tool_scopes: ToolScopes,
     /// Leave the tools a token may not call out of `tools/list` answers.
     pub hide_unauthorized_tools: bool,
+    /// What a tool whose definition changed since it was pinned meets (see `tool_pins`).
+    pub tool_changes: ToolChanges,
+}
+
+/// What the proxy does when a tool's definition differs from the one it pinned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ToolChanges {
+    /// Nothing is pinned.
+    Off,
+    /// The change is audited, counted and shown on the consent page.
+    #[default]
+    Report,
+    /// As `Report`, and the tool is hidden and its calls refused until an operator
+    /// accepts the change.
+    Block,
 }
 
 /// Who may use a server: a user is let in when any one rule matches.
@@ -117,6 +132,7 @@ impl ServerSettings {
             scope_descriptions: Default::default(),
             tool_scopes: ToolScopes::default(),
             hide_unauthorized_tools: false,
+            tool_changes: ToolChanges::default(),
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::providers::Providers;
 use crate::revocations::Revocations;
 use crate::settings::Settings;
+use crate::tool_pins::ToolPins;
 use crate::upstream_access::UpstreamAccess;
 
 pub struct App {
@@ -45,6 +46,8 @@ pub struct App {
     /// Open event streams, ended when their grant or access token is revoked (the look
     /// for revocations is started by [`Revocations::watch`]).
     pub revocations: Arc<Revocations>,
+    /// The tool definitions each server's tools were first seen with.
+    pub tool_pins: Arc<ToolPins>,
 }
 
 pub type AppState = Arc<App>;
@@ -82,6 +85,8 @@ impl App {
         // A request waits at most the idle timeout for each of its (at most two) sends to
         // the MCP upstream, after a provider refresh and its body's arrival: a stream
         // registering later than this after its token check cannot exist.
+        let tool_pins =
+            Arc::new(ToolPins::new(Arc::clone(&store), Arc::clone(&clock), Arc::clone(&metrics), Arc::clone(&audit)));
         let revocations = Revocations::new(2 * mcp_client.idle + Duration::from_secs(120));
         Self {
             settings,
@@ -99,6 +104,7 @@ impl App {
             audit,
             first_calls: FirstCalls::default(),
             revocations,
+            tool_pins,
         }
     }
 

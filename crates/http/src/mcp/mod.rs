@@ -31,7 +31,7 @@ use mcp_oauth_store::AccessTokenInfo;
 use crate::error::HttpError;
 use crate::extract::Bearer;
 use crate::metrics::{McpLabels, SlugLabels};
-use crate::settings::{ServerSettings, Settings};
+use crate::settings::{ServerSettings, Settings, ToolChanges};
 use crate::state::{App, AppState};
 use crate::upstream_access::{AccessError, Trigger};
 use prometheus_client::metrics::gauge::Gauge;
@@ -64,7 +64,7 @@ pub async fn handle(
         if body_deadline::is_elapsed(&e) { HttpError::body_too_slow("request_timeout") } else { too_large(&server) }
     })?;
 
-    let edit = judge(&app, &server, &token, &parts, &body)?;
+    let edit = tool_edit(&app, &server, &token, &parts, &body).await?;
     if edit.is_some() {
         // The answer is read and edited here; a compressed one could not be.
         parts.headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
@@ -104,39 +104,96 @@ pub async fn handle(
     answer(&app, &token, hash, resp, idle, open_streams, edit).await
 }
 
-/// Judges the body against the server's tool rules: `Ok` with what to do to a tool list
-/// in the answer, if anything.
-fn judge(
+/// What the tool rules and the pinned tool definitions make of a request: refused, or
+/// `Ok` with what to do to the tool lists its answer carries, if anything.
+async fn tool_edit(
     app: &App,
     server: &ServerSettings,
     token: &AccessTokenInfo,
     parts: &Parts,
     body: &Bytes,
 ) -> Result<Option<ToolEdit>, HttpError> {
+    let judged = judge(app, server, token, parts, body)?;
+    let block = server.tool_changes == ToolChanges::Block;
+    // A GET stream may replay (after `Last-Event-ID`) the answer to an earlier tools/list:
+    // where tools are hidden, it is edited like the answer itself.
+    let replays = parts.method == Method::GET && (block || server.hide_unauthorized_tools);
+    let lists = judged.lists_tools || replays;
+    let mut edits: Vec<ToolEdit> = Vec::new();
+    if server.tool_changes != ToolChanges::Off && (lists || (block && !judged.calls.is_empty())) {
+        let snapshot = match app.tool_pins.snapshot(&server.slug).await {
+            Ok(snapshot) => Some(snapshot),
+            // Blocking cannot be done without the pins; reporting can wait for the next list.
+            Err(e) if block => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!(server = %server.slug, error = %e, "tool pins unavailable; this answer is not checked");
+                None
+            }
+        };
+        if let Some(snapshot) = snapshot {
+            if let Some((tool, id)) = judged.calls.iter().find(|(tool, _)| block && snapshot.is_changed(tool)) {
+                tracing::info!(server = %server.slug, tool, "call refused: the tool changed since it was pinned");
+                return Err(HttpError::JsonRpc {
+                    id: id.clone(),
+                    code: tool_rules::INVALID_PARAMS,
+                    message: format!(
+                        "the tool {tool:?} changed since it was approved; it is blocked until an operator accepts the change"
+                    ),
+                });
+            }
+            if lists {
+                let (pins, server) = (Arc::clone(&app.tool_pins), Arc::new(server.clone()));
+                edits.push(Arc::new(move |tools: &mut Vec<serde_json::Value>| pins.check(&server, &snapshot, tools)));
+            }
+        }
+    }
+    if server.hide_unauthorized_tools && !server.tool_scopes.is_empty() && lists {
+        let rules = server.tool_scopes.clone();
+        let granted = Scopes::parse(&token.scope).unwrap_or_default();
+        edits.push(Arc::new(move |tools: &mut Vec<serde_json::Value>| {
+            tools.retain(|tool| tool["name"].as_str().is_some_and(|name| rules.required(name).is_subset_of(&granted)));
+        }));
+    }
+    Ok(match edits.len() {
+        0 => None,
+        1 => edits.pop(),
+        // Pins first: they see every tool, the ones this token may not see included.
+        _ => Some(Arc::new(move |tools: &mut Vec<serde_json::Value>| edits.iter().for_each(|edit| edit(tools)))),
+    })
+}
+
+/// Judges the body: against the tool rules where there are any (or where changed tools
+/// are blocked), refusing what may not go upstream; elsewhere only to notice a tool list
+/// for the pins, refusing nothing.
+fn judge(
+    app: &App,
+    server: &ServerSettings,
+    token: &AccessTokenInfo,
+    parts: &Parts,
+    body: &Bytes,
+) -> Result<tool_rules::Judged, HttpError> {
     // Every body is judged, whatever the method: a GET or DELETE with a body is as able
     // to reach a tool as a POST.
-    if server.tool_scopes.is_empty() || (parts.method != Method::POST && body.is_empty()) {
-        return Ok(None);
+    if parts.method != Method::POST && body.is_empty() {
+        return Ok(Default::default());
     }
     let granted = Scopes::parse(&token.scope).unwrap_or_default();
-    let judged = match tool_rules::check(&parts.headers, body, &server.tool_scopes, &granted) {
-        Ok(judged) => judged,
+    if server.tool_scopes.is_empty() && server.tool_changes != ToolChanges::Block {
+        let may_list = server.tool_changes == ToolChanges::Report && body.windows(10).any(|w| w == b"tools/list");
+        return Ok(if may_list {
+            tool_rules::check(&parts.headers, body, &server.tool_scopes, &granted).unwrap_or_default()
+        } else {
+            Default::default()
+        });
+    }
+    match tool_rules::check(&parts.headers, body, &server.tool_scopes, &granted) {
+        Ok(judged) => Ok(judged),
         Err(tool_rules::Refusal::InsufficientScope { needed }) => {
             tracing::info!(server = %server.slug, client_id = %token.client_id, %needed, "tool call refused: insufficient scope");
-            return Err(HttpError::insufficient_scope(&app.settings, server, &needed));
+            Err(HttpError::insufficient_scope(&app.settings, server, &needed))
         }
-        Err(tool_rules::Refusal::BadRequest { id, code, message }) => {
-            return Err(HttpError::JsonRpc { id, code, message });
-        }
-    };
-    if !(server.hide_unauthorized_tools && judged.lists_tools) {
-        return Ok(None);
+        Err(tool_rules::Refusal::BadRequest { id, code, message }) => Err(HttpError::JsonRpc { id, code, message }),
     }
-    let rules = server.tool_scopes.clone();
-    let hide: ToolEdit = Arc::new(move |tools: &mut Vec<serde_json::Value>| {
-        tools.retain(|tool| tool["name"].as_str().is_some_and(|name| rules.required(name).is_subset_of(&granted)));
-    });
-    Ok(Some(hide))
 }
 
 /// The MCP upstream's answer, edited if `edit` says so, and ended on revocation if it

@@ -37,11 +37,16 @@ pub const HEADER_MISMATCH: i64 = -32020;
 /// The revision that removed JSON-RPC batches.
 const NO_BATCHES_REVISION: &str = "2025-06-18";
 
+/// JSON-RPC: the params name what does not exist (MCP: an unknown tool).
+pub const INVALID_PARAMS: i64 = -32602;
+
 /// What the rules learned of an accepted body.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Judged {
     /// It asks for `tools/list` (alone or in a batch), so the answer carries tools.
     pub lists_tools: bool,
+    /// The tools it calls, with the id of each call.
+    pub calls: Vec<(String, Value)>,
 }
 
 /// Checks a body (one message or a batch) against its headers and the token's `granted`
@@ -72,6 +77,7 @@ pub fn check(headers: &HeaderMap, body: &[u8], rules: &ToolScopes, granted: &Sco
     };
     let mut needed = Vec::new();
     let mut lists_tools = false;
+    let mut calls = Vec::new();
     for message in messages {
         check_headers(headers, revision.as_deref(), message)?;
         lists_tools |= message["method"] == "tools/list";
@@ -79,15 +85,20 @@ pub fn check(headers: &HeaderMap, body: &[u8], rules: &ToolScopes, granted: &Sco
             let Some(tool) = message["params"]["name"].as_str() else {
                 return Err(Refusal::BadRequest {
                     id: message["id"].clone(),
-                    code: -32602,
+                    code: INVALID_PARAMS,
                     message: "tools/call needs params.name".into(),
                 });
             };
             needed.extend(rules.required(tool).iter().map(str::to_owned));
+            calls.push((tool.to_owned(), message["id"].clone()));
         }
     }
     let needed = Scopes::from_list(needed);
-    if needed.is_subset_of(granted) { Ok(Judged { lists_tools }) } else { Err(Refusal::InsufficientScope { needed }) }
+    if needed.is_subset_of(granted) {
+        Ok(Judged { lists_tools, calls })
+    } else {
+        Err(Refusal::InsufficientScope { needed })
+    }
 }
 
 /// The request's protocol revision (`MCP-Protocol-Version`); `None` when absent, which a
@@ -171,8 +182,11 @@ mod tests {
     use axum::http::HeaderValue;
     use serde_json::json;
 
-    const CALLS: Judged = Judged { lists_tools: false };
-    const LISTS: Judged = Judged { lists_tools: true };
+    const LISTS: Judged = Judged { lists_tools: true, calls: Vec::new() };
+
+    fn calls(tool: &str) -> Judged {
+        Judged { lists_tools: false, calls: vec![(tool.to_owned(), json!(7))] }
+    }
 
     fn rules() -> ToolScopes {
         ToolScopes::new([
@@ -198,11 +212,11 @@ mod tests {
     #[test]
     fn calls_need_their_tools_scopes() {
         let read = Scopes::parse("tools:read").unwrap();
-        assert_eq!(check(&HeaderMap::new(), &call("search"), &rules(), &read), Ok(CALLS));
+        assert_eq!(check(&HeaderMap::new(), &call("search"), &rules(), &read), Ok(calls("search")));
         let refused = check(&HeaderMap::new(), &call("delete_file"), &rules(), &read);
         assert_eq!(refused, Err(Refusal::InsufficientScope { needed: Scopes::parse("tools:write").unwrap() }));
         let both = Scopes::parse("tools:read tools:write").unwrap();
-        assert_eq!(check(&HeaderMap::new(), &call("delete_file"), &rules(), &both), Ok(CALLS));
+        assert_eq!(check(&HeaderMap::new(), &call("delete_file"), &rules(), &both), Ok(calls("delete_file")));
         // Anything but a tool call needs nothing more.
         let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).to_string();
         assert_eq!(check(&HeaderMap::new(), list.as_bytes(), &rules(), &Scopes::default()), Ok(LISTS));
@@ -229,7 +243,7 @@ mod tests {
         let read_write = Scopes::parse("tools:read tools:write").unwrap();
         let ok =
             headers(&[("mcp-method", "tools/call"), ("mcp-name", "search"), ("mcp-protocol-version", "2026-07-28")]);
-        assert_eq!(check(&ok, &call("search"), &rules(), &read_write), Ok(CALLS));
+        assert_eq!(check(&ok, &call("search"), &rules(), &read_write), Ok(calls("search")));
         // A header naming a harmless tool for a body that calls another.
         let lying = headers(&[("mcp-method", "tools/call"), ("mcp-name", "search")]);
         assert!(matches!(
@@ -245,11 +259,11 @@ mod tests {
         assert!(matches!(check(&missing, &call("search"), &rules(), &read_write), Err(Refusal::BadRequest { .. })));
         // An earlier revision carries none and is judged by its body.
         let older = headers(&[("mcp-protocol-version", "2025-06-18")]);
-        assert_eq!(check(&older, &call("search"), &rules(), &read_write), Ok(CALLS));
+        assert_eq!(check(&older, &call("search"), &rules(), &read_write), Ok(calls("search")));
         // Names that are not plain ASCII come base64-encoded.
         let encoded = format!("=?base64?{}?=", STANDARD.encode("löschen"));
         let h = headers(&[("mcp-method", "tools/call"), ("mcp-name", &encoded)]);
-        assert_eq!(check(&h, &call("löschen"), &rules(), &read_write), Ok(CALLS));
+        assert_eq!(check(&h, &call("löschen"), &rules(), &read_write), Ok(calls("löschen")));
         // Review finding: only the first of duplicate headers was compared.
         let mut twice = headers(&[("mcp-method", "tools/call")]);
         twice.append("mcp-name", HeaderValue::from_static("search"));
@@ -274,7 +288,8 @@ mod tests {
         let read = Scopes::parse("tools:read").unwrap();
         for old in [None, Some("2025-03-26")] {
             let h = old.map(|v| headers(&[("mcp-protocol-version", v)])).unwrap_or_default();
-            assert_eq!(check(&h, batch.as_bytes(), &rules(), &read), Ok(LISTS), "{old:?}");
+            let judged = Judged { lists_tools: true, calls: vec![("search".into(), json!(2))] };
+            assert_eq!(check(&h, batch.as_bytes(), &rules(), &read), Ok(judged), "{old:?}");
         }
         for newer in ["2025-06-18", "2025-11-25", "2026-07-28"] {
             let h = headers(&[("mcp-protocol-version", newer)]);

@@ -57,7 +57,7 @@ async fn show(
     let resp = if covered {
         go_to_provider(app, server, &req, (&browser_id, from)).await?
     } else {
-        consent::page(app, server, &req, params, &browser_id, headers, None)
+        consent::page(app, server, &req, params, &browser_id, headers, None).await
     };
     Ok(with_browser_cookie(app, resp, &browser_id, is_new))
 }
@@ -100,7 +100,7 @@ async fn answer(
         // Expired form, lost cookie, or a forged post: nothing happens, and the person
         // (if it is one) is asked again with a fresh form.
         let notice = "This consent form has expired or did not come from this browser. Please confirm again.";
-        consent::page(app, server, &req, params, &browser_id, headers, Some(notice))
+        consent::page(app, server, &req, params, &browser_id, headers, Some(notice)).await
     } else {
         let decided = |name| {
             tracing::info!(trace_id = %trace, server = %server.slug, client_id = %req.client.client_id, name, "consent");

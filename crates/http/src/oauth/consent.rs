@@ -18,7 +18,7 @@ use mcp_oauth_core::scope::Scopes;
 use super::request::{AuthorizationRequest, ClientRedirect};
 use crate::cookies;
 use crate::pages;
-use crate::settings::ServerSettings;
+use crate::settings::{ServerSettings, ToolChanges};
 use crate::state::App;
 
 const CSRF_TTL_SECS: i64 = 30 * 60;
@@ -139,7 +139,7 @@ fn destination(uri: &str) -> String {
 }
 
 /// The page; `notice` explains why it is shown again (with `status` 403).
-pub fn page(
+pub async fn page(
     app: &App,
     server: &ServerSettings,
     req: &AuthorizationRequest,
@@ -167,6 +167,18 @@ pub fn page(
     let action = format!("{}/authorize", app.settings.issuer(&server.slug));
     let verified_host = app.clients.verified_host(&req.client);
     let status = if notice.is_some() { StatusCode::FORBIDDEN } else { StatusCode::OK };
+    let pins = match server.tool_changes {
+        ToolChanges::Off => None,
+        // The page is still worth showing without them.
+        _ => app
+            .tool_pins
+            .snapshot(&server.slug)
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e, "tool pins unavailable"))
+            .ok(),
+    };
+    let mut changed_tools: Vec<&str> = pins.iter().flat_map(|p| p.changed().map(|(tool, _)| tool)).collect();
+    changed_tools.sort_unstable();
     pages::consent(
         status,
         &pages::Consent {
@@ -181,6 +193,8 @@ pub fn page(
             carried: CARRIED.iter().filter_map(|k| params.get(k).map(|v| (*k, v))).collect(),
             trace_id: req.trace.as_str(),
             verified_host: verified_host.as_deref(),
+            changed_tools,
+            changed_tools_blocked: server.tool_changes == ToolChanges::Block,
             csrf_token: &csrf,
         },
     )

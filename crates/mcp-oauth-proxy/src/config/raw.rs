@@ -182,6 +182,7 @@ pub(super) struct RawServer {
     pub scope_descriptions: BTreeMap<String, String>,
     #[serde(default, deserialize_with = "lenient::boolean")]
     pub hide_unauthorized_tools: Option<bool>,
+    pub tool_changes: Option<String>,
 }
 
 /// A list of strings, also as one comma-separated string (as the environment gives it).

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::http::HeaderName;
 use mcp_oauth_core::scope::Scopes;
 use mcp_oauth_core::tool_scopes::ToolScopes;
-use mcp_oauth_http::settings::{AccessRules, ServerSettings};
+use mcp_oauth_http::settings::{AccessRules, ServerSettings, ToolChanges};
 use mcp_oauth_upstream::ProviderSettings;
 
 use super::problems::Problems;
@@ -140,5 +140,14 @@ fn server(
     }
     server.scope_descriptions = s.scope_descriptions;
     server.hide_unauthorized_tools = s.hide_unauthorized_tools.unwrap_or(false);
+    server.tool_changes = match s.tool_changes.as_deref().map(str::trim) {
+        None | Some("report") => ToolChanges::Report,
+        Some("off") => ToolChanges::Off,
+        Some("block") => ToolChanges::Block,
+        Some(other) => {
+            problems.push(&key("tool_changes"), format_args!("{other:?} must be \"off\", \"report\" or \"block\""));
+            ToolChanges::Report
+        }
+    };
     Some(server)
 }

@@ -30,6 +30,7 @@ mod revision;
 mod revocations;
 mod secrets;
 mod tokens;
+mod tool_changes;
 mod tool_lists;
 mod tool_scopes;
 mod trace;
