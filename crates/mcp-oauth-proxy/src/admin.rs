@@ -1,4 +1,5 @@
-//! The operator's commands on the configured storage: registered clients and grants.
+//! The operator's commands on the configured storage: registered clients, grants, and
+//! pinned tool definitions.
 //! They work while the proxy serves: a revocation is one conditional statement, and
 //! serving processes learn of it within two seconds (a PostgreSQL replica at once; a
 //! SQLite proxy, which caches lookups, when it next checks for outside changes).
@@ -6,7 +7,7 @@
 use std::fmt::Write;
 
 use mcp_oauth_core::clock::{Clock, SystemClock};
-use mcp_oauth_store::{GrantFilter, GrantSummary, Store};
+use mcp_oauth_store::{GrantFilter, GrantSummary, Store, ToolPin};
 use serde_json::json;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -113,6 +114,126 @@ pub async fn revoke_grants(store: &dyn Store, filter: &GrantFilter) -> Result<St
     Ok(format!("revoked {n} active grant(s); running proxies refuse their tokens within two seconds"))
 }
 
+/// Pinned tools, by server and name; only those with a pending change when `changed_only`.
+pub async fn list_tools(
+    store: &dyn Store,
+    server: Option<&str>,
+    changed_only: bool,
+    as_json: bool,
+) -> Result<String, BoxError> {
+    let pins: Vec<ToolPin> =
+        store.tool_pins(server).await?.into_iter().filter(|p| !changed_only || p.changed.is_some()).collect();
+    if as_json {
+        let rows: Vec<_> = pins
+            .iter()
+            .map(|p| {
+                json!({
+                    "server": p.server,
+                    "tool": p.tool,
+                    "digest": p.digest,
+                    "pinned_at": p.pinned_at,
+                    "changed": p.changed.as_ref().map(|c| json!({"digest": c.digest, "seen_at": c.seen_at})),
+                })
+            })
+            .collect();
+        return Ok(serde_json::to_string_pretty(&rows)?);
+    }
+    let mut out = format!("{:<14} {:<32} {:<20} {}\n", "SERVER", "TOOL", "PINNED-AT", "STATUS");
+    for p in &pins {
+        let status = match &p.changed {
+            None => "pinned".to_owned(),
+            Some(c) => format!("changed since {}", utc(c.seen_at)),
+        };
+        writeln!(out, "{:<14} {:<32} {:<20} {status}", p.server, p.tool, utc(p.pinned_at))?;
+    }
+    let changed = pins.iter().filter(|p| p.changed.is_some()).count();
+    write!(out, "{} tool(s), {changed} changed", pins.len())?;
+    if changed > 0 {
+        write!(
+            out,
+            "\ncompare with `tools show --server S --tool T`; accept a change with `tools accept --server S --tool T`"
+        )?;
+    }
+    Ok(out)
+}
+
+/// One tool's pinned definition and its changed one, as pretty JSON, with the top-level
+/// fields in which they differ.
+pub async fn show_tool(store: &dyn Store, server: &str, tool: &str) -> Result<String, BoxError> {
+    let pin = find_pin(store, server, tool).await?;
+    let pinned = definition(&pin.definition);
+    let mut shown = json!({
+        "server": pin.server,
+        "tool": pin.tool,
+        "pinned": {"digest": pin.digest, "pinned_at": utc(pin.pinned_at), "definition": pinned},
+        "changed": null,
+    });
+    if let Some(c) = &pin.changed {
+        let changed = definition(&c.definition);
+        shown["changed"] = json!({"digest": c.digest, "seen_at": utc(c.seen_at), "definition": changed});
+        shown["differs_in"] = differing_fields(&pinned, &changed).into();
+    }
+    Ok(serde_json::to_string_pretty(&shown)?)
+}
+
+/// Makes a tool's pending change its pin: with `digest`, only if the pending change is still
+/// that one (what the operator looked at: the server may have changed the tool again since).
+pub async fn accept_tool(
+    store: &dyn Store,
+    server: &str,
+    tool: &str,
+    digest: Option<&str>,
+) -> Result<String, BoxError> {
+    if store.accept_tool_change(server, tool, digest, SystemClock.now()).await? {
+        return Ok(format!(
+            "accepted the changed definition of tool {tool:?} at server {server:?}: it is the pin now; running \
+             proxies stop reporting (or blocking) the tool when they next read the changed tools"
+        ));
+    }
+    // Refused: read the tool back, only to say why.
+    let pin = find_pin(store, server, tool).await?;
+    Err(match (pin.changed, digest) {
+        (None, _) => format!("tool {tool:?} at server {server:?} has no pending change: nothing to accept").into(),
+        (Some(c), Some(expected)) => format!(
+            "the pending change of tool {tool:?} at server {server:?} is now {}, not {expected}: look at it again \
+             with `tools show`",
+            c.digest
+        )
+        .into(),
+        // No change was pending at the accept, and one was recorded just after it.
+        (Some(_), None) => {
+            format!("tool {tool:?} at server {server:?} changed just now: look at it with `tools show`").into()
+        }
+    })
+}
+
+async fn find_pin(store: &dyn Store, server: &str, tool: &str) -> Result<ToolPin, BoxError> {
+    store
+        .tool_pins(Some(server))
+        .await?
+        .into_iter()
+        .find(|p| p.tool == tool)
+        .ok_or_else(|| format!("no pinned tool {tool:?} at server {server:?}").into())
+}
+
+/// A stored definition as JSON; as a string if it is not JSON (the proxy stores canonical
+/// JSON, but showing beats failing here).
+fn definition(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|_| text.into())
+}
+
+/// The top-level fields (name, description, inputSchema, ...) that two definitions do not
+/// share as equal.
+fn differing_fields(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return vec!["(the whole definition)".into()];
+    };
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).filter(|k| a.get(*k) != b.get(*k)).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter().cloned().collect()
+}
+
 /// The steps of one login attempt, from the audit trail at `path`.
 pub fn trace(path: &str, trace_id: &str) -> Result<String, BoxError> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read the audit trail {path}: {e}"))?;
@@ -166,5 +287,15 @@ mod tests {
         assert_eq!(super::utc(0), "1970-01-01 00:00:00Z");
         assert_eq!(super::utc(1_700_000_000), "2023-11-14 22:13:20Z");
         assert_eq!(super::utc(951_782_400), "2000-02-29 00:00:00Z");
+    }
+
+    #[test]
+    fn the_fields_two_definitions_differ_in() {
+        use serde_json::json;
+        let a = json!({"name": "t", "description": "adds", "inputSchema": {"type": "object"}});
+        let b = json!({"name": "t", "description": "adds; also reads ~/.ssh", "annotations": {}});
+        assert_eq!(super::differing_fields(&a, &b), ["annotations", "description", "inputSchema"]);
+        assert!(super::differing_fields(&a, &a).is_empty());
+        assert_eq!(super::differing_fields(&a, &json!("not an object")), ["(the whole definition)"]);
     }
 }

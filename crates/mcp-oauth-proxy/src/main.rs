@@ -51,8 +51,8 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
-    /// Copy every client, grant, token and credential from the configured SQLite storage
-    /// into an empty PostgreSQL database (stop the proxy first), and check the counts.
+    /// Copy every client, grant, token, credential and pinned tool from the configured SQLite
+    /// storage into an empty PostgreSQL database (stop the proxy first), and check the counts.
     MigrateStorage {
         #[arg(long, short)]
         config: Option<PathBuf>,
@@ -86,6 +86,14 @@ enum Command {
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: GrantsCommand,
+    },
+    /// Pinned tool definitions: each server's tools as first seen, and the changes seen since
+    /// (on the configured storage; safe while serving).
+    Tools {
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: ToolsCommand,
     },
     /// Run everything on loopback: a development identity provider, a sample MCP server
     /// and the proxy in front of it. Offline; for trying the flow with a real client.
@@ -134,6 +142,42 @@ enum GrantsCommand {
         client: Option<String>,
         #[arg(long, group = "which")]
         grant: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ToolsCommand {
+    /// Pinned tools by server and name, and whether their definition changed since.
+    List {
+        /// Only this server's tools (its slug).
+        #[arg(long)]
+        server: Option<String>,
+        /// Only tools with a changed definition waiting to be accepted.
+        #[arg(long)]
+        changed: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A tool's pinned definition and its changed one, as JSON, to compare.
+    Show {
+        /// The server's slug.
+        #[arg(long)]
+        server: String,
+        /// The tool's name.
+        #[arg(long)]
+        tool: String,
+    },
+    /// Make a tool's changed definition its pin, so that it is no longer reported (or blocked).
+    Accept {
+        /// The server's slug.
+        #[arg(long)]
+        server: String,
+        /// The tool's name.
+        #[arg(long)]
+        tool: String,
+        /// Only if the pending change is still this one (its digest, as `tools show` printed it).
+        #[arg(long)]
+        digest: Option<String>,
     },
 }
 
@@ -229,6 +273,21 @@ fn main() -> ExitCode {
             }),
             Err(e) => config_error(&e),
         },
+        Command::Tools { config, command } => match Config::load(config.as_deref()) {
+            Ok(config) => run("tools", async move {
+                let store = mcp_oauth_store::open(&config.storage_url).await?;
+                match command {
+                    ToolsCommand::List { server, changed, json } => {
+                        admin::list_tools(store.as_ref(), server.as_deref(), changed, json).await
+                    }
+                    ToolsCommand::Show { server, tool } => admin::show_tool(store.as_ref(), &server, &tool).await,
+                    ToolsCommand::Accept { server, tool, digest } => {
+                        admin::accept_tool(store.as_ref(), &server, &tool, digest.as_deref()).await
+                    }
+                }
+            }),
+            Err(e) => config_error(&e),
+        },
         Command::Demo { port, data } => {
             let _log = init_logging(cli.log_format);
             run("demo", async move {
@@ -318,14 +377,15 @@ async fn migrate_storage(config: Config, to: String) -> Result<String, BoxError>
     }
     let copied = mcp_oauth_store::copy::copy_all(&config.storage_url, &to).await?;
     Ok(format!(
-        "copied {} client(s), {} grant(s), {} authorization code(s), {} refresh token(s), {} access token(s); \
-         the counts match.\nNow run every replica with:\n\n[storage]\nurl = \"{}\"\n\n(or \
+        "copied {} client(s), {} grant(s), {} authorization code(s), {} refresh token(s), {} access token(s), \
+         {} pinned tool(s); the counts match.\nNow run every replica with:\n\n[storage]\nurl = \"{}\"\n\n(or \
          MCP_OAUTH_PROXY_STORAGE__URL, which keeps the password out of the file)",
         copied.clients,
         copied.grants,
         copied.codes,
         copied.refresh_tokens,
         copied.access_tokens,
+        copied.tool_pins,
         redact_password(&to)
     ))
 }

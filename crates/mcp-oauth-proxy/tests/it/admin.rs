@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::harness::{Harness, Start};
 use crate::replicas::postgres_url;
 
-async fn deployments() -> Vec<Harness> {
+pub async fn deployments() -> Vec<Harness> {
     let mut out = vec![Harness::start().await];
     if let Some(url) = postgres_url().await {
         out.push(Harness::start_with(Start { storage_url: Some(url), ..Default::default() }).await);
@@ -16,7 +16,7 @@ async fn deployments() -> Vec<Harness> {
     out
 }
 
-fn stdout(out: &std::process::Output) -> String {
+pub fn stdout(out: &std::process::Output) -> String {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

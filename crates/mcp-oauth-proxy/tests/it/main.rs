@@ -21,6 +21,7 @@ mod metrics;
 mod migrate_storage;
 mod outage;
 mod packaging;
+mod pinned_tools;
 mod processes;
 mod raw_upstream;
 mod registration;

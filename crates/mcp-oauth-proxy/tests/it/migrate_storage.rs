@@ -11,11 +11,21 @@ async fn tokens_issued_on_sqlite_keep_working_on_postgresql() {
     let h = Harness::start().await;
     let (client_id, tokens) = h.logged_in().await;
     let (_, refreshed) = h.refresh(&client_id, tokens["refresh_token"].as_str().unwrap()).await;
+    // A pinned tool with a pending change: both move, or the change would be pinned unseen.
+    let tool = |digest: &str| mcp_oauth_store::SeenTool {
+        name: "echo".into(),
+        digest: digest.into(),
+        definition: format!(r#"{{"name":"echo","description":"{digest}"}}"#),
+    };
+    let sqlite = mcp_oauth_store::open(&h.storage_url).await.unwrap();
+    sqlite.pin_tools("demo", &[tool("a")], 1).await.unwrap();
+    assert_eq!(sqlite.pin_tools("demo", &[tool("b")], 2).await.unwrap(), ["echo"]);
 
     let out = h.cli(&["migrate-storage", "--to", &target], &[]).await;
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(said.contains("1 client(s), 1 grant(s)") && said.contains("the counts match"), "{said}");
+    assert!(said.contains("1 pinned tool(s)"), "{said}");
     assert!(said.contains("[storage]"), "{said}");
     let again = h.cli(&["migrate-storage", "--to", &target], &[]).await;
     assert!(!again.status.success(), "a database that is not empty is refused");
@@ -30,6 +40,9 @@ async fn tokens_issued_on_sqlite_keep_working_on_postgresql() {
     })
     .await;
     assert_eq!(moved.mcp_status(refreshed["access_token"].as_str().unwrap()).await, StatusCode::OK);
+    let pins = moved.app.store.tool_pins(None).await.unwrap();
+    assert_eq!(pins, sqlite.tool_pins(None).await.unwrap());
+    assert_eq!(pins[0].changed.as_ref().map(|c| c.digest.as_str()), Some("b"));
     let (status, body) = moved.refresh(&client_id, refreshed["refresh_token"].as_str().unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // The superseded token is still known for what it is: reuse after the grace window.
