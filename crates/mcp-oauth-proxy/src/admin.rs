@@ -187,7 +187,7 @@ pub async fn accept_tool(
     if store.accept_tool_change(server, tool, digest, SystemClock.now()).await? {
         return Ok(format!(
             "accepted the changed definition of tool {tool:?} at server {server:?}: it is the pin now; running \
-             proxies stop reporting (or blocking) the tool when they next read the changed tools"
+             proxies stop reporting (or blocking) the tool within five seconds"
         ));
     }
     // Refused: read the tool back, only to say why.
