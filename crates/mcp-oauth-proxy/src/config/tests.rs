@@ -97,6 +97,7 @@ provider = "nope"
 slug = "ok"
 upstream_url = "http://127.0.0.1:1/mcp"
 provider = "gh"
+tool_changes = "warn"
 [[servers]]
 slug = "ok"
 upstream_url = "http://127.0.0.1:1/mcp"
@@ -115,6 +116,7 @@ redirect_uris = ["javascript:alert(1)"]
         "servers[0].slug",
         "servers[0].upstream_url",
         "servers[0].provider",
+        "servers[1].tool_changes: \"warn\" must be \"off\", \"report\" or \"block\"",
         "servers[2].slug",
         "servers[2].default_scopes: write must be among this server's scopes (read)",
         "clients[0].redirect_uris",
@@ -162,6 +164,8 @@ slug = "docs-1"
 upstream_url = "http://127.0.0.1:9000/mcp"
 provider = "oidc"
 scopes = ["read", "write"]
+default_scopes = ["read"]
+tool_changes = "block"
 upstream_token_header = "X-Upstream-Token"
 upstream_token_format = "Token {{token}}"
 max_body_bytes = 2048
@@ -204,6 +208,8 @@ trusted = true
     assert_eq!(server.upstream_token_header, "x-upstream-token");
     assert_eq!(server.upstream_token_format, "Token {token}");
     assert_eq!(server.max_body_bytes, 2048);
+    assert_eq!(server.default_scopes.to_string(), "read");
+    assert_eq!(server.tool_changes, mcp_oauth_http::settings::ToolChanges::Block);
 
     let client = &s.static_clients[0];
     assert_eq!(client.client_id, "cli");
