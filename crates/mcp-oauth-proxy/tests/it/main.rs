@@ -32,3 +32,4 @@ mod secrets;
 mod tokens;
 mod tool_scopes;
 mod trace;
+mod upstream_refusals;
