@@ -88,6 +88,8 @@ struct Inner {
     access_tokens: HashMap<String, Option<i64>>,
     refresh_tokens: HashMap<String, String>, // refresh token → scope
     refresh_count: usize,
+    /// Requests to the userinfo endpoint, answered or refused.
+    userinfo_requests: usize,
     code_exchanges: usize,
     authorize_requests: Vec<HashMap<String, String>>,
     fault: Option<Fault>,
@@ -183,6 +185,12 @@ impl DevIdp {
 
     pub fn refresh_count(&self) -> usize {
         self.inner.lock().unwrap().refresh_count
+    }
+
+    /// How many times the userinfo endpoint was asked (the proxy asks it whether a token
+    /// an MCP server refused is still good).
+    pub fn userinfo_requests(&self) -> usize {
+        self.inner.lock().unwrap().userinfo_requests
     }
 
     pub fn code_exchanges(&self) -> usize {
@@ -450,6 +458,7 @@ async fn userinfo(State(idp): State<DevIdp>, headers: HeaderMap) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
+    idp.inner.lock().unwrap().userinfo_requests += 1;
     if !idp.access_token_is_valid(token) {
         return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\"")])
             .into_response();

@@ -194,9 +194,20 @@ impl From<UpstreamError> for HttpError {
 
 /// No usable provider token for a grant. The MCP endpoint answers `NeedsLogin` with its
 /// bearer challenge instead (see `mcp`); everywhere else it ends the client's grant.
+/// `UpstreamRefused` is a 502 and not a challenge: the client's token is good, and a new
+/// login would bring a token the provider already accepts to an MCP server refusing it.
 impl From<AccessError> for HttpError {
     fn from(e: AccessError) -> Self {
         Self::OAuth(match e {
+            AccessError::UpstreamRefused => {
+                return Self::Json {
+                    status: StatusCode::BAD_GATEWAY,
+                    error: "upstream_rejected_credential",
+                    description: "the MCP server refused the user's provider credential, which the provider has \
+                                  not refused; the grant is kept"
+                        .into(),
+                };
+            }
             AccessError::NeedsLogin => OAuthError::invalid_grant("the upstream login has ended; authorize again"),
             AccessError::Unavailable(_) => {
                 OAuthError::temporarily_unavailable("the upstream identity provider is unavailable; retry shortly", 5)

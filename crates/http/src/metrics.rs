@@ -51,7 +51,8 @@ pub struct RevokedLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProviderOutcome {
     pub provider: String,
-    /// `ok`, `permanent` (the grant ended), `transient`, `misconfigured`.
+    /// Refreshes: `ok`, `permanent` (the grant ended), `transient`, `misconfigured`; for
+    /// refusals by the MCP upstream, see `upstream_access::Refusal`.
     pub outcome: &'static str,
 }
 
@@ -91,6 +92,8 @@ pub struct Metrics {
     pub grants_revoked: Family<RevokedLabels, Counter>,
     pub upstream_refreshes: Family<ProviderOutcome, Counter>,
     pub upstream_refresh_seconds: Family<ProviderLabels, Histogram>,
+    /// What an MCP upstream's 401 led to (see `upstream_access::Refusal`).
+    pub upstream_credential_refusals: Family<ProviderOutcome, Counter>,
     pub mcp_responses: Family<McpLabels, Counter>,
     pub mcp_first_byte_seconds: Family<SlugLabels, Histogram>,
     pub open_streams: Family<SlugLabels, Gauge<i64, AtomicI64>>,
@@ -110,6 +113,7 @@ impl Default for Metrics {
             grants_revoked: Family::default(),
             upstream_refreshes: Family::default(),
             upstream_refresh_seconds: Family::new_with_constructor(seconds),
+            upstream_credential_refusals: Family::default(),
             mcp_responses: Family::default(),
             mcp_first_byte_seconds: Family::new_with_constructor(seconds),
             open_streams: Family::default(),
@@ -132,6 +136,11 @@ impl Default for Metrics {
             "upstream_refresh_seconds",
             "Time a provider refresh took",
             m.upstream_refresh_seconds.clone(),
+        );
+        registry.register(
+            "mcp_upstream_credential_refusals",
+            "MCP upstream 401s for a user's provider token, by what the proxy did about them",
+            m.upstream_credential_refusals.clone(),
         );
         registry.register("mcp_upstream_responses", "MCP upstream responses by status", m.mcp_responses.clone());
         registry.register(

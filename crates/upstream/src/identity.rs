@@ -1,4 +1,5 @@
 //! Who logged in: the subject of a verified id_token, or else the userinfo endpoint's answer.
+//! Whether the provider still accepts a user's access token: the userinfo endpoint's answer.
 //! The provider's signing keys are cached here.
 
 use std::time::{Duration, Instant};
@@ -95,6 +96,24 @@ pub(crate) async fn identify(
         _ => return Err(UpstreamError::Protocol("userinfo has neither sub nor id".into())),
     };
     Ok(Identity::from_claims(subject, &info, &cx.settings.groups_claim))
+}
+
+/// What the provider says of an access token it issued, when asked at its userinfo endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenStatus {
+    /// The provider answered with the user's claims: it still accepts the token.
+    Accepted,
+    /// The provider has no userinfo endpoint, so it cannot be asked.
+    Unknown,
+}
+
+/// Whether the provider still accepts `access_token`: a refusal (its userinfo endpoint
+/// answering 401) is `UpstreamError::Rejected`, as at the login; any other failure says
+/// nothing about the token (see `answer::classify`).
+pub(crate) async fn check_access_token(cx: &Context<'_>, access_token: &str) -> Result<TokenStatus, UpstreamError> {
+    let Some(userinfo) = cx.endpoints.userinfo.clone() else { return Ok(TokenStatus::Unknown) };
+    answer::fetch_json(Endpoint::Userinfo, cx.http.get(userinfo).bearer_auth(access_token)).await?;
+    Ok(TokenStatus::Accepted)
 }
 
 /// The keys in the provider's JWKS document that we can read. A key of a kind the library

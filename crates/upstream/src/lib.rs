@@ -5,7 +5,8 @@
 //! - `discovery`: the missing endpoints from the issuer (OpenID Connect Discovery, RFC 8414);
 //! - `authorization_url`: where the user's browser is sent to log in;
 //! - `token_endpoint`: code exchange and refresh as the proxy's client; [`UpstreamTokens`];
-//! - `identity`: who logged in (id_token or userinfo), and the cache of signing keys;
+//! - `identity`: who logged in (id_token or userinfo), whether the provider still accepts a
+//!   user's access token (userinfo), and the cache of signing keys;
 //! - `id_token`: an id_token's signature and claims, checked with `jsonwebtoken`;
 //! - `answer`: every HTTP answer from the provider, read and classified one way;
 //! - `error`: [`UpstreamError`], the three kinds of failure callers act on;
@@ -24,7 +25,7 @@ mod settings;
 mod token_endpoint;
 
 pub use error::UpstreamError;
-pub use identity::Identity;
+pub use identity::{Identity, TokenStatus};
 pub use provider::Provider;
 pub use settings::{ProviderAuthMethod, ProviderSettings};
 pub use token_endpoint::UpstreamTokens;

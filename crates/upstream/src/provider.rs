@@ -9,7 +9,7 @@ use tokio::sync::OnceCell;
 use crate::authorization_url::{self, Login};
 use crate::discovery;
 use crate::error::UpstreamError;
-use crate::identity::{self, Identity, SigningKeys};
+use crate::identity::{self, Identity, SigningKeys, TokenStatus};
 use crate::settings::{Endpoints, ProviderSettings, parse_url};
 use crate::token_endpoint::{self, UpstreamTokens};
 
@@ -134,5 +134,18 @@ impl Provider {
             keys: &self.keys,
         };
         identity::identify(&cx, tokens, nonce, now).await
+    }
+
+    /// Whether the provider still accepts a user's access token (asked at its userinfo
+    /// endpoint): to tell, when an MCP server refuses the token, whether the provider did
+    /// too. `Err(Rejected)` when the provider refuses it.
+    pub async fn check_access_token(&self, access_token: &str) -> Result<TokenStatus, UpstreamError> {
+        let cx = identity::Context {
+            http: &self.http,
+            settings: &self.settings,
+            endpoints: self.endpoints().await?,
+            keys: &self.keys,
+        };
+        identity::check_access_token(&cx, access_token).await
     }
 }

@@ -85,7 +85,10 @@ pub async fn handle(
         return answer(&app, &token, hash, resp, idle, open_streams, edit).await;
     }
     // The MCP upstream refused the user's token: an auth event, not a tool error (hiding
-    // it as one leaves the client with a token that never works). Refresh once, replay.
+    // it as one leaves the client with a token that never works). `upstream_access` finds
+    // a newer token to replay once (asking the provider at most once a minute per grant),
+    // or says whose refusal it is: the provider's ends the grant (the challenge); the MCP
+    // server's alone is a 502 that keeps it, as another login would change nothing.
     drop(resp);
     let trigger = Some(Trigger::Rejected);
     let second = app
@@ -95,11 +98,7 @@ pub async fn handle(
         .map_err(refused)?;
     let resp = send(&app, &server, &parts, body, &second.token, origin).await?;
     if resp.status() == StatusCode::UNAUTHORIZED {
-        return Err(HttpError::challenge(
-            &app.settings,
-            &server,
-            Some("the MCP server refused the upstream credential"),
-        ));
+        return Err(refused(app.upstream.refused_again(provider, &token.family_id)));
     }
     answer(&app, &token, hash, resp, idle, open_streams, edit).await
 }
@@ -243,7 +242,9 @@ async fn send(
 }
 
 /// No usable provider token: a grant that needs a new login is the client's token
-/// failing (the challenge sends it to authorize again); anything else is temporary.
+/// failing (the challenge sends it to authorize again); an MCP server refusing a token
+/// the provider has not refused is a 502 (see `HttpError::from`); anything else is
+/// temporary.
 fn access_refused(settings: &Settings, server: &ServerSettings, e: AccessError) -> HttpError {
     match e {
         AccessError::NeedsLogin => {

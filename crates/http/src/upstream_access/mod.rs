@@ -10,6 +10,19 @@
 //!   the provider's single-use refresh token again and lose the grant);
 //! - across replicas, a lease row in the database: a replica that cannot take it waits
 //!   for the holder's result instead of redeeming the same refresh token twice.
+//!
+//! An MCP upstream's 401 is not the provider's word. A token stored since the refused one
+//! was read is replayed; otherwise the provider is asked about the grant at most once a
+//! minute (`REFUSAL_CHECK_INTERVAL_SECS`), across replicas: the time of the last check is
+//! sealed into the credential (`UpstreamSecret::refusal_checked_at`), read and written
+//! under the same lease. Asking is a refresh when there is a refresh token, else a look at
+//! the provider's userinfo endpoint with the token. Only the provider refusing (a refresh
+//! answered `invalid_grant`, userinfo answering 401), or a token that has expired with
+//! nothing to refresh it with, ends the grant; otherwise the refusal is the MCP server's
+//! own ([`AccessError::UpstreamRefused`]) and the grant is kept. Without the bound, an MCP
+//! server refusing every token made a refresh per request (rotating refresh tokens and
+//! spending the provider's quota), and one 401 ended the grant of every user of a
+//! provider that issues no refresh tokens (GitHub OAuth apps).
 
 mod flight;
 mod opened;
@@ -22,7 +35,7 @@ use mcp_oauth_core::clock::SharedClock;
 use mcp_oauth_core::family::FamilyStatus;
 use mcp_oauth_core::seal::{KeyRing, key_id_of};
 use mcp_oauth_store::{Lease, SealedKind, SealedValue, Store, StoreError, UpstreamCredential};
-use mcp_oauth_upstream::{Provider, UpstreamError, UpstreamTokens};
+use mcp_oauth_upstream::{Provider, TokenStatus, UpstreamError, UpstreamTokens};
 
 use flight::FlightLocks;
 use opened::Opened;
@@ -35,12 +48,21 @@ pub use secret::UpstreamSecret;
 /// longer than a provider call may take (30 s), so a live holder never loses it.
 const LEASE_SECS: i64 = 45;
 const LEASE_POLL: Duration = Duration::from_millis(100);
+/// After the provider was asked about a grant because an MCP upstream refused its token,
+/// how long before an MCP upstream's 401 may have it asked again. Replicas' clocks may
+/// differ by a few seconds, which is of no consequence at this scale.
+const REFUSAL_CHECK_INTERVAL_SECS: i64 = 60;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AccessError {
     /// The provider grant is gone for good: the user must log in again.
     #[error("the upstream grant needs a new login")]
     NeedsLogin,
+    /// The MCP upstream refused the provider token and the provider has not (it accepts
+    /// the token, could not be asked, or was asked within the last minute): there is no
+    /// other token to try, and the grant is kept.
+    #[error("the MCP upstream refused a credential the provider has not refused")]
+    UpstreamRefused,
     /// The provider or the database is unavailable right now; the grant is kept.
     #[error("temporarily unavailable: {0}")]
     Unavailable(String),
@@ -64,6 +86,66 @@ pub enum Trigger {
     Expiring,
     /// The MCP upstream refused the token we sent (the credential sealed as given).
     Rejected,
+}
+
+/// What an MCP upstream's 401 led to: the `outcome` label of
+/// `mcp_upstream_credential_refusals_total`, and the reason in the audit trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Refreshed at the provider (how that went: `upstream_refreshes_total`).
+    Refreshed,
+    /// Nothing to refresh the token with, and it has expired: a new login.
+    Expired,
+    /// The provider was asked within the last minute, and is not asked again.
+    AskedRecently,
+    /// The provider refused the token too: the grant ended.
+    ProviderRefused,
+    /// The provider still accepts the token: the MCP server's refusal is its own.
+    ProviderAccepts,
+    /// The provider could not be asked (no userinfo endpoint, or it failed to answer).
+    ProviderUnknown,
+    /// The token replayed after the refusal (newer than the refused one) was refused too.
+    RefusedAgain,
+}
+
+impl Refusal {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Refreshed => "refreshed",
+            Self::Expired => "expired",
+            Self::AskedRecently => "asked_recently",
+            Self::ProviderRefused => "provider_refused",
+            Self::ProviderAccepts => "provider_accepts",
+            Self::ProviderUnknown => "provider_unknown",
+            Self::RefusedAgain => "refused_again",
+        }
+    }
+}
+
+/// What to do about an MCP upstream's refusal of the stored token, when no newer token is
+/// stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnRefusal {
+    /// Expired, with nothing to refresh it with: a new login, as when it expires unused.
+    Expired,
+    /// The provider was asked within the interval: it is not asked again yet.
+    AskedRecently,
+    Refresh,
+    /// Nothing to refresh with: ask the provider whether it still accepts the token.
+    AskProvider,
+}
+
+fn on_refusal(has_refresh_token: bool, expires_at: Option<i64>, checked_at: Option<i64>, now: i64) -> OnRefusal {
+    if !has_refresh_token && expires_at.is_some_and(|e| now >= e) {
+        return OnRefusal::Expired;
+    }
+    // On either side of now: a replica whose clock runs a little ahead holds the next
+    // check off a little longer, and a time far off (a clock set wrong) holds nothing off
+    // beyond one check, which stamps the time anew.
+    if checked_at.is_some_and(|t| now.abs_diff(t) < REFUSAL_CHECK_INTERVAL_SECS as u64) {
+        return OnRefusal::AskedRecently;
+    }
+    if has_refresh_token { OnRefusal::Refresh } else { OnRefusal::AskProvider }
 }
 
 /// A provider access token and the sealed credential it was opened from (to recognise,
@@ -110,7 +192,10 @@ impl UpstreamAccess {
     }
 
     /// The provider access token to send for `family_id`, given the credential as read
-    /// with the client's token. `trigger` forces the slow path.
+    /// with the client's token. `trigger` forces the slow path. With `Rejected` (`sealed`
+    /// holding the token the MCP upstream refused), the answer is a different token to
+    /// replay with, or an error: `NeedsLogin` when the provider refused too (the grant has
+    /// ended), `UpstreamRefused` when it has not.
     pub async fn token(
         &self,
         provider: &Provider,
@@ -173,17 +258,24 @@ impl UpstreamAccess {
         seen_sealed: &str,
         trigger: Trigger,
     ) -> Result<ProviderToken, AccessError> {
-        let margin = provider.settings().refresh_margin_secs;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(LEASE_SECS as u64 + 5);
-        let is_fresh = |c: &UpstreamCredential| match trigger {
-            Trigger::Expiring => !needs_refresh(c.expires_at, self.clock.now(), margin),
-            Trigger::Rejected => c.sealed != seen_sealed,
+        // After a refusal, the token refused: compared by value, since a check's time
+        // stamped into the credential seals the same token anew.
+        let refused = match trigger {
+            Trigger::Expiring => None,
+            Trigger::Rejected => Some(self.opened(family_id, seen_sealed)?.token),
         };
+        let refused = refused.as_deref();
         loop {
             // Someone (a request before us, or another replica) may have refreshed already.
             let current = self.current_credential(family_id).await?;
-            if is_fresh(&current) {
-                return self.opened(family_id, &current.sealed);
+            if let Some(token) = self.usable(provider, &current, seen_sealed, refused)? {
+                return Ok(token);
+            }
+            // Without the lease, too, so that an MCP upstream refusing every request costs
+            // each a read within the minute, not a lease taken and given back.
+            if refused.is_some() && self.on_refusal(&current)? == OnRefusal::AskedRecently {
+                return Err(self.refusal_stands(provider, family_id));
             }
             if let Some(lease) = self.store.take_refresh_lease(family_id, LEASE_SECS).await? {
                 // Read again under the lease: another replica may have stored a fresh
@@ -191,17 +283,167 @@ impl UpstreamAccess {
                 // refreshing with the refresh token we read before would redeem a token
                 // the provider has already rotated away.
                 let current = self.current_credential(family_id).await?;
-                if is_fresh(&current) {
+                if let Some(token) = self.usable(provider, &current, seen_sealed, refused)? {
                     self.store.release_refresh_lease(&lease).await?;
-                    return self.opened(family_id, &current.sealed);
+                    return Ok(token);
                 }
-                return self.refresh_with_lease(provider, &lease, &current).await;
+                let secret = self.open(family_id, &current.sealed)?;
+                if refused.is_none() {
+                    return self.refresh_with_lease(provider, &lease, &current, secret, trigger).await;
+                }
+                return self.refused_with_lease(provider, &lease, &current, secret).await;
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(AccessError::Unavailable("another replica is refreshing this grant".into()));
             }
             tokio::time::sleep(LEASE_POLL).await;
         }
+    }
+
+    /// The stored credential's token, if it makes going to the provider needless: it is
+    /// not expiring, or (after a refusal) it is not the token refused.
+    fn usable(
+        &self,
+        provider: &Provider,
+        current: &UpstreamCredential,
+        seen_sealed: &str,
+        refused: Option<&str>,
+    ) -> Result<Option<ProviderToken>, AccessError> {
+        let family_id = current.family_id.as_str();
+        match refused {
+            None => {
+                let margin = provider.settings().refresh_margin_secs;
+                if needs_refresh(current.expires_at, self.clock.now(), margin) {
+                    return Ok(None);
+                }
+                self.opened(family_id, &current.sealed).map(Some)
+            }
+            Some(_) if current.sealed == seen_sealed => Ok(None),
+            Some(refused) => {
+                let token = self.opened(family_id, &current.sealed)?;
+                Ok((token.token != refused).then_some(token))
+            }
+        }
+    }
+
+    fn on_refusal(&self, current: &UpstreamCredential) -> Result<OnRefusal, AccessError> {
+        let secret = self.open(&current.family_id, &current.sealed)?;
+        Ok(on_refusal(secret.refresh_token.is_some(), current.expires_at, secret.refusal_checked_at, self.clock.now()))
+    }
+
+    /// The MCP upstream refused the stored token, and nobody has stored another: we hold
+    /// the lease, and decide whether to ask the provider.
+    async fn refused_with_lease(
+        &self,
+        provider: &Provider,
+        lease: &Lease,
+        current: &UpstreamCredential,
+        secret: UpstreamSecret,
+    ) -> Result<ProviderToken, AccessError> {
+        let family_id = current.family_id.as_str();
+        let now = self.clock.now();
+        match on_refusal(secret.refresh_token.is_some(), current.expires_at, secret.refusal_checked_at, now) {
+            OnRefusal::AskedRecently => {
+                self.store.release_refresh_lease(lease).await?;
+                Err(self.refusal_stands(provider, family_id))
+            }
+            OnRefusal::Expired => {
+                self.store.release_refresh_lease(lease).await?;
+                self.record_refusal(provider, family_id, Refusal::Expired, "no refresh token");
+                self.needs_login(family_id, "the upstream credential expired and has no refresh token").await
+            }
+            OnRefusal::Refresh => {
+                self.record_refusal(provider, family_id, Refusal::Refreshed, "refreshing");
+                let secret = UpstreamSecret { refusal_checked_at: Some(now), ..secret };
+                self.refresh_with_lease(provider, lease, current, secret, Trigger::Rejected).await
+            }
+            OnRefusal::AskProvider => self.ask_provider(provider, lease, current, secret).await,
+        }
+    }
+
+    /// Nothing to refresh with: whether the provider refuses the token too decides whose
+    /// refusal it is.
+    async fn ask_provider(
+        &self,
+        provider: &Provider,
+        lease: &Lease,
+        current: &UpstreamCredential,
+        secret: UpstreamSecret,
+    ) -> Result<ProviderToken, AccessError> {
+        let family_id = current.family_id.as_str();
+        let (refusal, detail) = match provider.check_access_token(&secret.access_token).await {
+            Ok(TokenStatus::Accepted) => (Refusal::ProviderAccepts, "the provider still accepts the token".to_owned()),
+            Ok(TokenStatus::Unknown) => (Refusal::ProviderUnknown, "the provider has no userinfo endpoint".to_owned()),
+            Err(e @ UpstreamError::Rejected { .. }) => (Refusal::ProviderRefused, e.to_string()),
+            // A provider that is down or refuses the proxy says nothing about the user's
+            // token: the MCP server's refusal stands as its own, and is not asked about
+            // again within the minute either.
+            Err(e) => (Refusal::ProviderUnknown, e.to_string()),
+        };
+        self.record_refusal(provider, family_id, refusal, &detail);
+        if refusal == Refusal::ProviderRefused {
+            let _ = self.store.release_refresh_lease(lease).await;
+            return self.needs_login(family_id, "the provider refused the token the MCP server refused").await;
+        }
+        let stamped = UpstreamSecret { refusal_checked_at: Some(self.clock.now()), ..secret };
+        self.store_check_time(lease, current, &stamped).await;
+        Err(AccessError::UpstreamRefused)
+    }
+
+    /// Stores the credential as it was, with the time the provider was asked about it,
+    /// and gives the lease back. Failing only means the provider may be asked again
+    /// sooner, which is no reason to fail the request.
+    async fn store_check_time(&self, lease: &Lease, current: &UpstreamCredential, stamped: &UpstreamSecret) {
+        let family_id = current.family_id.as_str();
+        let sealed = stamped.seal(&self.keys, family_id);
+        match self.store.store_upstream_credential(lease, &sealed, current.expires_at).await {
+            Ok(true) => {}
+            Ok(false) => tracing::debug!(family = family_id, "the lease ran out before the check time was stored"),
+            Err(e) => {
+                tracing::warn!(family = family_id, error = %e, "the time of a provider check could not be stored");
+                let _ = self.store.release_refresh_lease(lease).await;
+            }
+        }
+    }
+
+    /// The refusal of a token the provider was asked about within the minute.
+    fn refusal_stands(&self, provider: &Provider, family_id: &str) -> AccessError {
+        let labels = ProviderOutcome { provider: provider.name().to_owned(), outcome: Refusal::AskedRecently.label() };
+        self.metrics.upstream_credential_refusals.get_or_create(&labels).inc();
+        tracing::debug!(
+            family = family_id,
+            "the MCP server refused the token again; the provider was asked within the minute"
+        );
+        AccessError::UpstreamRefused
+    }
+
+    /// The MCP upstream refused the token replayed after its first refusal, newer than the
+    /// one refused: the provider has just issued it, so the refusal is the MCP server's.
+    pub fn refused_again(&self, provider: &Provider, family_id: &str) -> AccessError {
+        let labels = ProviderOutcome { provider: provider.name().to_owned(), outcome: Refusal::RefusedAgain.label() };
+        self.metrics.upstream_credential_refusals.get_or_create(&labels).inc();
+        tracing::warn!(
+            provider = provider.name(),
+            family = family_id,
+            "the MCP server refused a token the provider has just issued; the grant is kept"
+        );
+        AccessError::UpstreamRefused
+    }
+
+    /// Counts, logs and audits a decision that asks the provider (at most once a minute
+    /// per grant, so the audit trail is not flooded by an MCP server refusing everything).
+    fn record_refusal(&self, provider: &Provider, family_id: &str, refusal: Refusal, detail: &str) {
+        let labels = ProviderOutcome { provider: provider.name().to_owned(), outcome: refusal.label() };
+        self.metrics.upstream_credential_refusals.get_or_create(&labels).inc();
+        tracing::info!(
+            provider = provider.name(),
+            family = family_id,
+            outcome = refusal.label(),
+            detail,
+            "the MCP server refused the user's provider token"
+        );
+        let event = Event::new("upstream.credential_refused", self.clock.now()).grant(family_id);
+        self.audit.record(event.reason(format!("{}: {detail}", refusal.label())));
     }
 
     /// The stored credential of an active grant.
@@ -212,18 +454,21 @@ impl UpstreamAccess {
         }
     }
 
-    /// We hold the lease: call the provider, store the result, and release.
+    /// We hold the lease: call the provider, store the result, and release. `secret` is
+    /// the stored credential, with the time of this check when a refusal asked for it.
     async fn refresh_with_lease(
         &self,
         provider: &Provider,
         lease: &Lease,
         current: &UpstreamCredential,
+        secret: UpstreamSecret,
+        trigger: Trigger,
     ) -> Result<ProviderToken, AccessError> {
         let family_id = current.family_id.as_str();
-        let secret = self.open(family_id, &current.sealed)?;
-        let Some(refresh_token) = secret.refresh_token else {
-            // Nothing to refresh with. A token that has not expired yet is still worth
-            // using; one that has (or that the MCP upstream refused) means a new login.
+        let Some(refresh_token) = secret.refresh_token.clone() else {
+            // Nothing to refresh with (only an expiring token comes here; a refused one
+            // is asked about instead). A token that has not expired yet is still worth
+            // using; one that has means a new login.
             self.store.release_refresh_lease(lease).await?;
             if current.expires_at.is_some_and(|e| self.clock.now() < e) {
                 return Ok(ProviderToken { token: secret.access_token, sealed: current.sealed.clone() });
@@ -252,6 +497,7 @@ impl UpstreamAccess {
                     access_token: tokens.access_token,
                     // Providers that do not rotate send no new refresh token: keep ours.
                     refresh_token: tokens.refresh_token.or(Some(refresh_token)),
+                    refusal_checked_at: secret.refusal_checked_at,
                 };
                 let expires_at = tokens.expires_in.map(|s| self.clock.now() + s);
                 let sealed = renewed.seal(&self.keys, family_id);
@@ -288,13 +534,25 @@ impl UpstreamAccess {
                     "the provider refused the proxy's refresh request: check the provider's client_id, \
                      client secret and token endpoint; users keep their grants meanwhile"
                 );
-                let _ = self.store.release_refresh_lease(lease).await;
+                self.give_back(lease, current, &secret, trigger).await;
                 Err(AccessError::Unavailable(e.to_string()))
             }
             Err(e) => {
                 tracing::warn!(provider = provider.name(), family = family_id, error = %e, "upstream refresh failed; will retry");
-                let _ = self.store.release_refresh_lease(lease).await;
+                self.give_back(lease, current, &secret, trigger).await;
                 Err(AccessError::Unavailable(e.to_string()))
+            }
+        }
+    }
+
+    /// Gives the lease back after a refresh that failed without refusing the grant. One
+    /// asked for by an MCP upstream's refusal keeps its time, so that a provider failing
+    /// is not asked again for every refused request within the minute.
+    async fn give_back(&self, lease: &Lease, current: &UpstreamCredential, secret: &UpstreamSecret, trigger: Trigger) {
+        match trigger {
+            Trigger::Rejected => self.store_check_time(lease, current, secret).await,
+            Trigger::Expiring => {
+                let _ = self.store.release_refresh_lease(lease).await;
             }
         }
     }
@@ -312,6 +570,42 @@ impl UpstreamAccess {
 
 #[cfg(test)]
 mod tests {
+    use super::{OnRefusal, on_refusal};
+
+    #[test]
+    fn a_refusal_asks_the_provider_at_most_once_a_minute_and_ends_only_an_expired_unrefreshable_grant() {
+        let now = 1_000_000;
+        let cases: &[(bool, Option<i64>, Option<i64>, OnRefusal)] = &[
+            // Never asked: refresh if we can, else ask whether the token is still good.
+            (true, None, None, OnRefusal::Refresh),
+            (true, Some(now + 300), None, OnRefusal::Refresh),
+            (false, None, None, OnRefusal::AskProvider),
+            (false, Some(now + 1), None, OnRefusal::AskProvider),
+            // Expired with nothing to refresh it with: a new login, asked recently or not.
+            (false, Some(now), None, OnRefusal::Expired),
+            (false, Some(now - 10), Some(now - 5), OnRefusal::Expired),
+            // An expired token with a refresh token is refreshed (once a minute).
+            (true, Some(now - 10), None, OnRefusal::Refresh),
+            // Asked within the minute (either side of now, for clocks a little apart).
+            (true, None, Some(now), OnRefusal::AskedRecently),
+            (true, None, Some(now - 59), OnRefusal::AskedRecently),
+            (false, None, Some(now - 59), OnRefusal::AskedRecently),
+            (true, None, Some(now + 59), OnRefusal::AskedRecently),
+            // A minute or more: asked again.
+            (true, None, Some(now - 60), OnRefusal::Refresh),
+            (false, None, Some(now - 3600), OnRefusal::AskProvider),
+            // A time far in the future (a clock set wrong) holds nothing off.
+            (true, None, Some(now + 3600), OnRefusal::Refresh),
+        ];
+        for &(refreshable, expires_at, checked_at, expected) in cases {
+            assert_eq!(
+                on_refusal(refreshable, expires_at, checked_at, now),
+                expected,
+                "{refreshable} {expires_at:?} {checked_at:?}"
+            );
+        }
+    }
+
     #[test]
     fn refresh_is_due_within_the_margin_and_never_without_expiry() {
         use super::needs_refresh;

@@ -35,3 +35,4 @@ mod tool_changes;
 mod tool_lists;
 mod tool_scopes;
 mod trace;
+mod upstream_refusals;
