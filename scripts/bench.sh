@@ -4,7 +4,7 @@
 # refresh grant on SQLite and on PostgreSQL; event streams held open. Installs nginx and
 # PostgreSQL from Debian's packages when missing; PostgreSQL runs with its default
 # settings, on its own port, and is stopped at the end.
-# Usage: scripts/bench.sh [--seconds N] [--concurrency 1,16] [--families 16] [--streams 10000]
+# Usage: scripts/bench.sh [--seconds N] [--concurrency 1,16] [--families 1,4,16] [--streams 10000]
 #        MOP_BENCH_POSTGRES=0 scripts/bench.sh ...   leaves PostgreSQL out
 set -euo pipefail
 cd "$(dirname "$0")/.."

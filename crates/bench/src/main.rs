@@ -49,9 +49,11 @@ struct Args {
     /// The nginx binary for the reference hop; the comparison is left out without one.
     #[arg(long, default_value = "nginx")]
     nginx_bin: String,
-    /// Token families refreshing at once in the refresh-grant measurement (0: leave it out).
-    #[arg(long, default_value_t = 16)]
-    families: usize,
+    /// Token families refreshing at once in the refresh-grant measurement, comma-separated:
+    /// real refresh traffic arrives a few at a time, where group commit has little to
+    /// batch (empty or 0: leave it out).
+    #[arg(long, default_value = "1,4,16")]
+    families: String,
     /// An empty PostgreSQL database, to measure the refresh grant on PostgreSQL too.
     #[arg(long)]
     postgres_url: Option<String>,
@@ -91,13 +93,17 @@ async fn measure(client: &reqwest::Client, url: &str, token: &str, concurrency: 
     stats::gather(workers, started).await
 }
 
+/// The request as a client of the current revision sends it: its protocol version, and the
+/// method and tool in headers beside the body.
 async fn send(client: &reqwest::Client, url: &str, token: &str) -> Result<String, reqwest::Error> {
     client
         .post(url)
         .bearer_auth(token)
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-06-18")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "add")
         .body(CALL)
         .send()
         .await?
@@ -118,12 +124,8 @@ struct Target {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let concurrencies: Vec<usize> = args
-        .concurrency
-        .split(',')
-        .filter(|c| !c.trim().is_empty())
-        .map(|c| c.trim().parse())
-        .collect::<Result<_, _>>()?;
+    let concurrencies = counts(&args.concurrency)?;
+    let families = counts(&args.families)?;
     if !args.proxy_bin.exists() {
         return Err(format!("{} not found: build it with `cargo build --release`", args.proxy_bin.display()).into());
     }
@@ -211,12 +213,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     drop(nginx);
 
-    if args.families > 0 {
+    if !families.is_empty() {
         println!();
-        refresh_grant("SQLite", &proxy, &http, args.families, args.seconds).await?;
+        for &n in &families {
+            refresh_grant("SQLite", &proxy, &http, n, args.seconds).await?;
+        }
         if let Some(url) = &args.postgres_url {
             let pg = Proxy::start(&args.proxy_bin, &dir, url, &issuer, &upstream).await?;
-            refresh_grant("PostgreSQL", &pg, &http, args.families, args.seconds).await?;
+            for &n in &families {
+                refresh_grant("PostgreSQL", &pg, &http, n, args.seconds).await?;
+            }
         }
     }
 
@@ -246,6 +252,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// A comma-separated list of counts; zeros and blanks left out.
+fn counts(list: &str) -> Result<Vec<usize>, std::num::ParseIntError> {
+    let parsed: Result<Vec<usize>, _> =
+        list.split(',').filter(|c| !c.trim().is_empty()).map(|c| c.trim().parse()).collect();
+    parsed.map(|counts| counts.into_iter().filter(|&c| c > 0).collect())
+}
+
 /// The refresh grant at `proxy`, `families` chains at once, each family one login as each
 /// client of a real deployment would have.
 async fn refresh_grant(
@@ -261,7 +274,7 @@ async fn refresh_grant(
         chains.push(tokens["refresh_token"].as_str().ok_or("no refresh token")?.to_owned());
     }
     let (before, server_before) = (cpu::used(proxy.pid), cpu::used_by_name("postgres"));
-    let r = refresh::measure(http, &proxy.token_url(), "bench", chains, seconds).await;
+    let r = refresh::measure(http, &proxy.token_url(), &proxy.mcp_url(), "bench", chains, seconds).await;
     let per_refresh = |d: Duration| d.as_secs_f64() * 1e6 / r.count.max(1) as f64;
     let cpu_us = per_refresh(cpu::used(proxy.pid) - before);
     // Outside the proxy's process: PostgreSQL's server processes.

@@ -9,10 +9,13 @@ use serde_json::Value;
 
 use crate::stats::{self, Summary};
 
-/// Runs one chain per refresh token in `families` for `seconds`.
+/// Runs one chain per refresh token in `families` for `seconds`. Each request is what a
+/// client sends: the RFC 8707 `resource` it wants the token for, and its client id (the
+/// benchmark's client is public, so that is its authentication as registered).
 pub async fn measure(
     http: &reqwest::Client,
     token_url: &str,
+    resource: &str,
     client_id: &str,
     families: Vec<String>,
     seconds: u64,
@@ -23,13 +26,18 @@ pub async fn measure(
         .into_iter()
         .map(|mut refresh_token| {
             let (http, url, client_id) = (http.clone(), token_url.to_owned(), client_id.to_owned());
+            let resource = resource.to_owned();
             tokio::spawn(async move {
                 let mut latencies = Vec::with_capacity(50_000);
                 let mut errors = 0u64;
                 while Instant::now() < deadline {
                     let t0 = Instant::now();
-                    let form =
-                        [("grant_type", "refresh_token"), ("refresh_token", &refresh_token), ("client_id", &client_id)];
+                    let form = [
+                        ("grant_type", "refresh_token"),
+                        ("refresh_token", &refresh_token),
+                        ("client_id", &client_id),
+                        ("resource", &resource),
+                    ];
                     let answer = match http.post(&url).form(&form).send().await {
                         Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
                         _ => None,
