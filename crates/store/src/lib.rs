@@ -126,6 +126,42 @@ impl Default for Retention {
     }
 }
 
+impl Retention {
+    /// The cut-off of each kind of row a purge at `now` deletes, in the order of
+    /// [`Purged`]'s fields (and of each backend's `PURGE` statements): a row of that kind
+    /// which expired at or before it (for successors, was superseded before it) goes.
+    pub(crate) fn cutoffs(self, now: i64) -> [i64; 7] {
+        [now, now - self.used_code_secs, now, now, now - self.refresh_grace_secs, now, now - self.idle_client_secs]
+    }
+}
+
+impl From<[u64; 7]> for Purged {
+    /// The rows each of a purge's statements removed, in the order of [`Retention::cutoffs`].
+    fn from(n: [u64; 7]) -> Self {
+        let [pending, codes, access_tokens, refresh_tokens, successors, families, clients] = n;
+        Self { pending, codes, access_tokens, refresh_tokens, successors, families, clients }
+    }
+}
+
+/// What of `seen` [`Store::pin_tools`] must write: one sighting per name (the first), in
+/// one order for every caller (a write that takes several rows takes them in that order,
+/// so that two callers cannot deadlock), less those `settled` (tool, digest pairs read
+/// first: the pin with nothing pending, or the pending change) records already.
+///
+/// Nearly every answer lists only what is recorded, for which the pinning statement would
+/// write nothing: leaving those out makes the common case a read instead of a write.
+/// Leaving out a tool read as settled is the same as running its no-op statement at the
+/// time of the read; every write decides by itself.
+pub(crate) fn unsettled<'a>(seen: &'a [SeenTool], settled: &[(String, String)]) -> Vec<&'a SeenTool> {
+    let mut seen: Vec<&SeenTool> = seen.iter().collect();
+    seen.sort_by(|a, b| a.name.cmp(&b.name));
+    seen.dedup_by(|later, first| later.name == first.name);
+    let settled: std::collections::HashSet<(&str, &str)> =
+        settled.iter().map(|(tool, digest)| (tool.as_str(), digest.as_str())).collect();
+    seen.retain(|t| !settled.contains(&(t.name.as_str(), t.digest.as_str())));
+    seen
+}
+
 /// What a rotation did; see [`Store::rotate_refresh_token`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rotation {

@@ -451,23 +451,11 @@ impl Store for PgStore {
     }
 
     async fn pin_tools(&self, server: &str, seen: &[SeenTool], now: i64) -> Result<Vec<String>, StoreError> {
-        // One sighting per name, in one order for every caller: the transaction below holds
-        // each row it writes until it commits, and two callers taking the same rows in
-        // different orders could deadlock.
-        let mut seen: Vec<&SeenTool> = seen.iter().collect();
-        seen.sort_by(|a, b| a.name.cmp(&b.name));
-        seen.dedup_by(|later, first| later.name == first.name);
-
-        // Nearly every answer lists what is already recorded (the pin with nothing pending, or
-        // the pending change again), for which `PIN_TOOL` writes nothing: read first and leave
-        // those out, so that the common case costs a read instead of a write transaction.
-        // Leaving out a tool read as settled is the same as running its no-op statement at the
-        // time of the read; every write decides by itself.
-        let pins = sqlx::query(sql::SETTLED_TOOLS).bind(server).fetch_all(&self.pool).await?;
-        let pins = pins.iter().map(|r| row(r, decode::settled_tool)).collect::<Result<Vec<_>, _>>()?;
-        let settled: std::collections::HashSet<(&str, &str)> =
-            pins.iter().map(|(tool, digest)| (tool.as_str(), digest.as_str())).collect();
-        seen.retain(|t| !settled.contains(&(t.name.as_str(), t.digest.as_str())));
+        let settled = sqlx::query(sql::SETTLED_TOOLS).bind(server).fetch_all(&self.pool).await?;
+        let settled = settled.iter().map(|r| row(r, decode::settled_tool)).collect::<Result<Vec<_>, _>>()?;
+        // In one order for every caller: the transaction below holds each row it writes
+        // until it commits.
+        let seen = crate::unsettled(seen, &settled);
         if seen.is_empty() {
             return Ok(Vec::new());
         }
@@ -524,23 +512,13 @@ impl Store for PgStore {
     }
 
     async fn purge_expired(&self, now: i64, retention: Retention) -> Result<Purged, StoreError> {
-        // The cut-off of each of `sql::PURGE`'s statements, in its order; each statement
-        // commits by itself, so that no purge holds many rows locked for long.
-        let cutoffs = [
-            now,
-            now - retention.used_code_secs,
-            now,
-            now,
-            now - retention.refresh_grace_secs,
-            now,
-            now - retention.idle_client_secs,
-        ];
+        // Each statement commits by itself, so that no purge holds many rows locked for long.
+        let cutoffs = retention.cutoffs(now);
         let mut n = [0u64; 7];
         for ((statement, cutoff), n) in sql::PURGE.iter().zip(cutoffs).zip(&mut n) {
             *n = sqlx::query(statement).bind(cutoff).execute(&self.pool).await?.rows_affected();
         }
-        let [pending, codes, access_tokens, refresh_tokens, successors, families, clients] = n;
-        Ok(Purged { pending, codes, access_tokens, refresh_tokens, successors, families, clients })
+        Ok(Purged::from(n))
     }
 }
 

@@ -229,7 +229,7 @@ pub const RESEAL_FAMILY: &str = "UPDATE families SET upstream_sealed = $3 WHERE 
 pub const RESEAL_SUCCESSOR: &str =
     "UPDATE refresh_tokens SET successor_sealed = $3 WHERE token_hash = $1 AND successor_sealed = $2";
 
-/// The purge, one statement a kind, each with its cut-off as $1: pending logins,
+/// The purge, one statement a kind, each with its cut-off (`Retention::cutoffs`) as $1: pending logins,
 /// codes, access tokens, refresh tokens, sealed successors, families, clients (the order
 /// of `Purged`'s fields). A family lives while anything refers to it; it is created
 /// together with its code, so there is no moment at which a new family looks orphaned.

@@ -489,22 +489,10 @@ impl Store for SqliteStore {
     }
 
     async fn pin_tools(&self, server: &str, seen: &[SeenTool], now: i64) -> Result<Vec<String>, StoreError> {
-        // One sighting per name (the first), in one order for every caller.
-        let mut seen: Vec<SeenTool> = seen.to_vec();
-        seen.sort_by(|a, b| a.name.cmp(&b.name));
-        seen.dedup_by(|later, first| later.name == first.name);
-
-        // Nearly every answer lists what is already recorded (the pin with nothing pending, or
-        // the pending change again), for which `PIN_TOOL` writes nothing: read first and leave
-        // those out, so that the common case costs a read instead of a turn of the writer.
-        // Leaving out a tool read as settled is the same as running its no-op statement at the
-        // time of the read; every write decides by itself.
         let server = server.to_owned();
         let of = server.clone();
         let settled = self.read(move |c| all(c, sql::SETTLED_TOOLS, [&of], decode::settled_tool)).await?;
-        let settled: std::collections::HashSet<(&str, &str)> =
-            settled.iter().map(|(tool, digest)| (tool.as_str(), digest.as_str())).collect();
-        seen.retain(|t| !settled.contains(&(t.name.as_str(), t.digest.as_str())));
+        let seen: Vec<SeenTool> = crate::unsettled(seen, &settled).into_iter().cloned().collect();
         if seen.is_empty() {
             return Ok(Vec::new());
         }
@@ -549,24 +537,14 @@ impl Store for SqliteStore {
     }
 
     async fn purge_expired(&self, now: i64, retention: Retention) -> Result<Purged, StoreError> {
-        // The cut-off of each of `sql::PURGE`'s statements, in its order.
-        let cutoffs = [
-            now,
-            now - retention.used_code_secs,
-            now,
-            now,
-            now - retention.refresh_grace_secs,
-            now,
-            now - retention.idle_client_secs,
-        ];
+        let cutoffs = retention.cutoffs(now);
         let result = self
             .write(move |c| {
                 let mut n = [0u64; 7];
                 for ((statement, cutoff), n) in sql::PURGE.iter().zip(cutoffs).zip(&mut n) {
                     *n = c.prepare_cached(statement)?.execute([cutoff])? as u64;
                 }
-                let [pending, codes, access_tokens, refresh_tokens, successors, families, clients] = n;
-                Ok(Purged { pending, codes, access_tokens, refresh_tokens, successors, families, clients })
+                Ok(Purged::from(n))
             })
             .await;
         self.tokens.forget(|_, info| info.expires_at <= now);
