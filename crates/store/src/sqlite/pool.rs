@@ -9,21 +9,27 @@
 //! Reads ([`Readers::read`]). The proxy serves on one single-threaded runtime per core, so
 //! a read that waits on its thread (for a lock, in SQLite's busy handler) stalls every
 //! connection of that core. So:
-//! - a read first runs on the caller's thread, on an idle connection opened at start,
-//!   whose busy timeout is 0: it cannot wait for a lock. In WAL mode a reader needs no
-//!   lock that a writer holds (another process's write transaction, ours, a checkpoint),
-//!   so this is nearly every read, and a lookup by key in a warm page cache costs a few
-//!   microseconds, less than the thread hand-off it avoids;
-//! - a read that meets SQLITE_BUSY or SQLITE_LOCKED there (what only a lock that shuts
-//!   out readers causes: another process's exclusive locking mode, the recovery of a
-//!   WAL index, a `wal_checkpoint(TRUNCATE)` resetting the log), or that finds no idle
-//!   connection (opening one reads the schema and may wait), runs again on tokio's
-//!   blocking pool with the busy timeout, where waiting stalls nobody.
+//! - every lookup (tokens, codes, clients, credentials, the change counter, tool pins,
+//!   the operator's listings) first runs on the caller's thread, on an idle connection
+//!   opened at start, whose busy timeout is 0: it cannot wait for a lock. In WAL mode a
+//!   reader needs no lock that a writer holds (another process's write transaction, our
+//!   writer's, a checkpoint), so this is nearly every read, and a lookup by key in a warm
+//!   page cache costs a few microseconds, less than the thread hand-off it avoids;
+//! - a read that meets SQLITE_BUSY or SQLITE_LOCKED there (only a lock that shuts readers
+//!   out causes it: another process opening the database in exclusive locking mode before
+//!   this one, the recovery of a WAL index after a crash, the last connection's clean-up),
+//!   or that finds no idle connection (opening one reads the schema, which may wait),
+//!   runs again on tokio's blocking pool with the busy timeout, where waiting stalls
+//!   nobody.
 //!
 //! What remains on the caller's thread is the read itself: a page not in SQLite's cache
 //! is read from the file (the operating system's page cache, as a rule), a wait on the
-//! disk, not on another party. A test holds a write lock and an exclusive lock while a
-//! single-threaded runtime reads (`tests::reads_never_stall_a_serving_thread`).
+//! disk, not on another party; and SQLite's own retries when a reader races a writer
+//! restarting the log (microseconds, bounded inside SQLite). Tests hold another process's
+//! write lock while a single-threaded runtime reads and a ticker on it measures that it
+//! was never kept waiting (`sqlite::tests::reads_never_wait_for_another_process_s_write_lock`),
+//! and a lock that shuts readers out, which the read waits for off that thread
+//! (`tests::a_read_shut_out_by_a_lock_waits_off_the_serving_thread`).
 //!
 //! Writes ([`Writer::write`]): one writer thread takes every write queued while it was
 //! busy and commits them in one transaction (group commit), each in a savepoint of its
@@ -44,8 +50,10 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use crate::StoreError;
 
-/// Reader connections opened at start, and the most kept idle.
-const IDLE_READERS: usize = 8;
+/// Reader connections opened at start, and the most kept idle, at the least. A read holds
+/// one while it runs, so as many serving threads as there are cores read at once, and a
+/// few blocking-pool threads beside them: opened at start, none of them has to open one.
+const MIN_READERS: usize = 8;
 /// Prepared statements kept per connection: more than the store has.
 const STATEMENT_CACHE: usize = 64;
 /// The most writes one transaction takes: a bound on how long the first waits.
@@ -144,13 +152,17 @@ pub(crate) fn connect(path: &Path, busy: Duration) -> Result<Connection, Failure
 pub(crate) struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    /// The most kept idle (more are closed when given back).
+    keep: usize,
 }
 
 impl Readers {
     /// Opens the idle readers now, at start, so that no serving thread has to.
     pub(crate) fn open(path: &Path) -> Result<Arc<Self>, StoreError> {
-        let idle = (0..IDLE_READERS).map(|_| connect(path, Duration::ZERO)).collect::<Result<_, _>>()?;
-        Ok(Arc::new(Self { path: path.to_owned(), idle: Mutex::new(idle) }))
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let keep = MIN_READERS.max(2 * cores);
+        let idle = (0..keep).map(|_| connect(path, Duration::ZERO)).collect::<Result<_, _>>()?;
+        Ok(Arc::new(Self { path: path.to_owned(), idle: Mutex::new(idle), keep }))
     }
 
     fn take(&self) -> Option<Connection> {
@@ -159,7 +171,7 @@ impl Readers {
 
     fn give_back(&self, conn: Connection) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < IDLE_READERS {
+        if idle.len() < self.keep {
             idle.push(conn);
         }
     }
