@@ -31,6 +31,31 @@ pub(crate) trait Columns {
     }
 }
 
+/// Implements [`Columns`] for a driver's row type with a `get(name)` that reads a column as
+/// any type the driver can decode it to (each backend's `rows`).
+macro_rules! columns_by_get {
+    ($row:ty) => {
+        impl $crate::decode::Columns for $row {
+            fn text(&self, name: &str) -> Result<String, StoreError> {
+                self.get(name)
+            }
+            fn opt_text(&self, name: &str) -> Result<Option<String>, StoreError> {
+                self.get(name)
+            }
+            fn int(&self, name: &str) -> Result<i64, StoreError> {
+                self.get(name)
+            }
+            fn opt_int(&self, name: &str) -> Result<Option<i64>, StoreError> {
+                self.get(name)
+            }
+            fn opt_blob(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+                self.get(name)
+            }
+        }
+    };
+}
+pub(crate) use columns_by_get;
+
 /// A stored value this version cannot read: an error, never a guess, and counted like
 /// every other database error.
 pub(crate) fn corrupt(what: String) -> StoreError {

@@ -5,7 +5,7 @@ use sqlx::Row as _;
 use sqlx::postgres::PgRow;
 
 use crate::StoreError;
-use crate::decode::Columns;
+use crate::decode::{Columns, columns_by_get};
 
 /// One sqlx row.
 pub(crate) struct Row<'a>(pub &'a PgRow);
@@ -19,23 +19,7 @@ impl Row<'_> {
     }
 }
 
-impl Columns for Row<'_> {
-    fn text(&self, name: &str) -> Result<String, StoreError> {
-        self.get(name)
-    }
-    fn opt_text(&self, name: &str) -> Result<Option<String>, StoreError> {
-        self.get(name)
-    }
-    fn int(&self, name: &str) -> Result<i64, StoreError> {
-        self.get(name)
-    }
-    fn opt_int(&self, name: &str) -> Result<Option<i64>, StoreError> {
-        self.get(name)
-    }
-    fn opt_blob(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.get(name)
-    }
-}
+columns_by_get!(Row<'_>);
 
 /// Decodes `row` with `decode`.
 pub(crate) fn decode<T>(

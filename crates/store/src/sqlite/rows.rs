@@ -5,7 +5,7 @@ use rusqlite::{Connection, Params};
 
 use super::pool::Failure;
 use crate::StoreError;
-use crate::decode::Columns;
+use crate::decode::{Columns, columns_by_get};
 
 /// One rusqlite row.
 pub(crate) struct Row<'a, 'b>(pub &'a rusqlite::Row<'b>);
@@ -16,23 +16,7 @@ impl Row<'_, '_> {
     }
 }
 
-impl Columns for Row<'_, '_> {
-    fn text(&self, name: &str) -> Result<String, StoreError> {
-        self.get(name)
-    }
-    fn opt_text(&self, name: &str) -> Result<Option<String>, StoreError> {
-        self.get(name)
-    }
-    fn int(&self, name: &str) -> Result<i64, StoreError> {
-        self.get(name)
-    }
-    fn opt_int(&self, name: &str) -> Result<Option<i64>, StoreError> {
-        self.get(name)
-    }
-    fn opt_blob(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.get(name)
-    }
-}
+columns_by_get!(Row<'_, '_>);
 
 /// The first row `sql` returns, decoded, if any; the statement is prepared once per
 /// connection and kept.
