@@ -163,7 +163,7 @@ fn refusal(token: &AccessTokenInfo, server: &ServerSettings, now: i64) -> Option
         Some("this access token was issued for another MCP server")
     } else if token.revoked {
         Some("the access token has been revoked")
-    } else if token.family_status != FamilyStatus::Active {
+    } else if token.upstream.family_status != FamilyStatus::Active {
         Some("the grant has ended; authorize again")
     } else if token.expires_at <= now {
         Some("the access token has expired")

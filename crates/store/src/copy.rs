@@ -1,17 +1,18 @@
-//! Moving a proxy's state from one database to another (SQLite to PostgreSQL, when one
-//! machine is no longer enough) without logging anyone out: every client, grant, code,
-//! token and sealed credential, copied as it is, and every pinned tool definition with its
-//! pending change (left behind, the tools would be pinned afresh on the new database, and a
-//! change made in between accepted unseen). Token hashes, grant ids and sealed
-//! values are copied unchanged, so every token issued before the move works after it.
+//! Moving a proxy's state from SQLite to PostgreSQL (when one machine is no longer
+//! enough) without logging anyone out: every client, grant, code, token and sealed
+//! credential, copied as it is, and every pinned tool definition with its pending change
+//! (left behind, the tools would be pinned afresh on the new database, and a change made
+//! in between accepted unseen). Token hashes, grant ids and sealed values are copied
+//! unchanged, so every token issued before the move works after it.
 //!
 //! Logins in progress (pending authorizations, ten minutes at most) and refresh leases
 //! are not copied: a user in the middle of a login starts it again.
 
-use sqlx::AnyPool;
+use rusqlite::types::Value;
 
 use crate::StoreError;
-use crate::sql::SqlStore;
+use crate::postgres::PgStore;
+use crate::sqlite::SqliteStore;
 
 /// How many rows of each kind were copied.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -24,178 +25,159 @@ pub struct Copied {
     pub tool_pins: u64,
 }
 
-const TABLES: [&str; 6] =
-    ["clients", "families", "authorization_codes", "refresh_tokens", "access_tokens", "tool_pins"];
+/// What a column holds, which PostgreSQL must be told when a value is NULL.
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    Int,
+    Blob,
+}
 
-/// Copies everything from the database at `from` into the empty one at `to` (migrated
-/// first), in one transaction, and checks that both hold as many rows of each kind.
+use Kind::{Blob, Int, Text};
+
+/// The tables copied, in an order that satisfies their foreign keys, with the columns
+/// copied (not the refresh lease's).
+const TABLES: [(&str, &[(&str, Kind)]); 6] = [
+    (
+        "clients",
+        &[("server", Text), ("client_id", Text), ("secret_hash", Blob), ("metadata", Text), ("created_at", Int)],
+    ),
+    (
+        "families",
+        &[
+            ("id", Text),
+            ("server", Text),
+            ("client_id", Text),
+            ("subject", Text),
+            ("scope", Text),
+            ("resource", Text),
+            ("status", Text),
+            ("upstream_sealed", Text),
+            ("upstream_expires_at", Int),
+            ("created_at", Int),
+            ("ended_at", Int),
+            ("trace_id", Text),
+        ],
+    ),
+    (
+        "authorization_codes",
+        &[
+            ("code_hash", Blob),
+            ("family_id", Text),
+            ("client_id", Text),
+            ("redirect_uri", Text),
+            ("code_challenge", Text),
+            ("expires_at", Int),
+            ("used_at", Int),
+        ],
+    ),
+    (
+        "refresh_tokens",
+        &[
+            ("token_hash", Blob),
+            ("family_id", Text),
+            ("client_id", Text),
+            ("scope", Text),
+            ("issued_at", Int),
+            ("expires_at", Int),
+            ("superseded_at", Int),
+            ("successor_sealed", Text),
+            ("successor_scope", Text),
+        ],
+    ),
+    (
+        "access_tokens",
+        &[
+            ("token_hash", Blob),
+            ("family_id", Text),
+            ("client_id", Text),
+            ("scope", Text),
+            ("issued_at", Int),
+            ("expires_at", Int),
+            ("revoked_at", Int),
+        ],
+    ),
+    (
+        "tool_pins",
+        &[
+            ("server", Text),
+            ("tool", Text),
+            ("digest", Text),
+            ("definition", Text),
+            ("pinned_at", Int),
+            ("changed_digest", Text),
+            ("changed_definition", Text),
+            ("changed_at", Int),
+        ],
+    ),
+];
+
+/// Copies everything from the SQLite database at `from` into the empty PostgreSQL one at
+/// `to` (migrated first), in one transaction, and checks that both hold as many rows of
+/// each kind.
 pub async fn copy_all(from: &str, to: &str) -> Result<Copied, StoreError> {
-    let source = SqlStore::connect(from).await?;
-    let target = SqlStore::connect(to).await?;
-    let (src, dst) = (source.pool(), target.pool());
-    for table in TABLES {
-        if count(dst, table).await? > 0 {
+    let source = SqliteStore::open(from).await?;
+    let target = PgStore::connect(to).await?;
+    let dst = target.pool();
+    for (table, _) in TABLES {
+        if count_target(dst, table).await? > 0 {
             return Err(StoreError::Internal(format!(
                 "the target database is not empty ({table} has rows): migrate into a new database"
             )));
         }
     }
     let mut tx = dst.begin().await?;
-    type ClientRow = (String, String, Option<Vec<u8>>, String, i64);
-    let clients: Vec<ClientRow> =
-        sqlx::query_as("SELECT server, client_id, secret_hash, metadata, created_at FROM clients")
-            .fetch_all(src)
+    let mut counts = [0u64; TABLES.len()];
+    for ((table, columns), n) in TABLES.iter().zip(&mut counts) {
+        let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+        let select = format!("SELECT {} FROM {table}", names.join(", "));
+        let width = columns.len();
+        let rows: Vec<Vec<Value>> = source
+            .read(move |c| {
+                let mut statement = c.prepare(&select)?;
+                let rows = statement.query_map([], |r| (0..width).map(|i| r.get::<_, Value>(i)).collect())?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
             .await?;
-    for c in &clients {
-        sqlx::query(
-            "INSERT INTO clients (server, client_id, secret_hash, metadata, created_at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&c.0)
-        .bind(&c.1)
-        .bind(c.2.as_deref())
-        .bind(&c.3)
-        .bind(c.4)
-        .execute(&mut *tx)
-        .await?;
-    }
-    type Family =
-        (String, String, String, String, String, String, String, String, Option<i64>, i64, Option<i64>, Option<String>);
-    let families: Vec<Family> = sqlx::query_as(
-        "SELECT id, server, client_id, subject, scope, resource, status, upstream_sealed, upstream_expires_at, \
-         created_at, ended_at, trace_id FROM families",
-    )
-    .fetch_all(src)
-    .await?;
-    for f in &families {
-        sqlx::query(
-            "INSERT INTO families (id, server, client_id, subject, scope, resource, status, upstream_sealed, \
-             upstream_expires_at, created_at, ended_at, trace_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(&f.0)
-        .bind(&f.1)
-        .bind(&f.2)
-        .bind(&f.3)
-        .bind(&f.4)
-        .bind(&f.5)
-        .bind(&f.6)
-        .bind(&f.7)
-        .bind(f.8)
-        .bind(f.9)
-        .bind(f.10)
-        .bind(f.11.as_deref())
-        .execute(&mut *tx)
-        .await?;
-    }
-    type Code = (Vec<u8>, String, String, String, String, i64, Option<i64>);
-    let codes: Vec<Code> = sqlx::query_as(
-        "SELECT code_hash, family_id, client_id, redirect_uri, code_challenge, expires_at, used_at FROM authorization_codes",
-    )
-    .fetch_all(src)
-    .await?;
-    for c in &codes {
-        sqlx::query(
-            "INSERT INTO authorization_codes (code_hash, family_id, client_id, redirect_uri, code_challenge, expires_at, \
-             used_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(c.0.as_slice())
-        .bind(&c.1)
-        .bind(&c.2)
-        .bind(&c.3)
-        .bind(&c.4)
-        .bind(c.5)
-        .bind(c.6)
-        .execute(&mut *tx)
-        .await?;
-    }
-    type Refresh = (Vec<u8>, String, String, String, i64, i64, Option<i64>, Option<String>, Option<String>);
-    let refresh: Vec<Refresh> = sqlx::query_as(
-        "SELECT token_hash, family_id, client_id, scope, issued_at, expires_at, superseded_at, successor_sealed, \
-         successor_scope FROM refresh_tokens",
-    )
-    .fetch_all(src)
-    .await?;
-    for r in &refresh {
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, family_id, client_id, scope, issued_at, expires_at, superseded_at, \
-             successor_sealed, successor_scope) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(r.0.as_slice())
-        .bind(&r.1)
-        .bind(&r.2)
-        .bind(&r.3)
-        .bind(r.4)
-        .bind(r.5)
-        .bind(r.6)
-        .bind(r.7.as_deref())
-        .bind(r.8.as_deref())
-        .execute(&mut *tx)
-        .await?;
-    }
-    type Access = (Vec<u8>, String, String, String, i64, i64, Option<i64>);
-    let access: Vec<Access> = sqlx::query_as(
-        "SELECT token_hash, family_id, client_id, scope, issued_at, expires_at, revoked_at FROM access_tokens",
-    )
-    .fetch_all(src)
-    .await?;
-    for a in &access {
-        sqlx::query(
-            "INSERT INTO access_tokens (token_hash, family_id, client_id, scope, issued_at, expires_at, revoked_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(a.0.as_slice())
-        .bind(&a.1)
-        .bind(&a.2)
-        .bind(&a.3)
-        .bind(a.4)
-        .bind(a.5)
-        .bind(a.6)
-        .execute(&mut *tx)
-        .await?;
-    }
-    type Pin = (String, String, String, String, i64, Option<String>, Option<String>, Option<i64>);
-    let pins: Vec<Pin> = sqlx::query_as(
-        "SELECT server, tool, digest, definition, pinned_at, changed_digest, changed_definition, changed_at \
-         FROM tool_pins",
-    )
-    .fetch_all(src)
-    .await?;
-    for p in &pins {
-        sqlx::query(
-            "INSERT INTO tool_pins (server, tool, digest, definition, pinned_at, changed_digest, changed_definition, \
-             changed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&p.0)
-        .bind(&p.1)
-        .bind(&p.2)
-        .bind(&p.3)
-        .bind(p.4)
-        .bind(p.5.as_deref())
-        .bind(p.6.as_deref())
-        .bind(p.7)
-        .execute(&mut *tx)
-        .await?;
+        let placeholders: Vec<String> = (1..=width).map(|i| format!("${i}")).collect();
+        let insert = format!("INSERT INTO {table} ({}) VALUES ({})", names.join(", "), placeholders.join(", "));
+        for row in &rows {
+            let mut query = sqlx::query(&insert);
+            for (value, (name, kind)) in row.iter().zip(columns.iter()) {
+                query = match (value, kind) {
+                    (Value::Null, Text) => query.bind(None::<String>),
+                    (Value::Null, Int) => query.bind(None::<i64>),
+                    (Value::Null, Blob) => query.bind(None::<Vec<u8>>),
+                    (Value::Text(v), Text) => query.bind(v.as_str()),
+                    (Value::Integer(v), Int) => query.bind(*v),
+                    (Value::Blob(v), Blob) => query.bind(v.as_slice()),
+                    (other, _) => {
+                        return Err(StoreError::Internal(format!(
+                            "{table}.{name} holds {:?}, not what its column holds",
+                            other.data_type()
+                        )));
+                    }
+                };
+            }
+            query.execute(&mut *tx).await?;
+        }
+        *n = rows.len() as u64;
     }
     tx.commit().await?;
-    let copied = Copied {
-        clients: clients.len() as u64,
-        grants: families.len() as u64,
-        codes: codes.len() as u64,
-        refresh_tokens: refresh.len() as u64,
-        access_tokens: access.len() as u64,
-        tool_pins: pins.len() as u64,
-    };
-    let counts =
-        [copied.clients, copied.grants, copied.codes, copied.refresh_tokens, copied.access_tokens, copied.tool_pins];
-    for (table, n) in TABLES.iter().zip(counts) {
-        let (there, here) = (count(src, table).await?, count(dst, table).await?);
-        if here != n || there < n {
+    for ((table, _), n) in TABLES.iter().zip(counts) {
+        let there = source
+            .read(move |c| Ok(c.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get::<_, i64>(0))?))
+            .await?;
+        let here = count_target(dst, table).await?;
+        if here != n || (there.max(0) as u64) < n {
             return Err(StoreError::Internal(format!("{table}: {n} rows copied, but the target holds {here}")));
         }
     }
-    Ok(copied)
+    let [clients, grants, codes, refresh_tokens, access_tokens, tool_pins] = counts;
+    Ok(Copied { clients, grants, codes, refresh_tokens, access_tokens, tool_pins })
 }
 
-async fn count(pool: &AnyPool, table: &str) -> Result<u64, StoreError> {
+async fn count_target(pool: &sqlx::PgPool, table: &str) -> Result<u64, StoreError> {
     let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(pool).await?;
     Ok(n.max(0) as u64)
 }

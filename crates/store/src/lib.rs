@@ -9,22 +9,26 @@
 //!
 //! Where things are:
 //! - here: the [`Store`] trait, [`StoreError`], [`Backend`], [`Retention`], and [`open`],
-//!   which turns a `storage.url` into a ready store;
-//! - [`model`]: what the operations take and return;
-//! - `sql`: [`SqlStore`], the only implementation: the same statements on SQLite and
-//!   PostgreSQL through sqlx's `Any` driver, the row decoding, and the mapping of
-//!   database errors to [`StoreError`];
+//!   which turns a `storage.url` into a ready store of the backend it names;
+//! - [`model`]: what the operations take and return, free of any database driver;
+//! - `sqlite`: [`SqliteStore`], one process's embedded database on rusqlite: a reader pool
+//!   whose reads never wait on a serving thread, one group-commit writer thread for every
+//!   write, and the token cache (`cache`) as a part of it;
+//! - `postgres`: [`PgStore`], the database replicas share, on `sqlx::PgPool`, uncached;
+//! - each backend has its statements in its own dialect (`statements.rs`) and reads its
+//!   driver's rows (`rows.rs`); `decode` builds the models from either, once;
 //! - `migrations`: the schema, one list of migrations rendered for each backend;
-//! - `cache`: the exact in-process cache of access-token lookups that [`open`] puts in
-//!   front of SQLite (and only SQLite: see [`open`]).
+//! - [`copy`]: moving a SQLite database's state into PostgreSQL.
+//!
+//! The behaviour suite (tests/behaviour.rs) holds both backends to the same promises.
 
 mod cache;
 pub mod copy;
+mod decode;
 mod migrations;
 pub mod model;
-mod sql;
-mod sqlite_direct;
-mod statements;
+mod postgres;
+mod sqlite;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -34,7 +38,8 @@ use mcp_oauth_core::family::FamilyStatus;
 use mcp_oauth_core::token::TokenHash;
 
 pub use model::*;
-pub use sql::SqlStore;
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -121,6 +126,42 @@ impl Default for Retention {
     }
 }
 
+impl Retention {
+    /// The cut-off of each kind of row a purge at `now` deletes, in the order of
+    /// [`Purged`]'s fields (and of each backend's `PURGE` statements): a row of that kind
+    /// which expired at or before it (for successors, was superseded before it) goes.
+    pub(crate) fn cutoffs(self, now: i64) -> [i64; 7] {
+        [now, now - self.used_code_secs, now, now, now - self.refresh_grace_secs, now, now - self.idle_client_secs]
+    }
+}
+
+impl From<[u64; 7]> for Purged {
+    /// The rows each of a purge's statements removed, in the order of [`Retention::cutoffs`].
+    fn from(n: [u64; 7]) -> Self {
+        let [pending, codes, access_tokens, refresh_tokens, successors, families, clients] = n;
+        Self { pending, codes, access_tokens, refresh_tokens, successors, families, clients }
+    }
+}
+
+/// What of `seen` [`Store::pin_tools`] must write: one sighting per name (the first), in
+/// one order for every caller (a write that takes several rows takes them in that order,
+/// so that two callers cannot deadlock), less those `settled` (tool, digest pairs read
+/// first: the pin with nothing pending, or the pending change) records already.
+///
+/// Nearly every answer lists only what is recorded, for which the pinning statement would
+/// write nothing: leaving those out makes the common case a read instead of a write.
+/// Leaving out a tool read as settled is the same as running its no-op statement at the
+/// time of the read; every write decides by itself.
+pub(crate) fn unsettled<'a>(seen: &'a [SeenTool], settled: &[(String, String)]) -> Vec<&'a SeenTool> {
+    let mut seen: Vec<&SeenTool> = seen.iter().collect();
+    seen.sort_by(|a, b| a.name.cmp(&b.name));
+    seen.dedup_by(|later, first| later.name == first.name);
+    let settled: std::collections::HashSet<(&str, &str)> =
+        settled.iter().map(|(tool, digest)| (tool.as_str(), digest.as_str())).collect();
+    seen.retain(|t| !settled.contains(&(t.name.as_str(), t.digest.as_str())));
+    seen
+}
+
 /// What a rotation did; see [`Store::rotate_refresh_token`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rotation {
@@ -167,8 +208,8 @@ pub trait Store: Send + Sync + 'static {
     async fn redeem_code(&self, hash: &TokenHash, now: i64, pair: &NewTokenPair) -> Result<bool, StoreError>;
 
     async fn find_refresh_token(&self, hash: &TokenHash) -> Result<Option<StoredRefreshToken>, StoreError>;
-    /// Rotates a refresh token exactly once, atomically, when
-    /// `mcp_oauth_core::family::judge_refresh` would allow it:
+    /// Rotates a refresh token (`rotation.hash`, presented by `rotation.client_id`) exactly
+    /// once, atomically, when `mcp_oauth_core::family::judge_refresh` would allow it:
     /// - the token is current: it is superseded, `pair` is issued into its family, and
     ///   `successor_sealed` (the caller's sealed copy of `pair`'s refresh token) is kept
     ///   with it for the grace window: [`Rotation::Rotated`];
@@ -177,15 +218,7 @@ pub trait Store: Send + Sync + 'static {
     ///   [`Rotation::Replayed`]; no second refresh token (no second branch) exists;
     /// - otherwise nothing changes: [`Rotation::Refused`] (the caller reads the token back
     ///   to learn why).
-    async fn rotate_refresh_token(
-        &self,
-        hash: &TokenHash,
-        client_id: &str,
-        now: i64,
-        grace_secs: i64,
-        pair: &NewTokenPair,
-        successor_sealed: &str,
-    ) -> Result<Rotation, StoreError>;
+    async fn rotate_refresh_token(&self, rotation: RefreshRotation<'_>) -> Result<Rotation, StoreError>;
 
     /// Ends an active family; every token in it stops working at once.
     /// `false` if it was not active.
@@ -276,18 +309,22 @@ const OUTSIDE_CHANGES_CHECK: std::time::Duration = std::time::Duration::from_sec
 /// Opens the store a `storage.url` names, creating and migrating the database.
 ///
 /// SQLite is one process's database, so its token lookups are cached in memory (see
-/// `cache`); PostgreSQL is shared by replicas, each of which must see another's
-/// revocation at once, so every lookup goes to the database.
+/// `cache`), and another process's changes looked for every second; PostgreSQL is shared
+/// by replicas, each of which must see another's revocation at once, so every lookup goes
+/// to the database.
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
-    let store = SqlStore::connect(url).await?;
-    Ok(match store.backend() {
-        Backend::Sqlite => {
-            let cached = std::sync::Arc::new(cache::CachedStore::new(store));
-            cached.watch_changes(OUTSIDE_CHANGES_CHECK).await;
-            cached
+    match Backend::for_url(url) {
+        Some(Backend::Sqlite) => {
+            let store = SqliteStore::open(url).await?;
+            store.watch_changes(OUTSIDE_CHANGES_CHECK).await;
+            Ok(store as std::sync::Arc<dyn Store>)
         }
-        Backend::Postgres => std::sync::Arc::new(store),
-    })
+        Some(Backend::Postgres) => Ok(std::sync::Arc::new(PgStore::connect(url).await?)),
+        None => Err(StoreError::Internal(format!(
+            "unsupported storage URL scheme in {:?}: use sqlite:// or postgres://",
+            url.split(':').next().unwrap_or("")
+        ))),
+    }
 }
 
 #[cfg(test)]

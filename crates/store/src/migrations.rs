@@ -133,13 +133,12 @@ CREATE TABLE tool_pins (
 ];
 
 impl Backend {
-    /// `sql` with the column types of this database, and `{db_now}` as the database's own
-    /// clock in epoch seconds (for leases that replicas with drifting clocks share).
+    /// `sql` with the column types of this database.
     pub(crate) fn render(self, sql: &str) -> String {
-        let (blob, int, now) = match self {
-            Backend::Sqlite => ("BLOB", "INTEGER", "CAST(strftime('%s', 'now') AS INTEGER)"),
-            Backend::Postgres => ("BYTEA", "BIGINT", "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS BIGINT)"),
+        let (blob, int) = match self {
+            Backend::Sqlite => ("BLOB", "INTEGER"),
+            Backend::Postgres => ("BYTEA", "BIGINT"),
         };
-        sql.replace("{blob}", blob).replace("{int}", int).replace("{db_now}", now)
+        sql.replace("{blob}", blob).replace("{int}", int)
     }
 }

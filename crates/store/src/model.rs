@@ -1,9 +1,9 @@
 //! The rows the store keeps, as the rest of the proxy sees them.
 //!
-//! The types a query returns as they are derive `sqlx::FromRow`: their field names are
-//! the column names of the query (which aliases where a table's names differ), and hash
-//! and status columns are converted with core's `TryFrom` impls, so a corrupted value is
-//! an error rather than a silently wrong field.
+//! Plain types, free of any database driver: each backend decodes its rows into them
+//! (`sqlite::rows`, `postgres::rows`, both through `decode`), converting hash and status
+//! columns with core's `TryFrom` impls, so that a corrupted value is an error rather than
+//! a silently wrong field.
 
 use mcp_oauth_core::client::Client;
 use mcp_oauth_core::family::FamilyStatus;
@@ -11,12 +11,10 @@ use mcp_oauth_core::token::TokenHash;
 
 /// An authorization request that has passed consent and is waiting for the user to come
 /// back from the upstream provider. Keyed by the hash of the proxy's upstream `state`.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct PendingAuthorization {
-    #[sqlx(try_from = "Vec<u8>")]
     pub state_hash: TokenHash,
     /// Hash of the browser-binding cookie that must come back with the callback.
-    #[sqlx(try_from = "Vec<u8>")]
     pub browser_hash: TokenHash,
     pub server: String,
     pub client_id: String,
@@ -34,7 +32,6 @@ pub struct PendingAuthorization {
     /// The login attempt's trace id (see the HTTP layer's `trace`).
     pub trace_id: Option<String>,
     /// The client address (grouped as the limits group it) the login was started from.
-    #[sqlx(default)]
     pub address: Option<String>,
 }
 
@@ -88,6 +85,19 @@ pub struct StoredCode {
     pub trace_id: Option<String>,
 }
 
+/// What [`crate::Store::rotate_refresh_token`] is asked to do: rotate the refresh token
+/// `hash` presented by `client_id` at `now`, issuing `pair`; `successor_sealed` is the
+/// caller's sealed copy of `pair`'s refresh token, kept for replays within `grace_secs`.
+#[derive(Debug, Clone, Copy)]
+pub struct RefreshRotation<'a> {
+    pub hash: &'a TokenHash,
+    pub client_id: &'a str,
+    pub now: i64,
+    pub grace_secs: i64,
+    pub pair: &'a NewTokenPair,
+    pub successor_sealed: &'a str,
+}
+
 /// A new access and refresh token, issued together into one family.
 #[derive(Debug, Clone)]
 pub struct NewTokenPair {
@@ -100,7 +110,7 @@ pub struct NewTokenPair {
     pub issued_at: i64,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct StoredRefreshToken {
     pub family_id: String,
     pub server: String,
@@ -108,7 +118,6 @@ pub struct StoredRefreshToken {
     pub scope: String,
     pub expires_at: i64,
     pub superseded_at: Option<i64>,
-    #[sqlx(try_from = "String")]
     pub family_status: FamilyStatus,
     /// The grant's sealed provider credential and when it expires, read in the same
     /// lookup: the refresh grant checks it before rotating.
@@ -119,7 +128,6 @@ pub struct StoredRefreshToken {
 /// What a bearer token check needs, read in one indexed lookup.
 #[derive(Debug, Clone)]
 pub struct AccessTokenInfo {
-    pub family_id: String,
     pub server: String,
     pub client_id: String,
     pub subject: String,
@@ -127,22 +135,19 @@ pub struct AccessTokenInfo {
     pub resource: String,
     pub expires_at: i64,
     pub revoked: bool,
-    pub family_status: FamilyStatus,
-    /// The family's sealed upstream credential, read in the same lookup so that the
-    /// hot path needs no second query.
-    pub upstream_sealed: String,
-    pub upstream_expires_at: Option<i64>,
+    /// The grant (its id and status) with its sealed provider credential, read in the
+    /// same lookup so that the hot path needs no second query, and passed on as one value.
+    pub upstream: UpstreamCredential,
     /// The trace id of the login attempt that created the grant.
     pub trace_id: Option<String>,
 }
 
-/// The sealed upstream credential of a family.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// The sealed upstream credential of a family (a grant), with the family's id and status.
+#[derive(Debug, Clone)]
 pub struct UpstreamCredential {
     pub family_id: String,
     pub sealed: String,
     pub expires_at: Option<i64>,
-    #[sqlx(try_from = "String")]
     pub family_status: FamilyStatus,
 }
 
@@ -205,7 +210,7 @@ pub struct GrantFilter {
 }
 
 /// A grant as an operator lists it.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrantSummary {
     pub id: String,
     pub server: String,
@@ -216,7 +221,6 @@ pub struct GrantSummary {
     /// writes nothing per request, so a call is not a use here.
     pub last_issued_at: Option<i64>,
     pub upstream_expires_at: Option<i64>,
-    #[sqlx(try_from = "String")]
     pub status: FamilyStatus,
 }
 

@@ -92,6 +92,19 @@ async fn active_family(store: &dyn Store, client: &str) -> (String, TokenHash) {
     (id, p.refresh.unwrap().0)
 }
 
+/// Rotates `hash` as `client_id` at `now` with a 30-second grace window.
+async fn rotate(
+    store: &dyn Store,
+    hash: &TokenHash,
+    client_id: &str,
+    now: i64,
+    pair: &NewTokenPair,
+    successor_sealed: &str,
+) -> Rotation {
+    let rotation = RefreshRotation { hash, client_id, now, grace_secs: 30, pair, successor_sealed };
+    store.rotate_refresh_token(rotation).await.unwrap()
+}
+
 #[tokio::test]
 async fn clients_are_scoped_to_their_server() {
     for store in backends().await {
@@ -210,41 +223,35 @@ async fn expired_codes_cannot_be_redeemed() {
 async fn rotation_honours_client_grace_expiry_and_family() {
     for store in backends().await {
         let (family_id, rt) = active_family(store.as_ref(), "c").await;
-        let refused = store.rotate_refresh_token(&rt, "other", NOW, 30, &pair("other", NOW).0, "s0").await.unwrap();
+        let refused = rotate(store.as_ref(), &rt, "other", NOW, &pair("other", NOW).0, "s0").await;
         assert_eq!(refused, Rotation::Refused);
         let (p1, _, _) = pair("c", NOW + 10);
-        assert_eq!(
-            store.rotate_refresh_token(&rt, "c", NOW + 10, 30, &p1, "successor-1").await.unwrap(),
-            Rotation::Rotated
-        );
+        assert_eq!(rotate(store.as_ref(), &rt, "c", NOW + 10, &p1, "successor-1").await, Rotation::Rotated);
         let old = store.find_refresh_token(&rt).await.unwrap().unwrap();
         assert_eq!(old.superseded_at, Some(NOW + 10));
         // Within grace: the first rotation's successor again, a new access token beside
         // it, and no second refresh token; the supersession time does not move.
         let (p2, _, _) = pair("c", NOW + 40);
-        let replay = store.rotate_refresh_token(&rt, "c", NOW + 40, 30, &p2, "successor-2").await.unwrap();
+        let replay = rotate(store.as_ref(), &rt, "c", NOW + 40, &p2, "successor-2").await;
         assert_eq!(replay, Rotation::Replayed { successor_sealed: "successor-1".into() });
         assert!(store.find_access_token(&p2.access_hash).await.unwrap().is_some());
         assert!(store.find_refresh_token(&p2.refresh.unwrap().0).await.unwrap().is_none(), "no second branch");
         assert_eq!(store.find_refresh_token(&rt).await.unwrap().unwrap().superseded_at, Some(NOW + 10));
         // After grace: refused.
-        let late = store.rotate_refresh_token(&rt, "c", NOW + 41, 30, &pair("c", NOW + 41).0, "s3").await.unwrap();
+        let late = rotate(store.as_ref(), &rt, "c", NOW + 41, &pair("c", NOW + 41).0, "s3").await;
         assert_eq!(late, Rotation::Refused);
         // The new token works until its family ends.
         let new = store.find_refresh_token(&p1.refresh.unwrap().0).await.unwrap().unwrap();
         assert_eq!(new.family_id, family_id);
         assert!(store.end_family(&family_id, FamilyStatus::Revoked, NOW + 50).await.unwrap());
         assert!(!store.end_family(&family_id, FamilyStatus::Revoked, NOW + 50).await.unwrap());
-        let ended = store
-            .rotate_refresh_token(&p1.refresh.unwrap().0, "c", NOW + 50, 30, &pair("c", NOW).0, "s")
-            .await
-            .unwrap();
+        let ended = rotate(store.as_ref(), &p1.refresh.unwrap().0, "c", NOW + 50, &pair("c", NOW).0, "s").await;
         assert_eq!(ended, Rotation::Refused);
         let at = store.find_access_token(&p1.access_hash).await.unwrap().unwrap();
-        assert_eq!(at.family_status, FamilyStatus::Revoked);
+        assert_eq!(at.upstream.family_status, FamilyStatus::Revoked);
         // An expired token does not rotate.
         let (_, rt2) = active_family(store.as_ref(), "c").await;
-        let expired = store.rotate_refresh_token(&rt2, "c", NOW + 86_400, 30, &pair("c", NOW).0, "s").await.unwrap();
+        let expired = rotate(store.as_ref(), &rt2, "c", NOW + 86_400, &pair("c", NOW).0, "s").await;
         assert_eq!(expired, Rotation::Refused);
     }
 }
@@ -258,8 +265,7 @@ async fn concurrent_rotations_rotate_once_and_all_get_the_one_successor() {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
                 let (p, _, _) = pair("c", NOW);
-                let outcome =
-                    store.rotate_refresh_token(&rt, "c", NOW, 30, &p, &format!("successor-{i}")).await.unwrap();
+                let outcome = rotate(store.as_ref(), &rt, "c", NOW, &p, &format!("successor-{i}")).await;
                 (i, outcome, p)
             }));
         }
@@ -294,10 +300,13 @@ async fn access_tokens_carry_their_grant_and_can_be_revoked() {
         store.redeem_code(&code, NOW, &p).await.unwrap();
         let info = store.find_access_token(&p.access_hash).await.unwrap().unwrap();
         assert_eq!(
-            (info.family_id.as_str(), info.server.as_str(), info.subject.as_str()),
+            (info.upstream.family_id.as_str(), info.server.as_str(), info.subject.as_str()),
             (family_id.as_str(), "demo", "user-1")
         );
         assert_eq!(info.trace_id.as_deref(), Some("trace-1"), "the login attempt's trace id");
+        // The grant's provider credential comes with it, as the one value a refresh reads.
+        let up = &info.upstream;
+        assert_eq!((up.sealed.as_str(), up.expires_at, up.family_status), ("v1.x.y", None, FamilyStatus::Active));
         assert_eq!(store.find_code(&code).await.unwrap().unwrap().trace_id.as_deref(), Some("trace-1"));
         assert!(!info.revoked);
         assert!(store.revoke_access_token(&p.access_hash, NOW).await.unwrap());
@@ -379,13 +388,10 @@ async fn a_replay_within_grace_issues_the_successors_scope() {
         let (_, rt) = active_family(store.as_ref(), "c").await;
         let (mut narrowed, _, _) = pair("c", NOW + 10);
         narrowed.scope = "tools:read".into();
-        assert_eq!(
-            store.rotate_refresh_token(&rt, "c", NOW + 10, 30, &narrowed, "successor-1").await.unwrap(),
-            Rotation::Rotated
-        );
+        assert_eq!(rotate(store.as_ref(), &rt, "c", NOW + 10, &narrowed, "successor-1").await, Rotation::Rotated);
         let (mut replayed, _, _) = pair("c", NOW + 20);
         replayed.scope = "mcp tools:read tools:write".into();
-        let replay = store.rotate_refresh_token(&rt, "c", NOW + 20, 30, &replayed, "successor-2").await.unwrap();
+        let replay = rotate(store.as_ref(), &rt, "c", NOW + 20, &replayed, "successor-2").await;
         assert_eq!(replay, Rotation::Replayed { successor_sealed: "successor-1".into() });
         let access = store.find_access_token(&replayed.access_hash).await.unwrap().unwrap();
         assert_eq!(access.scope, "tools:read", "the successor's scope, as the first answer carried");

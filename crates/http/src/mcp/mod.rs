@@ -43,7 +43,7 @@ pub async fn handle(
     from: ClientAddress,
     req: Request,
 ) -> Result<Response, HttpError> {
-    if app.first_calls.is_first(&token.family_id) {
+    if app.first_calls.is_first(&token.upstream.family_id) {
         let trace_id = token.trace_id.as_deref().unwrap_or("-");
         tracing::info!(trace_id, server = %server.slug, client_id = %token.client_id, "first MCP call of a grant");
     }
@@ -74,7 +74,7 @@ pub async fn handle(
     let refused = |e| access_refused(&app.settings, &server, e);
     let first = app
         .upstream
-        .token(provider, &token.family_id, &token.upstream_sealed, token.upstream_expires_at, None)
+        .token(provider, &token.upstream.family_id, &token.upstream.sealed, token.upstream.expires_at, None)
         .await
         .map_err(refused)?;
     // Looked up only for an answer that is an event stream.
@@ -93,12 +93,12 @@ pub async fn handle(
     let trigger = Some(Trigger::Rejected);
     let second = app
         .upstream
-        .token(provider, &token.family_id, &first.sealed, token.upstream_expires_at, trigger)
+        .token(provider, &token.upstream.family_id, &first.sealed, token.upstream.expires_at, trigger)
         .await
         .map_err(refused)?;
     let resp = send(&app, &server, &parts, body, &second.token, origin).await?;
     if resp.status() == StatusCode::UNAUTHORIZED {
-        return Err(refused(app.upstream.refused_again(provider, &token.family_id)));
+        return Err(refused(app.upstream.refused_again(provider, &token.upstream.family_id)));
     }
     answer(&app, &token, hash, resp, idle, open_streams, edit).await
 }
@@ -220,7 +220,7 @@ fn revocable(app: &App, token: &AccessTokenInfo, hash: TokenHash, resp: Response
     if !forward::is_event_stream(resp.headers()) {
         return resp;
     }
-    resp.map(|body| app.revocations.end_on_revocation(&token.family_id, hash, body))
+    resp.map(|body| app.revocations.end_on_revocation(&token.upstream.family_id, hash, body))
 }
 
 /// [`forward::send`], counted: the MCP upstream's status and its time to the response head.

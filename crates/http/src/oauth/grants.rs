@@ -8,7 +8,7 @@ use mcp_oauth_core::form::Params;
 use mcp_oauth_core::scope::{Scopes, refresh_scope};
 use mcp_oauth_core::token::{TokenHash, TokenKind, mint};
 use mcp_oauth_core::{OAuthError, pkce};
-use mcp_oauth_store::{NewTokenPair, Rotation, StoredCode, StoredRefreshToken};
+use mcp_oauth_store::{NewTokenPair, RefreshRotation, Rotation, StoredCode, StoredRefreshToken};
 use serde_json::{Value, json};
 
 use super::successor::Successor;
@@ -112,7 +112,15 @@ pub async fn refresh_token(
         let event = app.event("token.refreshed").slug(&server.slug).client(&client.client_id);
         app.audit.record(event.grant(&stored.family_id).from(caller));
     };
-    match app.store.rotate_refresh_token(&hash, &client.client_id, app.now(), grace, &pair, &sealed).await? {
+    let rotation = RefreshRotation {
+        hash: &hash,
+        client_id: &client.client_id,
+        now: app.now(),
+        grace_secs: grace,
+        pair: &pair,
+        successor_sealed: &sealed,
+    };
+    match app.store.rotate_refresh_token(rotation).await? {
         Rotation::Rotated => {
             refreshed();
             return Ok(body);

@@ -83,7 +83,7 @@ impl Revocation<'_> {
         let app = self.app;
         let Some(at) = app.store.find_access_token(hash).await? else { return Ok(false) };
         if self.holds(&at.client_id, &at.server) && app.store.revoke_access_token(hash, app.now()).await? {
-            let event = app.event("token.revoked").slug(&at.server).client(&at.client_id).grant(&at.family_id);
+            let event = app.event("token.revoked").slug(&at.server).client(&at.client_id).grant(&at.upstream.family_id);
             app.audit.record(event.subject(&at.subject).from(self.caller));
         }
         Ok(true)

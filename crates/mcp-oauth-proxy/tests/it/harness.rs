@@ -270,7 +270,7 @@ impl Harness {
         let info = self.app.store.find_access_token(&mcp_oauth_core::token::TokenHash::of(token)).await.unwrap();
         info.is_some_and(|i| {
             !i.revoked
-                && i.family_status == mcp_oauth_core::family::FamilyStatus::Active
+                && i.upstream.family_status == mcp_oauth_core::family::FamilyStatus::Active
                 && i.expires_at > mcp_oauth_core::Clock::now(&self.clock)
         })
     }
