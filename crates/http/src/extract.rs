@@ -88,11 +88,7 @@ impl<K: RouteKind> FromRequest<AppState> for OAuthForm<K> {
             if body_deadline::is_elapsed(&rejection) {
                 return K::refuse(HttpError::body_too_slow("invalid_request"));
             }
-            K::refuse(HttpError::Json {
-                status: rejection.status(),
-                error: "invalid_request",
-                description: rejection.body_text(),
-            })
+            K::refuse(HttpError::unreadable_body(rejection.status(), rejection.body_text()))
         })?;
         Params::parse(&body).map(|p| Self(p, PhantomData)).map_err(|e| K::refuse(e.into()))
     }

@@ -56,12 +56,16 @@ pub async fn handle(
     }
     let declared_len = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     if declared_len.is_some_and(|len| len > server.max_body_bytes) {
-        return Err(too_large(&server));
+        return Err(HttpError::too_large(server.max_body_bytes));
     }
     // Buffered, because a request refused by the MCP upstream with 401 is replayed once;
     // MCP request bodies are small JSON-RPC messages.
     let body = axum::body::to_bytes(Body::new(body), server.max_body_bytes).await.map_err(|e| {
-        if body_deadline::is_elapsed(&e) { HttpError::body_too_slow("request_timeout") } else { too_large(&server) }
+        if body_deadline::is_elapsed(&e) {
+            HttpError::body_too_slow("request_timeout")
+        } else {
+            HttpError::too_large(server.max_body_bytes)
+        }
     })?;
 
     let edit = tool_edit(&app, &server, &token, &parts, &body).await?;
@@ -251,13 +255,5 @@ fn access_refused(settings: &Settings, server: &ServerSettings, e: AccessError) 
             HttpError::challenge(settings, server, Some("the upstream login has ended; authorize again"))
         }
         other => other.into(),
-    }
-}
-
-fn too_large(server: &ServerSettings) -> HttpError {
-    HttpError::Json {
-        status: StatusCode::PAYLOAD_TOO_LARGE,
-        error: "request_too_large",
-        description: format!("MCP request bodies are limited to {} bytes", server.max_body_bytes),
     }
 }
