@@ -3,7 +3,8 @@
 //! Handlers, one per endpoint: `metadata`, `register`, `authorize` (with its `consent`
 //! page), `callback`, `token`, `revoke`. What they share: `request` (a checked
 //! authorization request and where its answers go), `login` (the user's login at the
-//! identity provider), `grants` (the token endpoint's grants), `client_auth`.
+//! identity provider), `grants` (the token endpoint's grants, answered as a `token_response`), `client_auth`
+//! (the client credentials a request carries, and their check).
 
 pub mod authorize;
 pub mod callback;
@@ -17,3 +18,4 @@ pub mod request;
 pub mod revoke;
 pub(crate) mod successor;
 pub mod token;
+mod token_response;
