@@ -12,11 +12,13 @@ use mcp_oauth_core::{OAuthError, OAuthErrorCode};
 use mcp_oauth_store::StoreError;
 use mcp_oauth_upstream::UpstreamError;
 
-use crate::mcp::client::SendError;
 use crate::responses::{no_store_json, redirect};
+use crate::services::clients::LookupError;
+use crate::services::limits::RateLimited;
+use crate::services::mcp_client::SendError;
+use crate::services::upstream_access::AccessError;
 use crate::settings::{ServerSettings, Settings};
 use crate::trace::quoting;
-use crate::upstream_access::AccessError;
 use mcp_oauth_core::scope::Scopes;
 
 #[derive(Debug)]
@@ -195,6 +197,30 @@ impl From<StoreError> for HttpError {
                 OAuthError::server_error("internal storage error")
             }
         })
+    }
+}
+
+/// Over a limit on anonymous work: 429 as JSON (a browser route makes it a page with
+/// [`HttpError::for_browser`]).
+impl From<RateLimited> for HttpError {
+    fn from(e: RateLimited) -> Self {
+        Self::RateLimited { retry_after: e.retry_after, page: false }
+    }
+}
+
+impl From<LookupError> for HttpError {
+    fn from(e: LookupError) -> Self {
+        match e {
+            LookupError::Refused(e) => e.into(),
+            LookupError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// A lookup failing outside a handler (as tests call it) answers as it would inside one.
+impl IntoResponse for LookupError {
+    fn into_response(self) -> Response {
+        HttpError::from(self).into_response()
     }
 }
 

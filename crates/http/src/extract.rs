@@ -18,10 +18,10 @@ use mcp_oauth_core::form::Params;
 use mcp_oauth_core::token::TokenHash;
 use mcp_oauth_store::AccessTokenInfo;
 
-use crate::audit::Caller;
-use crate::body_deadline;
 use crate::client_address::ClientAddress;
 use crate::error::HttpError;
+use crate::serve::body_deadline;
+use crate::services::audit::Caller;
 use crate::settings::ServerSettings;
 use crate::state::AppState;
 

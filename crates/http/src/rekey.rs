@@ -9,7 +9,7 @@ use mcp_oauth_core::seal::KeyRing;
 use mcp_oauth_store::{SealedKind, SealedValue, Store, StoreError};
 
 use crate::oauth::successor::Successor;
-use crate::upstream_access::secret;
+use crate::services::upstream_access::secret;
 
 /// How many values are read and re-sealed at a time.
 const BATCH: i64 = 500;

@@ -9,17 +9,17 @@ use mcp_oauth_core::seal::KeyRing;
 use mcp_oauth_core::sign::Signer;
 use mcp_oauth_store::Store;
 
-use crate::audit::{Audit, Event};
-use crate::clients::ClientDirectory;
 use crate::cookies::CookieNames;
-use crate::first_calls::FirstCalls;
-use crate::limits::Limits;
-use crate::metrics::Metrics;
-use crate::providers::Providers;
-use crate::revocations::Revocations;
+use crate::services::audit::{Audit, Event};
+use crate::services::clients::ClientDirectory;
+use crate::services::first_calls::FirstCalls;
+use crate::services::limits::Limits;
+use crate::services::metrics::Metrics;
+use crate::services::providers::Providers;
+use crate::services::revocations::Revocations;
+use crate::services::tool_pins::ToolPins;
+use crate::services::upstream_access::UpstreamAccess;
 use crate::settings::Settings;
-use crate::tool_pins::ToolPins;
-use crate::upstream_access::UpstreamAccess;
 
 pub struct App {
     pub settings: Settings,
@@ -38,7 +38,7 @@ pub struct App {
     pub signer: Signer,
     pub cookies: CookieNames,
     /// Pooled connections to the MCP upstreams.
-    pub mcp_client: crate::mcp::client::McpClient,
+    pub mcp_client: crate::services::mcp_client::McpClient,
     pub metrics: Arc<Metrics>,
     /// The security events' trail.
     pub audit: Arc<Audit>,
@@ -59,7 +59,7 @@ impl App {
         keys: KeyRing,
         clock: SharedClock,
         providers: Providers,
-        mcp_client: crate::mcp::client::McpClient,
+        mcp_client: crate::services::mcp_client::McpClient,
         audit: Audit,
     ) -> Self {
         let audit = Arc::new(audit);

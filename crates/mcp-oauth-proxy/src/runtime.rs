@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mcp_oauth_core::clock::SharedClock;
-use mcp_oauth_http::admission::Admission;
-use mcp_oauth_http::audit::Audit;
-use mcp_oauth_http::providers::Providers;
+use mcp_oauth_http::Audit;
+use mcp_oauth_http::Providers;
+use mcp_oauth_http::serve::Admission;
 use mcp_oauth_http::{App, AppState};
 use mcp_oauth_upstream::{Provider, http_client};
 
@@ -21,7 +21,7 @@ pub async fn build(config: Config, clock: SharedClock) -> Result<AppState, Box<d
     }
     let http = http_client::for_provider_calls();
     let providers = Providers::new(config.providers.into_iter().map(|p| Provider::new(p, http.clone())));
-    let mcp_client = mcp_oauth_http::mcp::client::McpClient::new(Duration::from_secs(config.idle_timeout_secs))?;
+    let mcp_client = mcp_oauth_http::McpClient::new(Duration::from_secs(config.idle_timeout_secs))?;
     let audit = match config.audit_path.as_deref() {
         None => Audit::off(),
         Some("-") => Audit::to_writer(Box::new(std::io::stdout())),
@@ -37,7 +37,7 @@ pub async fn build(config: Config, clock: SharedClock) -> Result<AppState, Box<d
         }
     };
     let app = Arc::new(App::new(config.settings, store, config.keys, clock, providers, mcp_client, audit));
-    app.revocations.watch(Arc::clone(&app.store), mcp_oauth_http::revocations::POLL);
+    app.revocations.watch(Arc::clone(&app.store), mcp_oauth_http::REVOCATIONS_POLL);
     Ok(app)
 }
 

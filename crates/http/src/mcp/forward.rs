@@ -13,10 +13,10 @@ use hyper::body::Incoming;
 use prometheus_client::metrics::gauge::Gauge;
 use tower_http::timeout::TimeoutBody;
 
-use super::client::McpClient;
 use super::tool_list::{EventStream, MAX_EDITED_MESSAGE, ToolEdit, Unreadable, edit_json};
 use crate::client_address::ClientAddress;
 use crate::error::HttpError;
+use crate::services::mcp_client::McpClient;
 use crate::settings::ServerSettings;
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1), and so

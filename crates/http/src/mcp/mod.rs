@@ -6,7 +6,6 @@
 //! the user's provider token in place of the client's; the answer streams back as it
 //! arrives.
 
-pub mod client;
 mod forward;
 mod strict_json;
 mod tool_list;
@@ -22,18 +21,18 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 
-use crate::body_deadline;
 use crate::client_address::ClientAddress;
+use crate::serve::body_deadline;
 use mcp_oauth_core::scope::Scopes;
 use mcp_oauth_core::token::TokenHash;
 use mcp_oauth_store::AccessTokenInfo;
 
 use crate::error::HttpError;
 use crate::extract::Bearer;
-use crate::metrics::{McpLabels, SlugLabels};
+use crate::services::metrics::{McpLabels, SlugLabels};
+use crate::services::upstream_access::{AccessError, Trigger};
 use crate::settings::{ServerSettings, Settings, ToolChanges};
 use crate::state::{App, AppState};
-use crate::upstream_access::{AccessError, Trigger};
 use prometheus_client::metrics::gauge::Gauge;
 use tool_list::ToolEdit;
 

@@ -11,10 +11,10 @@ use mcp_oauth_core::token::TokenHash;
 
 use super::login;
 use super::request::ClientRedirect;
-use crate::audit::Caller;
 use crate::cookies;
 use crate::error::HttpError;
 use crate::extract::BrowserQuery;
+use crate::services::audit::Caller;
 use crate::state::AppState;
 
 pub async fn callback(

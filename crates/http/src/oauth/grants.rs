@@ -12,9 +12,9 @@ use mcp_oauth_store::{NewTokenPair, Rotation, StoredCode, StoredRefreshToken};
 
 use super::successor::Successor;
 use super::token_response::TokenResponse;
-use crate::audit::Caller;
 use crate::error::HttpError;
-use crate::metrics::SlugLabels;
+use crate::services::audit::Caller;
+use crate::services::metrics::SlugLabels;
 use crate::settings::ServerSettings;
 use crate::state::App;
 

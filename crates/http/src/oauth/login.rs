@@ -9,9 +9,9 @@ use mcp_oauth_store::{NewCode, NewFamily, PendingAuthorization, PendingCaps};
 use mcp_oauth_upstream::{FailureKind, Identity, Provider, UpstreamError, UpstreamTokens};
 
 use super::request::AuthorizationRequest;
-use crate::audit::Caller;
 use crate::client_address::ClientAddress;
 use crate::error::HttpError;
+use crate::services::audit::Caller;
 use crate::settings::ServerSettings;
 use crate::state::App;
 

@@ -6,16 +6,16 @@
 //! identity provider), `grants` (the token endpoint's grants, answered as a `token_response`), `client_auth`
 //! (the client credentials a request carries, and their check).
 
-pub mod authorize;
-pub mod callback;
+pub(crate) mod authorize;
+pub(crate) mod callback;
 mod client_auth;
 mod consent;
 mod grants;
 mod login;
-pub mod metadata;
-pub mod register;
-pub mod request;
-pub mod revoke;
+pub(crate) mod metadata;
+pub(crate) mod register;
+pub(crate) mod request;
+pub(crate) mod revoke;
 pub(crate) mod successor;
-pub mod token;
+pub(crate) mod token;
 mod token_response;

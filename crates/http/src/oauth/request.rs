@@ -139,7 +139,7 @@ impl AuthorizationRequest {
             .clients
             .find(&server.slug, client_id)
             .await
-            .map_err(|e| Invalid::Unverified(e.for_browser()))?
+            .map_err(|e| Invalid::Unverified(HttpError::from(e).for_browser()))?
             .ok_or_else(|| page("Unknown client. The application must register again."))?;
         let Some(redirect_uri) = redirect_uri::resolve(&client.metadata.redirect_uris, params.get("redirect_uri"))
         else {

@@ -14,10 +14,10 @@ use mcp_oauth_core::form::Params;
 use mcp_oauth_core::token::TokenHash;
 
 use super::client_auth::{self, ClientCredentials};
-use crate::audit::Caller;
 use crate::error::HttpError;
 use crate::extract::{OAuthForm, Server};
 use crate::responses::no_store_json;
+use crate::services::audit::Caller;
 use crate::settings::ServerSettings;
 use crate::state::{App, AppState};
 

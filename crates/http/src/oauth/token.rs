@@ -9,11 +9,11 @@ use mcp_oauth_core::form::Params;
 
 use super::client_auth::{self, ClientCredentials};
 use super::grants;
-use crate::audit::Caller;
 use crate::error::HttpError;
 use crate::extract::{OAuthForm, Server};
-use crate::metrics::GrantLabels;
 use crate::responses::no_store_json;
+use crate::services::audit::Caller;
+use crate::services::metrics::GrantLabels;
 use crate::settings::ServerSettings;
 use crate::state::{App, AppState};
 

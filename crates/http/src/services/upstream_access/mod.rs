@@ -40,8 +40,8 @@ use mcp_oauth_upstream::{FailureKind, Provider, TokenStatus, UpstreamTokens};
 use flight::FlightLocks;
 use opened::Opened;
 
-use crate::audit::{Audit, Event};
-use crate::metrics::{Metrics, ProviderLabels, ProviderOutcome};
+use crate::services::audit::{Audit, Event};
+use crate::services::metrics::{Metrics, ProviderLabels, ProviderOutcome};
 pub use secret::UpstreamSecret;
 
 /// How long one replica may hold the right to refresh before others may take over:
