@@ -32,8 +32,6 @@ mod health;
 mod mcp;
 mod oauth;
 mod pages;
-pub mod purge;
-pub mod rekey;
 mod responses;
 pub mod serve;
 mod services;

@@ -16,7 +16,7 @@ use crate::config::Config;
 pub async fn build(config: Config, clock: SharedClock) -> Result<AppState, Box<dyn std::error::Error + Send + Sync>> {
     let store = mcp_oauth_store::open(&config.storage_url).await?;
     // Refuse to start rather than answer 500 for every grant sealed with a key we lack.
-    if let Some(missing) = mcp_oauth_http::rekey::missing_keys(store.as_ref(), &config.keys).await? {
+    if let Some(missing) = crate::rekey::missing_keys(store.as_ref(), &config.keys).await? {
         return Err(missing.to_string().into());
     }
     let http = http_client::for_provider_calls();
@@ -57,7 +57,7 @@ pub async fn serve(
             }
         });
     }
-    let _purge = mcp_oauth_http::purge::spawn(app.clone(), Duration::from_secs(300));
+    let _purge = crate::purge::spawn(app.clone(), Duration::from_secs(300));
     tracing::info!(
         address = %listener.local_addr()?,
         public_url = %app.settings.public_url,

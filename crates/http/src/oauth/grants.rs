@@ -6,11 +6,11 @@ use mcp_oauth_core::client::Client;
 use mcp_oauth_core::family::{CodeState, CodeVerdict, FamilyStatus, RefreshTokenState, judge_code, judge_refresh};
 use mcp_oauth_core::form::Params;
 use mcp_oauth_core::scope::{Scopes, refresh_scope};
+use mcp_oauth_core::sealed::RefreshSuccessor;
 use mcp_oauth_core::token::{TokenHash, TokenKind, mint};
 use mcp_oauth_core::{OAuthError, pkce};
 use mcp_oauth_store::{NewTokenPair, Rotation, StoredCode, StoredRefreshToken};
 
-use super::successor::Successor;
 use super::token_response::TokenResponse;
 use crate::error::HttpError;
 use crate::services::audit::Caller;
@@ -104,7 +104,7 @@ pub async fn refresh_token(
     let issued = new_pair(app, client, &scope);
     // The client registered for the refresh grant (checked above): a refresh token was minted.
     let successor =
-        Successor { refresh_token: issued.refresh_token.clone().unwrap_or_default(), scope: scope.to_string() };
+        RefreshSuccessor { refresh_token: issued.refresh_token.clone().unwrap_or_default(), scope: scope.to_string() };
     let sealed = successor.seal(&app.keys, &hash);
     let grace = app.settings.tokens.refresh_grace_secs;
     let refreshed = || {
@@ -119,7 +119,10 @@ pub async fn refresh_token(
         // The same answer as the first use of this token got, with a new access token:
         // as if that answer had been delivered twice. No second refresh token exists.
         Rotation::Replayed { successor_sealed } => {
-            let first = Successor::open(&app.keys, &hash, &successor_sealed)?;
+            let first = RefreshSuccessor::open(&app.keys, &hash, &successor_sealed).map_err(|e| {
+                tracing::error!(error = %e, "cannot open a sealed refresh-token successor");
+                OAuthError::server_error("internal error")
+            })?;
             refreshed();
             return Ok(issued.answer(first.scope, Some(first.refresh_token)));
         }

@@ -16,6 +16,5 @@ pub(crate) mod metadata;
 pub(crate) mod register;
 pub(crate) mod request;
 pub(crate) mod revoke;
-pub(crate) mod successor;
 pub(crate) mod token;
 mod token_response;

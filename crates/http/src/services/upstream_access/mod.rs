@@ -26,7 +26,6 @@
 
 mod flight;
 mod opened;
-pub(crate) mod secret;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +33,7 @@ use std::time::Duration;
 use mcp_oauth_core::clock::SharedClock;
 use mcp_oauth_core::family::FamilyStatus;
 use mcp_oauth_core::seal::{KeyRing, key_id_of};
+use mcp_oauth_core::sealed::UpstreamSecret;
 use mcp_oauth_store::{Lease, SealedKind, SealedValue, Store, StoreError, UpstreamCredential};
 use mcp_oauth_upstream::{FailureKind, Provider, TokenStatus, UpstreamTokens};
 
@@ -42,7 +42,6 @@ use opened::Opened;
 
 use crate::services::audit::{Audit, Event};
 use crate::services::metrics::{Metrics, ProviderLabels, ProviderOutcome};
-pub use secret::UpstreamSecret;
 
 /// How long one replica may hold the right to refresh before others may take over:
 /// longer than a provider call may take (30 s), so a live holder never loses it.
@@ -188,7 +187,12 @@ impl UpstreamAccess {
 
     /// The provider's tokens sealed for storage in grant `family_id`.
     pub fn seal(&self, family_id: &str, tokens: &UpstreamTokens) -> String {
-        UpstreamSecret::from_tokens(tokens).seal(&self.keys, family_id)
+        let secret = UpstreamSecret {
+            access_token: tokens.access_token.clone(),
+            refresh_token: tokens.refresh_token.clone(),
+            refusal_checked_at: None,
+        };
+        secret.seal(&self.keys, family_id)
     }
 
     /// The provider access token to send for `family_id`, given the credential as read
