@@ -39,6 +39,8 @@ pub mod settings;
 mod state;
 mod trace;
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::middleware;
@@ -47,6 +49,7 @@ use tower_http::cors::{AllowHeaders, Any, CorsLayer};
 
 use crate::serve::access_log;
 use crate::serve::body_deadline::BodyDeadlineLayer;
+use crate::services::metrics::Metrics;
 
 pub use error::HttpError;
 pub use services::audit::Audit;
@@ -60,9 +63,9 @@ const OAUTH_BODY_LIMIT: usize = 64 * 1024;
 
 /// The metrics endpoint, for a listener of its own (never the public one).
 pub fn metrics_router(app: AppState) -> Router {
-    let metrics = |State(app): State<AppState>| async move {
+    let metrics = |State(metrics): State<Arc<Metrics>>| async move {
         let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-        ([(axum::http::header::CONTENT_TYPE, content_type)], app.metrics.render())
+        ([(axum::http::header::CONTENT_TYPE, content_type)], metrics.render())
     };
     Router::new().route("/metrics", get(metrics)).with_state(app)
 }

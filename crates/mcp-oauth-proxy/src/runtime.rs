@@ -36,7 +36,7 @@ pub async fn build(config: Config, clock: SharedClock) -> Result<AppState, Box<d
             Audit::to_writer(Box::new(file))
         }
     };
-    let app = Arc::new(App::new(config.settings, store, config.keys, clock, providers, mcp_client, audit));
+    let app = AppState::new(App::new(config.settings, store, config.keys, clock, providers, mcp_client, audit));
     app.revocations.watch(Arc::clone(&app.store), mcp_oauth_http::REVOCATIONS_POLL);
     Ok(app)
 }
