@@ -67,7 +67,7 @@ impl ClientDirectory {
             let client = self.document_clients.client(client_id).await.map_err(|e| LookupError::Refused(e.into()))?;
             return Ok(Some(client));
         }
-        Ok(self.store.find_client(server, client_id).await.map_err(LookupError::Store)?)
+        self.store.find_client(server, client_id).await.map_err(LookupError::Store)
     }
 
     /// The host the operator vouches for, if `client` is a metadata-document client from
