@@ -60,8 +60,30 @@ pub struct Challenge {
 }
 
 impl HttpError {
-    pub fn page(status: StatusCode, message: impl Into<String>) -> Self {
+    fn page(status: StatusCode, message: impl Into<String>) -> Self {
         Self::Page { status, message: message.into(), retry_after: None }
+    }
+
+    /// A page for a browser request that cannot be acted on and has no client to be sent
+    /// back to (400).
+    pub fn bad_request_page(message: impl Into<String>) -> Self {
+        Self::page(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// A page for a person the server's access rules do not let in (403).
+    pub fn forbidden_page(message: impl Into<String>) -> Self {
+        Self::page(StatusCode::FORBIDDEN, message)
+    }
+
+    /// A page for what is no longer there (404), such as the server of a login in progress.
+    pub fn not_found_page(message: impl Into<String>) -> Self {
+        Self::page(StatusCode::NOT_FOUND, message)
+    }
+
+    /// A page for a browser or network over a cap that time alone lifts (429), without a
+    /// `Retry-After`: the page says what to do.
+    pub fn too_many_page(message: impl Into<String>) -> Self {
+        Self::page(StatusCode::TOO_MANY_REQUESTS, message)
     }
 
     /// The MCP endpoint's 401 for `server`; `why` when a token was presented and refused.

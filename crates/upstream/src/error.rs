@@ -57,3 +57,20 @@ impl UpstreamError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{FailureKind, UpstreamError};
+
+    #[test]
+    fn only_a_refusal_of_the_users_grant_is_permanent() {
+        let rejected = UpstreamError::Rejected { error: "invalid_grant".into(), description: None };
+        assert_eq!(rejected.kind(), FailureKind::Permanent);
+        assert_eq!(UpstreamError::Misconfigured("401".into()).kind(), FailureKind::Misconfigured);
+        assert_eq!(UpstreamError::Unavailable("down".into()).kind(), FailureKind::Transient);
+        assert_eq!(UpstreamError::Protocol("html".into()).kind(), FailureKind::Transient);
+        let labels =
+            [FailureKind::Permanent, FailureKind::Misconfigured, FailureKind::Transient].map(FailureKind::label);
+        assert_eq!(labels, ["permanent", "misconfigured", "transient"], "the metric's outcome labels");
+    }
+}

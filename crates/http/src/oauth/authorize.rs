@@ -119,10 +119,7 @@ async fn answer(
                 return Err(req.reply.error(OAuthError::access_denied("the user denied access")));
             }
             _ => {
-                return Err(HttpError::page(
-                    StatusCode::BAD_REQUEST,
-                    "The consent form must be answered with approve or deny.",
-                ));
+                return Err(HttpError::bad_request_page("The consent form must be answered with approve or deny."));
             }
         }
     };

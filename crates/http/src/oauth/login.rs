@@ -1,7 +1,6 @@
 //! The user's login at the identity provider, from both ends: starting it once consent
 //! is given, and finishing it when the provider sends the browser back.
 
-use axum::http::StatusCode;
 use mcp_oauth_core::form::Params;
 use mcp_oauth_core::token::{TokenHash, TokenKind, mint, random_b64, random_id};
 use mcp_oauth_core::{OAuthError, pkce};
@@ -53,8 +52,7 @@ pub async fn start(
     };
     if !app.store.insert_pending(&pending, app.now(), caps).await? {
         app.metrics.rate_limited("pending_logins");
-        return Err(HttpError::page(
-            StatusCode::TOO_MANY_REQUESTS,
+        return Err(HttpError::too_many_page(
             "Too many logins were started from this browser or network and not finished. Finish one, or try again in ten minutes.",
         ));
     }
@@ -125,8 +123,7 @@ async fn complete(
         && !rules.allows(&who)
     {
         tracing::info!(server = %server.slug, subject = %who.subject, "login refused by the server's access rules");
-        let page = HttpError::page(
-            StatusCode::FORBIDDEN,
+        let page = HttpError::forbidden_page(
             "Your account is not allowed to use this MCP server. Ask its operator for access.",
         );
         return Err((page, Some(who.subject)));

@@ -129,7 +129,7 @@ impl AuthorizationRequest {
         status: StatusCode,
         trace: &TraceId,
     ) -> Result<Self, Invalid> {
-        let page = |message: &str| Invalid::Unverified(HttpError::page(StatusCode::BAD_REQUEST, message));
+        let page = |message: &str| Invalid::Unverified(HttpError::bad_request_page(message));
         if params.get("state").is_some_and(|s| s.len() > MAX_STATE_BYTES) {
             return Err(page("The state parameter is too long (at most 4096 bytes)."));
         }
