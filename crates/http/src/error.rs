@@ -29,8 +29,9 @@ pub enum HttpError {
     OAuth(OAuthError),
     /// The OAuth endpoint exists but not for this method.
     MethodNotAllowed { allow: &'static str },
-    /// A JSON error outside OAuth's vocabulary: an unknown server (404), an MCP request too
-    /// large (413), an MCP upstream that fails (502, 504).
+    /// A JSON error outside OAuth's vocabulary: an unknown server (404), a body too slow
+    /// (408), an MCP request too large (413), an MCP upstream that fails (502, 504). Built
+    /// by the named constructors below, so that no route picks a status itself.
     Json { status: StatusCode, error: &'static str, description: String },
     /// A page for the person in the browser, when there is no client we may redirect to;
     /// with `Retry-After` when something is unavailable for a while.

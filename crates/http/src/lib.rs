@@ -2,7 +2,7 @@
 //! (`mcp_oauth_core`), the store and the identity-provider client.
 //!
 //! Three files explain every handler:
-//! - [`error`]: [`HttpError`], the one error type; every error response and every error
+//! - `error`: `HttpError`, the one error type; every error response and every error
 //!   status is made there;
 //! - `extract`: what handlers would otherwise open with: the server named by the route,
 //!   the strict OAuth form, the checked bearer token, the caller's address;
@@ -51,7 +51,6 @@ use crate::serve::access_log;
 use crate::serve::body_deadline::BodyDeadlineLayer;
 use crate::services::metrics::Metrics;
 
-pub use error::HttpError;
 pub use services::audit::Audit;
 pub use services::mcp_client::McpClient;
 pub use services::providers::Providers;
