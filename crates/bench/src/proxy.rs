@@ -37,8 +37,9 @@ impl Proxy {
             ),
         }
         .toml();
-        // Room for the open-stream measurement beyond the default of 20,000 connections.
-        let limits = "[limits]\nmax_connections = 100000\n";
+        // Room for the open-stream measurement beyond the default of 20,000 connections,
+        // all from one address (the default per address is 256).
+        let limits = "[limits]\nmax_connections = 100000\nmax_connections_per_address = 100000\n";
         std::fs::write(&config, format!("listen = \"127.0.0.1:{port}\"\n{toml}\n{limits}"))?;
         // Logging as deployed: the default level, with its access log line per request,
         // to a file (as to a journal or a container's log).

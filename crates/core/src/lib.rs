@@ -14,6 +14,7 @@ pub mod pkce;
 pub mod redirect_uri;
 pub mod scope;
 pub mod seal;
+pub mod sealed;
 pub mod sign;
 pub mod token;
 pub mod tool_definition;

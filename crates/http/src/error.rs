@@ -13,9 +13,12 @@ use mcp_oauth_store::StoreError;
 use mcp_oauth_upstream::UpstreamError;
 
 use crate::responses::{no_store_json, redirect};
+use crate::services::clients::LookupError;
+use crate::services::limits::RateLimited;
+use crate::services::mcp_client::SendError;
+use crate::services::upstream_access::AccessError;
 use crate::settings::{ServerSettings, Settings};
 use crate::trace::quoting;
-use crate::upstream_access::AccessError;
 use mcp_oauth_core::scope::Scopes;
 
 #[derive(Debug)]
@@ -26,8 +29,9 @@ pub enum HttpError {
     OAuth(OAuthError),
     /// The OAuth endpoint exists but not for this method.
     MethodNotAllowed { allow: &'static str },
-    /// A JSON error outside OAuth's vocabulary: an unknown server (404), an MCP request too
-    /// large (413), an MCP upstream that fails (502, 504).
+    /// A JSON error outside OAuth's vocabulary: an unknown server (404), a body too slow
+    /// (408), an MCP request too large (413), an MCP upstream that fails (502, 504). Built
+    /// by the named constructors below, so that no route picks a status itself.
     Json { status: StatusCode, error: &'static str, description: String },
     /// A page for the person in the browser, when there is no client we may redirect to;
     /// with `Retry-After` when something is unavailable for a while.
@@ -57,8 +61,30 @@ pub struct Challenge {
 }
 
 impl HttpError {
-    pub fn page(status: StatusCode, message: impl Into<String>) -> Self {
+    fn page(status: StatusCode, message: impl Into<String>) -> Self {
         Self::Page { status, message: message.into(), retry_after: None }
+    }
+
+    /// A page for a browser request that cannot be acted on and has no client to be sent
+    /// back to (400).
+    pub fn bad_request_page(message: impl Into<String>) -> Self {
+        Self::page(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// A page for a person the server's access rules do not let in (403).
+    pub fn forbidden_page(message: impl Into<String>) -> Self {
+        Self::page(StatusCode::FORBIDDEN, message)
+    }
+
+    /// A page for what is no longer there (404), such as the server of a login in progress.
+    pub fn not_found_page(message: impl Into<String>) -> Self {
+        Self::page(StatusCode::NOT_FOUND, message)
+    }
+
+    /// A page for a browser or network over a cap that time alone lifts (429), without a
+    /// `Retry-After`: the page says what to do.
+    pub fn too_many_page(message: impl Into<String>) -> Self {
+        Self::page(StatusCode::TOO_MANY_REQUESTS, message)
     }
 
     /// The MCP endpoint's 401 for `server`; `why` when a token was presented and refused.
@@ -84,6 +110,33 @@ impl HttpError {
 
     pub fn not_found(what: impl Into<String>) -> Self {
         Self::Json { status: StatusCode::NOT_FOUND, error: "not_found", description: what.into() }
+    }
+
+    /// A request body larger than the route allows (413).
+    pub fn too_large(limit: usize) -> Self {
+        let description = format!("MCP request bodies are limited to {limit} bytes");
+        Self::Json { status: StatusCode::PAYLOAD_TOO_LARGE, error: "request_too_large", description }
+    }
+
+    /// A request the OAuth endpoints could not read (its status is axum's rejection's).
+    pub fn unreadable_body(status: StatusCode, description: String) -> Self {
+        Self::Json { status, error: "invalid_request", description }
+    }
+
+    /// The user's provider token cannot be sent as the header the MCP upstream expects
+    /// (502): the configured format makes an invalid header value of it.
+    pub fn bad_upstream_token() -> Self {
+        Self::gateway(StatusCode::BAD_GATEWAY, "bad_gateway", "the upstream token is not a valid header value")
+    }
+
+    /// An MCP upstream's answer that had to be read (to edit its tool lists) and could not
+    /// be (502): `why` says what was wrong with it.
+    pub fn upstream_unreadable(why: String) -> Self {
+        Self::Json { status: StatusCode::BAD_GATEWAY, error: "upstream_unreadable", description: why }
+    }
+
+    fn gateway(status: StatusCode, error: &'static str, description: &str) -> Self {
+        Self::Json { status, error, description: description.into() }
     }
 
     /// A request body that did not arrive within `body_read_timeout` (408). `error` is the
@@ -170,25 +223,66 @@ impl From<StoreError> for HttpError {
     }
 }
 
-/// A failed login at the identity provider, as the client is told about it. The caller
-/// has logged the detail.
+/// Over a limit on anonymous work: 429 as JSON (a browser route makes it a page with
+/// [`HttpError::for_browser`]).
+impl From<RateLimited> for HttpError {
+    fn from(e: RateLimited) -> Self {
+        Self::RateLimited { retry_after: e.retry_after, page: false }
+    }
+}
+
+impl From<LookupError> for HttpError {
+    fn from(e: LookupError) -> Self {
+        match e {
+            LookupError::Refused(e) => e.into(),
+            LookupError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// A lookup failing outside a handler (as tests call it) answers as it would inside one.
+impl IntoResponse for LookupError {
+    fn into_response(self) -> Response {
+        HttpError::from(self).into_response()
+    }
+}
+
+/// A failure at the identity provider, as the client is told about it, wherever it
+/// happens (starting a login, finishing it). Each kind (see `FailureKind`) has its answer:
+/// the user refused ends the login, the proxy refused is a long wait for the operator, a
+/// transient failure a short one; an answer that is not OAuth is a server error, as
+/// retrying soon brings the same. The caller has logged the detail.
 impl From<UpstreamError> for HttpError {
     fn from(e: UpstreamError) -> Self {
         Self::OAuth(match e {
-            UpstreamError::Unavailable(_) => {
-                OAuthError::temporarily_unavailable("the upstream identity provider is unavailable; try again", 5)
-            }
             UpstreamError::Rejected { error, .. } => {
                 OAuthError::access_denied(format!("the upstream identity provider refused the login ({error})"))
-            }
-            UpstreamError::Protocol(_) => {
-                OAuthError::server_error("the upstream identity provider answered unexpectedly")
             }
             UpstreamError::Misconfigured(_) => OAuthError::temporarily_unavailable(
                 "the upstream identity provider refused the proxy's request; try again later",
                 30,
             ),
+            UpstreamError::Unavailable(_) => {
+                OAuthError::temporarily_unavailable("the upstream identity provider is unavailable; try again", 5)
+            }
+            UpstreamError::Protocol(_) => {
+                OAuthError::server_error("the upstream identity provider answered unexpectedly")
+            }
         })
+    }
+}
+
+/// The MCP upstream did not answer (504) or could not be reached (502).
+impl From<SendError> for HttpError {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Timeout => {
+                Self::gateway(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "the MCP server did not answer in time")
+            }
+            SendError::Unreachable(_) => {
+                Self::gateway(StatusCode::BAD_GATEWAY, "upstream_unreachable", "the MCP server is unreachable")
+            }
+        }
     }
 }
 
@@ -200,13 +294,12 @@ impl From<AccessError> for HttpError {
     fn from(e: AccessError) -> Self {
         Self::OAuth(match e {
             AccessError::UpstreamRefused => {
-                return Self::Json {
-                    status: StatusCode::BAD_GATEWAY,
-                    error: "upstream_rejected_credential",
-                    description: "the MCP server refused the user's provider credential, which the provider has \
-                                  not refused; the grant is kept"
-                        .into(),
-                };
+                return Self::gateway(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_rejected_credential",
+                    "the MCP server refused the user's provider credential, which the provider has not refused; \
+                     the grant is kept",
+                );
             }
             AccessError::NeedsLogin => OAuthError::invalid_grant("the upstream login has ended; authorize again"),
             AccessError::Unavailable(_) => {

@@ -18,10 +18,10 @@ use mcp_oauth_core::form::Params;
 use mcp_oauth_core::token::TokenHash;
 use mcp_oauth_store::AccessTokenInfo;
 
-use crate::audit::Caller;
-use crate::body_deadline;
 use crate::client_address::ClientAddress;
 use crate::error::HttpError;
+use crate::serve::body_deadline;
+use crate::services::audit::Caller;
 use crate::settings::ServerSettings;
 use crate::state::AppState;
 
@@ -88,11 +88,7 @@ impl<K: RouteKind> FromRequest<AppState> for OAuthForm<K> {
             if body_deadline::is_elapsed(&rejection) {
                 return K::refuse(HttpError::body_too_slow("invalid_request"));
             }
-            K::refuse(HttpError::Json {
-                status: rejection.status(),
-                error: "invalid_request",
-                description: rejection.body_text(),
-            })
+            K::refuse(HttpError::unreadable_body(rejection.status(), rejection.body_text()))
         })?;
         Params::parse(&body).map(|p| Self(p, PhantomData)).map_err(|e| K::refuse(e.into()))
     }

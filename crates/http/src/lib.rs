@@ -2,54 +2,44 @@
 //! (`mcp_oauth_core`), the store and the identity-provider client.
 //!
 //! Three files explain every handler:
-//! - [`error`]: [`HttpError`], the one error type; every error response is made there;
-//! - [`extract`]: what handlers would otherwise open with: the server named by the route,
+//! - `error`: `HttpError`, the one error type; every error response and every error
+//!   status is made there;
+//! - `extract`: what handlers would otherwise open with: the server named by the route,
 //!   the strict OAuth form, the checked bearer token, the caller's address;
-//! - [`state`]: [`App`], the settings and the services handlers use.
+//! - `state`: [`App`], the settings and the services handlers use, and the sub-states
+//!   (`FromRef`) a handler asks for when it uses one service.
 //!
-//! The services: [`clients`] (who a `client_id` is), [`providers`] (the identity providers
-//! by name), [`upstream_access`] (provider tokens for the MCP path, refreshed once),
-//! [`limits`] (bounds on anonymous work), [`metrics`], [`audit`] (the security events'
-//! trail).
-//! The routes: [`oauth`] (the authorization server), [`mcp`] (the reverse proxy), [`health`].
-//! Around them: [`settings`], [`client_address`] (who is calling), [`trace`] (login
-//! attempts' trace ids), [`first_calls`], [`cookies`], [`pages`] (HTML), [`responses`]
-//! (successful answers), [`access_log`], [`serve`] (connections), [`body_deadline`]
-//! (request bodies in time), [`purge`] (the background clean-up), [`rekey`] (key
-//! rotation for sealed values), [`revocations`] (open event streams ended when their
-//! grant or token is revoked).
+//! The rooms:
+//! - `services/`: what `App` holds: the client directory, the identity providers,
+//!   upstream access, the MCP client, limits, audit, metrics, revocations, tool pins;
+//! - `oauth/`: the routes of the authorization server, one file per endpoint, and what
+//!   they share (the checked request, the login, the grants, client authentication);
+//! - `mcp/`: the reverse proxy's route and the tool rules it applies;
+//! - `health`: liveness and readiness; `pages`: HTML; `responses`: successful answers;
+//! - [`serve`]: connections: admission, request bodies in time, the access log;
+//! - around them: [`settings`], `client_address` (who is calling), `trace` (login
+//!   attempts' trace ids), `cookies`.
 //!
 //! Words: the *provider* is the identity provider users log in at (its tokens are the
 //! "upstream" credential the proxy keeps sealed); the *MCP upstream* is the MCP server
 //! behind the proxy; a *server* is one protected MCP server, named by its slug.
 
-pub mod access_log;
-pub mod admission;
-pub mod audit;
-pub mod body_deadline;
-pub mod client_address;
-pub mod clients;
-pub mod cookies;
-pub mod error;
-pub mod extract;
-pub mod first_calls;
-pub mod health;
-pub mod limits;
-pub mod mcp;
-pub mod metrics;
-pub mod oauth;
-pub mod pages;
-pub mod providers;
-pub mod purge;
-pub mod rekey;
-pub mod responses;
-pub mod revocations;
+mod client_address;
+mod cookies;
+mod error;
+mod extract;
+mod health;
+mod mcp;
+mod oauth;
+mod pages;
+mod responses;
 pub mod serve;
+mod services;
 pub mod settings;
-pub mod state;
-pub mod tool_pins;
-pub mod trace;
-pub mod upstream_access;
+mod state;
+mod trace;
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -57,9 +47,14 @@ use axum::middleware;
 use axum::routing::{any, get, post};
 use tower_http::cors::{AllowHeaders, Any, CorsLayer};
 
-use crate::body_deadline::BodyDeadlineLayer;
+use crate::serve::access_log;
+use crate::serve::body_deadline::BodyDeadlineLayer;
+use crate::services::metrics::Metrics;
 
-pub use error::HttpError;
+pub use services::audit::Audit;
+pub use services::mcp_client::McpClient;
+pub use services::providers::Providers;
+pub use services::revocations::POLL as REVOCATIONS_POLL;
 pub use state::{App, AppState};
 
 /// Request bodies of the OAuth endpoints are small; anything larger is refused early.
@@ -67,9 +62,9 @@ const OAUTH_BODY_LIMIT: usize = 64 * 1024;
 
 /// The metrics endpoint, for a listener of its own (never the public one).
 pub fn metrics_router(app: AppState) -> Router {
-    let metrics = |State(app): State<AppState>| async move {
+    let metrics = |State(metrics): State<Arc<Metrics>>| async move {
         let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-        ([(axum::http::header::CONTENT_TYPE, content_type)], app.metrics.render())
+        ([(axum::http::header::CONTENT_TYPE, content_type)], metrics.render())
     };
     Router::new().route("/metrics", get(metrics)).with_state(app)
 }

@@ -5,7 +5,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 /// JSON that must never be stored by a cache: tokens, errors, registrations.
-pub fn no_store_json(status: StatusCode, body: serde_json::Value) -> Response {
+pub fn no_store_json(status: StatusCode, body: impl serde::Serialize) -> Response {
     let mut resp = (status, axum::Json(body)).into_response();
     let h = resp.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

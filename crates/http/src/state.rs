@@ -1,28 +1,32 @@
 //! The state every handler shares: the settings and a few small services, each owning
-//! what its job needs.
+//! what its job needs. A handler that uses one of them asks for that one alone
+//! (`State<Arc<Settings>>`, `State<Arc<dyn Store>>`, `State<Arc<Metrics>>`, through the
+//! `FromRef` impls below); one that needs several takes the whole [`AppState`].
 
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::FromRef;
 use mcp_oauth_core::clock::SharedClock;
 use mcp_oauth_core::seal::KeyRing;
 use mcp_oauth_core::sign::Signer;
 use mcp_oauth_store::Store;
 
-use crate::audit::{Audit, Event};
-use crate::clients::ClientDirectory;
 use crate::cookies::CookieNames;
-use crate::first_calls::FirstCalls;
-use crate::limits::Limits;
-use crate::metrics::Metrics;
-use crate::providers::Providers;
-use crate::revocations::Revocations;
+use crate::services::audit::{Audit, Event};
+use crate::services::clients::ClientDirectory;
+use crate::services::first_calls::FirstCalls;
+use crate::services::limits::Limits;
+use crate::services::metrics::Metrics;
+use crate::services::providers::Providers;
+use crate::services::revocations::Revocations;
+use crate::services::tool_pins::ToolPins;
+use crate::services::upstream_access::UpstreamAccess;
 use crate::settings::Settings;
-use crate::tool_pins::ToolPins;
-use crate::upstream_access::UpstreamAccess;
 
 pub struct App {
-    pub settings: Settings,
+    pub settings: Arc<Settings>,
     pub store: Arc<dyn Store>,
     pub clock: SharedClock,
     /// Who a `client_id` is.
@@ -38,7 +42,7 @@ pub struct App {
     pub signer: Signer,
     pub cookies: CookieNames,
     /// Pooled connections to the MCP upstreams.
-    pub mcp_client: crate::mcp::client::McpClient,
+    pub mcp_client: crate::services::mcp_client::McpClient,
     pub metrics: Arc<Metrics>,
     /// The security events' trail.
     pub audit: Arc<Audit>,
@@ -50,7 +54,41 @@ pub struct App {
     pub tool_pins: Arc<ToolPins>,
 }
 
-pub type AppState = Arc<App>;
+/// [`App`] as the router holds it: one `Arc`, cloned for each request.
+#[derive(Clone)]
+pub struct AppState(Arc<App>);
+
+impl AppState {
+    pub fn new(app: App) -> Self {
+        Self(Arc::new(app))
+    }
+}
+
+impl Deref for AppState {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+impl FromRef<AppState> for Arc<Settings> {
+    fn from_ref(app: &AppState) -> Self {
+        Arc::clone(&app.settings)
+    }
+}
+
+impl FromRef<AppState> for Arc<dyn Store> {
+    fn from_ref(app: &AppState) -> Self {
+        Arc::clone(&app.store)
+    }
+}
+
+impl FromRef<AppState> for Arc<Metrics> {
+    fn from_ref(app: &AppState) -> Self {
+        Arc::clone(&app.metrics)
+    }
+}
 
 impl App {
     pub fn new(
@@ -59,7 +97,7 @@ impl App {
         keys: KeyRing,
         clock: SharedClock,
         providers: Providers,
-        mcp_client: crate::mcp::client::McpClient,
+        mcp_client: crate::services::mcp_client::McpClient,
         audit: Audit,
     ) -> Self {
         let audit = Arc::new(audit);
@@ -89,7 +127,7 @@ impl App {
             Arc::new(ToolPins::new(Arc::clone(&store), Arc::clone(&clock), Arc::clone(&metrics), Arc::clone(&audit)));
         let revocations = Revocations::new(2 * mcp_client.idle + Duration::from_secs(120));
         Self {
-            settings,
+            settings: Arc::new(settings),
             store,
             clock,
             clients,

@@ -355,7 +355,7 @@ async fn serve(config: Config) -> Result<(), BoxError> {
 
 async fn rotate_key(config: Config) -> Result<String, BoxError> {
     let store = mcp_oauth_store::open(&config.storage_url).await?;
-    let done = mcp_oauth_http::rekey::reseal_all(store.as_ref(), &config.keys).await?;
+    let done = mcp_oauth_proxy::rekey::reseal_all(store.as_ref(), &config.keys).await?;
     Ok(format!(
         "re-sealed with key id {}: {} provider credential(s), {} refresh-token successor(s); {} changed meanwhile \
          and were already current.\nNo stored value needs a previous key now: encryption.previous_keys may be \

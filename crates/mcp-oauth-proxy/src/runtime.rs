@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mcp_oauth_core::clock::SharedClock;
-use mcp_oauth_http::admission::Admission;
-use mcp_oauth_http::audit::Audit;
-use mcp_oauth_http::providers::Providers;
+use mcp_oauth_http::Audit;
+use mcp_oauth_http::Providers;
+use mcp_oauth_http::serve::Admission;
 use mcp_oauth_http::{App, AppState};
 use mcp_oauth_upstream::{Provider, http_client};
 
@@ -16,12 +16,12 @@ use crate::config::Config;
 pub async fn build(config: Config, clock: SharedClock) -> Result<AppState, Box<dyn std::error::Error + Send + Sync>> {
     let store = mcp_oauth_store::open(&config.storage_url).await?;
     // Refuse to start rather than answer 500 for every grant sealed with a key we lack.
-    if let Some(missing) = mcp_oauth_http::rekey::missing_keys(store.as_ref(), &config.keys).await? {
+    if let Some(missing) = crate::rekey::missing_keys(store.as_ref(), &config.keys).await? {
         return Err(missing.to_string().into());
     }
     let http = http_client::for_provider_calls();
     let providers = Providers::new(config.providers.into_iter().map(|p| Provider::new(p, http.clone())));
-    let mcp_client = mcp_oauth_http::mcp::client::McpClient::new(Duration::from_secs(config.idle_timeout_secs))?;
+    let mcp_client = mcp_oauth_http::McpClient::new(Duration::from_secs(config.idle_timeout_secs))?;
     let audit = match config.audit_path.as_deref() {
         None => Audit::off(),
         Some("-") => Audit::to_writer(Box::new(std::io::stdout())),
@@ -36,8 +36,8 @@ pub async fn build(config: Config, clock: SharedClock) -> Result<AppState, Box<d
             Audit::to_writer(Box::new(file))
         }
     };
-    let app = Arc::new(App::new(config.settings, store, config.keys, clock, providers, mcp_client, audit));
-    app.revocations.watch(Arc::clone(&app.store), mcp_oauth_http::revocations::POLL);
+    let app = AppState::new(App::new(config.settings, store, config.keys, clock, providers, mcp_client, audit));
+    app.revocations.watch(Arc::clone(&app.store), mcp_oauth_http::REVOCATIONS_POLL);
     Ok(app)
 }
 
@@ -57,7 +57,7 @@ pub async fn serve(
             }
         });
     }
-    let _purge = mcp_oauth_http::purge::spawn(app.clone(), Duration::from_secs(300));
+    let _purge = crate::purge::spawn(app.clone(), Duration::from_secs(300));
     tracing::info!(
         address = %listener.local_addr()?,
         public_url = %app.settings.public_url,

@@ -24,3 +24,53 @@ pub enum UpstreamError {
     #[error("the provider's answer was not understood: {0}")]
     Protocol(String),
 }
+
+/// Who a failure is about, which is what callers act on: the three ways a failure is
+/// logged, counted and answered (the `outcome` label of `upstream_refreshes_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The provider refused the user's grant: it ends, and the user logs in again.
+    Permanent,
+    /// The provider refused the proxy: the operator must act; users keep their grants.
+    Misconfigured,
+    /// The provider could not be reached or was not understood: the same request may work
+    /// later.
+    Transient,
+}
+
+impl FailureKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Permanent => "permanent",
+            Self::Misconfigured => "misconfigured",
+            Self::Transient => "transient",
+        }
+    }
+}
+
+impl UpstreamError {
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            Self::Rejected { .. } => FailureKind::Permanent,
+            Self::Misconfigured(_) => FailureKind::Misconfigured,
+            Self::Unavailable(_) | Self::Protocol(_) => FailureKind::Transient,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{FailureKind, UpstreamError};
+
+    #[test]
+    fn only_a_refusal_of_the_users_grant_is_permanent() {
+        let rejected = UpstreamError::Rejected { error: "invalid_grant".into(), description: None };
+        assert_eq!(rejected.kind(), FailureKind::Permanent);
+        assert_eq!(UpstreamError::Misconfigured("401".into()).kind(), FailureKind::Misconfigured);
+        assert_eq!(UpstreamError::Unavailable("down".into()).kind(), FailureKind::Transient);
+        assert_eq!(UpstreamError::Protocol("html".into()).kind(), FailureKind::Transient);
+        let labels =
+            [FailureKind::Permanent, FailureKind::Misconfigured, FailureKind::Transient].map(FailureKind::label);
+        assert_eq!(labels, ["permanent", "misconfigured", "transient"], "the metric's outcome labels");
+    }
+}

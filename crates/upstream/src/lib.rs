@@ -9,7 +9,7 @@
 //!   user's access token (userinfo), and the cache of signing keys;
 //! - `id_token`: an id_token's signature and claims, checked with `jsonwebtoken`;
 //! - `answer`: every HTTP answer from the provider, read and classified one way;
-//! - `error`: [`UpstreamError`], the three kinds of failure callers act on;
+//! - `error`: [`UpstreamError`] and its [`FailureKind`], the three kinds of failure callers act on;
 //! - [`http_client`]: the outgoing HTTP clients (provider calls, MCP forwarding) and TLS setup.
 
 pub mod http_client;
@@ -24,7 +24,7 @@ mod identity;
 mod settings;
 mod token_endpoint;
 
-pub use error::UpstreamError;
+pub use error::{FailureKind, UpstreamError};
 pub use identity::{Identity, TokenStatus};
 pub use provider::Provider;
 pub use settings::{ProviderAuthMethod, ProviderSettings};

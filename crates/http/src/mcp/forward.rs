@@ -13,10 +13,10 @@ use hyper::body::Incoming;
 use prometheus_client::metrics::gauge::Gauge;
 use tower_http::timeout::TimeoutBody;
 
-use super::client::{McpClient, SendError};
 use super::tool_list::{EventStream, MAX_EDITED_MESSAGE, ToolEdit, Unreadable, edit_json};
 use crate::client_address::ClientAddress;
 use crate::error::HttpError;
+use crate::services::mcp_client::McpClient;
 use crate::settings::ServerSettings;
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1), and so
@@ -111,7 +111,6 @@ pub async fn send(
     provider_token: &str,
     (from, public): (&ClientAddress, (&str, &str)),
 ) -> Result<Response<Incoming>, HttpError> {
-    let gateway = |status, error, description: &str| HttpError::Json { status, error, description: description.into() };
     let named = connection_named(&parts.headers);
     let mut headers = HeaderMap::with_capacity(parts.headers.len() + 4);
     for (name, value) in &parts.headers {
@@ -128,7 +127,7 @@ pub async fn send(
     }
     let credential = server.upstream_token_format.replace("{token}", provider_token);
     let Ok(mut credential) = HeaderValue::from_str(&credential) else {
-        return Err(gateway(StatusCode::BAD_GATEWAY, "bad_gateway", "the upstream token is not a valid header value"));
+        return Err(HttpError::bad_upstream_token());
     };
     credential.set_sensitive(true);
     headers.insert(server.upstream_token_header.clone(), credential);
@@ -139,14 +138,7 @@ pub async fn send(
     *request.headers_mut() = headers;
     client.send(request).await.map_err(|e| {
         tracing::warn!(server = %server.slug, error = %e, "MCP upstream unreachable");
-        match e {
-            SendError::Timeout => {
-                gateway(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "the MCP server did not answer in time")
-            }
-            SendError::Unreachable(_) => {
-                gateway(StatusCode::BAD_GATEWAY, "upstream_unreachable", "the MCP server is unreachable")
-            }
-        }
+        HttpError::from(e)
     })
 }
 
@@ -185,11 +177,7 @@ pub async fn edited_back(
     if !upstream.status().is_success() {
         return Ok(stream_back(upstream, idle, open_streams));
     }
-    let unreadable = |e: Unreadable| HttpError::Json {
-        status: StatusCode::BAD_GATEWAY,
-        error: "upstream_unreadable",
-        description: e.to_string(),
-    };
+    let unreadable = |e: Unreadable| HttpError::upstream_unreadable(e.to_string());
     let (head, incoming) = upstream.into_parts();
     let mut headers = response_headers(&head.headers);
     // The request asked for the identity encoding; anything else cannot be read here.

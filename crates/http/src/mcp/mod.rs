@@ -6,7 +6,6 @@
 //! the user's provider token in place of the client's; the answer streams back as it
 //! arrives.
 
-pub mod client;
 mod forward;
 mod strict_json;
 mod tool_list;
@@ -22,18 +21,18 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 
-use crate::body_deadline;
 use crate::client_address::ClientAddress;
+use crate::serve::body_deadline;
 use mcp_oauth_core::scope::Scopes;
 use mcp_oauth_core::token::TokenHash;
 use mcp_oauth_store::AccessTokenInfo;
 
 use crate::error::HttpError;
 use crate::extract::Bearer;
-use crate::metrics::{McpLabels, SlugLabels};
+use crate::services::metrics::{McpLabels, SlugLabels};
+use crate::services::upstream_access::{AccessError, Trigger};
 use crate::settings::{ServerSettings, Settings, ToolChanges};
 use crate::state::{App, AppState};
-use crate::upstream_access::{AccessError, Trigger};
 use prometheus_client::metrics::gauge::Gauge;
 use tool_list::ToolEdit;
 
@@ -56,12 +55,16 @@ pub async fn handle(
     }
     let declared_len = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     if declared_len.is_some_and(|len| len > server.max_body_bytes) {
-        return Err(too_large(&server));
+        return Err(HttpError::too_large(server.max_body_bytes));
     }
     // Buffered, because a request refused by the MCP upstream with 401 is replayed once;
     // MCP request bodies are small JSON-RPC messages.
     let body = axum::body::to_bytes(Body::new(body), server.max_body_bytes).await.map_err(|e| {
-        if body_deadline::is_elapsed(&e) { HttpError::body_too_slow("request_timeout") } else { too_large(&server) }
+        if body_deadline::is_elapsed(&e) {
+            HttpError::body_too_slow("request_timeout")
+        } else {
+            HttpError::too_large(server.max_body_bytes)
+        }
     })?;
 
     let edit = tool_edit(&app, &server, &token, &parts, &body).await?;
@@ -251,13 +254,5 @@ fn access_refused(settings: &Settings, server: &ServerSettings, e: AccessError) 
             HttpError::challenge(settings, server, Some("the upstream login has ended; authorize again"))
         }
         other => other.into(),
-    }
-}
-
-fn too_large(server: &ServerSettings) -> HttpError {
-    HttpError::Json {
-        status: StatusCode::PAYLOAD_TOO_LARGE,
-        error: "request_too_large",
-        description: format!("MCP request bodies are limited to {} bytes", server.max_body_bytes),
     }
 }

@@ -15,12 +15,12 @@ use mcp_oauth_core::form::Params;
 
 use super::request::{AuthorizationRequest, ClientRedirect};
 use super::{consent, login};
-use crate::audit::Caller;
 use crate::client_address::ClientAddress;
 use crate::cookies::{self, BROWSER_MAX_AGE};
 use crate::error::HttpError;
 use crate::extract::{Browser, BrowserQuery, OAuthForm, Server};
 use crate::responses::redirect;
+use crate::services::audit::Caller;
 use crate::state::{App, AppState};
 use crate::trace::TraceId;
 
@@ -31,7 +31,7 @@ pub async fn get(
     BrowserQuery(params): BrowserQuery,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
-    app.limits.authorization(from.client).map_err(HttpError::for_browser)?;
+    app.limits.authorization(from.client).map_err(|e| HttpError::from(e).for_browser())?;
     let trace = TraceId::new();
     let client_id = params.get("client_id").unwrap_or("-");
     tracing::info!(trace_id = %trace, server = %server.slug, client_id, "authorization request");
@@ -69,7 +69,7 @@ pub async fn post(
     headers: HeaderMap,
     OAuthForm(params, _): OAuthForm<Browser>,
 ) -> Result<Response, HttpError> {
-    app.limits.authorization(caller.address.client).map_err(HttpError::for_browser)?;
+    app.limits.authorization(caller.address.client).map_err(|e| HttpError::from(e).for_browser())?;
     let trace = TraceId::carried_or_new(params.get("trace_id"));
     let result = answer(&app, &server, &caller, &headers, &params, &trace).await;
     result.map_err(|e| refused(e, &trace))
@@ -119,10 +119,7 @@ async fn answer(
                 return Err(req.reply.error(OAuthError::access_denied("the user denied access")));
             }
             _ => {
-                return Err(HttpError::page(
-                    StatusCode::BAD_REQUEST,
-                    "The consent form must be answered with approve or deny.",
-                ));
+                return Err(HttpError::bad_request_page("The consent form must be answered with approve or deny."));
             }
         }
     };

@@ -11,10 +11,10 @@ use mcp_oauth_core::token::TokenHash;
 
 use super::login;
 use super::request::ClientRedirect;
-use crate::audit::Caller;
 use crate::cookies;
 use crate::error::HttpError;
 use crate::extract::BrowserQuery;
+use crate::services::audit::Caller;
 use crate::state::AppState;
 
 pub async fn callback(
@@ -23,7 +23,7 @@ pub async fn callback(
     BrowserQuery(params): BrowserQuery,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
-    let page = |message: &str| HttpError::page(StatusCode::BAD_REQUEST, message);
+    let page = |message: &str| HttpError::bad_request_page(message);
     let state = params
         .get("state")
         .ok_or_else(|| page("The login response has no state. Start again from your application."))?;
@@ -44,9 +44,10 @@ pub async fn callback(
                  Start again from your application.",
             )
         })?;
-    let server = app.settings.server(&pending.server).ok_or_else(|| {
-        HttpError::page(StatusCode::NOT_FOUND, "The MCP server of this login is no longer configured.")
-    })?;
+    let server = app
+        .settings
+        .server(&pending.server)
+        .ok_or_else(|| HttpError::not_found_page("The MCP server of this login is no longer configured."))?;
     let reply = ClientRedirect {
         issuer: app.settings.issuer(&server.slug),
         redirect_uri: pending.redirect_uri.clone(),

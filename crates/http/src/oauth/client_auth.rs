@@ -18,9 +18,20 @@ fn form_decode(s: &str) -> String {
     url::form_urlencoded::parse(format!("v={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
 }
 
-/// The credentials a request carries: HTTP Basic, or `client_id` (and `client_secret`)
-/// in the body. Using both at once is an `invalid_request` (RFC 6749 §2.3).
-pub fn presented(headers: &HeaderMap, params: &Params) -> Result<PresentedCredentials, OAuthError> {
+/// The client credentials a token or revocation request carries, read once from its
+/// `Authorization` header and form: HTTP Basic, or `client_id` (and `client_secret`) in
+/// the body. What is wrong with them is kept, and answered when the request is
+/// authenticated (after what the endpoint checks first).
+pub struct ClientCredentials(Result<PresentedCredentials, OAuthError>);
+
+impl ClientCredentials {
+    /// Using both Basic and a body secret at once is an `invalid_request` (RFC 6749 §2.3).
+    pub fn read(headers: &HeaderMap, params: &Params) -> Self {
+        Self(presented(headers, params))
+    }
+}
+
+fn presented(headers: &HeaderMap, params: &Params) -> Result<PresentedCredentials, OAuthError> {
     if let Some(b64) = authorization(headers, "Basic") {
         if params.get("client_secret").is_some() {
             return Err(OAuthError::invalid_request("use one client authentication method, not two"));
@@ -50,11 +61,11 @@ pub async fn authenticate(
     app: &App,
     server: &ServerSettings,
     from: ClientAddress,
-    headers: &HeaderMap,
-    params: &Params,
+    credentials: ClientCredentials,
 ) -> Result<Client, HttpError> {
-    let creds = presented(headers, params)?;
-    if creds.secret.is_some() {
+    let creds = credentials.0?;
+    let has_secret = creds.secret.is_some();
+    if has_secret {
         app.limits.check_client_auth(from.client, &creds.client_id)?;
     }
     let client = app
@@ -62,11 +73,11 @@ pub async fn authenticate(
         .find(&server.slug, &creds.client_id)
         .await?
         .ok_or_else(|| OAuthError::invalid_client("unknown client_id; register again"))?;
-    if client.secret_hash.is_none() && creds.secret.is_some() {
+    if client.secret_hash.is_none() && has_secret {
         return Err(OAuthError::invalid_client("this client is public: send no client secret").into());
     }
     client.authenticate(&creds).inspect_err(|_| {
-        if creds.secret.is_some() {
+        if has_secret {
             app.limits.failed_client_auth(from.client, &creds.client_id);
         }
     })?;

@@ -6,15 +6,15 @@ use mcp_oauth_core::client::Client;
 use mcp_oauth_core::family::{CodeState, CodeVerdict, FamilyStatus, RefreshTokenState, judge_code, judge_refresh};
 use mcp_oauth_core::form::Params;
 use mcp_oauth_core::scope::{Scopes, refresh_scope};
+use mcp_oauth_core::sealed::RefreshSuccessor;
 use mcp_oauth_core::token::{TokenHash, TokenKind, mint};
 use mcp_oauth_core::{OAuthError, pkce};
 use mcp_oauth_store::{NewTokenPair, RefreshRotation, Rotation, StoredCode, StoredRefreshToken};
-use serde_json::{Value, json};
 
-use super::successor::Successor;
-use crate::audit::Caller;
+use super::token_response::TokenResponse;
 use crate::error::HttpError;
-use crate::metrics::SlugLabels;
+use crate::services::audit::Caller;
+use crate::services::metrics::SlugLabels;
 use crate::settings::ServerSettings;
 use crate::state::App;
 
@@ -25,7 +25,7 @@ pub async fn authorization_code(
     client: &Client,
     params: &Params,
     caller: &Caller,
-) -> Result<Value, HttpError> {
+) -> Result<TokenResponse, HttpError> {
     let code = params.require("code")?;
     let hash = TokenHash::of(code);
     let Some(stored) = app.store.find_code(&hash).await? else {
@@ -51,7 +51,7 @@ async fn redeem(
     caller: &Caller,
     hash: &TokenHash,
     stored: &StoredCode,
-) -> Result<Value, HttpError> {
+) -> Result<TokenResponse, HttpError> {
     // Checks that do not prove the caller holds this code leave it untouched.
     if stored.client_id != client.client_id || stored.server != server.slug {
         return Err(OAuthError::invalid_grant("the authorization code was issued to another client").into());
@@ -73,15 +73,15 @@ async fn redeem(
     pkce::verify(params.get("code_verifier"), &stored.code_challenge)?;
 
     let scope = Scopes::parse(&stored.scope)?;
-    let (pair, body) = new_pair(app, client, &scope);
-    if !app.store.redeem_code(hash, app.now(), &pair).await? {
+    let issued = new_pair(app, client, &scope);
+    if !app.store.redeem_code(hash, app.now(), &issued.pair).await? {
         // Another request redeemed it between our read and our write: a replay.
         revoke_for_replay(app, &stored.family_id, "authorization code", "code_replay", caller).await;
         return Err(replayed().into());
     }
     let event = app.event("token.issued").slug(&server.slug).client(&client.client_id).grant(&stored.family_id);
     app.audit.record(event.grant_type("authorization_code").from(caller).trace(stored.trace_id.as_deref()));
-    Ok(body)
+    Ok(issued.answer(scope.to_string(), issued.refresh_token.clone()))
 }
 
 /// Rotates a refresh token: the presented one is superseded, a new pair issued.
@@ -91,7 +91,7 @@ pub async fn refresh_token(
     client: &Client,
     params: &Params,
     caller: &Caller,
-) -> Result<Value, HttpError> {
+) -> Result<TokenResponse, HttpError> {
     if !client.metadata.allows_grant("refresh_token") {
         return Err(OAuthError::unauthorized_client("this client did not register the refresh_token grant").into());
     }
@@ -101,11 +101,10 @@ pub async fn refresh_token(
     refuse_unless_rotatable(app, &stored, client, caller).await?;
     let scope = refresh_scope(params.get("scope"), &Scopes::parse(&stored.scope)?)?;
     ensure_provider_token(app, server, &stored).await?;
-    let (pair, body) = new_pair(app, client, &scope);
-    let successor = Successor {
-        refresh_token: body["refresh_token"].as_str().unwrap_or_default().into(),
-        scope: scope.to_string(),
-    };
+    let issued = new_pair(app, client, &scope);
+    // The client registered for the refresh grant (checked above): a refresh token was minted.
+    let successor =
+        RefreshSuccessor { refresh_token: issued.refresh_token.clone().unwrap_or_default(), scope: scope.to_string() };
     let sealed = successor.seal(&app.keys, &hash);
     let grace = app.settings.tokens.refresh_grace_secs;
     let refreshed = || {
@@ -117,23 +116,23 @@ pub async fn refresh_token(
         client_id: &client.client_id,
         now: app.now(),
         grace_secs: grace,
-        pair: &pair,
+        pair: &issued.pair,
         successor_sealed: &sealed,
     };
     match app.store.rotate_refresh_token(rotation).await? {
         Rotation::Rotated => {
             refreshed();
-            return Ok(body);
+            return Ok(issued.answer(successor.scope, Some(successor.refresh_token)));
         }
         // The same answer as the first use of this token got, with a new access token:
         // as if that answer had been delivered twice. No second refresh token exists.
         Rotation::Replayed { successor_sealed } => {
-            let first = Successor::open(&app.keys, &hash, &successor_sealed)?;
-            let mut body = body;
-            body["refresh_token"] = first.refresh_token.into();
-            body["scope"] = first.scope.into();
+            let first = RefreshSuccessor::open(&app.keys, &hash, &successor_sealed).map_err(|e| {
+                tracing::error!(error = %e, "cannot open a sealed refresh-token successor");
+                OAuthError::server_error("internal error")
+            })?;
             refreshed();
-            return Ok(body);
+            return Ok(issued.answer(first.scope, Some(first.refresh_token)));
         }
         Rotation::Refused => {}
     }
@@ -144,32 +143,43 @@ pub async fn refresh_token(
     Err(OAuthError::invalid_grant("the refresh token changed concurrently; retry").into())
 }
 
+/// A fresh token pair: what the store keeps (hashes) and the secrets for the answer.
+struct Issued {
+    pair: NewTokenPair,
+    access_token: String,
+    refresh_token: Option<String>,
+    expires_in: i64,
+}
+
+impl Issued {
+    /// The answer with this pair's access token. Its scope and refresh token are given:
+    /// a replayed refresh answers with the ones the first use was given.
+    fn answer(&self, scope: String, refresh_token: Option<String>) -> TokenResponse {
+        TokenResponse::bearer(self.access_token.clone(), self.expires_in, scope, refresh_token)
+    }
+}
+
 /// A fresh token pair for `client`; the refresh token only if the client registered
-/// for the refresh grant. Returns the stored form and the response body.
-fn new_pair(app: &App, client: &Client, scope: &Scopes) -> (NewTokenPair, Value) {
+/// for the refresh grant.
+fn new_pair(app: &App, client: &Client, scope: &Scopes) -> Issued {
     let now = app.now();
     let t = &app.settings.tokens;
     let access = mint(TokenKind::AccessToken);
-    let mut body = json!({
-        "access_token": access.secret,
-        "token_type": "Bearer",
-        "expires_in": t.access_ttl_secs,
-        "scope": scope.to_string(),
-    });
-    let refresh = client.metadata.allows_grant("refresh_token").then(|| {
-        let r = mint(TokenKind::RefreshToken);
-        body["refresh_token"] = r.secret.into();
-        (r.hash, now + t.refresh_ttl_secs)
-    });
+    let refresh = client.metadata.allows_grant("refresh_token").then(|| mint(TokenKind::RefreshToken));
     let pair = NewTokenPair {
         access_hash: access.hash,
         access_expires_at: now + t.access_ttl_secs,
-        refresh,
+        refresh: refresh.as_ref().map(|r| (r.hash, now + t.refresh_ttl_secs)),
         client_id: client.client_id.clone(),
         scope: scope.to_string(),
         issued_at: now,
     };
-    (pair, body)
+    Issued {
+        pair,
+        access_token: access.secret,
+        refresh_token: refresh.map(|r| r.secret),
+        expires_in: t.access_ttl_secs,
+    }
 }
 
 async fn revoke_for_replay(app: &App, family_id: &str, what: &str, reason: &'static str, caller: &Caller) {

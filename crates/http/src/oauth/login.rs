@@ -1,17 +1,16 @@
 //! The user's login at the identity provider, from both ends: starting it once consent
 //! is given, and finishing it when the provider sends the browser back.
 
-use axum::http::StatusCode;
 use mcp_oauth_core::form::Params;
 use mcp_oauth_core::token::{TokenHash, TokenKind, mint, random_b64, random_id};
 use mcp_oauth_core::{OAuthError, pkce};
 use mcp_oauth_store::{NewCode, NewFamily, PendingAuthorization, PendingCaps};
-use mcp_oauth_upstream::{Identity, UpstreamError, UpstreamTokens};
+use mcp_oauth_upstream::{FailureKind, Identity, Provider, UpstreamError, UpstreamTokens};
 
 use super::request::AuthorizationRequest;
-use crate::audit::Caller;
 use crate::client_address::ClientAddress;
 use crate::error::HttpError;
+use crate::services::audit::Caller;
 use crate::settings::ServerSettings;
 use crate::state::App;
 
@@ -53,8 +52,7 @@ pub async fn start(
     };
     if !app.store.insert_pending(&pending, app.now(), caps).await? {
         app.metrics.rate_limited("pending_logins");
-        return Err(HttpError::page(
-            StatusCode::TOO_MANY_REQUESTS,
+        return Err(HttpError::too_many_page(
             "Too many logins were started from this browser or network and not finished. Finish one, or try again in ten minutes.",
         ));
     }
@@ -67,10 +65,7 @@ pub async fn start(
             Some(&req.resource),
         )
         .await
-        .map_err(|e| {
-            tracing::warn!(provider = provider.name(), error = %e, "cannot build the upstream authorization URL");
-            OAuthError::temporarily_unavailable("the upstream identity provider is unavailable", 5)
-        })?;
+        .map_err(failed(provider, "authorization URL"))?;
     tracing::info!(trace_id = %req.trace, server = %server.slug, client_id = %req.client.client_id, "sent to the provider's login");
     Ok(url)
 }
@@ -128,8 +123,7 @@ async fn complete(
         && !rules.allows(&who)
     {
         tracing::info!(server = %server.slug, subject = %who.subject, "login refused by the server's access rules");
-        let page = HttpError::page(
-            StatusCode::FORBIDDEN,
+        let page = HttpError::forbidden_page(
             "Your account is not allowed to use this MCP server. Ask its operator for access.",
         );
         return Err((page, Some(who.subject)));
@@ -171,27 +165,33 @@ async fn log_in_at_provider(
     let code = params
         .get("code")
         .ok_or_else(|| OAuthError::server_error("the upstream identity provider sent neither a code nor an error"))?;
-    let failed = |stage: &'static str| {
-        move |e: UpstreamError| {
-            if matches!(e, UpstreamError::Misconfigured(_)) {
-                tracing::error!(
-                    provider = provider.name(),
-                    stage,
-                    error = %e,
-                    "the provider refused the proxy: check the provider's client_id, client secret and endpoints"
-                );
-            } else {
-                tracing::warn!(provider = provider.name(), stage, error = %e, "upstream login failed");
-            }
-            HttpError::from(e)
-        }
-    };
     let tokens = provider
         .exchange_code(code, &pending.upstream_verifier, &app.settings.callback_url())
         .await
-        .map_err(failed("code exchange"))?;
-    let who = provider.identify(&tokens, pending.nonce.as_deref(), app.now()).await.map_err(failed("identify user"))?;
+        .map_err(failed(provider, "code exchange"))?;
+    let who = provider
+        .identify(&tokens, pending.nonce.as_deref(), app.now())
+        .await
+        .map_err(failed(provider, "identify user"))?;
     Ok((tokens, who))
+}
+
+/// A failure at the provider during a login at `stage`, logged by its kind (a refusal of
+/// the proxy is the operator's to fix) and answered as every provider failure is.
+fn failed<'a>(provider: &'a Provider, stage: &'static str) -> impl Fn(UpstreamError) -> HttpError + 'a {
+    move |e| {
+        if e.kind() == FailureKind::Misconfigured {
+            tracing::error!(
+                provider = provider.name(),
+                stage,
+                error = %e,
+                "the provider refused the proxy: check the provider's client_id, client secret and endpoints"
+            );
+        } else {
+            tracing::warn!(provider = provider.name(), stage, error = %e, "upstream login failed");
+        }
+        HttpError::from(e)
+    }
 }
 
 /// A new grant holding the provider's tokens, and the code that starts it: (code, grant id).

@@ -1,16 +1,17 @@
 //! Discovery documents: protected resource metadata (RFC 9728) and authorization server
 //! metadata (RFC 8414), served at every location MCP clients look.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use mcp_oauth_core::client::AuthMethod;
 use serde_json::{Value, json};
 
 use crate::extract::Server;
-use crate::state::AppState;
+use crate::settings::Settings;
 
-pub async fn protected_resource(State(app): State<AppState>, server: Server) -> Json<Value> {
-    let s = &app.settings;
+pub async fn protected_resource(State(s): State<Arc<Settings>>, server: Server) -> Json<Value> {
     Json(json!({
         "resource": s.resource(&server.slug),
         "authorization_servers": [s.issuer(&server.slug)],
@@ -20,8 +21,8 @@ pub async fn protected_resource(State(app): State<AppState>, server: Server) -> 
     }))
 }
 
-pub async fn authorization_server(State(app): State<AppState>, server: Server) -> Json<Value> {
-    let issuer = app.settings.issuer(&server.slug);
+pub async fn authorization_server(State(settings): State<Arc<Settings>>, server: Server) -> Json<Value> {
+    let issuer = settings.issuer(&server.slug);
     let mut metadata = json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}/authorize"),
@@ -35,9 +36,9 @@ pub async fn authorization_server(State(app): State<AppState>, server: Server) -
         "revocation_endpoint_auth_methods_supported": AuthMethod::SUPPORTED,
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": true,
-        "client_id_metadata_document_supported": app.settings.metadata_documents.enabled,
+        "client_id_metadata_document_supported": settings.metadata_documents.enabled,
     });
-    if app.settings.registration_enabled {
+    if settings.registration_enabled {
         metadata["registration_endpoint"] = format!("{issuer}/register").into();
     }
     Json(metadata)

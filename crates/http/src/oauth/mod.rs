@@ -3,17 +3,18 @@
 //! Handlers, one per endpoint: `metadata`, `register`, `authorize` (with its `consent`
 //! page), `callback`, `token`, `revoke`. What they share: `request` (a checked
 //! authorization request and where its answers go), `login` (the user's login at the
-//! identity provider), `grants` (the token endpoint's grants), `client_auth`.
+//! identity provider), `grants` (the token endpoint's grants, answered as a `token_response`), `client_auth`
+//! (the client credentials a request carries, and their check).
 
-pub mod authorize;
-pub mod callback;
+pub(crate) mod authorize;
+pub(crate) mod callback;
 mod client_auth;
 mod consent;
 mod grants;
 mod login;
-pub mod metadata;
-pub mod register;
-pub mod request;
-pub mod revoke;
-pub(crate) mod successor;
-pub mod token;
+pub(crate) mod metadata;
+pub(crate) mod register;
+pub(crate) mod request;
+pub(crate) mod revoke;
+pub(crate) mod token;
+mod token_response;

@@ -10,11 +10,11 @@ use mcp_oauth_core::client::{Client, ClientMetadata};
 use mcp_oauth_core::token::{TokenKind, mint, random_id};
 use serde_json::Value;
 
-use crate::audit::Caller;
-use crate::body_deadline;
 use crate::error::HttpError;
 use crate::extract::Server;
 use crate::responses::no_store_json;
+use crate::serve::body_deadline;
+use crate::services::audit::Caller;
 use crate::state::AppState;
 
 /// Registration bodies larger than this are refused: a registration is a few hundred

@@ -129,7 +129,7 @@ impl AuthorizationRequest {
         status: StatusCode,
         trace: &TraceId,
     ) -> Result<Self, Invalid> {
-        let page = |message: &str| Invalid::Unverified(HttpError::page(StatusCode::BAD_REQUEST, message));
+        let page = |message: &str| Invalid::Unverified(HttpError::bad_request_page(message));
         if params.get("state").is_some_and(|s| s.len() > MAX_STATE_BYTES) {
             return Err(page("The state parameter is too long (at most 4096 bytes)."));
         }
@@ -139,7 +139,7 @@ impl AuthorizationRequest {
             .clients
             .find(&server.slug, client_id)
             .await
-            .map_err(|e| Invalid::Unverified(e.for_browser()))?
+            .map_err(|e| Invalid::Unverified(HttpError::from(e).for_browser()))?
             .ok_or_else(|| page("Unknown client. The application must register again."))?;
         let Some(redirect_uri) = redirect_uri::resolve(&client.metadata.redirect_uris, params.get("redirect_uri"))
         else {

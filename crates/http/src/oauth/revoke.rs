@@ -13,11 +13,11 @@ use mcp_oauth_core::family::FamilyStatus;
 use mcp_oauth_core::form::Params;
 use mcp_oauth_core::token::TokenHash;
 
-use super::client_auth;
-use crate::audit::Caller;
+use super::client_auth::{self, ClientCredentials};
 use crate::error::HttpError;
 use crate::extract::{OAuthForm, Server};
 use crate::responses::no_store_json;
+use crate::services::audit::Caller;
 use crate::settings::ServerSettings;
 use crate::state::{App, AppState};
 
@@ -38,7 +38,8 @@ async fn run(
     params: &Params,
     caller: &Caller,
 ) -> Result<Response, HttpError> {
-    let client = client_auth::authenticate(app, server, caller.address, headers, params).await?;
+    let credentials = ClientCredentials::read(headers, params);
+    let client = client_auth::authenticate(app, server, caller.address, credentials).await?;
     let hash = TokenHash::of(params.require("token")?);
     let revocation = Revocation { app, server, client: &client, caller };
     // The hint only orders the lookups (RFC 7009 §2.1); both kinds are always tried.

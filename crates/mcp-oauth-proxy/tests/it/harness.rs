@@ -121,7 +121,7 @@ impl Harness {
         let config = Config::from_parts(&toml, opts.env.into_iter(), &|_| None).unwrap();
         let app = mcp_oauth_proxy::runtime::build(config, Arc::new(clock.clone())).await.unwrap();
         let router = mcp_oauth_http::router(app.clone());
-        let admission = mcp_oauth_http::admission::Admission::for_app(&app);
+        let admission = mcp_oauth_http::serve::Admission::for_app(&app);
         let server = tokio::spawn(async move {
             let forever = std::future::pending();
             mcp_oauth_http::serve::serve(listener, router, admission, forever, Duration::ZERO).await.unwrap();

@@ -78,7 +78,7 @@ async fn counters_follow_flows_refreshes_calls_failures_and_reuse() {
 #[test]
 fn the_dashboard_queries_registered_metrics() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-    let source = std::fs::read_to_string(format!("{root}/crates/http/src/metrics.rs")).unwrap();
+    let source = std::fs::read_to_string(format!("{root}/crates/http/src/services/metrics.rs")).unwrap();
     let compact: String = source.split_whitespace().collect();
     let registered: Vec<&str> = ["register(\"", "encode_descriptor(\""]
         .iter()

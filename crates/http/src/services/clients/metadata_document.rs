@@ -31,7 +31,7 @@ use reqwest::StatusCode;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 use super::fetch_slots::FetchSlots;
-use crate::metrics::{Metrics, OutcomeLabels};
+use crate::services::metrics::{Metrics, OutcomeLabels};
 use crate::settings::MetadataDocumentSettings;
 
 /// Documents larger than this are refused.

@@ -6,7 +6,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::metrics::route_class;
+use crate::services::metrics::route_class;
 use crate::state::AppState;
 
 /// Method, path, status, time. Never the query string, which carries codes and state,

@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::metrics::Metrics;
+use crate::services::metrics::Metrics;
 use crate::settings::ConnectionSettings;
 use crate::state::App;
 

@@ -21,8 +21,8 @@ use mcp_oauth_core::tool_definition::ToolDefinition;
 use mcp_oauth_store::{SeenTool, Store, StoreError};
 use serde_json::Value;
 
-use crate::audit::{Audit, Event};
-use crate::metrics::{Metrics, SlugLabels};
+use crate::services::audit::{Audit, Event};
+use crate::services::metrics::{Metrics, SlugLabels};
 use crate::settings::{ServerSettings, ToolChanges};
 
 /// How long a snapshot of a server's pins is used before it is read again: how late a

@@ -26,7 +26,6 @@
 
 mod flight;
 mod opened;
-pub(crate) mod secret;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,15 +33,15 @@ use std::time::Duration;
 use mcp_oauth_core::clock::SharedClock;
 use mcp_oauth_core::family::FamilyStatus;
 use mcp_oauth_core::seal::{KeyRing, key_id_of};
+use mcp_oauth_core::sealed::UpstreamSecret;
 use mcp_oauth_store::{Lease, SealedKind, SealedValue, Store, StoreError, UpstreamCredential};
-use mcp_oauth_upstream::{Provider, TokenStatus, UpstreamError, UpstreamTokens};
+use mcp_oauth_upstream::{FailureKind, Provider, TokenStatus, UpstreamTokens};
 
 use flight::FlightLocks;
 use opened::Opened;
 
-use crate::audit::{Audit, Event};
-use crate::metrics::{Metrics, ProviderLabels, ProviderOutcome};
-pub use secret::UpstreamSecret;
+use crate::services::audit::{Audit, Event};
+use crate::services::metrics::{Metrics, ProviderLabels, ProviderOutcome};
 
 /// How long one replica may hold the right to refresh before others may take over:
 /// longer than a provider call may take (30 s), so a live holder never loses it.
@@ -188,7 +187,12 @@ impl UpstreamAccess {
 
     /// The provider's tokens sealed for storage in grant `family_id`.
     pub fn seal(&self, family_id: &str, tokens: &UpstreamTokens) -> String {
-        UpstreamSecret::from_tokens(tokens).seal(&self.keys, family_id)
+        let secret = UpstreamSecret {
+            access_token: tokens.access_token.clone(),
+            refresh_token: tokens.refresh_token.clone(),
+            refusal_checked_at: None,
+        };
+        secret.seal(&self.keys, family_id)
     }
 
     /// The provider access token to send for `family_id`, given the credential as read
@@ -374,7 +378,7 @@ impl UpstreamAccess {
         let (refusal, detail) = match provider.check_access_token(&secret.access_token).await {
             Ok(TokenStatus::Accepted) => (Refusal::ProviderAccepts, "the provider still accepts the token".to_owned()),
             Ok(TokenStatus::Unknown) => (Refusal::ProviderUnknown, "the provider has no userinfo endpoint".to_owned()),
-            Err(e @ UpstreamError::Rejected { .. }) => (Refusal::ProviderRefused, e.to_string()),
+            Err(e) if e.kind() == FailureKind::Permanent => (Refusal::ProviderRefused, e.to_string()),
             // A provider that is down or refuses the proxy says nothing about the user's
             // token: the MCP server's refusal stands as its own, and is not asked about
             // again within the minute either.
@@ -481,9 +485,7 @@ impl UpstreamAccess {
         self.metrics.upstream_refresh_seconds.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
         let outcome = match &result {
             Ok(_) => "ok",
-            Err(UpstreamError::Rejected { .. }) => "permanent",
-            Err(UpstreamError::Misconfigured(_)) => "misconfigured",
-            Err(_) => "transient",
+            Err(e) => e.kind().label(),
         };
         let labels = ProviderOutcome { provider: provider.name().to_owned(), outcome };
         self.metrics.upstream_refreshes.get_or_create(&labels).inc();
@@ -519,29 +521,31 @@ impl UpstreamAccess {
                 tracing::info!(provider = provider.name(), family = family_id, "upstream credential refreshed");
                 Ok(ProviderToken { token: renewed.access_token, sealed })
             }
-            Err(e @ UpstreamError::Rejected { .. }) => {
-                tracing::warn!(provider = provider.name(), family = family_id, error = %e, "upstream refresh refused");
-                self.needs_login(family_id, "the upstream provider refused to refresh").await
-            }
-            Err(e @ UpstreamError::Misconfigured(_)) => {
-                // About the proxy, not the user: every grant that needs a refresh would
-                // end for an operator's mistake (an expired client secret, a firewall).
-                // Keep the grant; the same token works again once the provider answers.
-                tracing::error!(
-                    provider = provider.name(),
-                    family = family_id,
-                    error = %e,
-                    "the provider refused the proxy's refresh request: check the provider's client_id, \
-                     client secret and token endpoint; users keep their grants meanwhile"
-                );
-                self.give_back(lease, current, &secret, trigger).await;
-                Err(AccessError::Unavailable(e.to_string()))
-            }
-            Err(e) => {
-                tracing::warn!(provider = provider.name(), family = family_id, error = %e, "upstream refresh failed; will retry");
-                self.give_back(lease, current, &secret, trigger).await;
-                Err(AccessError::Unavailable(e.to_string()))
-            }
+            Err(e) => match e.kind() {
+                FailureKind::Permanent => {
+                    tracing::warn!(provider = provider.name(), family = family_id, error = %e, "upstream refresh refused");
+                    self.needs_login(family_id, "the upstream provider refused to refresh").await
+                }
+                FailureKind::Misconfigured => {
+                    // About the proxy, not the user: every grant that needs a refresh would
+                    // end for an operator's mistake (an expired client secret, a firewall).
+                    // Keep the grant; the same token works again once the provider answers.
+                    tracing::error!(
+                        provider = provider.name(),
+                        family = family_id,
+                        error = %e,
+                        "the provider refused the proxy's refresh request: check the provider's client_id, \
+                         client secret and token endpoint; users keep their grants meanwhile"
+                    );
+                    self.give_back(lease, current, &secret, trigger).await;
+                    Err(AccessError::Unavailable(e.to_string()))
+                }
+                FailureKind::Transient => {
+                    tracing::warn!(provider = provider.name(), family = family_id, error = %e, "upstream refresh failed; will retry");
+                    self.give_back(lease, current, &secret, trigger).await;
+                    Err(AccessError::Unavailable(e.to_string()))
+                }
+            },
         }
     }
 

@@ -32,7 +32,7 @@ pub struct RouteOnly {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GrantLabels {
     pub slug: String,
-    pub grant_type: String,
+    pub grant_type: &'static str,
     /// `issued`, or the OAuth error code of the refusal.
     pub outcome: &'static str,
 }

@@ -28,12 +28,17 @@ use std::time::{Duration, Instant};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::error::HttpError;
-use crate::metrics::Metrics;
+use crate::services::metrics::Metrics;
 use crate::settings::LimitSettings;
 
 /// Keys beyond this and the limiters forget the keys whose allowance is full again.
 const MAX_KEYS: usize = 100_000;
+
+/// Over a limit: come back in `retry_after` seconds (answered as 429, see `error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimited {
+    pub retry_after: u64,
+}
 
 pub struct Limits {
     metrics: Arc<Metrics>,
@@ -65,20 +70,20 @@ impl Limits {
     }
 
     /// One more dynamic registration from `address`.
-    pub fn registration(&self, address: IpAddr) -> Result<(), HttpError> {
+    pub fn registration(&self, address: IpAddr) -> Result<(), RateLimited> {
         let key = self.key(address);
         self.registrations.take(key).inspect_err(|_| self.metrics.rate_limited("registrations"))
     }
 
     /// One more authorization request from `address`.
-    pub fn authorization(&self, address: IpAddr) -> Result<(), HttpError> {
+    pub fn authorization(&self, address: IpAddr) -> Result<(), RateLimited> {
         let key = self.key(address);
         self.authorizations.take(key).inspect_err(|_| self.metrics.rate_limited("authorizations"))
     }
 
     /// Before a client authentication with a secret: refused while `address`, or
     /// `client_id` from `address`, has used up its failed authentications.
-    pub fn check_client_auth(&self, address: IpAddr, client_id: &str) -> Result<(), HttpError> {
+    pub fn check_client_auth(&self, address: IpAddr, client_id: &str) -> Result<(), RateLimited> {
         let key = self.key(address);
         self.auth_failures_by_address
             .check(&key)
@@ -124,14 +129,14 @@ impl<K: Hash + Eq + Clone> Rate<K> {
         Self { limiter: RateLimiter::keyed(quota(n)) }
     }
 
-    fn take(&self, key: K) -> Result<(), HttpError> {
+    fn take(&self, key: K) -> Result<(), RateLimited> {
         let result = self.limiter.check_key(&key);
         if self.limiter.len() > MAX_KEYS {
             self.limiter.retain_recent();
         }
         result.map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
-            HttpError::RateLimited { retry_after: wait.as_secs() + 1, page: false }
+            RateLimited { retry_after: wait.as_secs() + 1 }
         })
     }
 }
@@ -147,12 +152,12 @@ impl<K: Hash + Eq + Clone> Failures<K> {
         Self { rate: Rate::per_minute(n), blocked: Mutex::default() }
     }
 
-    fn check(&self, key: &K) -> Result<(), HttpError> {
+    fn check(&self, key: &K) -> Result<(), RateLimited> {
         let mut blocked = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
         match blocked.get(key) {
             Some(until) if *until > Instant::now() => {
                 let retry_after = until.saturating_duration_since(Instant::now()).as_secs() + 1;
-                Err(HttpError::RateLimited { retry_after, page: false })
+                Err(RateLimited { retry_after })
             }
             Some(_) => {
                 blocked.remove(key);
@@ -163,7 +168,7 @@ impl<K: Hash + Eq + Clone> Failures<K> {
     }
 
     fn count(&self, key: K) {
-        if let Err(HttpError::RateLimited { retry_after, .. }) = self.rate.take(key.clone()) {
+        if let Err(RateLimited { retry_after }) = self.rate.take(key.clone()) {
             let mut blocked = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
             if blocked.len() > MAX_KEYS {
                 let now = Instant::now();
@@ -199,7 +204,7 @@ mod tests {
         for _ in 0..3 {
             assert!(l.registration(a).is_ok());
         }
-        assert!(matches!(l.registration(a), Err(HttpError::RateLimited { retry_after, .. }) if retry_after >= 1));
+        assert!(matches!(l.registration(a), Err(RateLimited { retry_after }) if retry_after >= 1));
         assert!(l.registration(b).is_ok(), "another address is not affected");
     }
 

@@ -13,10 +13,9 @@ use mcp_oauth_core::OAuthError;
 use mcp_oauth_core::client::Client;
 use mcp_oauth_core::client_metadata_document::is_document_url;
 use mcp_oauth_core::clock::SharedClock;
-use mcp_oauth_store::Store;
+use mcp_oauth_store::{Store, StoreError};
 
-use crate::error::HttpError;
-use crate::metrics::Metrics;
+use crate::services::metrics::Metrics;
 use crate::settings::MetadataDocumentSettings;
 use document_cache::DocumentCache;
 use documents::Documents;
@@ -27,6 +26,14 @@ pub struct ClientDirectory {
     documents: MetadataDocumentSettings,
     document_clients: Documents,
     store: Arc<dyn Store>,
+}
+
+/// Why a `client_id` could not be looked up: refused as the OAuth error the client is
+/// told (an unusable metadata document), or the store failing.
+#[derive(Debug)]
+pub enum LookupError {
+    Refused(OAuthError),
+    Store(StoreError),
 }
 
 impl ClientDirectory {
@@ -46,7 +53,7 @@ impl ClientDirectory {
     /// be used is an `invalid_client` error rather than `None`: the id is well-formed,
     /// and its owner needs to know why it does not work. One that cannot be fetched now
     /// is `temporarily_unavailable` (503, `Retry-After`): nothing is wrong with the client.
-    pub async fn find(&self, server: &str, client_id: &str) -> Result<Option<Client>, HttpError> {
+    pub async fn find(&self, server: &str, client_id: &str) -> Result<Option<Client>, LookupError> {
         if let Some(c) = self.configured.iter().find(|c| c.client_id == client_id) {
             return Ok(Some(c.clone()));
         }
@@ -55,12 +62,12 @@ impl ClientDirectory {
             if !self.documents.allows(&host) {
                 tracing::info!(client_id, host, "client metadata document from a host not in allowed_hosts");
                 let e = OAuthError::invalid_client(format!("this server does not accept clients from {host}"));
-                return Err(e.into());
+                return Err(LookupError::Refused(e));
             }
-            let client = self.document_clients.client(client_id).await.map_err(OAuthError::from)?;
+            let client = self.document_clients.client(client_id).await.map_err(|e| LookupError::Refused(e.into()))?;
             return Ok(Some(client));
         }
-        Ok(self.store.find_client(server, client_id).await?)
+        self.store.find_client(server, client_id).await.map_err(LookupError::Store)
     }
 
     /// The host the operator vouches for, if `client` is a metadata-document client from
@@ -77,8 +84,8 @@ impl ClientDirectory {
     }
 
     /// Registers a client dynamically (RFC 7591) at `server`.
-    pub async fn register(&self, server: &str, client: &Client) -> Result<(), HttpError> {
-        Ok(self.store.insert_client(server, client).await?)
+    pub async fn register(&self, server: &str, client: &Client) -> Result<(), StoreError> {
+        self.store.insert_client(server, client).await
     }
 }
 

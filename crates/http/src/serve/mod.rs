@@ -5,6 +5,9 @@
 //! but does not wait for ever on streams.
 //!
 //! Written over hyper rather than `axum::serve`, which sets neither bound.
+//!
+//! What wraps every request on its way in: `admission` (connections let in or refused),
+//! `body_deadline` (a request body arrives in time), `access_log` (one line per request).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,7 +24,11 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
-use crate::admission::Admission;
+pub(crate) mod access_log;
+pub(crate) mod admission;
+pub(crate) mod body_deadline;
+
+pub use admission::Admission;
 
 /// Serves `router` on `listener` until `shutdown` resolves; then stops accepting, lets
 /// requests in flight finish, and after `grace` closes what is still open (MCP event

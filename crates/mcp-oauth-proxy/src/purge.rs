@@ -5,7 +5,7 @@ use std::time::Duration;
 use mcp_oauth_store::Retention;
 use tokio::task::JoinHandle;
 
-use crate::state::AppState;
+use mcp_oauth_http::AppState;
 
 /// The running purge task; dropping it stops the task (so a test or an embedding that
 /// drops its app does not leave it running).

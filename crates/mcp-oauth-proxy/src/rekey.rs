@@ -6,10 +6,8 @@
 //! refresh that stored a new credential meanwhile sealed it with the current key anyway).
 
 use mcp_oauth_core::seal::KeyRing;
+use mcp_oauth_core::sealed::{RefreshSuccessor, UpstreamSecret};
 use mcp_oauth_store::{SealedKind, SealedValue, Store, StoreError};
-
-use crate::oauth::successor::Successor;
-use crate::upstream_access::secret;
 
 /// How many values are read and re-sealed at a time.
 const BATCH: i64 = 500;
@@ -86,8 +84,8 @@ pub async fn reseal_all(store: &dyn Store, keys: &KeyRing) -> Result<Resealed, R
 /// The same value sealed with the current key, for the same row.
 fn reseal(keys: &KeyRing, value: &SealedValue) -> Result<String, RekeyError> {
     let aad = match &value.kind {
-        SealedKind::ProviderCredential { family_id } => secret::aad(family_id),
-        SealedKind::RefreshSuccessor { token_hash } => Successor::aad(token_hash),
+        SealedKind::ProviderCredential { family_id } => UpstreamSecret::aad(family_id),
+        SealedKind::RefreshSuccessor { token_hash } => RefreshSuccessor::aad(token_hash),
     };
     let plain = keys.open(&value.sealed, &aad).map_err(|e| RekeyError::Unreadable(format!("{:?}: {e}", value.kind)))?;
     Ok(keys.seal(&plain, &aad))

@@ -1,0 +1,25 @@
+//! The services [`App`](crate::App) holds: each owns what its job needs, and none knows
+//! about routes, requests or HTTP answers (their errors are their own; `error` turns them
+//! into answers).
+//!
+//! - `clients`: the client directory: who a `client_id` is (configured, metadata
+//!   documents, registered);
+//! - `providers`: the identity providers, by name;
+//! - `upstream_access`: provider tokens for the MCP path, refreshed once when due;
+//! - `mcp_client`: pooled connections to the MCP upstreams;
+//! - `limits`: bounds on anonymous work;
+//! - `audit`: the security events' trail; `metrics`: what Prometheus reads;
+//! - `first_calls`: which grants made their first MCP call;
+//! - `revocations`: open event streams, ended when their grant or token is revoked;
+//! - `tool_pins`: the tool definitions each server's tools were first seen with.
+
+pub(crate) mod audit;
+pub(crate) mod clients;
+pub(crate) mod first_calls;
+pub(crate) mod limits;
+pub(crate) mod mcp_client;
+pub(crate) mod metrics;
+pub(crate) mod providers;
+pub(crate) mod revocations;
+pub(crate) mod tool_pins;
+pub(crate) mod upstream_access;
