@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{Browser, Harness, Start};
+use crate::harness::{Harness, Start};
+use crate::tool_scopes::token_for;
 
 const TOOLS: &str = r#"[{"name":"whoami"},{"name":"add"}]"#;
 
@@ -66,9 +67,7 @@ async fn proxy(upstream: String) -> Harness {
 
 async fn read_only_token(h: &Harness) -> String {
     let client_id = h.register_public().await;
-    let redirect = Browser::new().login(&h.authorize_url(&client_id, &[("scope", "tools:read")]), true).await;
-    let code = url::Url::parse(&redirect).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
-    h.exchange(&client_id, &code).await["access_token"].as_str().unwrap().to_owned()
+    token_for(h, &client_id, "tools:read").await["access_token"].as_str().unwrap().to_owned()
 }
 
 async fn post(h: &Harness, token: &str, body: &str, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, Vec<u8>) {

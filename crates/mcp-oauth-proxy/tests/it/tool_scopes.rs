@@ -21,8 +21,13 @@ async fn with_tool_scopes() -> Harness {
 }
 
 /// A token for `scope`, through a fresh browser (so the consent page is shown).
-async fn token_for(h: &Harness, client_id: &str, scope: &str) -> Value {
-    let redirect = Browser::new().login(&h.authorize_url(client_id, &[("scope", scope)]), true).await;
+pub(crate) async fn token_for(h: &Harness, client_id: &str, scope: &str) -> Value {
+    token_asking(h, client_id, &[("scope", scope)]).await
+}
+
+/// A token from an authorization request with `extra` parameters, through a fresh browser.
+async fn token_asking(h: &Harness, client_id: &str, extra: &[(&str, &str)]) -> Value {
+    let redirect = Browser::new().login(&h.authorize_url(client_id, extra), true).await;
     let code = url::Url::parse(&redirect).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
     h.exchange(client_id, &code).await
 }
@@ -201,9 +206,7 @@ async fn a_401_asks_for_the_listed_scopes_and_the_tools_scopes_come_by_step_up()
 async fn a_request_without_scope_gets_the_default_scopes() {
     async fn unasked(h: &Harness) -> Value {
         let client_id = h.register_public().await;
-        let redirect = Browser::new().login(&h.authorize_url(&client_id, &[]), true).await;
-        let code = url::Url::parse(&redirect).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
-        h.exchange(&client_id, &code).await["scope"].clone()
+        token_asking(h, &client_id, &[]).await["scope"].clone()
     }
     let listed = Harness::start_with(Start {
         env: vec![
