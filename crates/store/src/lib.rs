@@ -284,8 +284,6 @@ pub trait Store: Send + Sync + 'static {
     async fn pin_tools(&self, server: &str, seen: &[SeenTool], now: i64) -> Result<Vec<String>, StoreError>;
     /// The pinned tools of `server` (every server when `None`), ordered by server then tool.
     async fn tool_pins(&self, server: Option<&str>) -> Result<Vec<ToolPin>, StoreError>;
-    /// The tools of `server` with a pending change, by name (one indexed read).
-    async fn changed_tools(&self, server: &str) -> Result<Vec<String>, StoreError>;
     /// An operator's approval: the pending change becomes the pin, at `now`. With
     /// `expected_digest`, only if the pending change is still that definition (the one the
     /// operator looked at: the server may have changed the tool again meanwhile). `false`

@@ -488,12 +488,6 @@ impl Store for PgStore {
         Ok(pins)
     }
 
-    async fn changed_tools(&self, server: &str) -> Result<Vec<String>, StoreError> {
-        let mut tools: Vec<String> = sqlx::query_scalar(sql::CHANGED_TOOLS).bind(server).fetch_all(&self.pool).await?;
-        tools.sort();
-        Ok(tools)
-    }
-
     async fn accept_tool_change(
         &self,
         server: &str,

@@ -518,13 +518,6 @@ impl Store for SqliteStore {
         Ok(pins)
     }
 
-    async fn changed_tools(&self, server: &str) -> Result<Vec<String>, StoreError> {
-        let server = server.to_owned();
-        let mut tools = self.read(move |c| all(c, sql::CHANGED_TOOLS, [&server], |r| r.text("tool"))).await?;
-        tools.sort();
-        Ok(tools)
-    }
-
     async fn accept_tool_change(
         &self,
         server: &str,

@@ -185,8 +185,6 @@ pub const PIN_TOOL: &str = "INSERT INTO tool_pins (server, tool, digest, definit
 pub const TOOL_PINS: &str = "SELECT server, tool, digest, definition, pinned_at, changed_digest, changed_definition, \
      changed_at FROM tool_pins WHERE (?1 IS NULL OR server = ?1)";
 
-pub const CHANGED_TOOLS: &str = "SELECT tool FROM tool_pins WHERE server = ?1 AND changed_digest IS NOT NULL";
-
 /// The right-hand sides read the row as it was: the pending change moves into the pin.
 /// ?1 server, ?2 tool, ?3 expected digest (NULL for any), ?4 now.
 pub const ACCEPT_TOOL_CHANGE: &str = "UPDATE tool_pins SET digest = changed_digest, definition = changed_definition, \
