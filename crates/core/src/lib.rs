@@ -10,6 +10,7 @@ pub mod clock;
 pub mod error;
 pub mod family;
 pub mod form;
+pub mod identity_assertion;
 pub mod pkce;
 pub mod redirect_uri;
 pub mod scope;

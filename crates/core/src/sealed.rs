@@ -23,6 +23,36 @@ pub struct UpstreamSecret {
     /// ignore the field, and a credential sealed by them has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refusal_checked_at: Option<i64>,
+    /// Who the user is beyond the grant's subject, as the provider said at the login, for
+    /// identity assertions and identity headers. Sealed here because it is personal data
+    /// and this value is already sealed per grant, opened on the MCP path and carried
+    /// over by every refresh; a column of its own would need a migration and sealing of
+    /// its own. Credentials sealed before the field existed have none (the subject alone
+    /// is then known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<UserIdentity>,
+}
+
+/// What the provider said about the user at the login, beyond the subject.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserIdentity {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Whether the provider said it verified `email`: an address a user can set at will
+    /// is never asserted.
+    #[serde(default)]
+    pub email_verified: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+impl UserIdentity {
+    /// The email address, if the provider verified it.
+    pub fn verified_email(&self) -> Option<&str> {
+        self.email.as_deref().filter(|_| self.email_verified)
+    }
 }
 
 impl std::fmt::Debug for UpstreamSecret {
@@ -100,13 +130,36 @@ mod tests {
         let again = UpstreamSecret::open(&keys, "f", &stamped.seal(&keys, "f")).unwrap();
         assert_eq!(again.refusal_checked_at, Some(1_700_000_000));
         assert_eq!(again.refresh_token.as_deref(), Some("rt"));
+        assert_eq!(again.identity, None);
+    }
+
+    #[test]
+    fn the_identity_round_trips_with_the_credential() {
+        let keys = keys();
+        let identity = UserIdentity {
+            email: Some("ada@example.com".into()),
+            email_verified: true,
+            name: Some("Ada".into()),
+            groups: vec!["staff".into()],
+        };
+        let secret = UpstreamSecret {
+            access_token: "at".into(),
+            refresh_token: None,
+            refusal_checked_at: None,
+            identity: Some(identity.clone()),
+        };
+        let opened = UpstreamSecret::open(&keys, "f", &secret.seal(&keys, "f")).unwrap();
+        assert_eq!(opened.identity, Some(identity));
+        let unverified = UserIdentity { email_verified: false, ..Default::default() };
+        assert_eq!(unverified.verified_email(), None);
     }
 
     #[test]
     fn sealed_values_open_only_for_their_own_row() {
         let keys = keys();
-        let sealed = UpstreamSecret { access_token: "at".into(), refresh_token: None, refusal_checked_at: None }
-            .seal(&keys, "f");
+        let secret =
+            UpstreamSecret { access_token: "at".into(), refresh_token: None, refusal_checked_at: None, identity: None };
+        let sealed = secret.seal(&keys, "f");
         assert!(UpstreamSecret::open(&keys, "g", &sealed).is_err());
         let (a, b) = (TokenHash::of("a"), TokenHash::of("b"));
         let successor = RefreshSuccessor { refresh_token: "rt".into(), scope: "mcp".into() }.seal(&keys, &a);
