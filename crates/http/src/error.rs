@@ -14,6 +14,7 @@ use mcp_oauth_upstream::UpstreamError;
 
 use crate::responses::{no_store_json, redirect};
 use crate::services::clients::LookupError;
+use crate::services::identities::IdentityError;
 use crate::services::limits::RateLimited;
 use crate::services::mcp_client::SendError;
 use crate::services::upstream_access::AccessError;
@@ -127,6 +128,14 @@ impl HttpError {
     /// (502): the configured format makes an invalid header value of it.
     pub fn bad_upstream_token() -> Self {
         Self::gateway(StatusCode::BAD_GATEWAY, "bad_gateway", "the upstream token is not a valid header value")
+    }
+
+    /// The MCP upstream answered 401 to a server that sends no provider token
+    /// (`upstream_auth = "identity"` or `"none"`): not the client's token failing, and
+    /// nothing the provider can settle, so no challenge and no provider call (502): the
+    /// upstream refuses what the proxy sends (`why`), which its operator must fix.
+    pub fn upstream_refused_proxy(why: &str) -> Self {
+        Self::gateway(StatusCode::BAD_GATEWAY, "upstream_rejected_credential", why)
     }
 
     /// An MCP upstream's answer that had to be read (to edit its tool lists) and could not
@@ -307,6 +316,14 @@ impl From<AccessError> for HttpError {
             }
             AccessError::Internal(_) => OAuthError::server_error("internal error"),
         })
+    }
+}
+
+impl From<IdentityError> for HttpError {
+    fn from(e: IdentityError) -> Self {
+        match e {
+            IdentityError::Internal(_) => Self::OAuth(OAuthError::server_error("internal error")),
+        }
     }
 }
 

@@ -11,7 +11,8 @@
 //!
 //! The rooms:
 //! - `services/`: what `App` holds: the client directory, the identity providers,
-//!   upstream access, the MCP client, limits, audit, metrics, revocations, tool pins;
+//!   upstream access, identities (assertions and identity headers), the MCP client,
+//!   limits, audit, metrics, revocations, tool pins;
 //! - `oauth/`: the routes of the authorization server, one file per endpoint, and what
 //!   they share (the checked request, the login, the grants, client authentication);
 //! - `mcp/`: the reverse proxy's route and the tool rules it applies;
@@ -89,6 +90,7 @@ pub fn router(app: AppState) -> Router {
         .route(&well_known("openid-configuration", "oauth"), get(oauth::metadata::authorization_server))
         .route(&oauth("/.well-known/openid-configuration"), get(oauth::metadata::authorization_server))
         .route(&oauth("/.well-known/oauth-authorization-server"), get(oauth::metadata::authorization_server))
+        .route(&format!("{prefix}/.well-known/jwks.json"), get(oauth::metadata::jwks))
         .route(
             &oauth("/register"),
             post(oauth::register::register).layer(DefaultBodyLimit::max(oauth::register::MAX_BODY_BYTES)),

@@ -68,6 +68,69 @@ pub struct ServerSettings {
     pub hide_unauthorized_tools: bool,
     /// What a tool whose definition changed since it was pinned meets (see `tool_pins`).
     pub tool_changes: ToolChanges,
+    /// What the MCP upstream receives to know the request is the user's.
+    pub upstream_auth: UpstreamAuth,
+    /// Send `X-Forwarded-User`, `-Email` (verified only) and `-Groups` from the verified
+    /// identity, for MCP upstreams written for oauth2-proxy.
+    pub identity_headers: bool,
+}
+
+/// What the MCP upstream receives with each request (`upstream_auth`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum UpstreamAuth {
+    /// The user's provider token, in `upstream_token_header` (today's behaviour).
+    #[default]
+    ProviderToken,
+    /// A JWT the proxy signs for the grant (see `mcp_oauth_core::identity_assertion`).
+    Identity(IdentitySettings),
+    /// Nothing: an upstream that trusts its network.
+    None,
+}
+
+impl UpstreamAuth {
+    /// Whether requests need the user's provider token (opened, and refreshed when due).
+    pub fn needs_provider_token(&self) -> bool {
+        matches!(self, Self::ProviderToken)
+    }
+}
+
+/// `[servers.identity]`: the identity assertion for one server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentitySettings {
+    /// The assertion's `aud`: by default the server's `upstream_url`.
+    pub audience: String,
+    pub lifetime_secs: i64,
+    /// The header carrying the bare JWT; `None`: `Authorization: Bearer <jwt>`.
+    pub header: Option<axum::http::HeaderName>,
+    /// A static credential sent beside the assertion (an API key the upstream also
+    /// wants), its value read from the environment at load and marked sensitive.
+    pub static_header: Option<(axum::http::HeaderName, axum::http::HeaderValue)>,
+}
+
+impl IdentitySettings {
+    pub const DEFAULT_LIFETIME_SECS: i64 = 300;
+
+    pub fn new(audience: &str) -> Self {
+        Self {
+            audience: audience.to_owned(),
+            lifetime_secs: Self::DEFAULT_LIFETIME_SECS,
+            header: None,
+            static_header: None,
+        }
+    }
+}
+
+/// Request headers that say who the user is or where the request came from, which an
+/// upstream written for an authenticating proxy (oauth2-proxy, Pomerium, a load balancer)
+/// believes: the proxy's to set, never a client's to pass on. `name` is lower case, as
+/// `HeaderName`s are.
+pub fn speaks_for_the_proxy(name: &str) -> bool {
+    name == "forwarded"
+        || name.starts_with("x-forwarded-")
+        || name == "x-real-ip"
+        || name.starts_with("x-auth-request-")
+        || name == "x-remote-user"
+        || name == "remote-user"
 }
 
 /// What the proxy does when a tool's definition differs from the one it pinned.
@@ -133,6 +196,8 @@ impl ServerSettings {
             tool_scopes: ToolScopes::default(),
             hide_unauthorized_tools: false,
             tool_changes: ToolChanges::default(),
+            upstream_auth: UpstreamAuth::default(),
+            identity_headers: false,
         }
     }
 }
@@ -306,6 +371,11 @@ impl Settings {
         format!("{}/mcp/{slug}", self.public_url)
     }
 
+    /// Where MCP upstreams fetch the keys that verify identity assertions.
+    pub fn jwks_url(&self) -> String {
+        format!("{}/.well-known/jwks.json", self.public_url)
+    }
+
     pub fn callback_url(&self) -> String {
         format!("{}/oauth/callback", self.public_url)
     }
@@ -355,6 +425,7 @@ mod tests {
             subject: subject.into(),
             email: email.map(str::to_owned),
             groups: groups.iter().map(|g| g.to_string()).collect(),
+            name: None,
         };
         let rules = AccessRules {
             subjects: vec!["u1".into()],

@@ -17,6 +17,7 @@ use crate::cookies::CookieNames;
 use crate::services::audit::{Audit, Event};
 use crate::services::clients::ClientDirectory;
 use crate::services::first_calls::FirstCalls;
+use crate::services::identities::Identities;
 use crate::services::limits::Limits;
 use crate::services::metrics::Metrics;
 use crate::services::providers::Providers;
@@ -40,6 +41,8 @@ pub struct App {
     pub keys: Arc<KeyRing>,
     /// Signs what the proxy hands to browsers (consent cookies, CSRF tokens).
     pub signer: Signer,
+    /// Who a grant's user is, for MCP upstreams: identity assertions and headers.
+    pub identities: Arc<Identities>,
     pub cookies: CookieNames,
     /// Pooled connections to the MCP upstreams.
     pub mcp_client: crate::services::mcp_client::McpClient,
@@ -84,6 +87,12 @@ impl FromRef<AppState> for Arc<dyn Store> {
     }
 }
 
+impl FromRef<AppState> for Arc<Identities> {
+    fn from_ref(app: &AppState) -> Self {
+        Arc::clone(&app.identities)
+    }
+}
+
 impl FromRef<AppState> for Arc<Metrics> {
     fn from_ref(app: &AppState) -> Self {
         Arc::clone(&app.metrics)
@@ -112,6 +121,7 @@ impl App {
             Arc::clone(&metrics),
         );
         let keys = Arc::new(keys);
+        let identities = Arc::new(Identities::new(Arc::clone(&keys), settings.public_url.clone(), Arc::clone(&clock)));
         let upstream = UpstreamAccess::new(
             Arc::clone(&store),
             Arc::clone(&keys),
@@ -136,6 +146,7 @@ impl App {
             upstream,
             keys,
             signer,
+            identities,
             cookies,
             mcp_client,
             metrics,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use mcp_oauth_core::SystemClock;
+use mcp_oauth_http::settings::{ServerSettings, UpstreamAuth};
 use mcp_oauth_proxy::config::{Config, ConfigErrors};
 use mcp_oauth_proxy::{admin, logging, runtime};
 use mcp_oauth_store::GrantFilter;
@@ -400,6 +401,37 @@ fn redact_password(url: &str) -> String {
     }
 }
 
+/// What a server's MCP upstream receives (`upstream_auth`), in one line.
+fn upstream_auth(s: &mcp_oauth_http::settings::Settings, server: &ServerSettings) -> String {
+    match &server.upstream_auth {
+        UpstreamAuth::ProviderToken => format!(
+            "the user's provider token, as {}: {} (upstream_auth = \"provider_token\")",
+            server.upstream_token_header, server.upstream_token_format
+        ),
+        UpstreamAuth::Identity(identity) => {
+            let header = match &identity.header {
+                None => "Authorization: Bearer <jwt>".to_owned(),
+                Some(name) => format!("{name}: <jwt>"),
+            };
+            let fixed = match &identity.static_header {
+                Some((name, _)) => format!(", and {name} from the environment"),
+                None => String::new(),
+            };
+            format!(
+                "an identity assertion (EdDSA JWT, iss {:?}, aud {:?}, {} s), as {header}{fixed}; keys at {} \
+                 (upstream_auth = \"identity\")",
+                s.public_url,
+                identity.audience,
+                identity.lifetime_secs,
+                s.jwks_url()
+            )
+        }
+        UpstreamAuth::None => {
+            "no credential: the client's are removed and none is added (upstream_auth = \"none\")".into()
+        }
+    }
+}
+
 /// What `check-config` prints: what the configuration sets up, and nothing secret.
 fn describe(c: &Config) -> String {
     let s = &c.settings;
@@ -423,6 +455,10 @@ fn describe(c: &Config) -> String {
             server.scopes,
             slug = server.slug,
         );
+        out += &format!("    sends:     {}\n", upstream_auth(s, server));
+        if server.identity_headers {
+            out += "    identity headers: X-Forwarded-User, X-Forwarded-Email (verified only), X-Forwarded-Groups\n";
+        }
     }
     out += "providers:\n";
     for p in &c.providers {

@@ -46,6 +46,9 @@ pub struct Identity {
     pub email: Option<String>,
     /// From the provider's groups claim (`groups_claim`), if it sends one.
     pub groups: Vec<String>,
+    /// The user's display name (`name`), if the provider sends one: for identity
+    /// assertions, never for access decisions.
+    pub name: Option<String>,
 }
 
 impl Identity {
@@ -58,7 +61,8 @@ impl Identity {
             Value::String(one) => vec![one.clone()],
             _ => vec![],
         };
-        Self { subject, email, groups }
+        let name = claims["name"].as_str().filter(|n| !n.is_empty()).map(str::to_owned);
+        Self { subject, email, groups, name }
     }
 }
 
@@ -153,4 +157,22 @@ async fn verified_claims(
         other => other,
     }
     .map_err(|e| UpstreamError::Protocol(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::Identity;
+
+    #[test]
+    fn claims_give_a_verified_email_groups_and_a_name() {
+        let claims = json!({"email": "a@example.com", "email_verified": true, "groups": ["g"], "name": "Ada"});
+        let who = Identity::from_claims("u".into(), &claims, "groups");
+        assert_eq!(who.email.as_deref(), Some("a@example.com"));
+        assert_eq!((who.groups, who.name.as_deref()), (vec!["g".to_owned()], Some("Ada")));
+        let unverified = json!({"email": "a@example.com", "name": ""});
+        let who = Identity::from_claims("u".into(), &unverified, "groups");
+        assert_eq!((who.email, who.name), (None, None), "an unverified email and an empty name are not kept");
+    }
 }

@@ -16,8 +16,9 @@ use tower_http::timeout::TimeoutBody;
 use super::tool_list::{EventStream, MAX_EDITED_MESSAGE, ToolEdit, Unreadable, edit_json};
 use crate::client_address::ClientAddress;
 use crate::error::HttpError;
+use crate::services::identities::IdentityHeaders;
 use crate::services::mcp_client::McpClient;
-use crate::settings::ServerSettings;
+use crate::settings::{ServerSettings, UpstreamAuth, speaks_for_the_proxy};
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1), and so
 /// never cross a proxy.
@@ -44,9 +45,12 @@ fn connection_named(headers: &HeaderMap) -> Vec<String> {
 }
 
 /// Request headers that go upstream: everything but hop-by-hop headers, `Host` (the
-/// upstream's own is set), `Content-Length` (recomputed), and the client's credentials
-/// (its token and cookies are for the proxy alone).
-fn forwardable_request_header(name: &HeaderName, named: &[String], token_header: &HeaderName) -> bool {
+/// upstream's own is set), `Content-Length` (recomputed), the client's credentials (its
+/// token and cookies are for the proxy alone), the headers that carry what the proxy
+/// sends (`ours`: the provider token's, the assertion's, a static credential's), and
+/// every header that speaks for the proxy (identity and forwarding headers, which the
+/// proxy sets itself: see [`speaks_for_the_proxy`]).
+fn forwardable_request_header(name: &HeaderName, named: &[String], ours: &[Option<&HeaderName>]) -> bool {
     let n = name.as_str();
     !(HOP_BY_HOP.contains(&n)
         || named.iter().any(|c| c == n)
@@ -54,12 +58,31 @@ fn forwardable_request_header(name: &HeaderName, named: &[String], token_header:
         || name == header::CONTENT_LENGTH
         || name == header::AUTHORIZATION
         || name == header::COOKIE
-        || name == token_header)
+        || ours.iter().flatten().any(|h| *h == name)
+        || speaks_for_the_proxy(n))
 }
 
-/// Headers that say where a request came from. Believed only from a trusted proxy: from
-/// anyone else they are whatever the client chose to claim.
-const FORWARDING: &[&str] = &["forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip"];
+/// The headers that carry what the proxy sends `server`'s MCP upstream, whichever mode it
+/// is in: a client's value for any of them never crosses.
+fn credential_headers(server: &ServerSettings) -> [Option<&HeaderName>; 3] {
+    let (assertion, fixed) = match &server.upstream_auth {
+        UpstreamAuth::Identity(identity) => (identity.header.as_ref(), identity.static_header.as_ref().map(|(n, _)| n)),
+        _ => (None, None),
+    };
+    [Some(&server.upstream_token_header), assertion, fixed]
+}
+
+/// What the proxy sends the MCP upstream to say the request is the user's.
+#[derive(Debug, Clone, Copy)]
+pub enum Credential<'a> {
+    /// The user's provider token, in the server's token header and format.
+    ProviderToken(&'a str),
+    /// The value of the identity-assertion header (see `services::identities`), with the
+    /// server's static credential header beside it, if it has one.
+    Assertion(&'a HeaderValue),
+    /// Nothing (`upstream_auth = "none"`).
+    Nothing,
+}
 
 /// The forwarding headers the MCP upstream receives: the client's trusted chain (if the
 /// peer is a trusted proxy) extended by this hop, else this hop alone.
@@ -101,21 +124,22 @@ fn forwardable_response_header(name: &HeaderName, named: &[String]) -> bool {
     !(HOP_BY_HOP.contains(&n) || named.iter().any(|c| c == n) || ORIGIN_HEADERS.contains(name))
 }
 
-/// Sends the client's request to `server`'s MCP upstream with `provider_token` in place
-/// of the client's credentials.
+/// Sends the client's request to `server`'s MCP upstream with `credential` in place of
+/// the client's credentials, and the grant's identity headers if the handler attached
+/// them (`IdentityHeaders`, a request extension).
 pub async fn send(
     client: &McpClient,
     server: &ServerSettings,
     parts: &Parts,
     body: Bytes,
-    provider_token: &str,
+    credential: Credential<'_>,
     (from, public): (&ClientAddress, (&str, &str)),
 ) -> Result<Response<Incoming>, HttpError> {
     let named = connection_named(&parts.headers);
+    let ours = credential_headers(server);
     let mut headers = HeaderMap::with_capacity(parts.headers.len() + 4);
     for (name, value) in &parts.headers {
-        let forwarding = FORWARDING.contains(&name.as_str());
-        if forwardable_request_header(name, &named, &server.upstream_token_header) && !forwarding {
+        if forwardable_request_header(name, &named, &ours) {
             headers.append(name.clone(), value.clone());
         }
     }
@@ -125,12 +149,31 @@ pub async fn send(
     {
         headers.insert(HeaderName::from_static("forwarded"), forwarded.clone());
     }
-    let credential = server.upstream_token_format.replace("{token}", provider_token);
-    let Ok(mut credential) = HeaderValue::from_str(&credential) else {
-        return Err(HttpError::bad_upstream_token());
-    };
-    credential.set_sensitive(true);
-    headers.insert(server.upstream_token_header.clone(), credential);
+    if let Some(identity) = parts.extensions.get::<IdentityHeaders>() {
+        for (name, value) in identity.iter() {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+    match credential {
+        Credential::ProviderToken(provider_token) => {
+            let credential = server.upstream_token_format.replace("{token}", provider_token);
+            let Ok(mut credential) = HeaderValue::from_str(&credential) else {
+                return Err(HttpError::bad_upstream_token());
+            };
+            credential.set_sensitive(true);
+            headers.insert(server.upstream_token_header.clone(), credential);
+        }
+        Credential::Assertion(value) => {
+            if let UpstreamAuth::Identity(identity) = &server.upstream_auth {
+                let name = identity.header.clone().unwrap_or(header::AUTHORIZATION);
+                headers.insert(name, value.clone());
+                if let Some((name, value)) = &identity.static_header {
+                    headers.insert(name.clone(), value.clone());
+                }
+            }
+        }
+        Credential::Nothing => {}
+    }
     // hyper sets Host from the URI and Content-Length from the body.
     let mut request = Request::new(Full::new(body));
     *request.method_mut() = parts.method.clone();
@@ -349,16 +392,51 @@ mod tests {
         let auth = header::AUTHORIZATION;
         let named = vec!["x-per-hop".to_owned()];
         for h in ["authorization", "cookie", "host", "connection", "te", "upgrade", "x-per-hop", "content-length"] {
-            assert!(!forwardable_request_header(&HeaderName::from_static(h), &named, &auth), "{h}");
+            assert!(!forwardable_request_header(&HeaderName::from_static(h), &named, &[Some(&auth)]), "{h}");
         }
         for h in ["mcp-session-id", "mcp-protocol-version", "last-event-id", "accept", "content-type"] {
-            assert!(forwardable_request_header(&HeaderName::from_static(h), &named, &auth), "{h}");
+            assert!(forwardable_request_header(&HeaderName::from_static(h), &named, &[Some(&auth)]), "{h}");
         }
         let custom = HeaderName::from_static("x-api-key");
-        assert!(!forwardable_request_header(&custom, &[], &custom));
+        assert!(!forwardable_request_header(&custom, &[], &[Some(&auth), Some(&custom)]));
         for h in [header::SET_COOKIE, header::STRICT_TRANSPORT_SECURITY, header::WWW_AUTHENTICATE, header::SERVER] {
             assert!(!forwardable_response_header(&h, &[]), "{h}");
         }
         assert!(forwardable_response_header(&HeaderName::from_static("mcp-session-id"), &[]));
+    }
+
+    #[test]
+    fn headers_that_speak_for_the_proxy_never_come_from_the_client() {
+        let auth = header::AUTHORIZATION;
+        for h in [
+            "forwarded",
+            "x-forwarded-for",
+            "x-forwarded-user",
+            "x-forwarded-email",
+            "x-forwarded-groups",
+            "x-forwarded-preferred-username",
+            "x-forwarded-access-token",
+            "x-real-ip",
+            "x-auth-request-user",
+            "x-auth-request-email",
+            "x-remote-user",
+            "remote-user",
+        ] {
+            assert!(!forwardable_request_header(&HeaderName::from_static(h), &[], &[Some(&auth)]), "{h}");
+        }
+        // Lookalikes that speak for nobody pass.
+        for h in ["x-forwarded", "x-user-agent-id", "remote-addr-hint", "x-auth"] {
+            assert!(forwardable_request_header(&HeaderName::from_static(h), &[], &[Some(&auth)]), "{h}");
+        }
+        // The server's assertion and static credential headers are the proxy's too.
+        let mut server = ServerSettings::new("s", "http://127.0.0.1:9/mcp".parse().unwrap(), "p", Default::default());
+        let mut identity = crate::settings::IdentitySettings::new("aud");
+        identity.header = Some(HeaderName::from_static("x-identity"));
+        identity.static_header = Some((HeaderName::from_static("x-api-key"), HeaderValue::from_static("k")));
+        server.upstream_auth = UpstreamAuth::Identity(identity);
+        let ours = credential_headers(&server);
+        for h in ["x-identity", "x-api-key", "authorization"] {
+            assert!(!forwardable_request_header(&HeaderName::from_static(h), &[], &ours), "{h}");
+        }
     }
 }

@@ -4,7 +4,9 @@
 //! provider credential with it (the `Bearer` extractor); the credential is opened (and
 //! refreshed once if it is about to expire); the request goes to the MCP upstream with
 //! the user's provider token in place of the client's; the answer streams back as it
-//! arrives.
+//! arrives. Servers whose `upstream_auth` is `identity` or `none` need no provider token:
+//! the request goes with the proxy's identity assertion, or with nothing (see
+//! [`without_provider_token`]).
 
 mod forward;
 mod strict_json;
@@ -31,8 +33,9 @@ use crate::error::HttpError;
 use crate::extract::Bearer;
 use crate::services::metrics::{McpLabels, SlugLabels};
 use crate::services::upstream_access::{AccessError, Trigger};
-use crate::settings::{ServerSettings, Settings, ToolChanges};
+use crate::settings::{ServerSettings, Settings, ToolChanges, UpstreamAuth};
 use crate::state::{App, AppState};
+use forward::Credential;
 use prometheus_client::metrics::gauge::Gauge;
 use tool_list::ToolEdit;
 
@@ -72,8 +75,14 @@ pub async fn handle(
         // The answer is read and edited here; a compressed one could not be.
         parts.headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
     }
-    let provider = app.providers.for_server(&server);
     let origin = (&from, app.settings.public_scheme_and_host());
+    if server.identity_headers {
+        parts.extensions.insert(app.identities.headers(&token)?);
+    }
+    if !server.upstream_auth.needs_provider_token() {
+        return without_provider_token(&app, &server, (&token, hash), &parts, body, origin, edit).await;
+    }
+    let provider = app.providers.for_server(&server);
     let refused = |e| access_refused(&app.settings, &server, e);
     let first = app
         .upstream
@@ -104,6 +113,40 @@ pub async fn handle(
         return Err(refused(app.upstream.refused_again(provider, &token.upstream.family_id)));
     }
     answer(&app, &token, hash, resp, idle, open_streams, edit).await
+}
+
+/// A server whose MCP upstream gets the proxy's identity assertion, or nothing: the
+/// provider token is neither opened nor refreshed (the grant is live: the token check
+/// refused ended grants). A 401 from the MCP upstream refuses what the proxy sent, which
+/// neither the provider nor a new login can change: 502, the grant kept, and a warning
+/// for the operator (an assertion refused is usually a verifier expecting another `aud`
+/// or `iss`, or unable to fetch the key set).
+async fn without_provider_token(
+    app: &App,
+    server: &ServerSettings,
+    (token, hash): (&AccessTokenInfo, TokenHash),
+    parts: &Parts,
+    body: Bytes,
+    origin: (&ClientAddress, (&str, &str)),
+    edit: Option<ToolEdit>,
+) -> Result<Response, HttpError> {
+    let assertion = match &server.upstream_auth {
+        UpstreamAuth::Identity(settings) => Some(app.identities.assertion(settings, token)?),
+        _ => None,
+    };
+    let credential = assertion.as_ref().map_or(Credential::Nothing, Credential::Assertion);
+    let resp = send_as(app, server, parts, body, credential, origin).await?;
+    if resp.status() == StatusCode::UNAUTHORIZED {
+        let why = if assertion.is_some() {
+            "the MCP server refused the proxy's identity assertion; check the audience, issuer and key set URL it expects"
+        } else {
+            "the MCP server asks for a credential, and this server is configured to send none (upstream_auth = \"none\")"
+        };
+        tracing::warn!(server = %server.slug, why, "the MCP upstream answered 401");
+        return Err(HttpError::upstream_refused_proxy(why));
+    }
+    let open_streams = || app.metrics.open_streams.get_or_create(&SlugLabels { slug: server.slug.clone() }).clone();
+    answer(app, token, hash, resp, app.mcp_client.idle, open_streams, edit).await
 }
 
 /// What the tool rules and the pinned tool definitions make of a request: refused, or
@@ -226,7 +269,7 @@ fn revocable(app: &App, token: &AccessTokenInfo, hash: TokenHash, resp: Response
     resp.map(|body| app.revocations.end_on_revocation(&token.upstream.family_id, hash, body))
 }
 
-/// [`forward::send`], counted: the MCP upstream's status and its time to the response head.
+/// [`send_as`] with the user's provider token.
 async fn send(
     app: &App,
     server: &ServerSettings,
@@ -235,8 +278,20 @@ async fn send(
     provider_token: &str,
     origin: (&ClientAddress, (&str, &str)),
 ) -> Result<Response<hyper::body::Incoming>, HttpError> {
+    send_as(app, server, parts, body, Credential::ProviderToken(provider_token), origin).await
+}
+
+/// [`forward::send`], counted: the MCP upstream's status and its time to the response head.
+async fn send_as(
+    app: &App,
+    server: &ServerSettings,
+    parts: &Parts,
+    body: Bytes,
+    credential: Credential<'_>,
+    origin: (&ClientAddress, (&str, &str)),
+) -> Result<Response<hyper::body::Incoming>, HttpError> {
     let started = Instant::now();
-    let resp = forward::send(&app.mcp_client, server, parts, body, provider_token, origin).await?;
+    let resp = forward::send(&app.mcp_client, server, parts, body, credential, origin).await?;
     let labels = McpLabels { slug: server.slug.clone(), status: resp.status().as_u16() };
     app.metrics.mcp_responses.get_or_create(&labels).inc();
     let slug = SlugLabels { slug: server.slug.clone() };

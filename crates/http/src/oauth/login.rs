@@ -2,6 +2,7 @@
 //! is given, and finishing it when the provider sends the browser back.
 
 use mcp_oauth_core::form::Params;
+use mcp_oauth_core::sealed::UserIdentity;
 use mcp_oauth_core::token::{TokenHash, TokenKind, mint, random_b64, random_id};
 use mcp_oauth_core::{OAuthError, pkce};
 use mcp_oauth_store::{NewCode, NewFamily, PendingAuthorization, PendingCaps};
@@ -128,11 +129,10 @@ async fn complete(
         );
         return Err((page, Some(who.subject)));
     }
-    let subject = who.subject;
-    store_grant(app, pending, &tokens, &subject)
+    store_grant(app, pending, &tokens, &who)
         .await
-        .map_err(|e| (e, Some(subject.clone())))
-        .map(|(code, grant_id)| Completed { code, grant_id, subject })
+        .map_err(|e| (e, Some(who.subject.clone())))
+        .map(|(code, grant_id)| Completed { code, grant_id, subject: who.subject })
 }
 
 /// The provider's answer, redeemed: its tokens, and who logged in.
@@ -194,15 +194,24 @@ fn failed<'a>(provider: &'a Provider, stage: &'static str) -> impl Fn(UpstreamEr
     }
 }
 
-/// A new grant holding the provider's tokens, and the code that starts it: (code, grant id).
+/// A new grant holding the provider's tokens and who the user is (sealed with them: it is
+/// personal data), and the code that starts it: (code, grant id).
 async fn store_grant(
     app: &App,
     pending: &PendingAuthorization,
     tokens: &UpstreamTokens,
-    subject: &str,
+    who: &Identity,
 ) -> Result<(String, String), HttpError> {
     let now = app.now();
+    let subject = who.subject.as_str();
     let family_id = random_id();
+    // `Identity` holds a verified address only, so any address kept is a verified one.
+    let identity = UserIdentity {
+        email: who.email.clone(),
+        email_verified: who.email.is_some(),
+        name: who.name.clone(),
+        groups: who.groups.clone(),
+    };
     let family = NewFamily {
         id: family_id.clone(),
         server: pending.server.clone(),
@@ -210,7 +219,7 @@ async fn store_grant(
         subject: subject.to_owned(),
         scope: pending.scope.clone(),
         resource: pending.resource.clone(),
-        upstream_sealed: app.upstream.seal(&family_id, tokens),
+        upstream_sealed: app.upstream.seal(&family_id, tokens, identity),
         upstream_expires_at: tokens.expires_in.map(|secs| now + secs),
         created_at: now,
         trace_id: pending.trace_id.clone(),

@@ -1,14 +1,18 @@
 //! Discovery documents: protected resource metadata (RFC 9728) and authorization server
-//! metadata (RFC 8414), served at every location MCP clients look.
+//! metadata (RFC 8414), served at every location MCP clients look; and the key set MCP
+//! upstreams verify identity assertions with (`P/.well-known/jwks.json`).
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
 use mcp_oauth_core::client::AuthMethod;
 use serde_json::{Value, json};
 
 use crate::extract::Server;
+use crate::services::identities::Identities;
 use crate::settings::Settings;
 
 pub async fn protected_resource(State(s): State<Arc<Settings>>, server: Server) -> Json<Value> {
@@ -42,4 +46,17 @@ pub async fn authorization_server(State(settings): State<Arc<Settings>>, server:
         metadata["registration_endpoint"] = format!("{issuer}/register").into();
     }
     Json(metadata)
+}
+
+/// How long verifiers may keep the key set: long enough that they need not fetch it per
+/// assertion, short enough that a rotated key is seen well within the time the previous
+/// key must stay configured (at least the assertion lifetime, see the README).
+const JWKS_MAX_AGE_SECS: u32 = 300;
+
+/// The public keys identity assertions are signed with, current first (RFC 7517). Served
+/// whether or not a server uses assertions: they reveal nothing, and a verifier set up
+/// before its server is switched to `identity` finds them.
+pub async fn jwks(State(identities): State<Arc<Identities>>) -> impl IntoResponse {
+    let cache = format!("public, max-age={JWKS_MAX_AGE_SECS}");
+    ([(header::CONTENT_TYPE, "application/json".to_owned()), (header::CACHE_CONTROL, cache)], identities.jwks_json())
 }

@@ -9,6 +9,8 @@
 //! - `mcp_client`: pooled connections to the MCP upstreams;
 //! - `limits`: bounds on anonymous work;
 //! - `audit`: the security events' trail; `metrics`: what Prometheus reads;
+//! - `identities`: who a grant's user is, for MCP upstreams that want to know it: the
+//!   identity assertion (signed, cached per grant), identity headers, the key set;
 //! - `first_calls`: which grants made their first MCP call;
 //! - `revocations`: open event streams, ended when their grant or token is revoked;
 //! - `tool_pins`: the tool definitions each server's tools were first seen with.
@@ -16,6 +18,7 @@
 pub(crate) mod audit;
 pub(crate) mod clients;
 pub(crate) mod first_calls;
+pub(crate) mod identities;
 pub(crate) mod limits;
 pub(crate) mod mcp_client;
 pub(crate) mod metrics;

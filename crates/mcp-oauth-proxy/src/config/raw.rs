@@ -183,6 +183,29 @@ pub(super) struct RawServer {
     #[serde(default, deserialize_with = "lenient::boolean")]
     pub hide_unauthorized_tools: Option<bool>,
     pub tool_changes: Option<String>,
+    pub upstream_auth: Option<String>,
+    #[serde(default, deserialize_with = "lenient::boolean")]
+    pub identity_headers: Option<bool>,
+    pub identity: Option<RawIdentity>,
+}
+
+/// `[servers.identity]`: the identity assertion (`upstream_auth = "identity"`).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIdentity {
+    pub audience: Option<String>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub lifetime_secs: Option<i64>,
+    pub header: Option<String>,
+    pub static_header: Option<RawStaticHeader>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStaticHeader {
+    pub name: Option<String>,
+    /// The environment variable holding the value (a credential: never in the file).
+    pub value_env: Option<String>,
 }
 
 /// A list of strings, also as one comma-separated string (as the environment gives it).

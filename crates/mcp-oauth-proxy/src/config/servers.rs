@@ -3,19 +3,27 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use axum::http::HeaderName;
+use axum::http::{HeaderName, HeaderValue};
 use mcp_oauth_core::scope::Scopes;
 use mcp_oauth_core::tool_scopes::ToolScopes;
-use mcp_oauth_http::settings::{AccessRules, ServerSettings, ToolChanges};
+use mcp_oauth_http::settings::{
+    AccessRules, IdentitySettings, ServerSettings, ToolChanges, UpstreamAuth, speaks_for_the_proxy,
+};
 use mcp_oauth_upstream::ProviderSettings;
 
-use super::problems::Problems;
-use super::raw::{RawServer, StringList};
+use super::problems::{Lookup, Problems};
+use super::raw::{RawIdentity, RawServer, StringList};
+
+/// The bounds of `[servers.identity] lifetime_secs`: long enough to outlast a request and
+/// the clock skew between the proxy and the MCP upstream, short enough that an assertion
+/// that leaks is soon worthless.
+const ASSERTION_LIFETIME_SECS: (i64, i64) = (30, 3600);
 
 pub(super) fn validate(
     problems: &mut Problems,
     raw: Vec<RawServer>,
     providers: &[ProviderSettings],
+    lookup: Lookup<'_>,
 ) -> Vec<Arc<ServerSettings>> {
     if raw.is_empty() {
         problems.push("servers", "at least one [[servers]] entry is required");
@@ -23,7 +31,7 @@ pub(super) fn validate(
     let mut slugs = BTreeSet::new();
     let mut servers = Vec::new();
     for (i, s) in raw.into_iter().enumerate() {
-        servers.extend(server(problems, i, s, &mut slugs, providers).map(Arc::new));
+        servers.extend(server(problems, i, s, &mut slugs, providers, lookup).map(Arc::new));
     }
     servers
 }
@@ -36,6 +44,7 @@ fn server(
     s: RawServer,
     slugs: &mut BTreeSet<String>,
     providers: &[ProviderSettings],
+    lookup: Lookup<'_>,
 ) -> Option<ServerSettings> {
     let key = |k: &str| format!("servers[{i}].{k}");
     let slug = s.slug.unwrap_or_default();
@@ -107,9 +116,14 @@ fn server(
         problems.push(&key("access"), "names nobody; remove it to let everyone the provider authenticates in");
     }
 
+    let audience = s.upstream_url.as_deref().unwrap_or_default().trim();
+    let upstream_auth = upstream_auth(problems, i, s.upstream_auth.as_deref(), s.identity, audience, lookup);
+
     // The settings hold the URL validated above; without one there is nothing to build
     // (and no need for a placeholder URL, as the load fails on the problem noted).
     let mut server = ServerSettings::new(&slug, upstream?, &provider, scopes);
+    server.upstream_auth = upstream_auth;
+    server.identity_headers = s.identity_headers.unwrap_or(false);
     if let Some(name) = header {
         server.upstream_token_header = name;
     }
@@ -150,4 +164,127 @@ fn server(
         }
     };
     Some(server)
+}
+
+/// `upstream_auth` and `[servers.identity]`: what the MCP upstream receives. `audience` is
+/// the server's `upstream_url` as written, the assertion's default `aud`.
+fn upstream_auth(
+    problems: &mut Problems,
+    i: usize,
+    mode: Option<&str>,
+    identity: Option<RawIdentity>,
+    audience: &str,
+    lookup: Lookup<'_>,
+) -> UpstreamAuth {
+    let key = |k: &str| format!("servers[{i}].{k}");
+    let auth = match mode.map(str::trim) {
+        None | Some("provider_token") => UpstreamAuth::ProviderToken,
+        Some("none") => UpstreamAuth::None,
+        Some("identity") => {
+            let raw = identity.unwrap_or_default();
+            return UpstreamAuth::Identity(identity_settings(problems, i, raw, audience, lookup));
+        }
+        Some(other) => {
+            problems.push(
+                &key("upstream_auth"),
+                format_args!("{other:?} must be \"provider_token\", \"identity\" or \"none\""),
+            );
+            UpstreamAuth::ProviderToken
+        }
+    };
+    if identity.is_some() {
+        problems.push(&key("identity"), "applies only with upstream_auth = \"identity\"");
+    }
+    auth
+}
+
+fn identity_settings(
+    problems: &mut Problems,
+    i: usize,
+    raw: RawIdentity,
+    default_audience: &str,
+    lookup: Lookup<'_>,
+) -> IdentitySettings {
+    let key = |k: &str| format!("servers[{i}].identity.{k}");
+    let audience = match raw.audience.as_deref().map(str::trim) {
+        Some("") => {
+            problems.push(&key("audience"), "must not be empty; leave it out for the upstream URL");
+            default_audience
+        }
+        Some(audience) => audience,
+        None => default_audience,
+    };
+    let mut settings = IdentitySettings::new(audience);
+    if let Some(secs) = raw.lifetime_secs {
+        let (min, max) = ASSERTION_LIFETIME_SECS;
+        problems.range(&key("lifetime_secs"), secs, min, max);
+        settings.lifetime_secs = secs.clamp(min, max);
+    }
+    // `Authorization` named explicitly is the default: `Bearer <jwt>`.
+    settings.header = raw
+        .header
+        .and_then(|h| header_name(problems, &key("header"), &h))
+        .filter(|name| name != axum::http::header::AUTHORIZATION);
+    if let Some(fixed) = raw.static_header {
+        let name = match fixed.name {
+            Some(n) => header_name(problems, &key("static_header.name"), &n),
+            None => {
+                problems.required(&key("static_header.name"));
+                None
+            }
+        };
+        let assertion_header = settings.header.clone().unwrap_or(axum::http::header::AUTHORIZATION);
+        let name = name.filter(|n| {
+            let clash = *n == assertion_header;
+            if clash {
+                problems.push(&key("static_header.name"), format_args!("{n} already carries the assertion"));
+            }
+            !clash
+        });
+        let value = match fixed.value_env {
+            None => {
+                problems.required(&key("static_header.value_env"));
+                None
+            }
+            Some(var) => match lookup(&var) {
+                // An empty variable counts as unset, as for every secret.
+                Some(v) if !v.is_empty() => HeaderValue::from_str(&v)
+                    .map_err(|_| {
+                        problems.push(
+                            &key("static_header.value_env"),
+                            format_args!("the value of {var} cannot be sent as a header value"),
+                        )
+                    })
+                    .ok(),
+                _ => {
+                    problems.push(
+                        &key("static_header.value_env"),
+                        format_args!("the environment variable {var} is not set"),
+                    );
+                    None
+                }
+            },
+        };
+        if let (Some(name), Some(mut value)) = (name, value) {
+            value.set_sensitive(true);
+            settings.static_header = Some((name, value));
+        }
+    }
+    settings
+}
+
+/// A header the proxy may set itself: a valid name, and none that carries something else
+/// (a connection's, a request's framing, the identity and forwarding headers it sets).
+fn header_name(problems: &mut Problems, key: &str, text: &str) -> Option<HeaderName> {
+    let Ok(name) = HeaderName::from_bytes(text.trim().as_bytes()) else {
+        problems.push(key, format_args!("{text:?} is not a header name"));
+        return None;
+    };
+    let reserved =
+        ["host", "content-length", "content-type", "cookie", "connection", "transfer-encoding", "te", "upgrade"];
+    if reserved.contains(&name.as_str()) || speaks_for_the_proxy(name.as_str()) {
+        problems.push(key, format_args!("{text:?} is a header the proxy does not let carry a credential"));
+        return None;
+    }
+    Some(name)
 }

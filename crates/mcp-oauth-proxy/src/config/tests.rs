@@ -544,3 +544,91 @@ fn tool_scope_ties_go_to_the_first_listed_pattern() {
     let rules = &c.settings.servers[0].tool_scopes;
     assert_eq!(rules.required("read_note").to_string(), "notes:read", "the first listed, not the first sorted");
 }
+
+#[test]
+fn upstream_auth_defaults_to_the_provider_token_and_reads_each_mode() {
+    use mcp_oauth_http::settings::UpstreamAuth;
+    let c = load(&minimal(), &[("GH_SECRET", "s")]).unwrap();
+    assert_eq!(c.settings.servers[0].upstream_auth, UpstreamAuth::ProviderToken);
+    assert!(!c.settings.servers[0].identity_headers);
+
+    let none = format!("{}upstream_auth = \"none\"\nidentity_headers = true\n", minimal());
+    let c = load(&none, &[("GH_SECRET", "s")]).unwrap();
+    assert_eq!(c.settings.servers[0].upstream_auth, UpstreamAuth::None);
+    assert!(c.settings.servers[0].identity_headers);
+
+    // The defaults: aud the upstream URL as written, five minutes, Authorization: Bearer.
+    let identity = format!("{}upstream_auth = \"identity\"\n", minimal());
+    let c = load(&identity, &[("GH_SECRET", "s")]).unwrap();
+    let UpstreamAuth::Identity(settings) = &c.settings.servers[0].upstream_auth else { panic!("identity") };
+    assert_eq!(settings.audience, "http://127.0.0.1:9000/mcp");
+    assert_eq!((settings.lifetime_secs, settings.header.clone(), settings.static_header.clone()), (300, None, None));
+
+    let full = format!(
+        "{}upstream_auth = \"identity\"\n[servers.identity]\naudience = \"urn:tools\"\nlifetime_secs = 120\n\
+         header = \"X-Identity\"\nstatic_header = {{ name = \"X-Api-Key\", value_env = \"TOOLS_KEY\" }}\n",
+        minimal()
+    );
+    let c = load(&full, &[("GH_SECRET", "s"), ("TOOLS_KEY", "k-123")]).unwrap();
+    let UpstreamAuth::Identity(settings) = &c.settings.servers[0].upstream_auth else { panic!("identity") };
+    assert_eq!((settings.audience.as_str(), settings.lifetime_secs), ("urn:tools", 120));
+    assert_eq!(settings.header.as_ref().map(|h| h.as_str()), Some("x-identity"));
+    let (name, value) = settings.static_header.as_ref().unwrap();
+    assert_eq!((name.as_str(), value.to_str().unwrap()), ("x-api-key", "k-123"));
+    assert!(value.is_sensitive());
+    assert!(!format!("{c:?}").contains("k-123"), "the static credential is not printed");
+    // From the environment too.
+    let c = load(
+        &minimal(),
+        &[
+            ("GH_SECRET", "s"),
+            ("MCP_OAUTH_PROXY_SERVERS__0__UPSTREAM_AUTH", "identity"),
+            ("MCP_OAUTH_PROXY_SERVERS__0__IDENTITY__LIFETIME_SECS", "60"),
+        ],
+    )
+    .unwrap();
+    assert!(matches!(&c.settings.servers[0].upstream_auth, UpstreamAuth::Identity(s) if s.lifetime_secs == 60));
+}
+
+#[test]
+fn upstream_auth_problems_name_their_keys() {
+    let bad_mode = format!("{}upstream_auth = \"oauth2\"\n", minimal());
+    assert_eq!(
+        problems(&bad_mode, &[("GH_SECRET", "s")]),
+        [r#"servers[0].upstream_auth: "oauth2" must be "provider_token", "identity" or "none""#]
+    );
+    let stray = format!("{}[servers.identity]\nlifetime_secs = 60\n", minimal());
+    assert_eq!(
+        problems(&stray, &[("GH_SECRET", "s")]),
+        [r#"servers[0].identity: applies only with upstream_auth = "identity""#]
+    );
+    let bad = format!(
+        "{}upstream_auth = \"identity\"\n[servers.identity]\naudience = \"\"\nlifetime_secs = 5\n\
+         header = \"X-Forwarded-User\"\nstatic_header = {{ name = \"bad name\", value_env = \"MISSING_KEY\" }}\n",
+        minimal()
+    );
+    assert_eq!(
+        problems(&bad, &[("GH_SECRET", "s")]),
+        [
+            "servers[0].identity.audience: must not be empty; leave it out for the upstream URL",
+            "servers[0].identity.lifetime_secs: must be between 30 and 3600",
+            r#"servers[0].identity.header: "X-Forwarded-User" is a header the proxy does not let carry a credential"#,
+            r#"servers[0].identity.static_header.name: "bad name" is not a header name"#,
+            "servers[0].identity.static_header.value_env: the environment variable MISSING_KEY is not set",
+        ]
+    );
+    let clash = format!(
+        "{}upstream_auth = \"identity\"\n[servers.identity]\nstatic_header = {{ name = \"Authorization\" }}\n",
+        minimal()
+    );
+    assert_eq!(
+        problems(&clash, &[("GH_SECRET", "s")]),
+        [
+            "servers[0].identity.static_header.name: authorization already carries the assertion",
+            "servers[0].identity.static_header.value_env: required",
+        ]
+    );
+    let unknown = format!("{}upstream_auth = \"identity\"\n[servers.identity]\nissuer = \"x\"\n", minimal());
+    let e = load(&unknown, &[("GH_SECRET", "s")]).unwrap_err().to_string();
+    assert!(e.contains("servers[0].identity") && e.contains("issuer"), "{e}");
+}

@@ -20,7 +20,7 @@ pub(super) fn validate(raw: Raw, lookup: Lookup<'_>) -> Result<Config, ConfigErr
     let keys = keys(&mut problems, raw.encryption);
     let tokens = tokens(&mut problems, raw.tokens);
     let providers = providers::validate(&mut problems, raw.providers, lookup);
-    let servers = servers::validate(&mut problems, raw.servers, &providers);
+    let servers = servers::validate(&mut problems, raw.servers, &providers, lookup);
     let static_clients = clients::validate(&mut problems, raw.clients, lookup);
     let metadata_documents = metadata_documents(&mut problems, raw.client_metadata_documents);
     let trusted_proxies = trusted_proxies(&mut problems, raw.trusted_proxies);

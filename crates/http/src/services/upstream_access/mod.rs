@@ -33,7 +33,7 @@ use std::time::Duration;
 use mcp_oauth_core::clock::SharedClock;
 use mcp_oauth_core::family::FamilyStatus;
 use mcp_oauth_core::seal::{KeyRing, key_id_of};
-use mcp_oauth_core::sealed::UpstreamSecret;
+use mcp_oauth_core::sealed::{UpstreamSecret, UserIdentity};
 use mcp_oauth_store::{Lease, SealedKind, SealedValue, Store, StoreError, UpstreamCredential};
 use mcp_oauth_upstream::{FailureKind, Provider, TokenStatus, UpstreamTokens};
 
@@ -185,12 +185,13 @@ impl UpstreamAccess {
         self.flights.len()
     }
 
-    /// The provider's tokens sealed for storage in grant `family_id`.
-    pub fn seal(&self, family_id: &str, tokens: &UpstreamTokens) -> String {
+    /// The provider's tokens, and who the user is, sealed for storage in grant `family_id`.
+    pub fn seal(&self, family_id: &str, tokens: &UpstreamTokens, identity: UserIdentity) -> String {
         let secret = UpstreamSecret {
             access_token: tokens.access_token.clone(),
             refresh_token: tokens.refresh_token.clone(),
             refusal_checked_at: None,
+            identity: Some(identity),
         };
         secret.seal(&self.keys, family_id)
     }
@@ -500,6 +501,8 @@ impl UpstreamAccess {
                     // Providers that do not rotate send no new refresh token: keep ours.
                     refresh_token: tokens.refresh_token.or(Some(refresh_token)),
                     refusal_checked_at: secret.refusal_checked_at,
+                    // Who the user is does not change with a refresh.
+                    identity: secret.identity,
                 };
                 let expires_at = tokens.expires_in.map(|s| self.clock.now() + s);
                 let sealed = renewed.seal(&self.keys, family_id);
