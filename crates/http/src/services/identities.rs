@@ -199,7 +199,80 @@ fn identity_headers(subject: &str, identity: &UserIdentity) -> Vec<(HeaderName, 
 
 #[cfg(test)]
 mod tests {
+    use mcp_oauth_core::ManualClock;
+    use mcp_oauth_core::family::FamilyStatus;
+    use mcp_oauth_store::UpstreamCredential;
+
     use super::*;
+
+    fn token(ring: &KeyRing, family_id: &str, scope: &str) -> AccessTokenInfo {
+        let identity = UserIdentity { email: Some("a@example.com".into()), email_verified: true, ..Default::default() };
+        let secret = UpstreamSecret {
+            access_token: "at".into(),
+            refresh_token: None,
+            refusal_checked_at: None,
+            identity: Some(identity),
+        };
+        AccessTokenInfo {
+            server: "s".into(),
+            client_id: "c".into(),
+            subject: "u1".into(),
+            scope: scope.into(),
+            resource: "r".into(),
+            expires_at: i64::MAX,
+            revoked: false,
+            upstream: UpstreamCredential {
+                family_id: family_id.into(),
+                sealed: secret.seal(ring, family_id),
+                expires_at: None,
+                family_status: FamilyStatus::Active,
+            },
+            trace_id: None,
+        }
+    }
+
+    #[test]
+    fn an_assertion_is_signed_once_per_grant_and_scope_until_a_fifth_of_its_life_remains() {
+        let ring = Arc::new(KeyRing::new([5; 32], &[]));
+        let clock = ManualClock::new(1_000_000);
+        let identities = Identities::new(Arc::clone(&ring), "https://p.example".into(), Arc::new(clock.clone()));
+        let settings = IdentitySettings::new("aud");
+        let (a, b) = (token(&ring, "f1", "mcp"), token(&ring, "f2", "mcp"));
+        let first = identities.assertion(&settings, &a).unwrap();
+        assert!(first.to_str().unwrap().starts_with("Bearer ey"));
+        assert_eq!(identities.assertion(&settings, &a).unwrap(), first);
+        assert_eq!(identities.signed(), 1, "the second request reused the first assertion");
+        assert_ne!(identities.assertion(&settings, &b).unwrap(), first, "another grant has its own");
+        let narrowed = token(&ring, "f1", "mcp:read");
+        assert_ne!(identities.assertion(&settings, &narrowed).unwrap(), first, "other scopes, another assertion");
+        assert_eq!(identities.signed(), 3);
+        // Reused until a fifth of its 300 seconds remains (240 s), then signed anew.
+        let again = identities.assertion(&settings, &a).unwrap();
+        clock.advance(239);
+        assert_eq!(identities.assertion(&settings, &a).unwrap(), again);
+        clock.advance(1);
+        assert_ne!(identities.assertion(&settings, &a).unwrap(), again);
+        assert_eq!(identities.signed(), 5);
+        // A custom header carries the bare JWT.
+        let mut custom = IdentitySettings::new("aud");
+        custom.header = Some(HeaderName::from_static("x-identity"));
+        assert!(identities.assertion(&custom, &token(&ring, "f3", "mcp")).unwrap().to_str().unwrap().starts_with("ey"));
+    }
+
+    #[test]
+    fn a_grant_sealed_before_identities_were_kept_is_known_by_its_subject() {
+        let ring = Arc::new(KeyRing::new([5; 32], &[]));
+        let identities = Identities::new(Arc::clone(&ring), "https://p".into(), Arc::new(ManualClock::new(0)));
+        let mut t = token(&ring, "f1", "mcp");
+        let old =
+            UpstreamSecret { access_token: "at".into(), refresh_token: None, refusal_checked_at: None, identity: None };
+        t.upstream.sealed = old.seal(&ring, "f1");
+        let names: Vec<String> = identities.headers(&t).unwrap().iter().map(|(n, _)| n.to_string()).collect();
+        assert_eq!(names, ["x-forwarded-user"]);
+        t.upstream.sealed = "v1.nope.garbage".into();
+        t.upstream.family_id = "f2".into();
+        assert!(identities.headers(&t).is_err(), "a credential that does not open is an error, not an anonymous user");
+    }
 
     #[test]
     fn identity_headers_carry_the_verified_email_only() {

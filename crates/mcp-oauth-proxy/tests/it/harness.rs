@@ -46,7 +46,8 @@ pub struct Start {
     pub extra_toml: String,
     /// Top-level keys, put before every table.
     pub top_toml: String,
-    /// `MCP_OAUTH_PROXY_*` variables over the configuration.
+    /// `MCP_OAUTH_PROXY_*` variables over the configuration; the variables that `*_env`
+    /// keys name are read from here too.
     pub env: Vec<(String, String)>,
     /// The demo server's upstream; by default the sample MCP server.
     pub upstream_url: Option<String>,
@@ -118,7 +119,9 @@ impl Harness {
         }
         .toml();
         let toml = format!("{}\n{toml}", opts.top_toml);
-        let config = Config::from_parts(&toml, opts.env.into_iter(), &|_| None).unwrap();
+        let named = opts.env.clone();
+        let lookup = move |name: &str| named.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let config = Config::from_parts(&toml, opts.env.into_iter(), &lookup).unwrap();
         let app = mcp_oauth_proxy::runtime::build(config, Arc::new(clock.clone())).await.unwrap();
         let router = mcp_oauth_http::router(app.clone());
         let admission = mcp_oauth_http::serve::Admission::for_app(&app);

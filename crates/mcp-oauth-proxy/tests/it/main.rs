@@ -13,6 +13,7 @@ mod crash;
 mod discovery;
 mod edge;
 mod file_modes;
+mod identity;
 mod key_rotation;
 mod limits;
 mod mcp;
