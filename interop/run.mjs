@@ -8,6 +8,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startIdentityUpstream } from './lib/identity-upstream.mjs';
 import { startProvider } from './lib/provider.mjs';
 import { startUpstream } from './lib/upstream.mjs';
 
@@ -40,9 +41,9 @@ async function waitForPort(port) {
   throw new Error(`nothing listens on ${port}`);
 }
 
-function run(cmd, args, timeoutMs = 120_000) {
+function run(cmd, args, timeoutMs = 120_000, env = {}) {
   return new Promise((resolve) => {
-    const child = spawn(cmd, args, { cwd: here, env: process.env });
+    const child = spawn(cmd, args, { cwd: here, env: { ...process.env, ...env } });
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (out += d));
@@ -56,6 +57,7 @@ const provider = await startProvider({ ttl: UPSTREAM_TTL });
 const upstream = await startUpstream({ issuer: provider.url });
 const port = await freePort();
 const publicUrl = `http://127.0.0.1:${port}`;
+const identityUpstream = await startIdentityUpstream({ publicUrl });
 const dir = mkdtempSync(path.join(os.tmpdir(), 'mop-interop-'));
 const config = path.join(dir, 'proxy.toml');
 writeFileSync(config, `listen = "127.0.0.1:${port}"
@@ -82,6 +84,11 @@ upstream_url = "${upstream.url}"
 provider = "mock"
 scopes = ["tools:read"]
 tool_scopes = { "write_note" = ["notes:write"] }
+[[servers]]
+slug = "interop-identity"
+upstream_url = "${identityUpstream.url}"
+provider = "mock"
+upstream_auth = "identity"
 [[clients]]
 client_id = "conformance"
 redirect_uris = ["http://127.0.0.1:${CONFORMANCE_PORT}/callback"]
@@ -95,6 +102,7 @@ for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exi
 await waitForPort(port);
 const mcpUrl = `${publicUrl}/mcp/interop`;
 const scopedUrl = `${publicUrl}/mcp/interop-scoped`; // write_note needs notes:write
+const identityUrl = `${publicUrl}/mcp/interop-identity`; // the upstream gets an identity assertion
 
 const issuer = `${publicUrl}/oauth/interop`;
 // [name, command, arguments, how many upstream logins it makes]
@@ -106,6 +114,7 @@ const scenarios = [
   ['typescript-sdk (step-up)', 'node', ['clients/ts-step-up.mjs', scopedUrl], 2],
   ['mcp-remote', 'node', ['clients/mcp-remote.mjs', mcpUrl, String(WAIT)], 1],
   ['inspector-cli', 'node', ['clients/inspector-cli.mjs', mcpUrl, String(WAIT)], 1],
+  ['typescript-sdk (identity assertion)', 'node', ['clients/ts-identity.mjs', identityUrl], 1],
 ];
 // The conformance suite listens on a fixed port for its callback: run it on its own.
 const afterwards = [
@@ -141,8 +150,21 @@ if (expectedNotes.length) {
   same ? passed++ : failed++;
   console.log(`${same ? 'PASS' : 'FAIL'} step-up-upstream: the MCP upstream kept ${JSON.stringify(notes)} (expected ${JSON.stringify(expectedNotes)}: refused calls never reach it)`);
 }
+// The identity upstream verified every call's assertion, and never saw a client's
+// X-Forwarded-User; the Python example verifies the last assertion it was sent too.
+if (chosen(scenarios).some(([name]) => name.includes('identity assertion'))) {
+  const { calls, rejected, forwardedUsers, lastAssertion } = identityUpstream.stats;
+  const clean = calls > 0 && rejected === 0 && forwardedUsers.length === 0;
+  clean ? passed++ : failed++;
+  console.log(`${clean ? 'PASS' : 'FAIL'} identity-upstream: ${calls} call(s) with a verified assertion, ${rejected} refused, X-Forwarded-User arrived ${forwardedUsers.length} time(s) (expected none)`);
+  const python = await run(path.join(here, '.venv/bin/python'), [path.join(here, '../examples/identity-upstream/verify.py'), 'check', lastAssertion ?? 'none'], 30_000, { MOP_PUBLIC_URL: publicUrl, MOP_AUDIENCE: identityUpstream.url });
+  const ok = python.code === 0 && python.out.includes('"sub": "johndoe"') && python.out.includes('johndoe@interop.example');
+  ok ? passed++ : failed++;
+  console.log(`${ok ? 'PASS' : 'FAIL'} identity-example-python: ${python.out.split('\n').slice(-1)[0]}`);
+}
 console.log(`${passed} passed, ${failed} failed`);
 proxy.kill();
 await provider.stop();
 upstream.stop();
+identityUpstream.stop();
 process.exit(failed === 0 ? 0 : 1);

@@ -1,6 +1,7 @@
 // The upstream identity provider: oauth2-mock-server, an independent OAuth 2.0 / OpenID
 // Connect implementation, with short token lifetimes so that upstream refreshes happen
-// during a run. Counts the refresh grants it answers.
+// during a run. Counts the refresh grants it answers. Its user has a verified email and
+// a group, for what the identity scenario's upstream is told.
 import { OAuth2Server } from 'oauth2-mock-server';
 
 export async function startProvider({ ttl }) {
@@ -9,6 +10,7 @@ export async function startProvider({ ttl }) {
   const stats = { refreshes: 0, codeExchanges: 0 };
   server.service.on('beforeTokenSigning', (token) => {
     token.payload.exp = token.payload.iat + ttl;
+    Object.assign(token.payload, { email: 'johndoe@interop.example', email_verified: true, groups: ['interop-staff'] });
   });
   server.service.on('beforeResponse', (response, req) => {
     if (response.body && response.body.expires_in !== undefined) response.body.expires_in = ttl;
