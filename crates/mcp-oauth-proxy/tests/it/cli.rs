@@ -88,6 +88,61 @@ provider = "missing"
 }
 
 #[tokio::test]
+async fn check_config_says_what_each_server_sends_its_upstream_and_no_static_credential() {
+    let dir = std::env::temp_dir().join(format!("mop-cfg-{}", mcp_oauth_core::token::random_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("modes.toml");
+    let server = |slug: &str, more: &str| {
+        format!(
+            "[[servers]]\nslug = \"{slug}\"\nupstream_url = \"http://127.0.0.1:9000/{slug}\"\nprovider = \"gh\"\n{more}\n"
+        )
+    };
+    let text = format!(
+        r#"
+public_url = "https://p.example"
+[encryption]
+key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+[providers.gh]
+preset = "github"
+client_id = "abc"
+client_secret = "s"
+{}{}{}"#,
+        server("plain", "identity_headers = true"),
+        server(
+            "who",
+            "upstream_auth = \"identity\"\n[servers.identity]\nstatic_header = { name = \"X-Api-Key\", value_env = \"WHO_KEY\" }"
+        ),
+        server("open", "upstream_auth = \"none\""),
+    );
+    std::fs::write(&path, text).unwrap();
+    let out = tokio::process::Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env("WHO_KEY", "static-credential-value")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let sends: Vec<&str> = stdout.lines().filter(|l| l.trim_start().starts_with("sends:")).collect();
+    assert_eq!(sends.len(), 3, "{stdout}");
+    assert!(sends[0].contains("provider token") && sends[0].contains("Bearer {token}"), "{}", sends[0]);
+    assert!(
+        sends[1].contains("identity assertion") && sends[1].contains("aud \"http://127.0.0.1:9000/who\""),
+        "{}",
+        sends[1]
+    );
+    assert!(
+        sends[1].contains("https://p.example/.well-known/jwks.json") && sends[1].contains("x-api-key"),
+        "{}",
+        sends[1]
+    );
+    assert!(sends[2].contains("no credential"), "{}", sends[2]);
+    assert_eq!(stdout.matches("identity headers: X-Forwarded-User").count(), 1, "{stdout}");
+    assert!(!stdout.contains("static-credential-value"));
+}
+
+#[tokio::test]
 async fn keygen_prints_a_usable_key() {
     let out = tokio::process::Command::new(BIN).arg("keygen").output().await.unwrap();
     assert!(out.status.success());
