@@ -16,13 +16,12 @@ use mcp_oauth_store::Store;
 use crate::cookies::CookieNames;
 use crate::services::audit::{Audit, Event};
 use crate::services::clients::ClientDirectory;
-use crate::services::first_calls::FirstCalls;
 use crate::services::limits::Limits;
 use crate::services::metrics::Metrics;
 use crate::services::providers::Providers;
 use crate::services::revocations::Revocations;
 use crate::services::tool_pins::ToolPins;
-use crate::services::upstream_access::UpstreamAccess;
+use crate::services::upstream_access::{self, UpstreamAccess};
 use crate::settings::Settings;
 
 pub struct App {
@@ -33,7 +32,7 @@ pub struct App {
     pub clients: ClientDirectory,
     /// Limits on anonymous work.
     pub limits: Limits,
-    pub providers: Providers,
+    pub providers: Arc<Providers>,
     /// Provider tokens for the MCP path, refreshed once when due.
     pub upstream: UpstreamAccess,
     /// Seals what is kept at rest (provider credentials, refresh-token successors).
@@ -46,7 +45,6 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// The security events' trail.
     pub audit: Arc<Audit>,
-    pub first_calls: FirstCalls,
     /// Open event streams, ended when their grant or access token is revoked (the look
     /// for revocations is started by [`Revocations::watch`]).
     pub revocations: Arc<Revocations>,
@@ -102,7 +100,7 @@ impl App {
     ) -> Self {
         let audit = Arc::new(audit);
         let signer = Signer::from_key_ring(&keys);
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::new(settings.servers.iter().map(|s| s.slug.as_str())));
         let cookies = CookieNames::new(settings.secure_cookies());
         let clients = ClientDirectory::new(
             settings.static_clients.clone(),
@@ -112,13 +110,15 @@ impl App {
             Arc::clone(&metrics),
         );
         let keys = Arc::new(keys);
-        let upstream = UpstreamAccess::new(
-            Arc::clone(&store),
-            Arc::clone(&keys),
-            Arc::clone(&clock),
-            Arc::clone(&metrics),
-            Arc::clone(&audit),
-        );
+        let providers = Arc::new(providers);
+        let upstream = UpstreamAccess::new(upstream_access::Parts {
+            store: Arc::clone(&store),
+            keys: Arc::clone(&keys),
+            clock: Arc::clone(&clock),
+            providers: Arc::clone(&providers),
+            metrics: Arc::clone(&metrics),
+            audit: Arc::clone(&audit),
+        });
         let limits = Limits::new(&settings.limits, Arc::clone(&metrics));
         // A request waits at most the idle timeout for each of its (at most two) sends to
         // the MCP upstream, after a provider refresh and its body's arrival: a stream
@@ -140,7 +140,6 @@ impl App {
             mcp_client,
             metrics,
             audit,
-            first_calls: FirstCalls::default(),
             revocations,
             tool_pins,
         }

@@ -29,7 +29,7 @@ use mcp_oauth_store::AccessTokenInfo;
 
 use crate::error::HttpError;
 use crate::extract::Bearer;
-use crate::services::metrics::{McpLabels, SlugLabels};
+use crate::services::metrics::ServerMetrics;
 use crate::services::upstream_access::{AccessError, Trigger};
 use crate::settings::{ServerSettings, Settings, ToolChanges};
 use crate::state::{App, AppState};
@@ -42,10 +42,6 @@ pub async fn handle(
     from: ClientAddress,
     req: Request,
 ) -> Result<Response, HttpError> {
-    if app.first_calls.is_first(&token.upstream.family_id) {
-        let trace_id = token.trace_id.as_deref().unwrap_or("-");
-        tracing::info!(trace_id, server = %server.slug, client_id = %token.client_id, "first MCP call of a grant");
-    }
     let (mut parts, body) = req.into_parts();
     // Streamable HTTP uses these three (CORS preflights are answered before this); any
     // other method could carry a body the tool rules never see to an upstream that
@@ -72,17 +68,17 @@ pub async fn handle(
         // The answer is read and edited here; a compressed one could not be.
         parts.headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
     }
-    let provider = app.providers.for_server(&server);
     let origin = (&from, app.settings.public_scheme_and_host());
     let refused = |e| access_refused(&app.settings, &server, e);
-    let first = app
-        .upstream
-        .token(provider, &token.upstream.family_id, &token.upstream.sealed, token.upstream.expires_at, None)
-        .await
-        .map_err(refused)?;
-    // Looked up only for an answer that is an event stream.
-    let open_streams = || app.metrics.open_streams.get_or_create(&SlugLabels { slug: server.slug.clone() }).clone();
-    let resp = send(&app, &server, &parts, body.clone(), &first.token, origin).await?;
+    let credential = &token.upstream;
+    let first = app.upstream.token(&server, credential, None).await.map_err(refused)?;
+    if first.first_use {
+        let trace_id = token.trace_id.as_deref().unwrap_or("-");
+        tracing::info!(trace_id, server = %server.slug, client_id = %token.client_id, "first MCP call of a grant");
+    }
+    let metrics = app.metrics.server(&server.slug);
+    let open_streams = || metrics.open_streams.clone();
+    let resp = send(&app, &metrics, &server, &parts, body.clone(), &first.token, origin).await?;
     let idle = app.mcp_client.idle;
     if resp.status() != StatusCode::UNAUTHORIZED {
         return answer(&app, &token, hash, resp, idle, open_streams, edit).await;
@@ -93,15 +89,11 @@ pub async fn handle(
     // or says whose refusal it is: the provider's ends the grant (the challenge); the MCP
     // server's alone is a 502 that keeps it, as another login would change nothing.
     drop(resp);
-    let trigger = Some(Trigger::Rejected);
-    let second = app
-        .upstream
-        .token(provider, &token.upstream.family_id, &first.sealed, token.upstream.expires_at, trigger)
-        .await
-        .map_err(refused)?;
-    let resp = send(&app, &server, &parts, body, &second.token, origin).await?;
+    let refused_credential = first.credential(credential);
+    let second = app.upstream.token(&server, &refused_credential, Some(Trigger::Rejected)).await.map_err(refused)?;
+    let resp = send(&app, &metrics, &server, &parts, body, &second.token, origin).await?;
     if resp.status() == StatusCode::UNAUTHORIZED {
-        return Err(refused(app.upstream.refused_again(provider, &token.upstream.family_id)));
+        return Err(refused(app.upstream.refused_again(&server, &credential.family_id)));
     }
     answer(&app, &token, hash, resp, idle, open_streams, edit).await
 }
@@ -229,6 +221,7 @@ fn revocable(app: &App, token: &AccessTokenInfo, hash: TokenHash, resp: Response
 /// [`forward::send`], counted: the MCP upstream's status and its time to the response head.
 async fn send(
     app: &App,
+    metrics: &ServerMetrics,
     server: &ServerSettings,
     parts: &Parts,
     body: Bytes,
@@ -237,10 +230,8 @@ async fn send(
 ) -> Result<Response<hyper::body::Incoming>, HttpError> {
     let started = Instant::now();
     let resp = forward::send(&app.mcp_client, server, parts, body, provider_token, origin).await?;
-    let labels = McpLabels { slug: server.slug.clone(), status: resp.status().as_u16() };
-    app.metrics.mcp_responses.get_or_create(&labels).inc();
-    let slug = SlugLabels { slug: server.slug.clone() };
-    app.metrics.mcp_first_byte_seconds.get_or_create(&slug).observe(started.elapsed().as_secs_f64());
+    metrics.responses.inc(resp.status().as_u16());
+    metrics.first_byte.observe(started.elapsed().as_secs_f64());
     Ok(resp)
 }
 

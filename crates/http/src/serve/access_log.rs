@@ -6,25 +6,26 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::services::metrics::route_class;
+use crate::services::metrics::RouteClass;
 use crate::state::AppState;
 
 /// Method, path, status, time. Never the query string, which carries codes and state,
 /// and never a header.
 pub async fn log(State(app): State<AppState>, req: Request, next: Next) -> Response {
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    // Shares the request's bytes: no copy of the path per request.
+    let uri = req.uri().clone();
     let started = Instant::now();
     let resp = next.run(req).await;
-    let route = route_class(&path);
+    let route = RouteClass::of(uri.path());
     app.metrics.observe_http(route, resp.status().as_u16(), started.elapsed());
-    if route == "health" {
+    if route == RouteClass::Health {
         return resp; // probes every few seconds would drown the log
     }
     tracing::info!(
         target: "mcp_oauth_proxy::access",
         %method,
-        path,
+        path = uri.path(),
         status = resp.status().as_u16(),
         ms = started.elapsed().as_millis() as u64,
     );
