@@ -125,7 +125,7 @@ pub fn authorization<'a>(headers: &'a HeaderMap, scheme: &str) -> Option<&'a str
 /// (audience). Refused with the bearer challenge.
 pub struct Bearer {
     pub server: Arc<ServerSettings>,
-    pub token: AccessTokenInfo,
+    pub token: Arc<AccessTokenInfo>,
     /// The token's hash, which names it in the store (and to `revocations`).
     pub hash: TokenHash,
 }

@@ -16,14 +16,13 @@ use mcp_oauth_store::Store;
 use crate::cookies::CookieNames;
 use crate::services::audit::{Audit, Event};
 use crate::services::clients::ClientDirectory;
-use crate::services::first_calls::FirstCalls;
 use crate::services::identities::Identities;
 use crate::services::limits::Limits;
 use crate::services::metrics::Metrics;
 use crate::services::providers::Providers;
 use crate::services::revocations::Revocations;
 use crate::services::tool_pins::ToolPins;
-use crate::services::upstream_access::UpstreamAccess;
+use crate::services::upstream_access::{self, UpstreamAccess};
 use crate::settings::Settings;
 
 pub struct App {
@@ -34,7 +33,7 @@ pub struct App {
     pub clients: ClientDirectory,
     /// Limits on anonymous work.
     pub limits: Limits,
-    pub providers: Providers,
+    pub providers: Arc<Providers>,
     /// Provider tokens for the MCP path, refreshed once when due.
     pub upstream: UpstreamAccess,
     /// Seals what is kept at rest (provider credentials, refresh-token successors).
@@ -49,7 +48,6 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// The security events' trail.
     pub audit: Arc<Audit>,
-    pub first_calls: FirstCalls,
     /// Open event streams, ended when their grant or access token is revoked (the look
     /// for revocations is started by [`Revocations::watch`]).
     pub revocations: Arc<Revocations>,
@@ -111,7 +109,7 @@ impl App {
     ) -> Self {
         let audit = Arc::new(audit);
         let signer = Signer::from_key_ring(&keys);
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::new(settings.servers.iter().map(|s| s.slug.as_str())));
         let cookies = CookieNames::new(settings.secure_cookies());
         let clients = ClientDirectory::new(
             settings.static_clients.clone(),
@@ -122,13 +120,15 @@ impl App {
         );
         let keys = Arc::new(keys);
         let identities = Arc::new(Identities::new(Arc::clone(&keys), settings.public_url.clone(), Arc::clone(&clock)));
-        let upstream = UpstreamAccess::new(
-            Arc::clone(&store),
-            Arc::clone(&keys),
-            Arc::clone(&clock),
-            Arc::clone(&metrics),
-            Arc::clone(&audit),
-        );
+        let providers = Arc::new(providers);
+        let upstream = UpstreamAccess::new(upstream_access::Parts {
+            store: Arc::clone(&store),
+            keys: Arc::clone(&keys),
+            clock: Arc::clone(&clock),
+            providers: Arc::clone(&providers),
+            metrics: Arc::clone(&metrics),
+            audit: Arc::clone(&audit),
+        });
         let limits = Limits::new(&settings.limits, Arc::clone(&metrics));
         // A request waits at most the idle timeout for each of its (at most two) sends to
         // the MCP upstream, after a provider refresh and its body's arrival: a stream
@@ -151,7 +151,6 @@ impl App {
             mcp_client,
             metrics,
             audit,
-            first_calls: FirstCalls::default(),
             revocations,
             tool_pins,
         }

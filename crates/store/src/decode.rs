@@ -131,8 +131,12 @@ pub(crate) fn refresh_token(r: &dyn Columns) -> Result<StoredRefreshToken, Store
         expires_at: r.int("expires_at")?,
         superseded_at: r.opt_int("superseded_at")?,
         family_status: r.status("family_status")?,
-        upstream_sealed: r.text("upstream_sealed")?,
-        upstream_expires_at: r.opt_int("upstream_expires_at")?,
+        upstream: UpstreamCredential {
+            family_id: r.text("family_id")?,
+            sealed: r.text("upstream_sealed")?,
+            expires_at: r.opt_int("upstream_expires_at")?,
+            family_status: r.status("family_status")?,
+        },
     })
 }
 

@@ -30,6 +30,7 @@ pub mod model;
 mod postgres;
 mod sqlite;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
@@ -224,7 +225,7 @@ pub trait Store: Send + Sync + 'static {
     /// `false` if it was not active.
     async fn end_family(&self, family_id: &str, status: FamilyStatus, now: i64) -> Result<bool, StoreError>;
 
-    async fn find_access_token(&self, hash: &TokenHash) -> Result<Option<AccessTokenInfo>, StoreError>;
+    async fn find_access_token(&self, hash: &TokenHash) -> Result<Option<Arc<AccessTokenInfo>>, StoreError>;
     async fn revoke_access_token(&self, hash: &TokenHash, now: i64) -> Result<bool, StoreError>;
 
     async fn upstream_credential(&self, family_id: &str) -> Result<Option<UpstreamCredential>, StoreError>;

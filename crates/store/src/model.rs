@@ -119,10 +119,9 @@ pub struct StoredRefreshToken {
     pub expires_at: i64,
     pub superseded_at: Option<i64>,
     pub family_status: FamilyStatus,
-    /// The grant's sealed provider credential and when it expires, read in the same
-    /// lookup: the refresh grant checks it before rotating.
-    pub upstream_sealed: String,
-    pub upstream_expires_at: Option<i64>,
+    /// The grant's sealed provider credential, read in the same lookup: the refresh
+    /// grant checks it before rotating. Its `family_status` is the one above.
+    pub upstream: UpstreamCredential,
 }
 
 /// What a bearer token check needs, read in one indexed lookup.

@@ -31,7 +31,7 @@ use mcp_oauth_store::AccessTokenInfo;
 
 use crate::error::HttpError;
 use crate::extract::Bearer;
-use crate::services::metrics::{McpLabels, SlugLabels};
+use crate::services::metrics::ServerMetrics;
 use crate::services::upstream_access::{AccessError, Trigger};
 use crate::settings::{ServerSettings, Settings, ToolChanges, UpstreamAuth};
 use crate::state::{App, AppState};
@@ -45,10 +45,6 @@ pub async fn handle(
     from: ClientAddress,
     req: Request,
 ) -> Result<Response, HttpError> {
-    if app.first_calls.is_first(&token.upstream.family_id) {
-        let trace_id = token.trace_id.as_deref().unwrap_or("-");
-        tracing::info!(trace_id, server = %server.slug, client_id = %token.client_id, "first MCP call of a grant");
-    }
     let (mut parts, body) = req.into_parts();
     // Streamable HTTP uses these three (CORS preflights are answered before this); any
     // other method could carry a body the tool rules never see to an upstream that
@@ -82,16 +78,16 @@ pub async fn handle(
     if !server.upstream_auth.needs_provider_token() {
         return without_provider_token(&app, &server, (&token, hash), &parts, body, origin, edit).await;
     }
-    let provider = app.providers.for_server(&server);
     let refused = |e| access_refused(&app.settings, &server, e);
-    let first = app
-        .upstream
-        .token(provider, &token.upstream.family_id, &token.upstream.sealed, token.upstream.expires_at, None)
-        .await
-        .map_err(refused)?;
-    // Looked up only for an answer that is an event stream.
-    let open_streams = || app.metrics.open_streams.get_or_create(&SlugLabels { slug: server.slug.clone() }).clone();
-    let resp = send(&app, &server, &parts, body.clone(), &first.token, origin).await?;
+    let credential = &token.upstream;
+    let first = app.upstream.token(&server, credential, None).await.map_err(refused)?;
+    if first.first_use {
+        let trace_id = token.trace_id.as_deref().unwrap_or("-");
+        tracing::info!(trace_id, server = %server.slug, client_id = %token.client_id, "first MCP call of a grant");
+    }
+    let metrics = app.metrics.server(&server.slug);
+    let open_streams = || metrics.open_streams.clone();
+    let resp = send(&app, &metrics, &server, &parts, body.clone(), &first.token, origin).await?;
     let idle = app.mcp_client.idle;
     if resp.status() != StatusCode::UNAUTHORIZED {
         return answer(&app, &token, hash, resp, idle, open_streams, edit).await;
@@ -102,15 +98,11 @@ pub async fn handle(
     // or says whose refusal it is: the provider's ends the grant (the challenge); the MCP
     // server's alone is a 502 that keeps it, as another login would change nothing.
     drop(resp);
-    let trigger = Some(Trigger::Rejected);
-    let second = app
-        .upstream
-        .token(provider, &token.upstream.family_id, &first.sealed, token.upstream.expires_at, trigger)
-        .await
-        .map_err(refused)?;
-    let resp = send(&app, &server, &parts, body, &second.token, origin).await?;
+    let refused_credential = first.credential(credential);
+    let second = app.upstream.token(&server, &refused_credential, Some(Trigger::Rejected)).await.map_err(refused)?;
+    let resp = send(&app, &metrics, &server, &parts, body, &second.token, origin).await?;
     if resp.status() == StatusCode::UNAUTHORIZED {
-        return Err(refused(app.upstream.refused_again(provider, &token.upstream.family_id)));
+        return Err(refused(app.upstream.refused_again(&server, &credential.family_id)));
     }
     answer(&app, &token, hash, resp, idle, open_streams, edit).await
 }
@@ -130,12 +122,17 @@ async fn without_provider_token(
     origin: (&ClientAddress, (&str, &str)),
     edit: Option<ToolEdit>,
 ) -> Result<Response, HttpError> {
+    if app.upstream.first_use(&token.upstream) {
+        let trace_id = token.trace_id.as_deref().unwrap_or("-");
+        tracing::info!(trace_id, server = %server.slug, client_id = %token.client_id, "first MCP call of a grant");
+    }
     let assertion = match &server.upstream_auth {
         UpstreamAuth::Identity(settings) => Some(app.identities.assertion(settings, token)?),
         _ => None,
     };
     let credential = assertion.as_ref().map_or(Credential::Nothing, Credential::Assertion);
-    let resp = send_as(app, server, parts, body, credential, origin).await?;
+    let metrics = app.metrics.server(&server.slug);
+    let resp = send_as(app, &metrics, server, parts, body, credential, origin).await?;
     if resp.status() == StatusCode::UNAUTHORIZED {
         let why = if assertion.is_some() {
             "the MCP server refused the proxy's identity assertion; check the audience, issuer and key set URL it expects"
@@ -145,7 +142,7 @@ async fn without_provider_token(
         tracing::warn!(server = %server.slug, why, "the MCP upstream answered 401");
         return Err(HttpError::upstream_refused_proxy(why));
     }
-    let open_streams = || app.metrics.open_streams.get_or_create(&SlugLabels { slug: server.slug.clone() }).clone();
+    let open_streams = || metrics.open_streams.clone();
     answer(app, token, hash, resp, app.mcp_client.idle, open_streams, edit).await
 }
 
@@ -272,18 +269,20 @@ fn revocable(app: &App, token: &AccessTokenInfo, hash: TokenHash, resp: Response
 /// [`send_as`] with the user's provider token.
 async fn send(
     app: &App,
+    metrics: &ServerMetrics,
     server: &ServerSettings,
     parts: &Parts,
     body: Bytes,
     provider_token: &str,
     origin: (&ClientAddress, (&str, &str)),
 ) -> Result<Response<hyper::body::Incoming>, HttpError> {
-    send_as(app, server, parts, body, Credential::ProviderToken(provider_token), origin).await
+    send_as(app, metrics, server, parts, body, Credential::ProviderToken(provider_token), origin).await
 }
 
 /// [`forward::send`], counted: the MCP upstream's status and its time to the response head.
 async fn send_as(
     app: &App,
+    metrics: &ServerMetrics,
     server: &ServerSettings,
     parts: &Parts,
     body: Bytes,
@@ -292,10 +291,8 @@ async fn send_as(
 ) -> Result<Response<hyper::body::Incoming>, HttpError> {
     let started = Instant::now();
     let resp = forward::send(&app.mcp_client, server, parts, body, credential, origin).await?;
-    let labels = McpLabels { slug: server.slug.clone(), status: resp.status().as_u16() };
-    app.metrics.mcp_responses.get_or_create(&labels).inc();
-    let slug = SlugLabels { slug: server.slug.clone() };
-    app.metrics.mcp_first_byte_seconds.get_or_create(&slug).observe(started.elapsed().as_secs_f64());
+    metrics.responses.inc(resp.status().as_u16());
+    metrics.first_byte.observe(started.elapsed().as_secs_f64());
     Ok(resp)
 }
 

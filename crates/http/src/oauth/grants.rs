@@ -202,10 +202,7 @@ async fn ensure_provider_token(
     server: &ServerSettings,
     stored: &StoredRefreshToken,
 ) -> Result<(), HttpError> {
-    let provider = app.providers.for_server(server);
-    let (sealed, expires_at) = (&stored.upstream_sealed, stored.upstream_expires_at);
-    app.upstream.token(provider, &stored.family_id, sealed, expires_at, None).await?;
-    Ok(())
+    Ok(app.upstream.ensure_fresh(server, &stored.upstream).await?)
 }
 
 /// Applies the family state machine; revokes the family on reuse.

@@ -6,8 +6,15 @@
 //! One registry per application (no process-wide recorder), so that tests and embeddings
 //! each see their own counts; served on its own listener by the binary, never on the
 //! public one.
+//!
+//! What every request counts (its route class and status; on the MCP path, its server's
+//! upstream status, time and open streams) is resolved from the families once, into
+//! [`RouteMetrics`] and [`ServerMetrics`]: a request then builds no labels (a copy of the
+//! slug each) and takes no family's lock, which every serving thread would share.
 
+use std::collections::HashMap;
 use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -83,8 +90,49 @@ fn seconds() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
 
+/// Counters of one family by HTTP status, the rest of the labels fixed: each status's
+/// counter is looked up in the family on its first use only.
+#[derive(Clone)]
+pub struct ByStatus {
+    counters: Arc<[OnceLock<Counter>]>,
+    resolve: Arc<dyn Fn(u16) -> Counter + Send + Sync>,
+}
+
+impl ByStatus {
+    const FIRST: u16 = 100;
+
+    fn new(resolve: impl Fn(u16) -> Counter + Send + Sync + 'static) -> Self {
+        Self { counters: (Self::FIRST..600).map(|_| OnceLock::new()).collect(), resolve: Arc::new(resolve) }
+    }
+
+    pub fn inc(&self, status: u16) {
+        match self.counters.get(usize::from(status.wrapping_sub(Self::FIRST))) {
+            Some(slot) => slot.get_or_init(|| (self.resolve)(status)).inc(),
+            None => (self.resolve)(status).inc(),
+        };
+    }
+}
+
+/// A route class's request count (by status) and time.
+pub struct RouteMetrics {
+    pub requests: ByStatus,
+    pub seconds: Histogram,
+}
+
+/// One MCP server's upstream metrics.
+#[derive(Clone)]
+pub struct ServerMetrics {
+    /// The MCP upstream's answers by status.
+    pub responses: ByStatus,
+    /// Time to the MCP upstream's response head.
+    pub first_byte: Histogram,
+    pub open_streams: Gauge<i64, AtomicI64>,
+}
+
 pub struct Metrics {
     registry: Registry,
+    routes: Vec<(RouteClass, RouteMetrics)>,
+    servers: HashMap<String, ServerMetrics>,
     pub http_requests: Family<RouteLabels, Counter>,
     pub http_seconds: Family<RouteOnly, Histogram>,
     pub token_grants: Family<GrantLabels, Counter>,
@@ -104,6 +152,13 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
+        Self::new(std::iter::empty::<&str>())
+    }
+}
+
+impl Metrics {
+    /// The metrics of an application serving the servers `slugs`.
+    pub fn new<S: AsRef<str>>(slugs: impl IntoIterator<Item = S>) -> Self {
         let mut registry = Registry::with_prefix("mcp_oauth_proxy");
         let m = Self {
             http_requests: Family::default(),
@@ -121,6 +176,8 @@ impl Default for Metrics {
             metadata_document_fetches: Family::default(),
             tool_changes: Family::default(),
             registry: Registry::default(),
+            routes: Vec::new(),
+            servers: HashMap::new(),
         };
         registry.register("http_requests", "HTTP requests by route class and status", m.http_requests.clone());
         registry.register("http_request_seconds", "Time to the response head, by route class", m.http_seconds.clone());
@@ -162,11 +219,41 @@ impl Default for Metrics {
         );
         let (unavailable, internal) = (DatabaseErrors("unavailable"), DatabaseErrors("internal"));
         registry.register_collector(Box::new(DatabaseErrorCollector { unavailable, internal }));
-        Self { registry, ..m }
+        let routes = RouteClass::ALL.iter().map(|&route| (route, m.route_metrics(route))).collect();
+        let servers = slugs.into_iter().map(|s| (s.as_ref().to_owned(), m.server_metrics(s.as_ref()))).collect();
+        Self { registry, routes, servers, ..m }
     }
-}
 
-impl Metrics {
+    fn route_metrics(&self, route: RouteClass) -> RouteMetrics {
+        let family = self.http_requests.clone();
+        let route = route.label();
+        RouteMetrics {
+            requests: ByStatus::new(move |status| family.get_or_create(&RouteLabels { route, status }).clone()),
+            seconds: self.http_seconds.get_or_create(&RouteOnly { route }).clone(),
+        }
+    }
+
+    fn server_metrics(&self, slug: &str) -> ServerMetrics {
+        let (family, owned) = (self.mcp_responses.clone(), slug.to_owned());
+        let slug = SlugLabels { slug: slug.to_owned() };
+        ServerMetrics {
+            responses: ByStatus::new(move |status| {
+                family.get_or_create(&McpLabels { slug: owned.clone(), status }).clone()
+            }),
+            first_byte: self.mcp_first_byte_seconds.get_or_create(&slug).clone(),
+            open_streams: self.open_streams.get_or_create(&slug).clone(),
+        }
+    }
+
+    /// The MCP metrics of server `slug`. Every configured server's are resolved when the
+    /// application is built; any other's are resolved now (the same series, more slowly).
+    pub fn server(&self, slug: &str) -> std::borrow::Cow<'_, ServerMetrics> {
+        match self.servers.get(slug) {
+            Some(resolved) => std::borrow::Cow::Borrowed(resolved),
+            None => std::borrow::Cow::Owned(self.server_metrics(slug)),
+        }
+    }
+
     /// The OpenMetrics text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -174,9 +261,12 @@ impl Metrics {
         out
     }
 
-    pub fn observe_http(&self, route: &'static str, status: u16, took: Duration) {
-        self.http_requests.get_or_create(&RouteLabels { route, status }).inc();
-        self.http_seconds.get_or_create(&RouteOnly { route }).observe(took.as_secs_f64());
+    pub fn observe_http(&self, route: RouteClass, status: u16, took: Duration) {
+        // `ALL` lists every class: the search always finds it, in at most nine steps.
+        if let Some((_, m)) = self.routes.iter().find(|(r, _)| *r == route) {
+            m.requests.inc(status);
+            m.seconds.observe(took.as_secs_f64());
+        }
     }
 
     pub fn grant_revoked(&self, reason: &'static str) {
@@ -218,28 +308,69 @@ impl prometheus_client::collector::Collector for DatabaseErrorCollector {
     }
 }
 
-/// The route class of a request path (metrics labels must not be unbounded, so not the
-/// path itself).
-pub fn route_class(path: &str) -> &'static str {
-    let last = path.rsplit('/').next().unwrap_or_default();
-    if path.contains("/.well-known/") {
-        "metadata"
-    } else if path.contains("/mcp/") {
-        "mcp"
-    } else if path.ends_with("/oauth/callback") {
-        "callback"
-    } else if path.contains("/oauth/") {
-        match last {
-            "token" => "token",
-            "revoke" => "revoke",
-            "register" => "register",
-            "authorize" => "authorize",
-            _ => "other",
+/// The route class of a request: a metrics label must not be unbounded, so it is not the
+/// path itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteClass {
+    Metadata,
+    Mcp,
+    Callback,
+    Token,
+    Revoke,
+    Register,
+    Authorize,
+    Health,
+    Other,
+}
+
+impl RouteClass {
+    pub const ALL: [RouteClass; 9] = [
+        Self::Metadata,
+        Self::Mcp,
+        Self::Callback,
+        Self::Token,
+        Self::Revoke,
+        Self::Register,
+        Self::Authorize,
+        Self::Health,
+        Self::Other,
+    ];
+
+    pub fn of(path: &str) -> Self {
+        let last = path.rsplit('/').next().unwrap_or_default();
+        if path.contains("/.well-known/") {
+            Self::Metadata
+        } else if path.contains("/mcp/") {
+            Self::Mcp
+        } else if path.ends_with("/oauth/callback") {
+            Self::Callback
+        } else if path.contains("/oauth/") {
+            match last {
+                "token" => Self::Token,
+                "revoke" => Self::Revoke,
+                "register" => Self::Register,
+                "authorize" => Self::Authorize,
+                _ => Self::Other,
+            }
+        } else if last == "healthz" || last == "readyz" {
+            Self::Health
+        } else {
+            Self::Other
         }
-    } else if last == "healthz" || last == "readyz" {
-        "health"
-    } else {
-        "other"
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Metadata => "metadata",
+            Self::Mcp => "mcp",
+            Self::Callback => "callback",
+            Self::Token => "token",
+            Self::Revoke => "revoke",
+            Self::Register => "register",
+            Self::Authorize => "authorize",
+            Self::Health => "health",
+            Self::Other => "other",
+        }
     }
 }
 
@@ -249,20 +380,28 @@ mod tests {
 
     #[test]
     fn routes_are_classed_without_their_slugs() {
-        assert_eq!(route_class("/oauth/demo/token"), "token");
-        assert_eq!(route_class("/p/mcp/demo"), "mcp");
-        assert_eq!(route_class("/.well-known/oauth-protected-resource/mcp/demo"), "metadata");
-        assert_eq!(route_class("/oauth/callback"), "callback");
-        assert_eq!(route_class("/favicon.ico"), "other");
+        assert_eq!(RouteClass::of("/oauth/demo/token"), RouteClass::Token);
+        assert_eq!(RouteClass::of("/p/mcp/demo"), RouteClass::Mcp);
+        assert_eq!(RouteClass::of("/.well-known/oauth-protected-resource/mcp/demo"), RouteClass::Metadata);
+        assert_eq!(RouteClass::of("/oauth/callback"), RouteClass::Callback);
+        assert_eq!(RouteClass::of("/favicon.ico"), RouteClass::Other);
     }
 
     #[test]
     fn counters_render_with_their_labels() {
-        let m = Metrics::default();
-        m.observe_http("token", 200, Duration::from_millis(3));
+        let m = Metrics::new(["demo"]);
+        m.observe_http(RouteClass::Token, 200, Duration::from_millis(3));
+        m.observe_http(RouteClass::Token, 200, Duration::from_millis(3));
+        m.observe_http(RouteClass::Token, 999, Duration::from_millis(3));
         m.rate_limited("registrations");
+        let demo = m.server("demo");
+        demo.responses.inc(202);
+        m.server("unlisted").responses.inc(202);
         let text = m.render();
-        assert!(text.contains("mcp_oauth_proxy_http_requests_total{route=\"token\",status=\"200\"} 1"), "{text}");
+        assert!(text.contains("mcp_oauth_proxy_http_requests_total{route=\"token\",status=\"200\"} 2"), "{text}");
+        assert!(text.contains("mcp_oauth_proxy_http_requests_total{route=\"token\",status=\"999\"} 1"), "{text}");
+        assert!(text.contains("mcp_upstream_responses_total{slug=\"demo\",status=\"202\"} 1"), "{text}");
+        assert!(text.contains("mcp_upstream_responses_total{slug=\"unlisted\",status=\"202\"} 1"), "{text}");
         assert!(text.contains("mcp_oauth_proxy_rate_limited_total{limit=\"registrations\"} 1"), "{text}");
         assert!(text.contains("mcp_oauth_proxy_database_errors_total{kind=\"unavailable\"}"), "{text}");
     }

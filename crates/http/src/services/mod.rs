@@ -5,19 +5,18 @@
 //! - `clients`: the client directory: who a `client_id` is (configured, metadata
 //!   documents, registered);
 //! - `providers`: the identity providers, by name;
-//! - `upstream_access`: provider tokens for the MCP path, refreshed once when due;
+//! - `upstream_access`: provider tokens for the MCP path, refreshed once when due, and
+//!   what this process keeps per grant (its opened token, whether it was used before);
 //! - `mcp_client`: pooled connections to the MCP upstreams;
 //! - `limits`: bounds on anonymous work;
 //! - `audit`: the security events' trail; `metrics`: what Prometheus reads;
 //! - `identities`: who a grant's user is, for MCP upstreams that want to know it: the
 //!   identity assertion (signed, cached per grant), identity headers, the key set;
-//! - `first_calls`: which grants made their first MCP call;
 //! - `revocations`: open event streams, ended when their grant or token is revoked;
 //! - `tool_pins`: the tool definitions each server's tools were first seen with.
 
 pub(crate) mod audit;
 pub(crate) mod clients;
-pub(crate) mod first_calls;
 pub(crate) mod identities;
 pub(crate) mod limits;
 pub(crate) mod mcp_client;

@@ -16,6 +16,7 @@ mod rows;
 mod statements;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -322,9 +323,9 @@ impl Store for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn find_access_token(&self, hash: &TokenHash) -> Result<Option<AccessTokenInfo>, StoreError> {
+    async fn find_access_token(&self, hash: &TokenHash) -> Result<Option<Arc<AccessTokenInfo>>, StoreError> {
         let found = sqlx::query(sql::FIND_ACCESS_TOKEN).bind(blob(hash)).fetch_optional(&self.pool).await?;
-        found.map(|r| row(&r, decode::access_token)).transpose()
+        Ok(found.map(|r| row(&r, decode::access_token)).transpose()?.map(Arc::new))
     }
 
     async fn revoke_access_token(&self, hash: &TokenHash, now: i64) -> Result<bool, StoreError> {

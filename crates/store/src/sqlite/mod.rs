@@ -349,7 +349,7 @@ impl Store for SqliteStore {
         result
     }
 
-    async fn find_access_token(&self, hash: &TokenHash) -> Result<Option<AccessTokenInfo>, StoreError> {
+    async fn find_access_token(&self, hash: &TokenHash) -> Result<Option<Arc<AccessTokenInfo>>, StoreError> {
         let h = *hash;
         let lookup = self.read(move |c| one(c, sql::FIND_ACCESS_TOKEN, [h.as_bytes()], decode::access_token));
         self.tokens.find(hash, lookup).await

@@ -2,8 +2,9 @@
 //! once when it needs to be. It owns what that takes: the key ring that seals provider
 //! credentials at rest, the single-flight locks, and the store's refresh lease.
 //!
-//! The fast path opens the sealed credential read together with the client's token
-//! (once per sealed value: see `opened`) and returns it. The slow path (expiring soon, or the MCP upstream just answered 401) is
+//! It takes the credential as the token lookup read it ([`UpstreamCredential`]) and the
+//! server, whose provider it knows. The fast path opens the sealed credential (once per
+//! sealed value: see `grants`) and returns it. The slow path (expiring soon, or the MCP upstream just answered 401) is
 //! single-flight at two levels:
 //! - in this process, one async lock per grant: concurrent requests queue behind the
 //!   first, then re-read the credential it stored (without the re-read, each would redeem
@@ -25,8 +26,9 @@
 //! provider that issues no refresh tokens (GitHub OAuth apps).
 
 mod flight;
-mod opened;
+mod grants;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,10 +40,12 @@ use mcp_oauth_store::{Lease, SealedKind, SealedValue, Store, StoreError, Upstrea
 use mcp_oauth_upstream::{FailureKind, Provider, TokenStatus, UpstreamTokens};
 
 use flight::FlightLocks;
-use opened::Opened;
+use grants::GrantCache;
 
 use crate::services::audit::{Audit, Event};
 use crate::services::metrics::{Metrics, ProviderLabels, ProviderOutcome};
+use crate::services::providers::Providers;
+use crate::settings::ServerSettings;
 
 /// How long one replica may hold the right to refresh before others may take over:
 /// longer than a provider call may take (30 s), so a live holder never loses it.
@@ -148,11 +152,26 @@ fn on_refusal(has_refresh_token: bool, expires_at: Option<i64>, checked_at: Opti
 }
 
 /// A provider access token and the sealed credential it was opened from (to recognise,
-/// after the MCP upstream refuses it, whether someone has refreshed since).
+/// after the MCP upstream refuses it, whether someone has refreshed since): the one
+/// presented, borrowed, or one stored since.
 #[derive(Debug, Clone)]
-pub struct ProviderToken {
-    pub token: String,
-    pub sealed: String,
+pub struct ProviderToken<'a> {
+    pub token: Arc<str>,
+    pub sealed: Cow<'a, str>,
+    /// The grant's first use in this process (as far as it remembers).
+    pub first_use: bool,
+}
+
+impl ProviderToken<'_> {
+    fn stored(token: impl Into<Arc<str>>, sealed: String) -> ProviderToken<'static> {
+        ProviderToken { token: token.into(), sealed: Cow::Owned(sealed), first_use: false }
+    }
+
+    /// `presented` with the sealed value this token came from, to ask for another after
+    /// the MCP upstream refused this one.
+    pub fn credential(&self, presented: &UpstreamCredential) -> UpstreamCredential {
+        UpstreamCredential { sealed: self.sealed.clone().into_owned(), ..presented.clone() }
+    }
 }
 
 pub fn needs_refresh(expires_at: Option<i64>, now: i64, margin: i64) -> bool {
@@ -163,21 +182,28 @@ pub struct UpstreamAccess {
     store: Arc<dyn Store>,
     keys: Arc<KeyRing>,
     clock: SharedClock,
+    providers: Arc<Providers>,
     flights: FlightLocks,
-    opened: Opened,
+    grants: GrantCache,
     metrics: Arc<Metrics>,
     audit: Arc<Audit>,
 }
 
+/// What [`UpstreamAccess`] is built from.
+pub struct Parts {
+    pub store: Arc<dyn Store>,
+    pub keys: Arc<KeyRing>,
+    pub clock: SharedClock,
+    pub providers: Arc<Providers>,
+    pub metrics: Arc<Metrics>,
+    pub audit: Arc<Audit>,
+}
+
 impl UpstreamAccess {
-    pub fn new(
-        store: Arc<dyn Store>,
-        keys: Arc<KeyRing>,
-        clock: SharedClock,
-        metrics: Arc<Metrics>,
-        audit: Arc<Audit>,
-    ) -> Self {
-        Self { store, keys, clock, flights: FlightLocks::default(), opened: Opened::default(), metrics, audit }
+    pub fn new(parts: Parts) -> Self {
+        let Parts { store, keys, clock, providers, metrics, audit } = parts;
+        let (flights, grants) = (FlightLocks::default(), GrantCache::default());
+        Self { store, keys, clock, providers, flights, grants, metrics, audit }
     }
 
     /// Grants whose credential is being refreshed in this process right now.
@@ -196,24 +222,72 @@ impl UpstreamAccess {
         secret.seal(&self.keys, family_id)
     }
 
-    /// The provider access token to send for `family_id`, given the credential as read
-    /// with the client's token. `trigger` forces the slow path. With `Rejected` (`sealed`
-    /// holding the token the MCP upstream refused), the answer is a different token to
-    /// replay with, or an error: `NeedsLogin` when the provider refused too (the grant has
-    /// ended), `UpstreamRefused` when it has not.
-    pub async fn token(
+    /// The provider access token to send to `server`'s MCP upstream for the grant whose
+    /// credential the token lookup read. `trigger` forces the slow path. With `Rejected`
+    /// (`credential` holding the token the MCP upstream refused: see
+    /// [`ProviderToken::credential`]), the answer is a different token to replay with, or
+    /// an error: `NeedsLogin` when the provider refused too (the grant has ended),
+    /// `UpstreamRefused` when it has not.
+    pub async fn token<'a>(
+        &self,
+        server: &ServerSettings,
+        credential: &'a UpstreamCredential,
+        trigger: Option<Trigger>,
+    ) -> Result<ProviderToken<'a>, AccessError> {
+        let (family_id, sealed) = (credential.family_id.as_str(), credential.sealed.as_str());
+        let seen = self.grants.see(family_id, sealed);
+        let provider = self.providers.for_server(server);
+        let mut token = match trigger {
+            None if !self.due(provider, credential.expires_at) => match seen.access_token {
+                Some(token) if self.is_current(sealed) => {
+                    ProviderToken { token, sealed: sealed.into(), first_use: false }
+                }
+                _ => ProviderToken {
+                    token: self.open_current(family_id, sealed)?,
+                    sealed: sealed.into(),
+                    first_use: false,
+                },
+            },
+            _ => self.in_flight(provider, family_id, sealed, trigger.unwrap_or(Trigger::Expiring)).await?,
+        };
+        token.first_use = seen.first;
+        Ok(token)
+    }
+
+    /// Whether this process sees `credential`'s grant for the first time (marking it seen),
+    /// for the MCP path of servers that need no provider token (`upstream_auth` other
+    /// than `provider_token`), where [`Self::token`] is not asked.
+    pub fn first_use(&self, credential: &UpstreamCredential) -> bool {
+        self.grants.see(&credential.family_id, &credential.sealed).first
+    }
+
+    /// Makes sure the grant's provider token is usable for a while (refreshing it if it is
+    /// due), as the refresh grant does before issuing the client a new token: a client
+    /// must not be given a token that cannot work.
+    pub async fn ensure_fresh(
+        &self,
+        server: &ServerSettings,
+        credential: &UpstreamCredential,
+    ) -> Result<(), AccessError> {
+        let provider = self.providers.for_server(server);
+        if self.due(provider, credential.expires_at) {
+            self.in_flight(provider, &credential.family_id, &credential.sealed, Trigger::Expiring).await?;
+        }
+        Ok(())
+    }
+
+    fn due(&self, provider: &Provider, expires_at: Option<i64>) -> bool {
+        needs_refresh(expires_at, self.clock.now(), provider.settings().refresh_margin_secs)
+    }
+
+    /// The slow path, single-flight in this process (see the module's comment).
+    async fn in_flight(
         &self,
         provider: &Provider,
         family_id: &str,
         sealed: &str,
-        expires_at: Option<i64>,
-        trigger: Option<Trigger>,
-    ) -> Result<ProviderToken, AccessError> {
-        let margin = provider.settings().refresh_margin_secs;
-        if trigger.is_none() && !needs_refresh(expires_at, self.clock.now(), margin) {
-            return self.opened(family_id, sealed);
-        }
-        let trigger = trigger.unwrap_or(Trigger::Expiring);
+        trigger: Trigger,
+    ) -> Result<ProviderToken<'static>, AccessError> {
         // The flight is left (and the lock forgotten when nobody else needs it) when this
         // future ends or is dropped, as it is when the client goes away mid-wait.
         let flight = self.flights.join(family_id);
@@ -221,17 +295,20 @@ impl UpstreamAccess {
         self.refresh(provider, family_id, sealed, trigger).await
     }
 
-    /// The token in `sealed`, which is current. A credential sealed with a previous key
-    /// is sealed again with the current one as it is used, so that a key rotation
-    /// completes by itself for every grant in use.
-    fn opened(&self, family_id: &str, sealed: &str) -> Result<ProviderToken, AccessError> {
-        let current_key = key_id_of(sealed) == Some(self.keys.current_key_id());
-        if current_key && let Some(token) = self.opened.get(family_id, sealed) {
-            return Ok(ProviderToken { token, sealed: sealed.to_owned() });
-        }
+    fn is_current(&self, sealed: &str) -> bool {
+        key_id_of(sealed) == Some(self.keys.current_key_id())
+    }
+
+    /// The token in `sealed`, which is current, opened and kept for the next request. A
+    /// credential sealed with a previous key is sealed again with the current one as it is
+    /// used (and not kept until then), so that a key rotation completes by itself for
+    /// every grant in use.
+    fn open_current(&self, family_id: &str, sealed: &str) -> Result<Arc<str>, AccessError> {
+        let current_key = self.is_current(sealed);
         let secret = self.open(family_id, sealed)?;
+        let token: Arc<str> = secret.access_token.as_str().into();
         if current_key {
-            self.opened.put(family_id, sealed, &secret.access_token);
+            self.grants.keep(family_id, sealed, Arc::clone(&token));
         } else {
             let value = SealedValue {
                 kind: SealedKind::ProviderCredential { family_id: family_id.to_owned() },
@@ -246,7 +323,7 @@ impl UpstreamAccess {
                 }
             });
         }
-        Ok(ProviderToken { token: secret.access_token, sealed: sealed.to_owned() })
+        Ok(token)
     }
 
     fn open(&self, family_id: &str, sealed: &str) -> Result<UpstreamSecret, AccessError> {
@@ -262,13 +339,13 @@ impl UpstreamAccess {
         family_id: &str,
         seen_sealed: &str,
         trigger: Trigger,
-    ) -> Result<ProviderToken, AccessError> {
+    ) -> Result<ProviderToken<'static>, AccessError> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(LEASE_SECS as u64 + 5);
         // After a refusal, the token refused: compared by value, since a check's time
         // stamped into the credential seals the same token anew.
         let refused = match trigger {
             Trigger::Expiring => None,
-            Trigger::Rejected => Some(self.opened(family_id, seen_sealed)?.token),
+            Trigger::Rejected => Some(self.open_current(family_id, seen_sealed)?),
         };
         let refused = refused.as_deref();
         loop {
@@ -313,20 +390,20 @@ impl UpstreamAccess {
         current: &UpstreamCredential,
         seen_sealed: &str,
         refused: Option<&str>,
-    ) -> Result<Option<ProviderToken>, AccessError> {
+    ) -> Result<Option<ProviderToken<'static>>, AccessError> {
         let family_id = current.family_id.as_str();
         match refused {
             None => {
-                let margin = provider.settings().refresh_margin_secs;
-                if needs_refresh(current.expires_at, self.clock.now(), margin) {
+                if self.due(provider, current.expires_at) {
                     return Ok(None);
                 }
-                self.opened(family_id, &current.sealed).map(Some)
+                let token = self.open_current(family_id, &current.sealed)?;
+                Ok(Some(ProviderToken::stored(token, current.sealed.clone())))
             }
             Some(_) if current.sealed == seen_sealed => Ok(None),
             Some(refused) => {
-                let token = self.opened(family_id, &current.sealed)?;
-                Ok((token.token != refused).then_some(token))
+                let token = self.open_current(family_id, &current.sealed)?;
+                Ok((*token != *refused).then(|| ProviderToken::stored(token, current.sealed.clone())))
             }
         }
     }
@@ -344,7 +421,7 @@ impl UpstreamAccess {
         lease: &Lease,
         current: &UpstreamCredential,
         secret: UpstreamSecret,
-    ) -> Result<ProviderToken, AccessError> {
+    ) -> Result<ProviderToken<'static>, AccessError> {
         let family_id = current.family_id.as_str();
         let now = self.clock.now();
         match on_refusal(secret.refresh_token.is_some(), current.expires_at, secret.refusal_checked_at, now) {
@@ -374,7 +451,7 @@ impl UpstreamAccess {
         lease: &Lease,
         current: &UpstreamCredential,
         secret: UpstreamSecret,
-    ) -> Result<ProviderToken, AccessError> {
+    ) -> Result<ProviderToken<'static>, AccessError> {
         let family_id = current.family_id.as_str();
         let (refusal, detail) = match provider.check_access_token(&secret.access_token).await {
             Ok(TokenStatus::Accepted) => (Refusal::ProviderAccepts, "the provider still accepts the token".to_owned()),
@@ -424,7 +501,8 @@ impl UpstreamAccess {
 
     /// The MCP upstream refused the token replayed after its first refusal, newer than the
     /// one refused: the provider has just issued it, so the refusal is the MCP server's.
-    pub fn refused_again(&self, provider: &Provider, family_id: &str) -> AccessError {
+    pub fn refused_again(&self, server: &ServerSettings, family_id: &str) -> AccessError {
+        let provider = self.providers.for_server(server);
         let labels = ProviderOutcome { provider: provider.name().to_owned(), outcome: Refusal::RefusedAgain.label() };
         self.metrics.upstream_credential_refusals.get_or_create(&labels).inc();
         tracing::warn!(
@@ -468,7 +546,7 @@ impl UpstreamAccess {
         current: &UpstreamCredential,
         secret: UpstreamSecret,
         trigger: Trigger,
-    ) -> Result<ProviderToken, AccessError> {
+    ) -> Result<ProviderToken<'static>, AccessError> {
         let family_id = current.family_id.as_str();
         let Some(refresh_token) = secret.refresh_token.clone() else {
             // Nothing to refresh with (only an expiring token comes here; a refused one
@@ -476,7 +554,7 @@ impl UpstreamAccess {
             // using; one that has means a new login.
             self.store.release_refresh_lease(lease).await?;
             if current.expires_at.is_some_and(|e| self.clock.now() < e) {
-                return Ok(ProviderToken { token: secret.access_token, sealed: current.sealed.clone() });
+                return Ok(ProviderToken::stored(secret.access_token, current.sealed.clone()));
             }
             return self.needs_login(family_id, "the upstream credential expired and has no refresh token").await;
         };
@@ -522,7 +600,7 @@ impl UpstreamAccess {
                     }
                 }
                 tracing::info!(provider = provider.name(), family = family_id, "upstream credential refreshed");
-                Ok(ProviderToken { token: renewed.access_token, sealed })
+                Ok(ProviderToken::stored(renewed.access_token, sealed))
             }
             Err(e) => match e.kind() {
                 FailureKind::Permanent => {
@@ -564,7 +642,7 @@ impl UpstreamAccess {
         }
     }
 
-    async fn needs_login(&self, family_id: &str, why: &str) -> Result<ProviderToken, AccessError> {
+    async fn needs_login(&self, family_id: &str, why: &str) -> Result<ProviderToken<'static>, AccessError> {
         if self.store.end_family(family_id, FamilyStatus::NeedsLogin, self.clock.now()).await? {
             self.metrics.grant_revoked("upstream_refusal");
             let event = Event::new("grant.revoked", self.clock.now()).grant(family_id);

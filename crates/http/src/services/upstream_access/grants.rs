@@ -1,0 +1,121 @@
+//! What this process keeps per grant for the MCP path: its provider access token already
+//! opened, with the sealed credential it came from, and whether the grant has been used
+//! here before (so that a login attempt's last step, its grant's first MCP call, is
+//! logged with the attempt's trace id). One entry, read under one lock per request.
+//!
+//! Every MCP request needs the user's provider token, and it is stored sealed: opening it
+//! (XChaCha20-Poly1305 and JSON) was a few percent of the proxy's CPU per request. A
+//! sealed value never changes; a refresh or a re-seal stores a new one (a fresh nonce),
+//! so a token is used only while the sealed text it was opened from is the one presented,
+//! and no invalidation is needed. The tokens are no more exposed than before: the process
+//! holds the key that opens them all.
+//!
+//! The entries are split in shards by grant, so that requests on different serving
+//! threads rarely wait for the same lock; each shard is an LRU, so the grants kept are
+//! the ones in use.
+
+use std::hash::{BuildHasher, RandomState};
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+
+use lru::LruCache;
+
+const SHARDS: usize = 16;
+/// Grants kept in all: the ones in use; others are opened again.
+const CAPACITY_PER_SHARD: NonZeroUsize = NonZeroUsize::new(16_384 / SHARDS).expect("not zero");
+
+pub struct GrantCache {
+    shards: [Mutex<LruCache<String, Entry>>; SHARDS],
+    hasher: RandomState,
+}
+
+#[derive(Default)]
+struct Entry {
+    opened: Option<Opened>,
+}
+
+struct Opened {
+    sealed: String,
+    access_token: Arc<str>,
+}
+
+/// What a request finds for its grant.
+pub struct Seen {
+    /// The access token opened from exactly the sealed value presented, if kept.
+    pub access_token: Option<Arc<str>>,
+    /// Whether this is the first time this process sees the grant (as far as it
+    /// remembers: a grant not used for long may count as first again).
+    pub first: bool,
+}
+
+impl Default for GrantCache {
+    fn default() -> Self {
+        Self {
+            shards: std::array::from_fn(|_| Mutex::new(LruCache::new(CAPACITY_PER_SHARD))),
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+impl GrantCache {
+    /// Looks `family_id` up for a request presenting `sealed`, and marks the grant seen.
+    pub fn see(&self, family_id: &str, sealed: &str) -> Seen {
+        let mut shard = self.shard(family_id).lock().unwrap_or_else(|e| e.into_inner());
+        match shard.get(family_id) {
+            Some(entry) => Seen {
+                access_token: entry.opened.as_ref().filter(|o| o.sealed == sealed).map(|o| Arc::clone(&o.access_token)),
+                first: false,
+            },
+            None => {
+                shard.put(family_id.to_owned(), Entry::default());
+                Seen { access_token: None, first: true }
+            }
+        }
+    }
+
+    /// Keeps `access_token`, opened from `sealed`, for `family_id`.
+    pub fn keep(&self, family_id: &str, sealed: &str, access_token: Arc<str>) {
+        let opened = Some(Opened { sealed: sealed.to_owned(), access_token });
+        let mut shard = self.shard(family_id).lock().unwrap_or_else(|e| e.into_inner());
+        match shard.get_mut(family_id) {
+            Some(entry) => entry.opened = opened,
+            None => {
+                shard.put(family_id.to_owned(), Entry { opened });
+            }
+        }
+    }
+
+    fn shard(&self, family_id: &str) -> &Mutex<LruCache<String, Entry>> {
+        &self.shards[self.hasher.hash_one(family_id) as usize % SHARDS]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(cache: &GrantCache, family_id: &str, sealed: &str) -> Option<String> {
+        cache.see(family_id, sealed).access_token.map(|t| t.to_string())
+    }
+
+    #[test]
+    fn a_token_is_given_only_for_the_sealed_value_it_came_from() {
+        let cache = GrantCache::default();
+        cache.keep("f1", "sealed-1", "token-1".into());
+        assert_eq!(token(&cache, "f1", "sealed-1").as_deref(), Some("token-1"));
+        assert_eq!(token(&cache, "f1", "sealed-2"), None, "a refreshed credential is opened anew");
+        assert_eq!(token(&cache, "f2", "sealed-1"), None);
+        cache.keep("f1", "sealed-2", "token-2".into());
+        assert_eq!(token(&cache, "f1", "sealed-1"), None);
+        assert_eq!(token(&cache, "f1", "sealed-2").as_deref(), Some("token-2"));
+    }
+
+    #[test]
+    fn a_grant_is_first_once_whether_or_not_its_token_was_kept() {
+        let cache = GrantCache::default();
+        assert!(cache.see("f1", "s").first);
+        assert!(!cache.see("f1", "s").first);
+        cache.keep("f2", "s", "t".into());
+        assert!(!cache.see("f2", "s").first, "kept by a request that saw it first");
+    }
+}
