@@ -31,6 +31,12 @@ pub struct UpstreamSecret {
     /// is then known).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<UserIdentity>,
+    /// Brokered OAuth: the issuer of the upstream authorization server these tokens came
+    /// from. A grant whose upstream has since moved to another authorization server (or
+    /// whose registration went with it) cannot be refreshed there: it needs a new login,
+    /// not a refresh that fails forever. `None` for a provider's tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
 }
 
 /// What the provider said about the user at the login, beyond the subject.
@@ -147,6 +153,7 @@ mod tests {
             refresh_token: None,
             refusal_checked_at: None,
             identity: Some(identity.clone()),
+            issuer: None,
         };
         let opened = UpstreamSecret::open(&keys, "f", &secret.seal(&keys, "f")).unwrap();
         assert_eq!(opened.identity, Some(identity));
@@ -157,8 +164,13 @@ mod tests {
     #[test]
     fn sealed_values_open_only_for_their_own_row() {
         let keys = keys();
-        let secret =
-            UpstreamSecret { access_token: "at".into(), refresh_token: None, refusal_checked_at: None, identity: None };
+        let secret = UpstreamSecret {
+            access_token: "at".into(),
+            refresh_token: None,
+            refusal_checked_at: None,
+            identity: None,
+            issuer: None,
+        };
         let sealed = secret.seal(&keys, "f");
         assert!(UpstreamSecret::open(&keys, "g", &sealed).is_err());
         let (a, b) = (TokenHash::of("a"), TokenHash::of("b"));

@@ -139,6 +139,21 @@ impl Browser {
     }
 }
 
+impl Browser {
+    /// Brokered OAuth: from the proxy's answer to the provider's callback (a redirect to
+    /// the MCP upstream's authorization server), that server's login page submitted with
+    /// `at_upstream`, to the proxy's answer at its upstream callback.
+    pub async fn through_upstream(&mut self, sent: &Page, at_upstream: &[(&str, &str)]) -> Page {
+        assert_eq!(sent.status, StatusCode::FOUND, "the provider's callback: {}", sent.body);
+        let upstream = sent.location();
+        let login = self.get(&upstream).await;
+        assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+        let origin = url::Url::parse(&upstream).unwrap().origin().ascii_serialization();
+        let back = self.submit(&login, &origin, at_upstream).await;
+        self.get(&back.location()).await
+    }
+}
+
 /// The whole login of a public client at a proxy, as a user who approves everything:
 /// authorization request with PKCE, consent (if shown), the development provider's login,
 /// and the code exchange. Returns the token response.

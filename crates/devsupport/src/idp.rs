@@ -39,6 +39,15 @@ pub struct IdpOptions {
     pub sign_with_unpublished_key: bool,
     /// More claims about the user, in id_tokens and at userinfo (email, groups, …).
     pub claims: serde_json::Map<String, Value>,
+    /// As an MCP upstream's authorization server: offer dynamic registration (RFC 7591).
+    pub dynamic_registration: bool,
+    /// As an MCP upstream's authorization server: accept Client ID Metadata Documents
+    /// (fetched, and the redirect URI checked against them).
+    pub metadata_documents: bool,
+    /// Say `authorization_response_iss_parameter_supported` in the metadata.
+    pub iss_parameter_supported: bool,
+    /// Leave `iss` out of authorization responses.
+    pub omit_iss: bool,
 }
 
 impl Default for IdpOptions {
@@ -56,6 +65,10 @@ impl Default for IdpOptions {
                 .as_object()
                 .cloned()
                 .unwrap_or_default(),
+            dynamic_registration: false,
+            metadata_documents: false,
+            iss_parameter_supported: true,
+            omit_iss: false,
         }
     }
 }
@@ -87,6 +100,8 @@ struct Inner {
     /// access token → expiry (None: never)
     access_tokens: HashMap<String, Option<i64>>,
     refresh_tokens: HashMap<String, String>, // refresh token → scope
+    /// access token → scope
+    access_scopes: HashMap<String, String>,
     refresh_count: usize,
     /// Requests to the userinfo endpoint, answered or refused.
     userinfo_requests: usize,
@@ -97,6 +112,14 @@ struct Inner {
     issued: Vec<String>,
     /// When false, no access token is valid (a provider that revoked everything).
     rejecting: bool,
+    /// Clients registered dynamically: client_id → secret (`None`: a public client).
+    registered: HashMap<String, Option<String>>,
+    /// Tokens revoked at the revocation endpoint (RFC 7009), in order.
+    revoked: Vec<String>,
+    /// Client ID Metadata Documents fetched.
+    documents_fetched: usize,
+    /// The client_id of every successful token request, in order.
+    token_clients: Vec<String>,
 }
 
 /// The provider's id_token signing key (ES256), made fresh at each start.
@@ -163,6 +186,9 @@ impl DevIdp {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
+            .route("/.well-known/oauth-authorization-server", get(discovery))
+            .route("/register", axum::routing::post(register))
+            .route("/revoke", axum::routing::post(revoke))
             .route("/authorize", get(login_page).post(login_submit))
             .route("/token", axum::routing::post(token))
             .route("/userinfo", get(userinfo))
@@ -244,6 +270,33 @@ impl DevIdp {
         std::sync::Arc::new(move |token: &str| idp.subject_of(token))
     }
 
+    /// The scope of a valid access token.
+    pub fn scope_of(&self, token: &str) -> Option<String> {
+        if !self.access_token_is_valid(token) {
+            return None;
+        }
+        self.inner.lock().unwrap().access_scopes.get(token).cloned()
+    }
+
+    /// How many clients registered dynamically.
+    pub fn registrations(&self) -> usize {
+        self.inner.lock().unwrap().registered.len()
+    }
+
+    /// Every token revoked at the revocation endpoint, in order.
+    pub fn revoked_tokens(&self) -> Vec<String> {
+        self.inner.lock().unwrap().revoked.clone()
+    }
+
+    pub fn documents_fetched(&self) -> usize {
+        self.inner.lock().unwrap().documents_fetched
+    }
+
+    /// The client_id of every successful token request, in order.
+    pub fn token_clients(&self) -> Vec<String> {
+        self.inner.lock().unwrap().token_clients.clone()
+    }
+
     /// Every access token ever issued (tests check none of them leaks to the client).
     pub fn issued_access_tokens(&self) -> Vec<String> {
         self.inner.lock().unwrap().issued.clone()
@@ -259,6 +312,7 @@ impl DevIdp {
         let access = format!("idp_at_{}", random_b64(24));
         let mut inner = self.inner.lock().unwrap();
         inner.access_tokens.insert(access.clone(), o.access_ttl_secs.map(|ttl| now + ttl));
+        inner.access_scopes.insert(access.clone(), scope.to_owned());
         inner.issued.push(access.clone());
         let mut body = json!({ "access_token": access, "token_type": "Bearer", "scope": scope });
         if let Some(ttl) = o.access_ttl_secs {
@@ -297,7 +351,8 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
 
 async fn discovery(State(idp): State<DevIdp>) -> Response {
     let issuer = idp.issuer();
-    axum::Json(json!({
+    let o = idp.options();
+    let mut doc = json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}/authorize"),
         "token_endpoint": format!("{issuer}/token"),
@@ -309,13 +364,53 @@ async fn discovery(State(idp): State<DevIdp>) -> Response {
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["ES256"],
         "jwks_uri": format!("{issuer}/jwks"),
-    }))
-    .into_response()
+        "revocation_endpoint": format!("{issuer}/revoke"),
+        "scopes_supported": ["openid", "files:read", "files:write", "offline_access"],
+        "authorization_response_iss_parameter_supported": o.iss_parameter_supported,
+        "client_id_metadata_document_supported": o.metadata_documents,
+    });
+    if o.dynamic_registration {
+        doc["registration_endpoint"] = format!("{issuer}/register").into();
+    }
+    axum::Json(doc).into_response()
+}
+
+/// RFC 7591, as much as the proxy uses: a confidential client unless it asks for `none`.
+async fn register(State(idp): State<DevIdp>, axum::Json(metadata): axum::Json<Value>) -> Response {
+    if !idp.options().dynamic_registration {
+        return (StatusCode::NOT_FOUND, "no registration here").into_response();
+    }
+    let client_id = format!("dcr_{}", random_b64(12));
+    let public = metadata["token_endpoint_auth_method"] == "none";
+    let secret = (!public).then(|| random_b64(24));
+    idp.inner.lock().unwrap().registered.insert(client_id.clone(), secret.clone());
+    let mut answer = metadata.clone();
+    answer["client_id"] = client_id.into();
+    if let Some(secret) = secret {
+        answer["client_secret"] = secret.into();
+    }
+    (StatusCode::CREATED, axum::Json(answer)).into_response()
+}
+
+/// RFC 7009: forgets the token (access or refresh) of an authenticated client.
+async fn revoke(State(idp): State<DevIdp>, headers: HeaderMap, body: Bytes) -> Response {
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    if client_of(&idp, &headers, &form).is_none() {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed");
+    }
+    let token = form.get("token").cloned().unwrap_or_default();
+    let mut inner = idp.inner.lock().unwrap();
+    inner.access_tokens.remove(&token);
+    inner.refresh_tokens.remove(&token);
+    inner.revoked.push(token);
+    StatusCode::OK.into_response()
 }
 
 async fn login_page(State(idp): State<DevIdp>, Query(q): Query<HashMap<String, String>>) -> Response {
     idp.inner.lock().unwrap().authorize_requests.push(q.clone());
-    if q.get("client_id") != Some(&idp.options().client_id) {
+    let client_id = q.get("client_id").cloned().unwrap_or_default();
+    let redirect_uri = q.get("redirect_uri").cloned().unwrap_or_default();
+    if !knows_client(&idp, &client_id, &redirect_uri).await {
         return (StatusCode::BAD_REQUEST, Html("unknown client_id")).into_response();
     }
     let page = maud::html! {
@@ -369,30 +464,62 @@ async fn login_submit(State(idp): State<DevIdp>, body: Bytes) -> Response {
     );
     // RFC 9207: name ourselves, as providers that support it do (and tests can forge it).
     let iss = form.get("forged_iss").cloned().unwrap_or_else(|| idp.issuer());
-    target.query_pairs_mut().append_pair("code", &code).append_pair("state", state).append_pair("iss", &iss);
+    target.query_pairs_mut().append_pair("code", &code).append_pair("state", state);
+    if !idp.options().omit_iss {
+        target.query_pairs_mut().append_pair("iss", &iss);
+    }
     Redirect::to(target.as_str()).into_response()
 }
 
-fn client_authenticated(idp: &DevIdp, headers: &HeaderMap, form: &HashMap<String, String>) -> bool {
+/// Whether `client_id` may log users in with `redirect_uri`: the configured client, a
+/// registered one, or (when enabled) a Client ID Metadata Document that lists it.
+async fn knows_client(idp: &DevIdp, client_id: &str, redirect_uri: &str) -> bool {
     let o = idp.options();
-    if let Some(basic) =
-        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic "))
-    {
-        let Ok(decoded) = STANDARD.decode(basic) else { return false };
-        let decoded = String::from_utf8_lossy(&decoded);
-        let Some((id, secret)) = decoded.split_once(':') else { return false };
-        let dec =
-            |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
-        return dec(id).as_deref() == Some(&o.client_id) && dec(secret).as_deref() == Some(&o.client_secret);
+    if client_id == o.client_id || idp.inner.lock().unwrap().registered.contains_key(client_id) {
+        return true;
     }
-    form.get("client_id") == Some(&o.client_id) && form.get("client_secret") == Some(&o.client_secret)
+    if !o.metadata_documents || !(client_id.starts_with("https://") || client_id.starts_with("http://")) {
+        return false;
+    }
+    idp.inner.lock().unwrap().documents_fetched += 1;
+    let Ok(resp) = reqwest::get(client_id).await else { return false };
+    let Ok(doc) = resp.json::<Value>().await else { return false };
+    doc["client_id"] == client_id
+        && doc["redirect_uris"].as_array().is_some_and(|uris| uris.iter().any(|u| u == redirect_uri))
+}
+
+/// The client a token or revocation request authenticates as, if it does: the
+/// configured client or a registered one with its secret (in a Basic header or the form),
+/// a registered public client or (when enabled) a metadata-document client by its id.
+fn client_of(idp: &DevIdp, headers: &HeaderMap, form: &HashMap<String, String>) -> Option<String> {
+    let o = idp.options();
+    let (id, secret) =
+        match headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic ")) {
+            Some(basic) => {
+                let decoded = STANDARD.decode(basic).ok()?;
+                let decoded = String::from_utf8_lossy(&decoded).into_owned();
+                let (id, secret) = decoded.split_once(':')?;
+                let dec = |s: &str| {
+                    url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned())
+                };
+                (dec(id)?, dec(secret))
+            }
+            None => (form.get("client_id")?.clone(), form.get("client_secret").cloned()),
+        };
+    if id == o.client_id {
+        return (secret.as_deref() == Some(o.client_secret.as_str())).then_some(id);
+    }
+    if let Some(expected) = idp.inner.lock().unwrap().registered.get(&id) {
+        return (secret == *expected).then_some(id);
+    }
+    (o.metadata_documents && secret.is_none() && id.contains("://")).then_some(id)
 }
 
 async fn token(State(idp): State<DevIdp>, headers: HeaderMap, body: Bytes) -> Response {
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
-    if !client_authenticated(&idp, &headers, &form) {
+    let Some(client) = client_of(&idp, &headers, &form) else {
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed");
-    }
+    };
     if let Some(fault) = idp.inner.lock().unwrap().fault.take() {
         return match fault {
             Fault::InvalidGrant => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "injected failure"),
@@ -415,6 +542,7 @@ async fn token(State(idp): State<DevIdp>, headers: HeaderMap, body: Bytes) -> Re
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "PKCE verification failed");
             }
             idp.inner.lock().unwrap().code_exchanges += 1;
+            idp.inner.lock().unwrap().token_clients.push(client);
             axum::Json(idp.mint_tokens(&issued.scope, issued.nonce.as_deref())).into_response()
         }
         Some("refresh_token") => {
@@ -432,6 +560,7 @@ async fn token(State(idp): State<DevIdp>, headers: HeaderMap, body: Bytes) -> Re
             let Some(scope) = scope else {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "unknown or used refresh token");
             };
+            idp.inner.lock().unwrap().token_clients.push(client);
             let mut body = idp.mint_tokens(&scope, None);
             body.as_object_mut().unwrap().remove("id_token");
             if !rotate {

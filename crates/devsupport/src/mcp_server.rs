@@ -154,3 +154,87 @@ pub async fn spawn(check: TokenCheck, observed: Observed) -> std::io::Result<Str
     let (base, _) = crate::serve_on_loopback(router(check, observed)).await?;
     Ok(format!("{base}/mcp"))
 }
+
+/// How an OAuth-protected MCP server (RFC 9728) behaves, as brokered OAuth meets them:
+/// its protected-resource metadata names an authorization server (which a test may
+/// change, as when a server moves), its 401 challenge names that metadata and its scopes,
+/// and a tool may need a scope its token lacks (403 `insufficient_scope`).
+#[derive(Clone)]
+pub struct Protection {
+    pub authorization_server: Arc<Mutex<String>>,
+    /// The scopes its challenge and metadata name.
+    pub scopes: Vec<String>,
+    /// (tool, scope): calls of the tool need the scope.
+    pub tool_scope: Option<(String, String)>,
+    /// The scopes a valid token carries (a [`TokenCheck`] that answers them).
+    pub scopes_of: TokenCheck,
+}
+
+#[derive(Clone)]
+struct Guard {
+    gate: Gate,
+    protection: Protection,
+    base: String,
+}
+
+async fn require_token_and_scope(State(g): State<Guard>, req: Request, next: Next) -> Response {
+    let auth = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    g.gate.observed.0.lock().unwrap().push(auth);
+    let metadata = format!("{}/.well-known/oauth-protected-resource/mcp", g.base);
+    let token = bearer(req.headers());
+    if token.as_deref().and_then(|t| (g.gate.check)(t)).is_none() {
+        let challenge = format!("Bearer resource_metadata=\"{metadata}\", scope=\"{}\"", g.protection.scopes.join(" "));
+        return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, challenge)]).into_response();
+    }
+    let Some((tool, scope)) = g.protection.tool_scope.clone() else { return next.run(req).await };
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let calls_tool = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .is_ok_and(|v| v["method"] == "tools/call" && v["params"]["name"] == tool.as_str());
+    let granted = token.as_deref().and_then(|t| (g.protection.scopes_of)(t)).unwrap_or_default();
+    if calls_tool && !granted.split(' ').any(|s| s == scope) {
+        let needed = format!("{granted} {scope}");
+        let challenge = format!(
+            "Bearer error=\"insufficient_scope\", scope=\"{}\", resource_metadata=\"{metadata}\"",
+            needed.trim()
+        );
+        return (StatusCode::FORBIDDEN, [(header::WWW_AUTHENTICATE, challenge)]).into_response();
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
+}
+
+/// Serves the sample MCP server as an OAuth-protected one on a loopback port; returns its
+/// MCP URL.
+pub async fn spawn_protected(check: TokenCheck, observed: Observed, protection: Protection) -> std::io::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let service_check = check.clone();
+    let config = StreamableHttpServerConfig::default().with_sse_keep_alive(Some(Duration::from_secs(15)));
+    let service: StreamableHttpService<SampleServer, LocalSessionManager> =
+        StreamableHttpService::new(move || Ok(SampleServer::new(service_check.clone())), Default::default(), config);
+    let guard = Guard { gate: Gate { check, observed }, protection: protection.clone(), base: base.clone() };
+    let resource = format!("{base}/mcp");
+    let metadata = move || {
+        let p = protection.clone();
+        let resource = resource.clone();
+        async move {
+            let server = p.authorization_server.lock().unwrap().clone();
+            axum::Json(serde_json::json!({
+                "resource": resource,
+                "authorization_servers": [server],
+                "scopes_supported": p.scopes,
+                "bearer_methods_supported": ["header"],
+            }))
+        }
+    };
+    let router = Router::new()
+        .nest_service("/mcp", service)
+        .layer(middleware::from_fn_with_state(guard, require_token_and_scope))
+        .route("/.well-known/oauth-protected-resource/mcp", axum::routing::get(metadata));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    Ok(format!("{base}/mcp"))
+}

@@ -91,6 +91,7 @@ pub fn router(app: AppState) -> Router {
         .route(&oauth("/.well-known/openid-configuration"), get(oauth::metadata::authorization_server))
         .route(&oauth("/.well-known/oauth-authorization-server"), get(oauth::metadata::authorization_server))
         .route(&format!("{prefix}/.well-known/jwks.json"), get(oauth::metadata::jwks))
+        .route(&format!("{prefix}/oauth/upstream-client.json"), get(oauth::metadata::upstream_client))
         .route(
             &oauth("/register"),
             post(oauth::register::register).layer(DefaultBodyLimit::max(oauth::register::MAX_BODY_BYTES)),
@@ -101,7 +102,8 @@ pub fn router(app: AppState) -> Router {
 
     let browser = Router::new()
         .route(&oauth("/authorize"), get(oauth::authorize::get).post(oauth::authorize::post))
-        .route(&format!("{prefix}/oauth/callback"), get(oauth::callback::callback));
+        .route(&format!("{prefix}/oauth/callback"), get(oauth::callback::callback))
+        .route(&format!("{prefix}/oauth/upstream-callback"), get(oauth::callback::upstream_callback));
 
     // The MCP endpoint reads its body itself, up to each server's own limit.
     let mcp = Router::new()

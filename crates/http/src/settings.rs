@@ -85,13 +85,56 @@ pub enum UpstreamAuth {
     Identity(IdentitySettings),
     /// Nothing: an upstream that trusts its network.
     None,
+    /// Brokered OAuth: the MCP upstream is OAuth-protected itself; the proxy is its
+    /// client, and sends the user's token from the upstream's own authorization server
+    /// (see `services::brokers`).
+    OAuth(UpstreamOAuthSettings),
 }
 
 impl UpstreamAuth {
-    /// Whether requests need the user's provider token (opened, and refreshed when due).
+    /// Whether requests need the grant's sealed upstream token (opened, and refreshed
+    /// when due): the provider's token, or, brokered, the upstream authorization server's.
     pub fn needs_provider_token(&self) -> bool {
-        matches!(self, Self::ProviderToken)
+        matches!(self, Self::ProviderToken | Self::OAuth(_))
     }
+
+    pub fn brokered(&self) -> Option<&UpstreamOAuthSettings> {
+        match self {
+            Self::OAuth(settings) => Some(settings),
+            _ => None,
+        }
+    }
+}
+
+/// `[servers.upstream_oauth]`: brokered OAuth to an OAuth-protected MCP upstream.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct UpstreamOAuthSettings {
+    /// A client registered by hand at the upstream's authorization server: used first.
+    pub client_id: Option<String>,
+    /// Its secret (from `client_secret_env`); `None`: a public client.
+    pub client_secret: Option<String>,
+    /// The scopes to ask the upstream for, instead of those its challenge or metadata name.
+    pub scopes: Option<Vec<String>>,
+    /// Accept plain http on loopback for the upstream's authorization server (its
+    /// metadata's URLs must otherwise be https): development and tests only.
+    pub allow_http_loopback: bool,
+    /// Refresh the upstream's access token this long before it expires.
+    pub refresh_margin_secs: i64,
+}
+
+impl std::fmt::Debug for UpstreamOAuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamOAuthSettings")
+            .field("client_id", &self.client_id)
+            .field("has_client_secret", &self.client_secret.is_some())
+            .field("scopes", &self.scopes)
+            .field("allow_http_loopback", &self.allow_http_loopback)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UpstreamOAuthSettings {
+    pub const DEFAULT_REFRESH_MARGIN_SECS: i64 = 60;
 }
 
 /// `[servers.identity]`: the identity assertion for one server.
@@ -378,6 +421,17 @@ impl Settings {
 
     pub fn callback_url(&self) -> String {
         format!("{}/oauth/callback", self.public_url)
+    }
+
+    /// Brokered OAuth: where every upstream authorization server sends the browser back.
+    pub fn upstream_callback_url(&self) -> String {
+        format!("{}/oauth/upstream-callback", self.public_url)
+    }
+
+    /// Brokered OAuth: the proxy's Client ID Metadata Document, and so its `client_id` at
+    /// authorization servers that support them: one stable URL for every server.
+    pub fn upstream_client_metadata_url(&self) -> String {
+        format!("{}/oauth/upstream-client.json", self.public_url)
     }
 
     /// RFC 9728 §3.1: the well-known segment goes between the host and the path.

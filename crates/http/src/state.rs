@@ -15,6 +15,7 @@ use mcp_oauth_store::Store;
 
 use crate::cookies::CookieNames;
 use crate::services::audit::{Audit, Event};
+use crate::services::brokers::Brokers;
 use crate::services::clients::ClientDirectory;
 use crate::services::identities::Identities;
 use crate::services::limits::Limits;
@@ -34,6 +35,8 @@ pub struct App {
     /// Limits on anonymous work.
     pub limits: Limits,
     pub providers: Arc<Providers>,
+    /// Brokered OAuth: the OAuth-protected MCP upstreams' own authorization servers.
+    pub brokers: Arc<Brokers>,
     /// Provider tokens for the MCP path, refreshed once when due.
     pub upstream: UpstreamAccess,
     /// Seals what is kept at rest (provider credentials, refresh-token successors).
@@ -121,11 +124,13 @@ impl App {
         let keys = Arc::new(keys);
         let identities = Arc::new(Identities::new(Arc::clone(&keys), settings.public_url.clone(), Arc::clone(&clock)));
         let providers = Arc::new(providers);
+        let brokers = Arc::new(Brokers::new(Arc::clone(&store), Arc::clone(&keys), Arc::clone(&clock), &settings));
         let upstream = UpstreamAccess::new(upstream_access::Parts {
             store: Arc::clone(&store),
             keys: Arc::clone(&keys),
             clock: Arc::clone(&clock),
             providers: Arc::clone(&providers),
+            brokers: Arc::clone(&brokers),
             metrics: Arc::clone(&metrics),
             audit: Arc::clone(&audit),
         });
@@ -143,6 +148,7 @@ impl App {
             clients,
             limits,
             providers,
+            brokers,
             upstream,
             keys,
             signer,

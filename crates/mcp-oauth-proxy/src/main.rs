@@ -379,7 +379,7 @@ async fn migrate_storage(config: Config, to: String) -> Result<String, BoxError>
     let copied = mcp_oauth_store::copy::copy_all(&config.storage_url, &to).await?;
     Ok(format!(
         "copied {} client(s), {} grant(s), {} authorization code(s), {} refresh token(s), {} access token(s), \
-         {} pinned tool(s); the counts match.\nNow run every replica with:\n\n[storage]\nurl = \"{}\"\n\n(or \
+         {} pinned tool(s), {} upstream registration(s); the counts match.\nNow run every replica with:\n\n[storage]\nurl = \"{}\"\n\n(or \
          MCP_OAUTH_PROXY_STORAGE__URL, which keeps the password out of the file)",
         copied.clients,
         copied.grants,
@@ -387,6 +387,7 @@ async fn migrate_storage(config: Config, to: String) -> Result<String, BoxError>
         copied.refresh_tokens,
         copied.access_tokens,
         copied.tool_pins,
+        copied.upstream_registrations,
         redact_password(&to)
     ))
 }
@@ -428,6 +429,29 @@ fn upstream_auth(s: &mcp_oauth_http::settings::Settings, server: &ServerSettings
         }
         UpstreamAuth::None => {
             "no credential: the client's are removed and none is added (upstream_auth = \"none\")".into()
+        }
+        UpstreamAuth::OAuth(o) => {
+            let registration = match (&o.client_id, &o.client_secret) {
+                (Some(id), Some(_)) => format!("the pre-registered confidential client {id:?}"),
+                (Some(id), None) => format!("the pre-registered public client {id:?}"),
+                (None, _) => format!(
+                    "a Client ID Metadata Document at {} where the upstream's authorization server supports them, \
+                     else dynamic registration (RFC 7591), stored per issuer",
+                    s.upstream_client_metadata_url()
+                ),
+            };
+            let scopes = match &o.scopes {
+                Some(scopes) => format!("scopes {:?} (configured)", scopes.join(" ")),
+                None => "the scopes the upstream's challenge or metadata names".to_owned(),
+            };
+            format!(
+                "brokered OAuth: after the provider login the user also logs in at the upstream's own \
+                 authorization server (discovered from its protected-resource metadata at the first login: \
+                 `doctor` shows it), the proxy registering as {registration}, asking for {scopes}, with \
+                 redirect URI {}; the upstream receives that server's token for the user as Authorization: \
+                 Bearer (upstream_auth = \"oauth\")",
+                s.upstream_callback_url()
+            )
         }
     }
 }

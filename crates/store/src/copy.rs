@@ -23,6 +23,8 @@ pub struct Copied {
     pub refresh_tokens: u64,
     pub access_tokens: u64,
     pub tool_pins: u64,
+    /// The proxy's registrations at brokered upstreams' authorization servers.
+    pub upstream_registrations: u64,
 }
 
 /// What a column holds, which PostgreSQL must be told when a value is NULL.
@@ -37,10 +39,14 @@ use Kind::{Blob, Int, Text};
 
 /// The tables copied, in an order that satisfies their foreign keys, with the columns
 /// copied (not the refresh lease's).
-const TABLES: [(&str, &[(&str, Kind)]); 6] = [
+const TABLES: [(&str, &[(&str, Kind)]); 7] = [
     (
         "clients",
         &[("server", Text), ("client_id", Text), ("secret_hash", Blob), ("metadata", Text), ("created_at", Int)],
+    ),
+    (
+        "upstream_registrations",
+        &[("server", Text), ("issuer", Text), ("client_id", Text), ("secret_sealed", Text), ("created_at", Int)],
     ),
     (
         "families",
@@ -173,8 +179,8 @@ pub async fn copy_all(from: &str, to: &str) -> Result<Copied, StoreError> {
             return Err(StoreError::Internal(format!("{table}: {n} rows copied, but the target holds {here}")));
         }
     }
-    let [clients, grants, codes, refresh_tokens, access_tokens, tool_pins] = counts;
-    Ok(Copied { clients, grants, codes, refresh_tokens, access_tokens, tool_pins })
+    let [clients, upstream_registrations, grants, codes, refresh_tokens, access_tokens, tool_pins] = counts;
+    Ok(Copied { clients, grants, codes, refresh_tokens, access_tokens, tool_pins, upstream_registrations })
 }
 
 async fn count_target(pool: &sqlx::PgPool, table: &str) -> Result<u64, StoreError> {

@@ -104,6 +104,17 @@ pub(crate) fn pending(r: &dyn Columns) -> Result<PendingAuthorization, StoreErro
         expires_at: r.int("expires_at")?,
         trace_id: r.opt_text("trace_id")?,
         address: r.opt_text("address")?,
+        broker: r.opt_text("broker")?,
+    })
+}
+
+pub(crate) fn upstream_registration(r: &dyn Columns) -> Result<UpstreamRegistration, StoreError> {
+    Ok(UpstreamRegistration {
+        server: r.text("server")?,
+        issuer: r.text("issuer")?,
+        client_id: r.text("client_id")?,
+        secret_sealed: r.opt_text("secret_sealed")?,
+        created_at: r.int("created_at")?,
     })
 }
 

@@ -201,6 +201,20 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<Option<PendingAuthorization>, StoreError>;
 
+    /// Brokered OAuth: stores the proxy's registration at an MCP upstream's authorization
+    /// server unless one for the same server and issuer exists, and returns the one stored
+    /// (ours, or the one another replica stored first: every replica then uses it).
+    async fn insert_upstream_registration(
+        &self,
+        registration: &UpstreamRegistration,
+    ) -> Result<UpstreamRegistration, StoreError>;
+    /// The registration stored for `server` at `issuer`, if any.
+    async fn upstream_registration(
+        &self,
+        server: &str,
+        issuer: &str,
+    ) -> Result<Option<UpstreamRegistration>, StoreError>;
+
     /// Stores a new family together with the authorization code that will start it.
     async fn create_family(&self, family: &NewFamily, code: &NewCode) -> Result<(), StoreError>;
     async fn find_code(&self, hash: &TokenHash) -> Result<Option<StoredCode>, StoreError>;

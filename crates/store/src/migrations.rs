@@ -130,6 +130,22 @@ CREATE TABLE tool_pins (
     PRIMARY KEY (server, tool)
 );
 "#,
+    // 9: brokered OAuth (`upstream_auth = "oauth"`). The proxy's dynamic registration at an
+    // MCP upstream's authorization server, one per server and issuer (a changed issuer
+    // registers anew; the old row stays until an operator clears it), its secret sealed. A
+    // pending authorization may be at its second step, the upstream's login, carrying what
+    // the provider's login found out (`broker`, sealed).
+    r#"
+CREATE TABLE upstream_registrations (
+    server        TEXT  NOT NULL,
+    issuer        TEXT  NOT NULL,
+    client_id     TEXT  NOT NULL,
+    secret_sealed TEXT,
+    created_at    {int} NOT NULL,
+    PRIMARY KEY (server, issuer)
+);
+ALTER TABLE pending_authorizations ADD COLUMN broker TEXT;
+"#,
 ];
 
 impl Backend {

@@ -33,6 +33,22 @@ pub struct PendingAuthorization {
     pub trace_id: Option<String>,
     /// The client address (grouped as the limits group it) the login was started from.
     pub address: Option<String>,
+    /// Brokered OAuth: set when this is the second step, the login at the MCP upstream's
+    /// authorization server, to what the first step found out (sealed by the HTTP layer,
+    /// bound to `state_hash`). `None` for a login at the provider.
+    pub broker: Option<String>,
+}
+
+/// The proxy's dynamic registration (RFC 7591) at an MCP upstream's authorization server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamRegistration {
+    pub server: String,
+    /// The authorization server's issuer, as its metadata names it.
+    pub issuer: String,
+    pub client_id: String,
+    /// The client secret, sealed by the HTTP layer; `None` for a public client.
+    pub secret_sealed: Option<String>,
+    pub created_at: i64,
 }
 
 /// How many logins may be started and not finished at once.

@@ -155,6 +155,7 @@ async fn pending_authorizations_are_taken_once_by_their_own_browser() {
             expires_at: NOW + 600,
             trace_id: Some("trace-2".into()),
             address: Some("192.0.2.1".into()),
+            broker: Some("sealed-step".into()),
         };
         let caps = |per_browser, per_address| PendingCaps { per_browser, per_address };
         assert!(store.insert_pending(&pending, NOW, caps(2, 2)).await.unwrap());
@@ -163,6 +164,7 @@ async fn pending_authorizations_are_taken_once_by_their_own_browser() {
         let taken = store.take_pending(&state.hash, &browser, NOW).await.unwrap().unwrap();
         assert_eq!(taken.client_state.as_deref(), Some("s"));
         assert_eq!(taken.trace_id.as_deref(), Some("trace-2"));
+        assert_eq!(taken.broker.as_deref(), Some("sealed-step"), "the broker step comes back");
         assert!(store.take_pending(&state.hash, &browser, NOW).await.unwrap().is_none(), "single use");
         // At most so many unexpired logins per browser, and per address.
         let another = |browser_hash, address: &str| PendingAuthorization {
@@ -190,6 +192,36 @@ async fn pending_authorizations_are_taken_once_by_their_own_browser() {
             store.insert_pending(&another(fresh(4), "192.0.2.51"), NOW, caps(2, 2)).await.unwrap(),
             "another address"
         );
+    }
+}
+
+#[tokio::test]
+async fn upstream_registrations_are_stored_once_per_server_and_issuer() {
+    for store in backends().await {
+        let reg = |client_id: &str, issuer: &str| UpstreamRegistration {
+            server: "brokered".into(),
+            issuer: issuer.into(),
+            client_id: client_id.into(),
+            secret_sealed: Some(format!("sealed-{client_id}")),
+            created_at: NOW,
+        };
+        let issuer = "https://as.example";
+        assert!(store.upstream_registration("brokered", issuer).await.unwrap().is_none());
+        // Two replicas registering at once: both end up using the first one stored.
+        let (first, second) = (reg("client-a", issuer), reg("client-b", issuer));
+        let (a, b) =
+            tokio::join!(store.insert_upstream_registration(&first), store.insert_upstream_registration(&second),);
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a, b, "one registration wins");
+        assert!(a.client_id == "client-a" || a.client_id == "client-b");
+        assert_eq!(a.secret_sealed, Some(format!("sealed-{}", a.client_id)));
+        let again = store.insert_upstream_registration(&reg("client-c", issuer)).await.unwrap();
+        assert_eq!(again, a, "a later registration does not replace it");
+        assert_eq!(store.upstream_registration("brokered", issuer).await.unwrap(), Some(a.clone()));
+        // Another issuer (the upstream moved its authorization server): a registration of its own.
+        let moved = store.insert_upstream_registration(&reg("client-d", "https://as2.example")).await.unwrap();
+        assert_eq!(moved.client_id, "client-d");
+        assert!(store.upstream_registration("other", issuer).await.unwrap().is_none(), "per server");
     }
 }
 

@@ -15,6 +15,8 @@ pub(crate) struct Login<'a> {
     pub nonce: Option<&'a str>,
     /// The client's resource indicator; forwarded only where the provider is known to accept it.
     pub resource: Option<&'a str>,
+    /// The scopes to ask for instead of the configured ones (brokered OAuth: per login).
+    pub scopes: Option<&'a [String]>,
 }
 
 pub(crate) fn build(endpoint: &Url, settings: &ProviderSettings, login: &Login<'_>) -> String {
@@ -27,8 +29,9 @@ pub(crate) fn build(endpoint: &Url, settings: &ProviderSettings, login: &Login<'
             .append_pair("state", login.state)
             .append_pair("code_challenge", login.code_challenge)
             .append_pair("code_challenge_method", "S256");
-        if !settings.scopes.is_empty() {
-            q.append_pair("scope", &settings.scopes.join(" "));
+        let scopes = login.scopes.unwrap_or(&settings.scopes);
+        if !scopes.is_empty() {
+            q.append_pair("scope", &scopes.join(" "));
         }
         if let Some(nonce) = login.nonce {
             q.append_pair("nonce", nonce);
@@ -79,6 +82,7 @@ mod tests {
         code_challenge: "c",
         nonce: Some("n"),
         resource: Some("https://proxy/mcp"),
+        scopes: None,
     };
 
     #[test]

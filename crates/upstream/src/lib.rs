@@ -10,8 +10,12 @@
 //! - `id_token`: an id_token's signature and claims, checked with `jsonwebtoken`;
 //! - `answer`: every HTTP answer from the provider, read and classified one way;
 //! - `error`: [`UpstreamError`] and its [`FailureKind`], the three kinds of failure callers act on;
-//! - [`http_client`]: the outgoing HTTP clients (provider calls, MCP forwarding) and TLS setup.
+//! - [`http_client`]: the outgoing HTTP clients (provider calls, MCP forwarding) and TLS setup;
+//! - [`brokered`]: brokered OAuth, the proxy as the client of an OAuth-protected MCP
+//!   upstream: discovering it (RFC 9728, RFC 8414), registering (RFC 7591), revoking
+//!   (RFC 7009); the registered authorization server is then an ordinary [`Provider`].
 
+pub mod brokered;
 pub mod http_client;
 pub mod provider;
 

@@ -90,7 +90,24 @@ impl Provider {
         resource: Option<&str>,
     ) -> Result<String, UpstreamError> {
         let endpoint = &self.endpoints().await?.authorization;
-        let login = Login { redirect_uri, state, code_challenge, nonce, resource };
+        let login = Login { redirect_uri, state, code_challenge, nonce, resource, scopes: None };
+        Ok(authorization_url::build(endpoint, &self.settings, &login))
+    }
+
+    /// [`Self::authorization_url`] asking for `scopes` rather than the configured ones, and
+    /// always naming `resource` (brokered OAuth: RFC 8707, the MCP upstream's URL).
+    pub async fn authorization_url_for(
+        &self,
+        redirect_uri: &str,
+        state: &str,
+        code_challenge: &str,
+        nonce: Option<&str>,
+        resource: &str,
+        scopes: &[String],
+    ) -> Result<String, UpstreamError> {
+        let endpoint = &self.endpoints().await?.authorization;
+        let login =
+            Login { redirect_uri, state, code_challenge, nonce, resource: Some(resource), scopes: Some(scopes) };
         Ok(authorization_url::build(endpoint, &self.settings, &login))
     }
 

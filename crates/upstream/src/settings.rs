@@ -13,6 +13,9 @@ use crate::error::UpstreamError;
 pub enum ProviderAuthMethod {
     ClientSecretPost,
     ClientSecretBasic,
+    /// A public client: `client_id` alone (brokered upstreams that register the proxy
+    /// without a secret, and Client ID Metadata Documents).
+    None,
 }
 
 /// A provider as configured (validated by the binary's config loader).

@@ -52,8 +52,25 @@ pub(crate) async fn request(
     settings: &ProviderSettings,
     params: &[(&str, &str)],
 ) -> Result<UpstreamTokens, UpstreamError> {
+    let req = authenticated(http.post(endpoint), settings, params);
+    let json = answer::fetch_json(Endpoint::Token, req).await?;
+    let tokens: UpstreamTokens =
+        serde_json::from_value(json).map_err(|e| UpstreamError::Protocol(format!("token response: {e}")))?;
+    if tokens.access_token.is_empty() {
+        return Err(UpstreamError::Protocol("token response has an empty access_token".into()));
+    }
+    Ok(tokens)
+}
+
+/// `req` with the form `params`, authenticated as the configured client: its credentials
+/// in the form, in a Basic header, or (a public client) only its `client_id` in the form.
+pub(crate) fn authenticated(
+    req: reqwest::RequestBuilder,
+    settings: &ProviderSettings,
+    params: &[(&str, &str)],
+) -> reqwest::RequestBuilder {
     let mut form: Vec<(&str, &str)> = params.to_vec();
-    let mut req = http.post(endpoint);
+    let mut req = req;
     match settings.auth_method {
         ProviderAuthMethod::ClientSecretPost => {
             form.push(("client_id", &settings.client_id));
@@ -65,14 +82,9 @@ pub(crate) async fn request(
             let basic = STANDARD.encode(format!("{}:{}", enc(&settings.client_id), enc(&settings.client_secret)));
             req = req.header("authorization", format!("Basic {basic}"));
         }
+        ProviderAuthMethod::None => form.push(("client_id", &settings.client_id)),
     }
-    let json = answer::fetch_json(Endpoint::Token, req.form(&form)).await?;
-    let tokens: UpstreamTokens =
-        serde_json::from_value(json).map_err(|e| UpstreamError::Protocol(format!("token response: {e}")))?;
-    if tokens.access_token.is_empty() {
-        return Err(UpstreamError::Protocol("token response has an empty access_token".into()));
-    }
-    Ok(tokens)
+    req.form(&form)
 }
 
 fn form_urlencoded_component(s: &str) -> String {

@@ -89,6 +89,9 @@ pub async fn handle(
     let open_streams = || metrics.open_streams.clone();
     let resp = send(&app, &metrics, &server, &parts, body.clone(), &first.token, origin).await?;
     let idle = app.mcp_client.idle;
+    if let Some(step_up) = upstream_step_up(&app.settings, &server, &token, &resp) {
+        return Err(step_up);
+    }
     if resp.status() != StatusCode::UNAUTHORIZED {
         return answer(&app, &token, hash, resp, idle, open_streams, edit).await;
     }
@@ -105,6 +108,40 @@ pub async fn handle(
         return Err(refused(app.upstream.refused_again(&server, &credential.family_id)));
     }
     answer(&app, &token, hash, resp, idle, open_streams, edit).await
+}
+
+/// Brokered OAuth: an upstream's `403` with `WWW-Authenticate: Bearer
+/// error="insufficient_scope", scope="..."` becomes the proxy's own step-up challenge
+/// (its `resource_metadata`, never the upstream's: the client's authorization server is
+/// the proxy), naming every scope the call needs: the token's and the ones the upstream
+/// asked for. Proxy scopes map to upstream scopes by name (list the upstream's under the
+/// server's `scopes`); a new authorization with them asks the upstream for them too (see
+/// `Broker::scopes_for`). A scope the server does not offer is left out, so the challenge
+/// never names what the proxy could not grant.
+fn upstream_step_up(
+    settings: &Settings,
+    server: &ServerSettings,
+    token: &AccessTokenInfo,
+    resp: &axum::http::Response<hyper::body::Incoming>,
+) -> Option<HttpError> {
+    if resp.status() != StatusCode::FORBIDDEN || server.upstream_auth.brokered().is_none() {
+        return None;
+    }
+    let challenge = resp
+        .headers()
+        .get_all(header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(mcp_oauth_upstream::brokered::Challenge::parse)?;
+    if challenge.error.as_deref() != Some("insufficient_scope") {
+        return None;
+    }
+    let offered = server.grantable_scopes();
+    let asked = challenge.scope.unwrap_or_default();
+    let asked = asked.split_whitespace().filter(|s| server.scopes.is_empty() || offered.iter().any(|o| o == *s));
+    let needed = Scopes::from_list(token.scope.split_whitespace().chain(asked));
+    tracing::info!(server = %server.slug, client_id = %token.client_id, %needed, "the MCP upstream asks for more scope: step-up");
+    Some(HttpError::insufficient_scope(settings, server, &needed))
 }
 
 /// A server whose MCP upstream gets the proxy's identity assertion, or nothing: the

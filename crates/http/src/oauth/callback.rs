@@ -1,8 +1,11 @@
-//! `P/oauth/callback`: where the provider sends the user back.
+//! `P/oauth/callback`: where the provider sends the user back; and
+//! `P/oauth/upstream-callback`: where a brokered MCP upstream's own authorization server
+//! does (see `upstream_login`).
 //!
-//! The pending authorization is taken (once, and only by the browser that started it),
-//! the login finished (see `login`), and the client finally receives the proxy's own
-//! authorization code, or the error, at its verified redirect URI.
+//! The pending authorization is taken (once, and only by the browser that started it,
+//! and only at the callback of its step), the login finished (see `login`), and the
+//! client finally receives the proxy's own authorization code, or the error, at its
+//! verified redirect URI; or, brokered, the browser goes on to the upstream's login.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -22,6 +25,25 @@ pub async fn callback(
     caller: Caller,
     BrowserQuery(params): BrowserQuery,
     headers: HeaderMap,
+) -> Result<Response, HttpError> {
+    finish(app, caller, params, headers, false).await
+}
+
+pub async fn upstream_callback(
+    State(app): State<AppState>,
+    caller: Caller,
+    BrowserQuery(params): BrowserQuery,
+    headers: HeaderMap,
+) -> Result<Response, HttpError> {
+    finish(app, caller, params, headers, true).await
+}
+
+async fn finish(
+    app: AppState,
+    caller: Caller,
+    params: mcp_oauth_core::form::Params,
+    headers: HeaderMap,
+    upstream_step: bool,
 ) -> Result<Response, HttpError> {
     let page = |message: &str| HttpError::bad_request_page(message);
     let state = params
@@ -44,6 +66,9 @@ pub async fn callback(
                  Start again from your application.",
             )
         })?;
+    if pending.broker.is_some() != upstream_step {
+        return Err(page("This login response arrived at the wrong address. Start again from your application."));
+    }
     let server = app
         .settings
         .server(&pending.server)
@@ -56,7 +81,8 @@ pub async fn callback(
         trace_id: pending.trace_id.clone(),
     };
     match login::finish(&app, server, &pending, &params, &caller).await {
-        Ok(code) => Ok(reply.code(&code)),
+        Ok(login::Finished::Code(code)) => Ok(reply.code(&code)),
+        Ok(login::Finished::Upstream(url)) => Ok(crate::responses::redirect(StatusCode::FOUND, &url)),
         Err(e) => Err(reply.error(e).traced(pending.trace_id.as_deref())),
     }
 }

@@ -61,7 +61,8 @@ async fn redeem(
         CodeVerdict::Redeem => {}
         CodeVerdict::Expired => return Err(OAuthError::invalid_grant("the authorization code has expired").into()),
         CodeVerdict::Replay => {
-            revoke_for_replay(app, &stored.family_id, "authorization code", "code_replay", caller).await;
+            revoke_for_replay(app, (Some(server), &stored.family_id), "authorization code", "code_replay", caller)
+                .await;
             return Err(replayed().into());
         }
     }
@@ -76,7 +77,7 @@ async fn redeem(
     let issued = new_pair(app, client, &scope);
     if !app.store.redeem_code(hash, app.now(), &issued.pair).await? {
         // Another request redeemed it between our read and our write: a replay.
-        revoke_for_replay(app, &stored.family_id, "authorization code", "code_replay", caller).await;
+        revoke_for_replay(app, (Some(server), &stored.family_id), "authorization code", "code_replay", caller).await;
         return Err(replayed().into());
     }
     let event = app.event("token.issued").slug(&server.slug).client(&client.client_id).grant(&stored.family_id);
@@ -182,9 +183,18 @@ fn new_pair(app: &App, client: &Client, scope: &Scopes) -> Issued {
     }
 }
 
-async fn revoke_for_replay(app: &App, family_id: &str, what: &str, reason: &'static str, caller: &Caller) {
+async fn revoke_for_replay(
+    app: &App,
+    (server, family_id): (Option<&ServerSettings>, &str),
+    what: &str,
+    reason: &'static str,
+    caller: &Caller,
+) {
     match app.store.end_family(family_id, FamilyStatus::Revoked, app.now()).await {
         Ok(true) => {
+            if let Some(server) = server {
+                app.brokers.revoke_later(server, family_id);
+            }
             app.metrics.grant_revoked(reason);
             app.audit.record(app.event("grant.revoked").grant(family_id).reason(reason).from(caller));
             tracing::warn!(family = family_id, "{what} replayed: the grant has been revoked");
@@ -227,7 +237,8 @@ async fn refuse_unless_rotatable(
         app.metrics.refresh_reuse.get_or_create(&labels).inc();
         let event = app.event("refresh.reuse_detected").slug(&stored.server).client(&client.client_id);
         app.audit.record(event.grant(&stored.family_id).from(caller));
-        revoke_for_replay(app, &stored.family_id, "superseded refresh token", "refresh_reuse", caller).await;
+        let grant = (app.settings.server(&stored.server).map(AsRef::as_ref), stored.family_id.as_str());
+        revoke_for_replay(app, grant, "superseded refresh token", "refresh_reuse", caller).await;
     }
     Err(OAuthError::invalid_grant(verdict.refusal()).into())
 }

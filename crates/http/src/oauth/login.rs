@@ -16,7 +16,7 @@ use crate::settings::ServerSettings;
 use crate::state::App;
 
 /// How long a user may take to log in at the provider.
-const LOGIN_TTL_SECS: i64 = 600;
+pub(super) const LOGIN_TTL_SECS: i64 = 600;
 
 /// Everything checked and consented to: remember the request (bound to this browser) and
 /// return the provider URL to send the browser to.
@@ -45,6 +45,7 @@ pub async fn start(
         expires_at: app.now() + LOGIN_TTL_SECS,
         trace_id: Some(req.trace.to_string()),
         address: Some(app.limits.key(from.client).to_string()),
+        broker: None,
     };
     let limits = &app.settings.limits;
     let caps = PendingCaps {
@@ -71,22 +72,37 @@ pub async fn start(
     Ok(url)
 }
 
+/// Where a finished login step sends the browser.
+pub enum Finished {
+    /// The proxy's authorization code, for the client.
+    Code(String),
+    /// Brokered OAuth: on to the MCP upstream's own authorization server.
+    Upstream(String),
+}
+
 /// The provider's answer for `pending`: exchange its code, identify the user, check the
 /// server's access rules, seal the provider's tokens into a new grant, and return the
-/// proxy's own authorization code. The outcome goes to the audit trail either way.
+/// proxy's own authorization code. With brokered OAuth, the provider's login is followed
+/// by the upstream's (see `upstream_login`), whose answer comes here too and ends in the
+/// code. The outcome goes to the audit trail either way.
 pub async fn finish(
     app: &App,
     server: &ServerSettings,
     pending: &PendingAuthorization,
     params: &Params,
     caller: &Caller,
-) -> Result<String, HttpError> {
+) -> Result<Finished, HttpError> {
     let trace = pending.trace_id.as_deref();
     let event = |name| app.event(name).slug(&server.slug).client(&pending.client_id).from(caller).trace(trace);
-    match complete(app, server, pending, params).await {
-        Ok(done) => {
+    let result = match pending.broker {
+        None => complete(app, server, pending, params).await,
+        Some(_) => super::upstream_login::complete(app, server, pending, params).await,
+    };
+    match result {
+        Ok(Step::Upstream(url)) => Ok(Finished::Upstream(url)),
+        Ok(Step::Done(done)) => {
             app.audit.record(event("login.completed").subject(&done.subject).grant(&done.grant_id));
-            Ok(done.code)
+            Ok(Finished::Code(done.code))
         }
         Err((e, subject)) => {
             let why = match &e {
@@ -106,10 +122,17 @@ pub async fn finish(
 }
 
 /// A completed login: the proxy's authorization code for the client, and what it grants.
-struct Completed {
-    code: String,
-    grant_id: String,
-    subject: String,
+pub(super) struct Completed {
+    pub code: String,
+    pub grant_id: String,
+    pub subject: String,
+}
+
+/// What a login step led to.
+pub(super) enum Step {
+    Done(Completed),
+    /// Brokered OAuth: the provider's login done, the upstream's to come (its URL).
+    Upstream(String),
 }
 
 /// [`finish`]'s work; a failure comes with the user's subject when it was known.
@@ -118,7 +141,7 @@ async fn complete(
     server: &ServerSettings,
     pending: &PendingAuthorization,
     params: &Params,
-) -> Result<Completed, (HttpError, Option<String>)> {
+) -> Result<Step, (HttpError, Option<String>)> {
     let (tokens, who) = log_in_at_provider(app, server, pending, params).await.map_err(|e| (e, None))?;
     if let Some(rules) = &server.access
         && !rules.allows(&who)
@@ -129,10 +152,24 @@ async fn complete(
         );
         return Err((page, Some(who.subject)));
     }
-    store_grant(app, pending, &tokens, &who)
+    // `Identity` holds a verified address only, so any address kept is a verified one.
+    let identity = UserIdentity {
+        email: who.email.clone(),
+        email_verified: who.email.is_some(),
+        name: who.name.clone(),
+        groups: who.groups.clone(),
+    };
+    if server.upstream_auth.brokered().is_some() {
+        // The provider's tokens are not kept: this grant will hold the upstream's.
+        return super::upstream_login::start(app, server, pending, &who.subject, identity)
+            .await
+            .map(Step::Upstream)
+            .map_err(|e| (e, Some(who.subject.clone())));
+    }
+    store_grant(app, pending, &tokens, (&who.subject, identity), None)
         .await
         .map_err(|e| (e, Some(who.subject.clone())))
-        .map(|(code, grant_id)| Completed { code, grant_id, subject: who.subject })
+        .map(|(code, grant_id)| Step::Done(Completed { code, grant_id, subject: who.subject }))
 }
 
 /// The provider's answer, redeemed: its tokens, and who logged in.
@@ -194,24 +231,18 @@ fn failed<'a>(provider: &'a Provider, stage: &'static str) -> impl Fn(UpstreamEr
     }
 }
 
-/// A new grant holding the provider's tokens and who the user is (sealed with them: it is
-/// personal data), and the code that starts it: (code, grant id).
-async fn store_grant(
+/// A new grant holding the provider's tokens (or, brokered, the upstream authorization
+/// server's, `issuer` naming it) and who the user is (sealed with them: it is personal
+/// data), and the code that starts it: (code, grant id).
+pub(super) async fn store_grant(
     app: &App,
     pending: &PendingAuthorization,
     tokens: &UpstreamTokens,
-    who: &Identity,
+    (subject, identity): (&str, UserIdentity),
+    issuer: Option<&str>,
 ) -> Result<(String, String), HttpError> {
     let now = app.now();
-    let subject = who.subject.as_str();
     let family_id = random_id();
-    // `Identity` holds a verified address only, so any address kept is a verified one.
-    let identity = UserIdentity {
-        email: who.email.clone(),
-        email_verified: who.email.is_some(),
-        name: who.name.clone(),
-        groups: who.groups.clone(),
-    };
     let family = NewFamily {
         id: family_id.clone(),
         server: pending.server.clone(),
@@ -219,7 +250,7 @@ async fn store_grant(
         subject: subject.to_owned(),
         scope: pending.scope.clone(),
         resource: pending.resource.clone(),
-        upstream_sealed: app.upstream.seal(&family_id, tokens, identity),
+        upstream_sealed: app.upstream.seal(&family_id, tokens, identity, issuer),
         upstream_expires_at: tokens.expires_in.map(|secs| now + secs),
         created_at: now,
         trace_id: pending.trace_id.clone(),

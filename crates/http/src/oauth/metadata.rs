@@ -1,6 +1,7 @@
 //! Discovery documents: protected resource metadata (RFC 9728) and authorization server
 //! metadata (RFC 8414), served at every location MCP clients look; and the key set MCP
-//! upstreams verify identity assertions with (`P/.well-known/jwks.json`).
+//! upstreams verify identity assertions with (`P/.well-known/jwks.json`); and the proxy's
+//! own Client ID Metadata Document, as the client of brokered MCP upstreams.
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use serde_json::{Value, json};
 use crate::extract::Server;
 use crate::services::identities::Identities;
 use crate::settings::Settings;
+use crate::state::AppState;
 
 pub async fn protected_resource(State(s): State<Arc<Settings>>, server: Server) -> Json<Value> {
     Json(json!({
@@ -46,6 +48,13 @@ pub async fn authorization_server(State(settings): State<Arc<Settings>>, server:
         metadata["registration_endpoint"] = format!("{issuer}/register").into();
     }
     Json(metadata)
+}
+
+/// Brokered OAuth: the proxy's Client ID Metadata Document, which authorization servers
+/// of OAuth-protected MCP upstreams fetch when the proxy logs users in there with this
+/// URL as its `client_id` (see `services::brokers`).
+pub async fn upstream_client(State(app): State<AppState>) -> impl IntoResponse {
+    ([(header::CACHE_CONTROL, "public, max-age=300")], Json(app.brokers.client_metadata_document()))
 }
 
 /// How long verifiers may keep the key set: long enough that they need not fetch it per

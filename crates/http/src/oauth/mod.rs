@@ -3,7 +3,8 @@
 //! Handlers, one per endpoint: `metadata`, `register`, `authorize` (with its `consent`
 //! page), `callback`, `token`, `revoke`. What they share: `request` (a checked
 //! authorization request and where its answers go), `login` (the user's login at the
-//! identity provider), `grants` (the token endpoint's grants, answered as a `token_response`), `client_auth`
+//! identity provider), `upstream_login` (brokered OAuth: the user's second login, at an
+//! OAuth-protected MCP upstream's own authorization server), `grants` (the token endpoint's grants, answered as a `token_response`), `client_auth`
 //! (the client credentials a request carries, and their check).
 
 pub(crate) mod authorize;
@@ -18,3 +19,4 @@ pub(crate) mod request;
 pub(crate) mod revoke;
 pub(crate) mod token;
 mod token_response;
+mod upstream_login;

@@ -75,6 +75,7 @@ impl Revocation<'_> {
             let event = app.event("grant.revoked").slug(&rt.server).client(&rt.client_id).grant(&rt.family_id);
             app.audit.record(event.reason("client").from(self.caller));
             tracing::info!(family = %rt.family_id, "grant revoked by its client");
+            app.brokers.revoke_later(self.server, &rt.family_id);
         }
         Ok(true)
     }

@@ -212,6 +212,7 @@ mod tests {
             refresh_token: None,
             refusal_checked_at: None,
             identity: Some(identity),
+            issuer: None,
         };
         AccessTokenInfo {
             server: "s".into(),
@@ -264,8 +265,13 @@ mod tests {
         let ring = Arc::new(KeyRing::new([5; 32], &[]));
         let identities = Identities::new(Arc::clone(&ring), "https://p".into(), Arc::new(ManualClock::new(0)));
         let mut t = token(&ring, "f1", "mcp");
-        let old =
-            UpstreamSecret { access_token: "at".into(), refresh_token: None, refusal_checked_at: None, identity: None };
+        let old = UpstreamSecret {
+            access_token: "at".into(),
+            refresh_token: None,
+            refusal_checked_at: None,
+            identity: None,
+            issuer: None,
+        };
         t.upstream.sealed = old.seal(&ring, "f1");
         let names: Vec<String> = identities.headers(&t).unwrap().iter().map(|(n, _)| n.to_string()).collect();
         assert_eq!(names, ["x-forwarded-user"]);

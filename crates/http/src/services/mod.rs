@@ -5,6 +5,8 @@
 //! - `clients`: the client directory: who a `client_id` is (configured, metadata
 //!   documents, registered);
 //! - `providers`: the identity providers, by name;
+//! - `brokers`: brokered OAuth (`upstream_auth = "oauth"`): each such MCP upstream's own
+//!   authorization server, discovered, registered at, and then used as a provider;
 //! - `upstream_access`: provider tokens for the MCP path, refreshed once when due, and
 //!   what this process keeps per grant (its opened token, whether it was used before);
 //! - `mcp_client`: pooled connections to the MCP upstreams;
@@ -16,6 +18,7 @@
 //! - `tool_pins`: the tool definitions each server's tools were first seen with.
 
 pub(crate) mod audit;
+pub(crate) mod brokers;
 pub(crate) mod clients;
 pub(crate) mod identities;
 pub(crate) mod limits;

@@ -21,6 +21,11 @@ impl Providers {
         &self.0[&server.provider]
     }
 
+    /// [`Self::for_server`], shared.
+    pub fn shared(&self, server: &ServerSettings) -> Arc<Provider> {
+        Arc::clone(&self.0[&server.provider])
+    }
+
     pub fn get(&self, name: &str) -> Option<&Arc<Provider>> {
         self.0.get(name)
     }

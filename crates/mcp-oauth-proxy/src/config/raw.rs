@@ -187,6 +187,22 @@ pub(super) struct RawServer {
     #[serde(default, deserialize_with = "lenient::boolean")]
     pub identity_headers: Option<bool>,
     pub identity: Option<RawIdentity>,
+    pub upstream_oauth: Option<RawUpstreamOAuth>,
+}
+
+/// `[servers.upstream_oauth]`: brokered OAuth (`upstream_auth = "oauth"`).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpstreamOAuth {
+    pub client_id: Option<String>,
+    /// The environment variable holding the pre-registered client's secret.
+    pub client_secret_env: Option<String>,
+    #[serde(default, deserialize_with = "lenient::list")]
+    pub scopes: Vec<String>,
+    #[serde(default, deserialize_with = "lenient::boolean")]
+    pub allow_http_loopback: Option<bool>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub refresh_margin_secs: Option<i64>,
 }
 
 /// `[servers.identity]`: the identity assertion (`upstream_auth = "identity"`).

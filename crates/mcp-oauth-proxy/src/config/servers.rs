@@ -7,12 +7,13 @@ use axum::http::{HeaderName, HeaderValue};
 use mcp_oauth_core::scope::Scopes;
 use mcp_oauth_core::tool_scopes::ToolScopes;
 use mcp_oauth_http::settings::{
-    AccessRules, IdentitySettings, ServerSettings, ToolChanges, UpstreamAuth, speaks_for_the_proxy,
+    AccessRules, IdentitySettings, ServerSettings, ToolChanges, UpstreamAuth, UpstreamOAuthSettings,
+    speaks_for_the_proxy,
 };
 use mcp_oauth_upstream::ProviderSettings;
 
 use super::problems::{Lookup, Problems};
-use super::raw::{RawIdentity, RawServer, StringList};
+use super::raw::{RawIdentity, RawServer, RawUpstreamOAuth, StringList};
 
 /// The bounds of `[servers.identity] lifetime_secs`: long enough to outlast a request and
 /// the clock skew between the proxy and the MCP upstream, short enough that an assertion
@@ -118,6 +119,30 @@ fn server(
 
     let audience = s.upstream_url.as_deref().unwrap_or_default().trim();
     let upstream_auth = upstream_auth(problems, i, s.upstream_auth.as_deref(), s.identity, audience, lookup);
+    let upstream_auth = match upstream_auth {
+        UpstreamAuth::OAuth(_) => {
+            // The upstream's own authorization server issued the token: it goes as the
+            // upstream expects it (RFC 6750), whatever the provider-token settings say.
+            for (k, set) in [
+                ("upstream_token_header", header.is_some()),
+                ("upstream_token_format", s.upstream_token_format.is_some()),
+            ] {
+                if set {
+                    problems.push(
+                        &key(k),
+                        "does not apply with upstream_auth = \"oauth\" (the token goes as Authorization: Bearer)",
+                    );
+                }
+            }
+            UpstreamAuth::OAuth(upstream_oauth(problems, i, s.upstream_oauth.unwrap_or_default(), lookup))
+        }
+        other => {
+            if s.upstream_oauth.is_some() {
+                problems.push(&key("upstream_oauth"), "applies only with upstream_auth = \"oauth\"");
+            }
+            other
+        }
+    };
 
     // The settings hold the URL validated above; without one there is nothing to build
     // (and no need for a placeholder URL, as the load fails on the problem noted).
@@ -180,6 +205,8 @@ fn upstream_auth(
     let auth = match mode.map(str::trim) {
         None | Some("provider_token") => UpstreamAuth::ProviderToken,
         Some("none") => UpstreamAuth::None,
+        // `[servers.upstream_oauth]` is read by the caller.
+        Some("oauth") => UpstreamAuth::OAuth(UpstreamOAuthSettings::default()),
         Some("identity") => {
             let raw = identity.unwrap_or_default();
             return UpstreamAuth::Identity(identity_settings(problems, i, raw, audience, lookup));
@@ -187,7 +214,7 @@ fn upstream_auth(
         Some(other) => {
             problems.push(
                 &key("upstream_auth"),
-                format_args!("{other:?} must be \"provider_token\", \"identity\" or \"none\""),
+                format_args!("{other:?} must be \"provider_token\", \"identity\", \"oauth\" or \"none\""),
             );
             UpstreamAuth::ProviderToken
         }
@@ -196,6 +223,45 @@ fn upstream_auth(
         problems.push(&key("identity"), "applies only with upstream_auth = \"identity\"");
     }
     auth
+}
+
+/// `[servers.upstream_oauth]`: how the proxy becomes the upstream's client.
+fn upstream_oauth(
+    problems: &mut Problems,
+    i: usize,
+    raw: RawUpstreamOAuth,
+    lookup: Lookup<'_>,
+) -> UpstreamOAuthSettings {
+    let key = |k: &str| format!("servers[{i}].upstream_oauth.{k}");
+    let client_id = raw.client_id.map(|c| c.trim().to_owned());
+    if client_id.as_deref() == Some("") {
+        problems.push(&key("client_id"), "must not be empty; leave it out to register the proxy automatically");
+    }
+    let client_secret = match raw.client_secret_env {
+        None => None,
+        Some(_) if client_id.is_none() => {
+            problems.push(&key("client_secret_env"), "applies only with client_id (a pre-registered client)");
+            None
+        }
+        // An empty variable counts as unset, as for every secret.
+        Some(var) => match lookup(&var) {
+            Some(v) if !v.is_empty() => Some(v),
+            _ => {
+                problems.push(&key("client_secret_env"), format_args!("the environment variable {var} is not set"));
+                None
+            }
+        },
+    };
+    let scopes: Vec<String> = raw.scopes.into_iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+    let refresh_margin_secs = raw.refresh_margin_secs.unwrap_or(UpstreamOAuthSettings::DEFAULT_REFRESH_MARGIN_SECS);
+    problems.range(&key("refresh_margin_secs"), refresh_margin_secs, 0, 3600);
+    UpstreamOAuthSettings {
+        client_id: client_id.filter(|c| !c.is_empty()),
+        client_secret,
+        scopes: (!scopes.is_empty()).then_some(scopes),
+        allow_http_loopback: raw.allow_http_loopback.unwrap_or(false),
+        refresh_margin_secs: refresh_margin_secs.clamp(0, 3600),
+    }
 }
 
 fn identity_settings(

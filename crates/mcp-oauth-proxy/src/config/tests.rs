@@ -595,7 +595,7 @@ fn upstream_auth_problems_name_their_keys() {
     let bad_mode = format!("{}upstream_auth = \"oauth2\"\n", minimal());
     assert_eq!(
         problems(&bad_mode, &[("GH_SECRET", "s")]),
-        [r#"servers[0].upstream_auth: "oauth2" must be "provider_token", "identity" or "none""#]
+        [r#"servers[0].upstream_auth: "oauth2" must be "provider_token", "identity", "oauth" or "none""#]
     );
     let stray = format!("{}[servers.identity]\nlifetime_secs = 60\n", minimal());
     assert_eq!(
@@ -631,4 +631,53 @@ fn upstream_auth_problems_name_their_keys() {
     let unknown = format!("{}upstream_auth = \"identity\"\n[servers.identity]\nissuer = \"x\"\n", minimal());
     let e = load(&unknown, &[("GH_SECRET", "s")]).unwrap_err().to_string();
     assert!(e.contains("servers[0].identity") && e.contains("issuer"), "{e}");
+}
+
+#[test]
+fn brokered_oauth_reads_its_table_and_names_the_keys_of_its_problems() {
+    use mcp_oauth_http::settings::UpstreamAuth;
+    let plain = format!("{}upstream_auth = \"oauth\"\n", minimal());
+    let c = load(&plain, &[("GH_SECRET", "s")]).unwrap();
+    let UpstreamAuth::OAuth(o) = &c.settings.servers[0].upstream_auth else { panic!("oauth") };
+    assert_eq!((o.client_id.as_deref(), o.client_secret.as_deref(), o.scopes.as_ref()), (None, None, None));
+    assert!(!o.allow_http_loopback);
+    assert!(c.settings.servers[0].upstream_auth.needs_provider_token(), "its token is opened and refreshed");
+
+    let full = format!(
+        "{}upstream_auth = \"oauth\"\n[servers.upstream_oauth]\nclient_id = \"proxy\"\n\
+         client_secret_env = \"UP_SECRET\"\nscopes = [\"files:read\"]\nallow_http_loopback = true\n",
+        minimal()
+    );
+    let c = load(&full, &[("GH_SECRET", "s"), ("UP_SECRET", "up-123")]).unwrap();
+    let UpstreamAuth::OAuth(o) = &c.settings.servers[0].upstream_auth else { panic!("oauth") };
+    assert_eq!((o.client_id.as_deref(), o.client_secret.as_deref()), (Some("proxy"), Some("up-123")));
+    assert_eq!(o.scopes.as_deref(), Some(&["files:read".to_owned()][..]));
+    assert!(!format!("{c:?}").contains("up-123"), "the secret is not printed");
+
+    let bad = format!(
+        "{}upstream_auth = \"oauth\"\nupstream_token_format = \"token {{token}}\"\n\
+         [servers.upstream_oauth]\nclient_secret_env = \"UP_SECRET\"\nrefresh_margin_secs = 7200\n",
+        minimal()
+    );
+    assert_eq!(
+        problems(&bad, &[("GH_SECRET", "s"), ("UP_SECRET", "x")]),
+        [
+            r#"servers[0].upstream_token_format: does not apply with upstream_auth = "oauth" (the token goes as Authorization: Bearer)"#,
+            "servers[0].upstream_oauth.client_secret_env: applies only with client_id (a pre-registered client)",
+            "servers[0].upstream_oauth.refresh_margin_secs: must be between 0 and 3600",
+        ]
+    );
+    let stray = format!("{}[servers.upstream_oauth]\nclient_id = \"x\"\n", minimal());
+    assert_eq!(
+        problems(&stray, &[("GH_SECRET", "s")]),
+        [r#"servers[0].upstream_oauth: applies only with upstream_auth = "oauth""#]
+    );
+    let missing = format!(
+        "{}upstream_auth = \"oauth\"\n[servers.upstream_oauth]\nclient_id = \"x\"\nclient_secret_env = \"NOPE\"\n",
+        minimal()
+    );
+    assert_eq!(
+        problems(&missing, &[("GH_SECRET", "s")]),
+        ["servers[0].upstream_oauth.client_secret_env: the environment variable NOPE is not set"]
+    );
 }

@@ -208,6 +208,7 @@ impl Store for PgStore {
             .bind(p.trace_id.as_deref())
             .bind(p.address.as_deref())
             .bind(caps.per_address)
+            .bind(p.broker.as_deref())
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)
@@ -226,6 +227,28 @@ impl Store for PgStore {
             .fetch_optional(&self.pool)
             .await?;
         taken.map(|r| row(&r, decode::pending)).transpose()
+    }
+
+    async fn insert_upstream_registration(&self, r: &UpstreamRegistration) -> Result<UpstreamRegistration, StoreError> {
+        let stored = sqlx::query(sql::INSERT_UPSTREAM_REGISTRATION)
+            .bind(&r.server)
+            .bind(&r.issuer)
+            .bind(&r.client_id)
+            .bind(r.secret_sealed.as_deref())
+            .bind(r.created_at)
+            .fetch_one(&self.pool)
+            .await?;
+        row(&stored, decode::upstream_registration)
+    }
+
+    async fn upstream_registration(
+        &self,
+        server: &str,
+        issuer: &str,
+    ) -> Result<Option<UpstreamRegistration>, StoreError> {
+        let found =
+            sqlx::query(sql::FIND_UPSTREAM_REGISTRATION).bind(server).bind(issuer).fetch_optional(&self.pool).await?;
+        found.map(|r| row(&r, decode::upstream_registration)).transpose()
     }
 
     async fn create_family(&self, f: &NewFamily, code: &NewCode) -> Result<(), StoreError> {

@@ -249,6 +249,7 @@ impl Store for SqliteStore {
                 p.trace_id,
                 p.address,
                 caps.per_address,
+                p.broker,
             ];
             changed_one(c, sql::INSERT_PENDING, params)
         })
@@ -263,6 +264,25 @@ impl Store for SqliteStore {
     ) -> Result<Option<PendingAuthorization>, StoreError> {
         let (state, browser) = (*state_hash, *browser_hash);
         self.write(move |c| one(c, sql::TAKE_PENDING, (state.as_bytes(), browser.as_bytes(), now), decode::pending))
+            .await
+    }
+
+    async fn insert_upstream_registration(&self, r: &UpstreamRegistration) -> Result<UpstreamRegistration, StoreError> {
+        let r = r.clone();
+        let params = (r.server, r.issuer, r.client_id, r.secret_sealed, r.created_at);
+        let stored = self
+            .write(move |c| one(c, sql::INSERT_UPSTREAM_REGISTRATION, params, decode::upstream_registration))
+            .await?;
+        stored.ok_or_else(|| StoreError::Internal("the registration insert returned no row".into()))
+    }
+
+    async fn upstream_registration(
+        &self,
+        server: &str,
+        issuer: &str,
+    ) -> Result<Option<UpstreamRegistration>, StoreError> {
+        let (server, issuer) = (server.to_owned(), issuer.to_owned());
+        self.read(move |c| one(c, sql::FIND_UPSTREAM_REGISTRATION, (&server, &issuer), decode::upstream_registration))
             .await
     }
 

@@ -24,16 +24,16 @@ pub const LIST_CLIENTS: &str =
 
 /// One statement: the counts and the insert cannot be told apart by another writer.
 /// ?1.. ?12 the row, ?13 now, ?14 per-browser cap, ?15 trace id, ?16 address,
-/// ?17 per-address cap.
+/// ?17 per-address cap, ?18 the broker step.
 pub const INSERT_PENDING: &str = "INSERT INTO pending_authorizations (state_hash, browser_hash, server, client_id, \
-     redirect_uri, scope, resource, code_challenge, client_state, upstream_verifier, nonce, expires_at, trace_id, address) \
-     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?15, ?16 \
+     redirect_uri, scope, resource, code_challenge, client_state, upstream_verifier, nonce, expires_at, trace_id, address, broker) \
+     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?15, ?16, ?18 \
      WHERE (SELECT COUNT(*) FROM pending_authorizations WHERE browser_hash = ?2 AND expires_at > ?13) < ?14 \
      AND (SELECT COUNT(*) FROM pending_authorizations WHERE address = ?16 AND expires_at > ?13) < ?17";
 
 pub const TAKE_PENDING: &str = "DELETE FROM pending_authorizations WHERE state_hash = ?1 AND browser_hash = ?2 AND expires_at > ?3 \
      RETURNING state_hash, browser_hash, server, client_id, redirect_uri, scope, resource, code_challenge, \
-     client_state, upstream_verifier, nonce, expires_at, trace_id, address";
+     client_state, upstream_verifier, nonce, expires_at, trace_id, address, broker";
 
 pub const INSERT_FAMILY: &str = "INSERT INTO families (id, server, client_id, subject, scope, resource, status, \
      upstream_sealed, upstream_expires_at, created_at, trace_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active', ?7, ?8, ?9, ?10)";
@@ -234,3 +234,14 @@ pub const CREATE_MIGRATIONS_TABLE: &str =
     "CREATE TABLE IF NOT EXISTS mop_schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)";
 pub const APPLIED_MIGRATIONS: &str = "SELECT COALESCE(MAX(version), 0) FROM mop_schema_migrations";
 pub const RECORD_MIGRATION: &str = "INSERT INTO mop_schema_migrations (version, applied_at) VALUES (?1, ?2)";
+
+/// Brokered OAuth: the registration for (server, issuer), inserted unless one exists, and
+/// the one that exists either way (the no-op update makes the conflicting row returned),
+/// so that two replicas registering at once both use the first one stored.
+pub const INSERT_UPSTREAM_REGISTRATION: &str = "INSERT INTO upstream_registrations \
+     (server, issuer, client_id, secret_sealed, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+     ON CONFLICT (server, issuer) DO UPDATE SET server = excluded.server \
+     RETURNING server, issuer, client_id, secret_sealed, created_at";
+
+pub const FIND_UPSTREAM_REGISTRATION: &str = "SELECT server, issuer, client_id, secret_sealed, created_at \
+     FROM upstream_registrations WHERE server = ?1 AND issuer = ?2";

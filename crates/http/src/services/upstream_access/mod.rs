@@ -43,6 +43,7 @@ use flight::FlightLocks;
 use grants::GrantCache;
 
 use crate::services::audit::{Audit, Event};
+use crate::services::brokers::Brokers;
 use crate::services::metrics::{Metrics, ProviderLabels, ProviderOutcome};
 use crate::services::providers::Providers;
 use crate::settings::ServerSettings;
@@ -183,6 +184,7 @@ pub struct UpstreamAccess {
     keys: Arc<KeyRing>,
     clock: SharedClock,
     providers: Arc<Providers>,
+    brokers: Arc<Brokers>,
     flights: FlightLocks,
     grants: GrantCache,
     metrics: Arc<Metrics>,
@@ -195,15 +197,37 @@ pub struct Parts {
     pub keys: Arc<KeyRing>,
     pub clock: SharedClock,
     pub providers: Arc<Providers>,
+    pub brokers: Arc<Brokers>,
     pub metrics: Arc<Metrics>,
     pub audit: Arc<Audit>,
 }
 
 impl UpstreamAccess {
     pub fn new(parts: Parts) -> Self {
-        let Parts { store, keys, clock, providers, metrics, audit } = parts;
+        let Parts { store, keys, clock, providers, brokers, metrics, audit } = parts;
         let (flights, grants) = (FlightLocks::default(), GrantCache::default());
-        Self { store, keys, clock, providers, flights, grants, metrics, audit }
+        Self { store, keys, clock, providers, brokers, flights, grants, metrics, audit }
+    }
+
+    /// Who issued the tokens of `server`'s grants, and refreshes them: the server's
+    /// provider, or (brokered OAuth) the MCP upstream's own authorization server, as an
+    /// ordinary provider (see `services::brokers`).
+    async fn provider(&self, server: &ServerSettings) -> Result<Arc<Provider>, AccessError> {
+        match server.upstream_auth.brokered() {
+            None => Ok(self.providers.shared(server)),
+            Some(_) => match self.brokers.broker(server).await {
+                Ok(broker) => Ok(Arc::clone(&broker.provider)),
+                Err(e) => Err(AccessError::Unavailable(format!("the MCP upstream's authorization server: {e}"))),
+            },
+        }
+    }
+
+    /// The provider's name for metrics and logs, without discovering anything.
+    fn provider_name(&self, server: &ServerSettings) -> String {
+        match server.upstream_auth.brokered() {
+            None => self.providers.for_server(server).name().to_owned(),
+            Some(_) => format!("upstream:{}", server.slug),
+        }
     }
 
     /// Grants whose credential is being refreshed in this process right now.
@@ -212,12 +236,20 @@ impl UpstreamAccess {
     }
 
     /// The provider's tokens, and who the user is, sealed for storage in grant `family_id`.
-    pub fn seal(&self, family_id: &str, tokens: &UpstreamTokens, identity: UserIdentity) -> String {
+    /// `issuer`: brokered OAuth, the upstream authorization server that issued `tokens`.
+    pub fn seal(
+        &self,
+        family_id: &str,
+        tokens: &UpstreamTokens,
+        identity: UserIdentity,
+        issuer: Option<&str>,
+    ) -> String {
         let secret = UpstreamSecret {
             access_token: tokens.access_token.clone(),
             refresh_token: tokens.refresh_token.clone(),
             refusal_checked_at: None,
             identity: Some(identity),
+            issuer: issuer.map(str::to_owned),
         };
         secret.seal(&self.keys, family_id)
     }
@@ -236,7 +268,8 @@ impl UpstreamAccess {
     ) -> Result<ProviderToken<'a>, AccessError> {
         let (family_id, sealed) = (credential.family_id.as_str(), credential.sealed.as_str());
         let seen = self.grants.see(family_id, sealed);
-        let provider = self.providers.for_server(server);
+        let provider = self.provider(server).await?;
+        let provider = provider.as_ref();
         let mut token = match trigger {
             None if !self.due(provider, credential.expires_at) => match seen.access_token {
                 Some(token) if self.is_current(sealed) => {
@@ -269,7 +302,8 @@ impl UpstreamAccess {
         server: &ServerSettings,
         credential: &UpstreamCredential,
     ) -> Result<(), AccessError> {
-        let provider = self.providers.for_server(server);
+        let provider = self.provider(server).await?;
+        let provider = provider.as_ref();
         if self.due(provider, credential.expires_at) {
             self.in_flight(provider, &credential.family_id, &credential.sealed, Trigger::Expiring).await?;
         }
@@ -370,6 +404,16 @@ impl UpstreamAccess {
                     return Ok(token);
                 }
                 let secret = self.open(family_id, &current.sealed)?;
+                // Brokered OAuth: tokens from an authorization server the upstream no
+                // longer names cannot be refreshed (nor revoked) there: the user must
+                // authorize again, which the client learns from the 401 challenge,
+                // rather than failing at every refresh for ever.
+                if let (Some(bound), Some(issuer)) = (secret.issuer.as_deref(), provider.settings().issuer.as_deref())
+                    && bound != issuer
+                {
+                    self.store.release_refresh_lease(&lease).await?;
+                    return self.needs_login(family_id, "the MCP upstream's authorization server changed").await;
+                }
                 if refused.is_none() {
                     return self.refresh_with_lease(provider, &lease, &current, secret, trigger).await;
                 }
@@ -502,11 +546,11 @@ impl UpstreamAccess {
     /// The MCP upstream refused the token replayed after its first refusal, newer than the
     /// one refused: the provider has just issued it, so the refusal is the MCP server's.
     pub fn refused_again(&self, server: &ServerSettings, family_id: &str) -> AccessError {
-        let provider = self.providers.for_server(server);
-        let labels = ProviderOutcome { provider: provider.name().to_owned(), outcome: Refusal::RefusedAgain.label() };
+        let name = self.provider_name(server);
+        let labels = ProviderOutcome { provider: name.clone(), outcome: Refusal::RefusedAgain.label() };
         self.metrics.upstream_credential_refusals.get_or_create(&labels).inc();
         tracing::warn!(
-            provider = provider.name(),
+            provider = name,
             family = family_id,
             "the MCP server refused a token the provider has just issued; the grant is kept"
         );
@@ -579,8 +623,9 @@ impl UpstreamAccess {
                     // Providers that do not rotate send no new refresh token: keep ours.
                     refresh_token: tokens.refresh_token.or(Some(refresh_token)),
                     refusal_checked_at: secret.refusal_checked_at,
-                    // Who the user is does not change with a refresh.
+                    // Who the user is does not change with a refresh, nor who issued it.
                     identity: secret.identity,
+                    issuer: secret.issuer,
                 };
                 let expires_at = tokens.expires_in.map(|s| self.clock.now() + s);
                 let sealed = renewed.seal(&self.keys, family_id);

@@ -1,0 +1,364 @@
+//! Brokered OAuth (`upstream_auth = "oauth"`): for each such server, the proxy as the
+//! client of the MCP upstream's own authorization server.
+//!
+//! A [`Broker`] is what the proxy knows of one upstream: the discovered metadata (see
+//! `mcp_oauth_upstream::brokered`), the proxy's registration there, and, built from both,
+//! an ordinary [`Provider`]. That is the design's one idea: once discovered and
+//! registered, the upstream's authorization server *is* a provider, so the login URL, the
+//! code exchange, the refresh (single-flight, across replicas, with the lease) and the
+//! failure classification (`UpstreamError::kind`) are the ones provider tokens have, and
+//! `UpstreamAccess` refreshes brokered grants unchanged.
+//!
+//! Registration, in order (the first that applies):
+//! 1. `[servers.upstream_oauth] client_id` (and `client_secret_env`): pre-registered;
+//! 2. a Client ID Metadata Document the proxy serves at one stable URL under `public_url`
+//!    (`Settings::upstream_client_metadata_url`), when the authorization server says
+//!    `client_id_metadata_document_supported`: nothing to store, the URL is the id;
+//! 3. RFC 7591 dynamic registration, stored per server and issuer (its secret sealed) with
+//!    a conditional insert, so that it survives restarts and two replicas registering at
+//!    once both end up with the first one stored.
+//!
+//! Discovery happens at the first use and again after [`DISCOVERY_TTL`], one at a time
+//! (a lock), never per request: every request in between is served from memory. If the
+//! upstream names another issuer when discovered again, the broker is rebuilt for it (and
+//! registers there); grants sealed with the old issuer then need a new login
+//! (`UpstreamAccess` compares the issuer sealed with a grant's tokens).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use mcp_oauth_core::clock::SharedClock;
+use mcp_oauth_core::seal::KeyRing;
+use mcp_oauth_core::sealed::UpstreamSecret;
+use mcp_oauth_store::{Store, UpstreamRegistration};
+use mcp_oauth_upstream::brokered::{self, Discovered, Registration, UrlPolicy};
+use mcp_oauth_upstream::{Provider, ProviderAuthMethod, UpstreamError};
+use serde_json::json;
+
+use crate::settings::{ServerSettings, UpstreamOAuthSettings};
+
+/// How long (seconds, on the proxy's clock) what discovery found is used before the
+/// upstream is asked again.
+const DISCOVERY_TTL_SECS: i64 = 600;
+/// How long a broker may go on being used when discovering it again fails (the upstream's
+/// metadata is down, its authorization server may not be).
+const STALE_FOR_SECS: i64 = 24 * 3600;
+
+/// How the proxy is registered at an upstream's authorization server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistrationMethod {
+    PreRegistered,
+    MetadataDocument,
+    Dynamic,
+}
+
+impl RegistrationMethod {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::PreRegistered => "pre-registered client",
+            Self::MetadataDocument => "Client ID Metadata Document",
+            Self::Dynamic => "dynamic client registration (RFC 7591)",
+        }
+    }
+}
+
+/// One brokered upstream, discovered and registered.
+pub struct Broker {
+    pub provider: Arc<Provider>,
+    pub discovered: Discovered,
+    pub method: RegistrationMethod,
+}
+
+impl Broker {
+    pub fn issuer(&self) -> &str {
+        &self.discovered.server.issuer
+    }
+
+    /// The scopes to ask the upstream for when a client asked the proxy for `requested`:
+    /// the configured override, else what the upstream's challenge or metadata named; and
+    /// (so that a step-up the upstream asked for can be satisfied) every requested scope
+    /// the upstream knows. Proxy scopes map to upstream scopes by name: list the
+    /// upstream's scopes under the server's `scopes` to let clients ask for them.
+    pub fn scopes_for(&self, settings: &UpstreamOAuthSettings, requested: &str) -> Vec<String> {
+        let mut scopes = settings.scopes.clone().unwrap_or_else(|| self.discovered.scopes.clone());
+        let known = |s: &str| {
+            self.discovered.scopes.iter().any(|k| k == s)
+                || self.discovered.server.scopes_supported.iter().any(|k| k == s)
+        };
+        for s in requested.split_whitespace() {
+            if known(s) && !scopes.iter().any(|k| k == s) {
+                scopes.push(s.to_owned());
+            }
+        }
+        scopes
+    }
+}
+
+struct Entry {
+    broker: Arc<Broker>,
+    /// When it was discovered (the proxy's clock).
+    at: i64,
+}
+
+pub struct Brokers {
+    http: reqwest::Client,
+    store: Arc<dyn Store>,
+    keys: Arc<KeyRing>,
+    clock: SharedClock,
+    callback_url: String,
+    metadata_url: String,
+    public_url: String,
+    entries: Mutex<HashMap<String, Entry>>,
+    /// Discovery and registration one at a time (they are rare, and each costs the
+    /// upstream several requests).
+    resolving: tokio::sync::Mutex<()>,
+}
+
+impl Brokers {
+    pub fn new(
+        store: Arc<dyn Store>,
+        keys: Arc<KeyRing>,
+        clock: SharedClock,
+        settings: &crate::settings::Settings,
+    ) -> Self {
+        Self {
+            http: mcp_oauth_upstream::http_client::for_provider_calls(),
+            store,
+            keys,
+            clock,
+            callback_url: settings.upstream_callback_url(),
+            metadata_url: settings.upstream_client_metadata_url(),
+            public_url: settings.public_url.clone(),
+            entries: Mutex::default(),
+            resolving: tokio::sync::Mutex::const_new(()),
+        }
+    }
+
+    /// The proxy's Client ID Metadata Document (served at its own URL).
+    pub fn client_metadata_document(&self) -> serde_json::Value {
+        json!({
+            "client_id": self.metadata_url,
+            "client_name": format!("mcp-oauth-proxy at {}", self.public_url),
+            "client_uri": self.public_url,
+            "redirect_uris": [self.callback_url],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "none",
+        })
+    }
+
+    pub fn callback_url(&self) -> &str {
+        &self.callback_url
+    }
+
+    /// The broker of a server with `upstream_auth = "oauth"`, discovered and registered
+    /// at its first use (and again after the TTL). `Err` for any other server.
+    pub async fn broker(&self, server: &ServerSettings) -> Result<Arc<Broker>, UpstreamError> {
+        if let Some(fresh) = self.cached(&server.slug, DISCOVERY_TTL_SECS) {
+            return Ok(fresh);
+        }
+        let _turn = self.resolving.lock().await;
+        // Someone may have resolved it while we waited.
+        if let Some(fresh) = self.cached(&server.slug, DISCOVERY_TTL_SECS) {
+            return Ok(fresh);
+        }
+        match self.resolve(server).await {
+            Ok(broker) => {
+                let broker = Arc::new(broker);
+                let entry = Entry { broker: Arc::clone(&broker), at: self.clock.now() };
+                self.lock().insert(server.slug.clone(), entry);
+                Ok(broker)
+            }
+            Err(e) => match self.cached(&server.slug, STALE_FOR_SECS) {
+                Some(stale) => {
+                    tracing::warn!(server = %server.slug, error = %e, "discovering the MCP upstream again failed; using what was found before");
+                    Ok(stale)
+                }
+                None => {
+                    tracing::warn!(server = %server.slug, error = %e, "the MCP upstream's authorization server could not be discovered or registered at");
+                    Err(e)
+                }
+            },
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn cached(&self, slug: &str, within_secs: i64) -> Option<Arc<Broker>> {
+        let now = self.clock.now();
+        self.lock().get(slug).filter(|e| now - e.at < within_secs).map(|e| Arc::clone(&e.broker))
+    }
+
+    async fn resolve(&self, server: &ServerSettings) -> Result<Broker, UpstreamError> {
+        let settings = server
+            .upstream_auth
+            .brokered()
+            .ok_or_else(|| UpstreamError::Misconfigured(format!("{} is not brokered", server.slug)))?;
+        let policy = UrlPolicy { allow_http_loopback: settings.allow_http_loopback };
+        let mcp_url = url::Url::parse(&server.mcp_upstream.to_string())
+            .map_err(|e| UpstreamError::Misconfigured(format!("upstream_url: {e}")))?;
+        let discovered = brokered::discover(&self.http, &mcp_url, policy).await?;
+        let (registration, method) = self.registration(server, settings, &discovered).await?;
+        tracing::info!(
+            server = %server.slug,
+            issuer = %discovered.server.issuer,
+            client_id = %registration.client_id,
+            method = method.label(),
+            "brokered OAuth: the MCP upstream's authorization server"
+        );
+        let name = format!("upstream:{}", server.slug);
+        let scopes = settings.scopes.clone().unwrap_or_else(|| discovered.scopes.clone());
+        let provider_settings =
+            brokered::provider(&name, &discovered.server, &registration, scopes, settings.refresh_margin_secs);
+        let provider = Arc::new(Provider::new(provider_settings, self.http.clone()));
+        Ok(Broker { provider, discovered, method })
+    }
+
+    /// The proxy's registration at the discovered authorization server (see the module's
+    /// comment for the order).
+    async fn registration(
+        &self,
+        server: &ServerSettings,
+        settings: &UpstreamOAuthSettings,
+        discovered: &Discovered,
+    ) -> Result<(Registration, RegistrationMethod), UpstreamError> {
+        if let Some(client_id) = &settings.client_id {
+            let auth_method = match &settings.client_secret {
+                None => ProviderAuthMethod::None,
+                Some(_) if brokered::preferred_auth_method(&discovered.server) == "client_secret_basic" => {
+                    ProviderAuthMethod::ClientSecretBasic
+                }
+                Some(_) => ProviderAuthMethod::ClientSecretPost,
+            };
+            let registration = Registration {
+                client_id: client_id.clone(),
+                client_secret: settings.client_secret.clone(),
+                auth_method,
+            };
+            return Ok((registration, RegistrationMethod::PreRegistered));
+        }
+        if discovered.server.client_id_metadata_document_supported {
+            let registration = Registration {
+                client_id: self.metadata_url.clone(),
+                client_secret: None,
+                auth_method: ProviderAuthMethod::None,
+            };
+            return Ok((registration, RegistrationMethod::MetadataDocument));
+        }
+        let issuer = discovered.server.issuer.as_str();
+        let aad = registration_aad(&server.slug, issuer);
+        let stored = match self.store.upstream_registration(&server.slug, issuer).await.map_err(store_failed)? {
+            Some(stored) => stored,
+            None => {
+                let mut metadata = self.client_metadata_document();
+                let object = metadata.as_object_mut().expect("a JSON object");
+                object.remove("client_id");
+                object.insert(
+                    "token_endpoint_auth_method".into(),
+                    brokered::preferred_auth_method(&discovered.server).into(),
+                );
+                let registered = brokered::register(&self.http, &discovered.server, &metadata).await?;
+                let mine = UpstreamRegistration {
+                    server: server.slug.clone(),
+                    issuer: issuer.to_owned(),
+                    client_id: registered.client_id.clone(),
+                    secret_sealed: registered.client_secret.as_ref().map(|s| self.keys.seal(s.as_bytes(), &aad)),
+                    created_at: self.clock.now(),
+                };
+                // Conditional: another replica may have registered first; then its
+                // registration is the one every replica uses (ours is left unused).
+                let stored = self.store.insert_upstream_registration(&mine).await.map_err(store_failed)?;
+                if stored.client_id != mine.client_id {
+                    tracing::info!(server = %server.slug, issuer, "another replica registered first; using its registration");
+                }
+                stored
+            }
+        };
+        let client_secret = match &stored.secret_sealed {
+            None => None,
+            Some(sealed) => {
+                let bytes = self.keys.open(sealed, &aad).map_err(|e| {
+                    UpstreamError::Misconfigured(format!("the stored registration's secret cannot be opened: {e}"))
+                })?;
+                Some(
+                    String::from_utf8(bytes)
+                        .map_err(|_| UpstreamError::Protocol("stored secret is not text".into()))?,
+                )
+            }
+        };
+        let auth_method = match &client_secret {
+            None => ProviderAuthMethod::None,
+            Some(_) if brokered::preferred_auth_method(&discovered.server) == "client_secret_basic" => {
+                ProviderAuthMethod::ClientSecretBasic
+            }
+            Some(_) => ProviderAuthMethod::ClientSecretPost,
+        };
+        Ok((Registration { client_id: stored.client_id, client_secret, auth_method }, RegistrationMethod::Dynamic))
+    }
+
+    /// RFC 7009: revokes the upstream tokens of a brokered grant that has just ended at
+    /// the upstream authorization server, when it has a revocation endpoint. Off the
+    /// request's path and best effort: the outcome is logged, never waited for. The
+    /// credential is read again (a refresh may have replaced the one a caller read).
+    pub fn revoke_later(self: &Arc<Self>, server: &ServerSettings, family_id: &str) {
+        if server.upstream_auth.brokered().is_none() {
+            return;
+        }
+        let (brokers, server, family) = (Arc::clone(self), server.clone(), family_id.to_owned());
+        tokio::spawn(async move {
+            let sealed = match brokers.store.upstream_credential(&family).await {
+                Ok(Some(credential)) => credential.sealed,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(server = %server.slug, family, error = %e, "upstream revocation skipped");
+                    return;
+                }
+            };
+            let Ok(secret) = UpstreamSecret::open(&brokers.keys, &family, &sealed) else {
+                tracing::warn!(family, "a revoked brokered grant's credential could not be opened");
+                return;
+            };
+            let broker = match brokers.broker(&server).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(server = %server.slug, family, error = %e, "upstream revocation skipped");
+                    return;
+                }
+            };
+            if secret.issuer.as_deref().is_some_and(|i| i != broker.issuer()) {
+                tracing::info!(server = %server.slug, family, "upstream revocation skipped: the tokens came from a former issuer");
+                return;
+            }
+            let Some(endpoint) = broker.discovered.server.revocation_endpoint.clone() else {
+                tracing::debug!(server = %server.slug, "the upstream offers no revocation endpoint");
+                return;
+            };
+            let settings = broker.provider.settings();
+            // The refresh token first: revoking it takes the access tokens with it at most
+            // servers (RFC 7009 §2.1); the access token too, for those where it does not.
+            let mut tokens = vec![(secret.access_token.as_str(), "access_token")];
+            if let Some(rt) = secret.refresh_token.as_deref() {
+                tokens.insert(0, (rt, "refresh_token"));
+            }
+            for (token, hint) in tokens {
+                match brokered::revoke(&brokers.http, &endpoint, settings, token, hint).await {
+                    Ok(()) => tracing::info!(server = %server.slug, family, hint, "upstream token revoked"),
+                    Err(e) => {
+                        tracing::warn!(server = %server.slug, family, hint, error = %e, "upstream token revocation failed")
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// The additional data that binds a stored registration's sealed secret to its row.
+fn registration_aad(server: &str, issuer: &str) -> String {
+    format!("upstream-registration:{server}:{issuer}")
+}
+
+fn store_failed(e: mcp_oauth_store::StoreError) -> UpstreamError {
+    UpstreamError::Unavailable(format!("the store: {e}"))
+}

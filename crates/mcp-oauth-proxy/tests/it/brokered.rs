@@ -1,0 +1,311 @@
+//! Brokered OAuth (`upstream_auth = "oauth"`): an MCP upstream protected by its own
+//! authorization server (a second development provider, as strict as the first), the
+//! proxy its client. The upstream sees that server's token for the user, never the
+//! proxy's or the provider's; the token refreshes once when due and survives a restart;
+//! each registration method (pre-registered, Client ID Metadata Document, dynamic, stored
+//! once); a changed issuer; RFC 9207 `iss`; a step-up the upstream asks for; revocation.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mcp_oauth_core::ManualClock;
+use mcp_oauth_devsupport::idp::{DevIdp, IdpOptions};
+use mcp_oauth_devsupport::mcp_server::{self, Observed, Protection};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::harness::{Browser, Harness, Start};
+
+/// The upstream's authorization server, its MCP server, and the proxy in front.
+struct Brokered {
+    h: Harness,
+    upstream_as: DevIdp,
+    /// What the MCP upstream's metadata names as its authorization server.
+    names: Arc<Mutex<String>>,
+    /// The authorization servers whose tokens the MCP upstream accepts, by issuer.
+    trusted: Arc<Mutex<HashMap<String, DevIdp>>>,
+    observed: Observed,
+    env: Vec<(String, String)>,
+}
+
+fn upstream_as_options() -> IdpOptions {
+    IdpOptions {
+        client_id: "proxy-at-upstream".into(),
+        client_secret: "upstream-secret".into(),
+        subject: "upstream-user".into(),
+        ..Default::default()
+    }
+}
+
+async fn authorization_server(options: IdpOptions, clock: &ManualClock) -> (DevIdp, String) {
+    let idp = DevIdp::new(options, Arc::new(clock.clone()));
+    let issuer = idp.spawn().await.unwrap();
+    (idp, issuer)
+}
+
+/// `extra`: more `MCP_OAUTH_PROXY_*` variables (and the ones `*_env` keys name).
+async fn start(options: IdpOptions, extra: &[(&str, &str)]) -> Brokered {
+    let clock = ManualClock::starting_now();
+    let (upstream_as, issuer) = authorization_server(options, &clock).await;
+    let names = Arc::new(Mutex::new(issuer.clone()));
+    let trusted = Arc::new(Mutex::new(HashMap::from([(issuer, upstream_as.clone())])));
+    // The MCP upstream accepts tokens of the authorization server it names now.
+    let current = |names: &Arc<Mutex<String>>, trusted: &Arc<Mutex<HashMap<String, DevIdp>>>| {
+        let issuer = names.lock().unwrap().clone();
+        trusted.lock().unwrap().get(&issuer).cloned()
+    };
+    let (n, t) = (Arc::clone(&names), Arc::clone(&trusted));
+    let check: mcp_server::TokenCheck = Arc::new(move |token: &str| current(&n, &t)?.subject_of(token));
+    let (n, t) = (Arc::clone(&names), Arc::clone(&trusted));
+    let scopes_of = Arc::new(move |token: &str| current(&n, &t)?.scope_of(token));
+    let observed = Observed::default();
+    let protection = Protection {
+        authorization_server: Arc::clone(&names),
+        scopes: vec!["files:read".into()],
+        tool_scope: Some(("echo".into(), "files:write".into())),
+        scopes_of,
+    };
+    let upstream_url = mcp_server::spawn_protected(check, observed.clone(), protection).await.unwrap();
+    let mut env: Vec<(String, String)> = [
+        ("MCP_OAUTH_PROXY_SERVERS__0__UPSTREAM_AUTH", "oauth"),
+        ("MCP_OAUTH_PROXY_SERVERS__0__UPSTREAM_OAUTH__ALLOW_HTTP_LOOPBACK", "true"),
+        ("MCP_OAUTH_PROXY_SERVERS__0__SCOPES", "files:read,files:write"),
+        ("MCP_OAUTH_PROXY_SERVERS__0__DEFAULT_SCOPES", "files:read"),
+    ]
+    .iter()
+    .chain(extra)
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    env.sort();
+    let h = Harness::start_with(Start {
+        upstream_url: Some(upstream_url),
+        env: env.clone(),
+        clock: Some(clock),
+        ..Default::default()
+    })
+    .await;
+    Brokered { h, upstream_as, names, trusted, observed, env }
+}
+
+const PRE_REGISTERED: &[(&str, &str)] = &[
+    ("MCP_OAUTH_PROXY_SERVERS__0__UPSTREAM_OAUTH__CLIENT_ID", "proxy-at-upstream"),
+    ("MCP_OAUTH_PROXY_SERVERS__0__UPSTREAM_OAUTH__CLIENT_SECRET_ENV", "UPSTREAM_SECRET"),
+    ("UPSTREAM_SECRET", "upstream-secret"),
+];
+
+/// Both logins (the provider's, then the upstream's), approving everything, with
+/// `at_upstream` added to the upstream's login form; the proxy's final answer.
+async fn both_logins(h: &Harness, client_id: &str, scope: Option<&str>, at_upstream: &[(&str, &str)]) -> String {
+    let mut browser = Browser::new();
+    let extra: Vec<(&str, &str)> = scope.map(|s| vec![("scope", s)]).unwrap_or_default();
+    let sent = browser.through_callback(&h.authorize_url(client_id, &extra), &[("login", "approve")]).await;
+    let mut form = vec![("login", "approve")];
+    form.extend_from_slice(at_upstream);
+    let done = browser.through_upstream(&sent, &form).await;
+    assert_eq!(done.status, StatusCode::FOUND, "{}", done.body);
+    done.location()
+}
+
+fn query(url: &str) -> HashMap<String, String> {
+    url::Url::parse(url).unwrap().query_pairs().into_owned().collect()
+}
+
+/// A new client, logged in through both logins: (client id, token response).
+async fn logged_in(h: &Harness, scope: Option<&str>) -> (String, Value) {
+    let client_id = h.register_public().await;
+    let back = both_logins(h, &client_id, scope, &[]).await;
+    let code = query(&back).get("code").unwrap_or_else(|| panic!("no code in {back}")).clone();
+    let tokens = h.exchange(&client_id, &code).await;
+    (client_id, tokens)
+}
+
+fn access(tokens: &Value) -> &str {
+    tokens["access_token"].as_str().unwrap()
+}
+
+#[tokio::test]
+async fn the_upstream_gets_its_own_authorization_servers_token_refreshed_once_and_kept_across_a_restart() {
+    let b = start(upstream_as_options(), PRE_REGISTERED).await;
+    let (client_id, tokens) = logged_in(&b.h, None).await;
+    assert_eq!(b.h.mcp_status(access(&tokens)).await, StatusCode::OK);
+
+    // What the upstream saw: a token of its own authorization server, for that user.
+    let seen = b.observed.authorization_headers().last().cloned().unwrap();
+    let sent = seen.strip_prefix("Bearer ").unwrap().to_owned();
+    assert!(b.upstream_as.issued_access_tokens().contains(&sent), "the upstream AS's token");
+    assert!(!b.h.idp.issued_access_tokens().contains(&sent), "never the provider's");
+    assert_ne!(sent, access(&tokens), "never the proxy's");
+    assert_eq!(b.upstream_as.subject_of(&sent).as_deref(), Some("upstream-user"));
+    // The login at the upstream's authorization server: the pre-registered client, PKCE
+    // S256, the upstream's resource (RFC 8707) and the scope its challenge named.
+    let asked = b.upstream_as.authorize_requests().last().cloned().unwrap();
+    assert_eq!(asked["client_id"], "proxy-at-upstream");
+    assert_eq!(asked["code_challenge_method"], "S256");
+    assert_eq!(asked["resource"], b.h.upstream_url);
+    assert_eq!(asked["scope"], "files:read");
+    assert_eq!(asked["redirect_uri"], b.h.url("/oauth/upstream-callback"));
+    assert_eq!(b.upstream_as.token_clients(), ["proxy-at-upstream"], "authenticated as the configured client");
+
+    // Expired: a burst of requests refreshes once.
+    b.h.clock.advance(301);
+    let calls = (0..5).map(|_| b.h.mcp_status(access(&tokens)));
+    for status in futures_util::future::join_all(calls).await {
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert_eq!(b.upstream_as.refresh_count(), 1, "single flight");
+    let refreshed = b.observed.authorization_headers().last().cloned().unwrap();
+    assert_ne!(refreshed, seen, "the refreshed token is sent");
+
+    // A restart keeps the grant and its upstream tokens.
+    let Brokered { h, upstream_as, observed, env, .. } = b;
+    let h = h.restarted(env).await;
+    assert_eq!(h.mcp_status(access(&tokens)).await, StatusCode::OK);
+    assert_eq!(observed.authorization_headers().last(), Some(&refreshed));
+    assert_eq!(upstream_as.refresh_count(), 1);
+
+    // The client revokes its grant: the upstream's tokens are revoked there too (RFC 7009).
+    let r = h
+        .http
+        .post(h.url("/oauth/demo/revoke"))
+        .form(&[("token", tokens["refresh_token"].as_str().unwrap()), ("client_id", client_id.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let sent = refreshed.strip_prefix("Bearer ").unwrap().to_owned();
+    for _ in 0..100 {
+        if upstream_as.revoked_tokens().contains(&sent) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let revoked = upstream_as.revoked_tokens();
+    assert!(revoked.contains(&sent), "the access token revoked upstream: {revoked:?}");
+    assert_eq!(revoked.len(), 2, "and the refresh token");
+    assert!(!upstream_as.access_token_is_valid(&sent));
+}
+
+#[tokio::test]
+async fn dynamic_registration_is_stored_once_and_outlives_a_restart() {
+    let options = IdpOptions { dynamic_registration: true, ..upstream_as_options() };
+    let b = start(options, &[]).await;
+    let (_, first) = logged_in(&b.h, None).await;
+    let (_, second) = logged_in(&b.h, None).await;
+    assert_eq!(b.upstream_as.registrations(), 1, "registered once, used for both logins");
+    let issuer = b.names.lock().unwrap().clone();
+    let stored = b.h.app.store.upstream_registration("demo", &issuer).await.unwrap().expect("stored");
+    assert!(stored.client_id.starts_with("dcr_"));
+    assert!(stored.secret_sealed.is_some(), "its secret sealed");
+    assert_eq!(b.upstream_as.token_clients(), [stored.client_id.clone(), stored.client_id.clone()]);
+    let Brokered { h, upstream_as, env, .. } = b;
+    let h = h.restarted(env).await;
+    logged_in(&h, None).await;
+    assert_eq!(upstream_as.registrations(), 1, "the stored registration is used after a restart");
+    for tokens in [first, second] {
+        assert_eq!(h.mcp_status(access(&tokens)).await, StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn a_client_id_metadata_document_is_preferred_to_registration() {
+    let options = IdpOptions { dynamic_registration: true, metadata_documents: true, ..upstream_as_options() };
+    let b = start(options, &[]).await;
+    let (_, tokens) = logged_in(&b.h, None).await;
+    assert_eq!(b.h.mcp_status(access(&tokens)).await, StatusCode::OK);
+    let document = b.h.url("/oauth/upstream-client.json");
+    assert_eq!(b.upstream_as.token_clients(), std::slice::from_ref(&document));
+    assert_eq!(b.upstream_as.registrations(), 0);
+    assert!(b.upstream_as.documents_fetched() >= 1);
+    let served = b.h.get_json("/oauth/upstream-client.json").await;
+    assert_eq!(served["client_id"], document);
+    assert_eq!(served["redirect_uris"][0], b.h.url("/oauth/upstream-callback"));
+    assert_eq!(served["token_endpoint_auth_method"], "none");
+}
+
+#[tokio::test]
+async fn an_answer_naming_another_issuer_or_none_is_refused() {
+    let b = start(upstream_as_options(), PRE_REGISTERED).await;
+    let client_id = b.h.register_public().await;
+    let back = both_logins(&b.h, &client_id, None, &[("forged_iss", "https://evil.example")]).await;
+    assert_eq!(query(&back).get("error").map(String::as_str), Some("access_denied"), "{back}");
+    assert_eq!(b.upstream_as.code_exchanges(), 0, "the code is never redeemed");
+    // A server that promises `iss` (RFC 9207) and sends none.
+    b.upstream_as.set_options(|o| o.omit_iss = true);
+    let back = both_logins(&b.h, &client_id, None, &[]).await;
+    assert_eq!(query(&back).get("error").map(String::as_str), Some("access_denied"), "{back}");
+    // One that does not promise it may leave it out.
+    b.upstream_as.set_options(|o| o.iss_parameter_supported = false);
+    b.h.clock.advance(601); // discovered again
+    let back = both_logins(&b.h, &client_id, None, &[]).await;
+    assert!(query(&back).contains_key("code"), "{back}");
+}
+
+#[tokio::test]
+async fn a_changed_issuer_registers_anew_and_old_grants_authorize_again() {
+    let options = IdpOptions { dynamic_registration: true, ..upstream_as_options() };
+    let b = start(options.clone(), &[]).await;
+    let (_, tokens) = logged_in(&b.h, None).await;
+    assert_eq!(b.h.mcp_status(access(&tokens)).await, StatusCode::OK);
+    // The MCP upstream moves to another authorization server.
+    let (moved_to, issuer) = authorization_server(options, &b.h.clock).await;
+    b.trusted.lock().unwrap().insert(issuer.clone(), moved_to.clone());
+    *b.names.lock().unwrap() = issuer.clone();
+    b.h.clock.advance(601); // past the discovery's lifetime (and the token's)
+    let r =
+        b.h.http
+            .post(b.h.url("/mcp/demo"))
+            .bearer_auth(access(&tokens))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(crate::harness::INITIALIZE)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "the old grant must authorize again");
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(challenge.contains("resource_metadata"), "{challenge}");
+    assert_eq!(b.upstream_as.refresh_count(), 0, "no refresh at the former issuer");
+    // A new login registers at the new server, and works.
+    let (_, tokens) = logged_in(&b.h, None).await;
+    assert_eq!(moved_to.registrations(), 1);
+    assert_eq!(b.h.mcp_status(access(&tokens)).await, StatusCode::OK);
+    assert!(b.h.app.store.upstream_registration("demo", &issuer).await.unwrap().is_some());
+}
+
+/// A `tools/call` of `tool`; returns the status and the `WWW-Authenticate` header.
+async fn call(h: &Harness, token: &str, tool: &str) -> (StatusCode, String) {
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"{tool}","arguments":{{"text":"hi"}}}}}}"#
+    );
+    let r = h
+        .http
+        .post(h.url("/mcp/demo"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let challenge = r.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    (r.status(), challenge)
+}
+
+#[tokio::test]
+async fn the_upstreams_insufficient_scope_is_a_step_up_the_proxy_can_satisfy() {
+    let b = start(upstream_as_options(), PRE_REGISTERED).await;
+    let (_, tokens) = logged_in(&b.h, None).await;
+    let (status, challenge) = call(&b.h, access(&tokens), "echo").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(challenge.contains(r#"error="insufficient_scope""#), "{challenge}");
+    assert!(challenge.contains(r#"scope="files:read files:write""#), "names every scope needed: {challenge}");
+    let ours = b.h.app.settings.resource_metadata_url("demo");
+    assert!(challenge.contains(&format!(r#"resource_metadata="{ours}""#)), "the proxy's metadata: {challenge}");
+    // Authorizing again with those scopes asks the upstream for them too.
+    let (_, wider) = logged_in(&b.h, Some("files:read files:write")).await;
+    let asked = b.upstream_as.authorize_requests().last().cloned().unwrap();
+    assert_eq!(asked["scope"], "files:read files:write");
+    let (status, _) = call(&b.h, access(&wider), "echo").await;
+    assert_ne!(status, StatusCode::FORBIDDEN, "the upstream's token now carries the scope");
+}
