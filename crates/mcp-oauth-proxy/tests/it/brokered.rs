@@ -266,6 +266,7 @@ async fn a_changed_issuer_registers_anew_and_old_grants_authorize_again() {
     let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
     assert!(challenge.contains("resource_metadata"), "{challenge}");
     assert_eq!(b.upstream_as.refresh_count(), 0, "no refresh at the former issuer");
+    assert_eq!(moved_to.refresh_count(), 0, "nor is its refresh token sent to the new one");
     // A new login registers at the new server, and works.
     let (_, tokens) = logged_in(&b.h, None).await;
     assert_eq!(moved_to.registrations(), 1);
