@@ -8,6 +8,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startBrokeredUpstream } from './lib/brokered-upstream.mjs';
 import { startIdentityUpstream } from './lib/identity-upstream.mjs';
 import { startProvider } from './lib/provider.mjs';
 import { startUpstream } from './lib/upstream.mjs';
@@ -58,6 +59,7 @@ const upstream = await startUpstream({ issuer: provider.url });
 const port = await freePort();
 const publicUrl = `http://127.0.0.1:${port}`;
 const identityUpstream = await startIdentityUpstream({ publicUrl });
+const brokered = await startBrokeredUpstream({ ttl: UPSTREAM_TTL });
 const dir = mkdtempSync(path.join(os.tmpdir(), 'mop-interop-'));
 const config = path.join(dir, 'proxy.toml');
 writeFileSync(config, `listen = "127.0.0.1:${port}"
@@ -89,6 +91,15 @@ slug = "interop-identity"
 upstream_url = "${identityUpstream.url}"
 provider = "mock"
 upstream_auth = "identity"
+[[servers]]
+slug = "interop-brokered"
+upstream_url = "${brokered.url}"
+provider = "mock"
+upstream_auth = "oauth"
+[servers.upstream_oauth]
+client_id = "mcp-oauth-proxy-brokered"
+allow_http_loopback = true
+refresh_margin_secs = 5
 [[clients]]
 client_id = "conformance"
 redirect_uris = ["http://127.0.0.1:${CONFORMANCE_PORT}/callback"]
@@ -103,6 +114,7 @@ await waitForPort(port);
 const mcpUrl = `${publicUrl}/mcp/interop`;
 const scopedUrl = `${publicUrl}/mcp/interop-scoped`; // write_note needs notes:write
 const identityUrl = `${publicUrl}/mcp/interop-identity`; // the upstream gets an identity assertion
+const brokeredUrl = `${publicUrl}/mcp/interop-brokered`; // the upstream has its own authorization server
 
 const issuer = `${publicUrl}/oauth/interop`;
 // [name, command, arguments, how many upstream logins it makes]
@@ -115,6 +127,7 @@ const scenarios = [
   ['mcp-remote', 'node', ['clients/mcp-remote.mjs', mcpUrl, String(WAIT)], 1],
   ['inspector-cli', 'node', ['clients/inspector-cli.mjs', mcpUrl, String(WAIT)], 1],
   ['typescript-sdk (identity assertion)', 'node', ['clients/ts-identity.mjs', identityUrl], 1],
+  ['typescript-sdk (brokered OAuth)', 'node', ['clients/ts-brokered.mjs', brokeredUrl, brokered.issuer, String(WAIT)], 1],
 ];
 // The conformance suite listens on a fixed port for its callback: run it on its own.
 const afterwards = [
@@ -162,9 +175,22 @@ if (chosen(scenarios).some(([name]) => name.includes('identity assertion'))) {
   ok ? passed++ : failed++;
   console.log(`${ok ? 'PASS' : 'FAIL'} identity-example-python: ${python.out.split('\n').slice(-1)[0]}`);
 }
+// The brokered upstream's own authorization server: one login, a refresh by the proxy when
+// its token expired, the grant's revocation reaching it; the upstream saw only its tokens.
+if (chosen(scenarios).some(([name]) => name.includes('brokered'))) {
+  const s = brokered.stats;
+  for (let i = 0; i < 50 && s.revocations === 0; i++) await new Promise((r) => setTimeout(r, 100));
+  const asked = s.authorizeQueries[0] ?? {};
+  const ok = s.codeExchanges === 1 && s.refreshes >= 1 && s.revocations >= 1 && s.rejected >= 1
+    && [...s.issuers].join() === brokered.issuer && asked.code_challenge_method === 'S256'
+    && asked.resource === brokered.url && asked.client_id === 'mcp-oauth-proxy-brokered';
+  ok ? passed++ : failed++;
+  console.log(`${ok ? 'PASS' : 'FAIL'} brokered-upstream: ${s.codeExchanges} login(s), ${s.refreshes} refresh(es), ${s.revocations} revocation(s) at its authorization server; it verified ${s.calls} call(s) with tokens from ${JSON.stringify([...s.issuers])}; authorize ${JSON.stringify({ client_id: asked.client_id, resource: asked.resource, code_challenge_method: asked.code_challenge_method, scope: asked.scope })}`);
+}
 console.log(`${passed} passed, ${failed} failed`);
 proxy.kill();
 await provider.stop();
 upstream.stop();
 identityUpstream.stop();
+await brokered.stop();
 process.exit(failed === 0 ? 0 : 1);

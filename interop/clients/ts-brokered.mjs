@@ -1,0 +1,57 @@
+// The official TypeScript SDK against a server in `upstream_auth = "oauth"` mode: the whole
+// login (the provider's, then the MCP upstream's own authorization server's, both
+// oauth2-mock-server), a tool call whose answer says which issuer's token the upstream
+// verified, a second call after the upstream's token has expired (the proxy refreshes it),
+// then the client revokes its grant at the proxy.
+// Usage: node clients/ts-brokered.mjs MCP_URL UPSTREAM_ISSUER WAIT_SECONDS
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
+import { browse } from '../lib/browser.mjs';
+import { MemoryProvider } from '../lib/memory-provider.mjs';
+
+const [mcpUrl, upstreamIssuer, wait] = process.argv.slice(2);
+const redirectUrl = 'http://127.0.0.1:31687/callback';
+const transport = (provider) => new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider });
+
+async function connect(provider) {
+  const client = new Client({ name: 'interop-brokered', version: '1.0.0' });
+  await client.connect(transport(provider));
+  return client;
+}
+
+async function whoami(client) {
+  const result = await client.callTool({ name: 'whoami', arguments: {} });
+  const seen = JSON.parse(result.content[0].text);
+  if (seen.iss !== upstreamIssuer || seen.sub !== 'johndoe') {
+    throw new Error(`the upstream verified ${JSON.stringify(seen)}, not its own authorization server's token`);
+  }
+  return seen;
+}
+
+const provider = new MemoryProvider(redirectUrl, 'interop: brokered');
+let client;
+try {
+  client = await connect(provider);
+  throw new Error('connected without authorization');
+} catch (e) {
+  if (!(e instanceof UnauthorizedError)) throw e;
+  const back = await browse(provider.authorizationUrl, redirectUrl);
+  const code = new URL(back).searchParams.get('code');
+  if (!code) throw new Error(`no code: ${back}`);
+  await transport(provider).finishAuth(code);
+  client = await connect(provider);
+}
+await whoami(client);
+await new Promise((r) => setTimeout(r, Number(wait) * 1000));
+const seen = await whoami(client);
+await client.close();
+// Revoke the grant at the proxy (RFC 7009), which revokes the upstream's tokens there too.
+const issuer = mcpUrl.replace('/mcp/', '/oauth/');
+const revoked = await fetch(`${issuer}/revoke`, {
+  method: 'POST',
+  headers: { 'content-type': 'application/x-www-form-urlencoded' },
+  body: new URLSearchParams({ token: provider.saved.tokens.refresh_token, client_id: provider.saved.client.client_id }),
+});
+if (revoked.status !== 200) throw new Error(`revocation answered ${revoked.status}`);
+console.log(`ok: the upstream verified ${seen.sub}'s token from ${seen.iss}, before and after its expiry`);
