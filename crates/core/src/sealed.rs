@@ -61,6 +61,12 @@ impl UserIdentity {
     }
 }
 
+/// The additional data that binds the sealed client secret of the proxy's dynamic
+/// registration at a brokered MCP upstream's authorization server to its row.
+pub fn upstream_registration_aad(server: &str, issuer: &str) -> String {
+    format!("upstream-registration:{server}:{issuer}")
+}
+
 impl std::fmt::Debug for UpstreamSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("UpstreamSecret(..)")

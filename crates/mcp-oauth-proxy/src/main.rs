@@ -358,12 +358,14 @@ async fn rotate_key(config: Config) -> Result<String, BoxError> {
     let store = mcp_oauth_store::open(&config.storage_url).await?;
     let done = mcp_oauth_proxy::rekey::reseal_all(store.as_ref(), &config.keys).await?;
     Ok(format!(
-        "re-sealed with key id {}: {} provider credential(s), {} refresh-token successor(s); {} changed meanwhile \
+        "re-sealed with key id {}: {} provider credential(s), {} refresh-token successor(s), {} upstream \
+         registration secret(s); {} changed meanwhile \
          and were already current.\nNo stored value needs a previous key now: encryption.previous_keys may be \
          emptied once every replica runs with this configuration.",
         config.keys.current_key_id(),
         done.provider_credentials,
         done.refresh_successors,
+        done.upstream_registrations,
         done.changed_meanwhile
     ))
 }

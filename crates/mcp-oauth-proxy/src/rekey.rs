@@ -6,7 +6,7 @@
 //! refresh that stored a new credential meanwhile sealed it with the current key anyway).
 
 use mcp_oauth_core::seal::KeyRing;
-use mcp_oauth_core::sealed::{RefreshSuccessor, UpstreamSecret};
+use mcp_oauth_core::sealed::{RefreshSuccessor, UpstreamSecret, upstream_registration_aad};
 use mcp_oauth_store::{SealedKind, SealedValue, Store, StoreError};
 
 /// How many values are read and re-sealed at a time.
@@ -16,6 +16,8 @@ const BATCH: i64 = 500;
 pub struct Resealed {
     pub provider_credentials: u64,
     pub refresh_successors: u64,
+    /// Client secrets of the proxy's registrations at brokered upstreams.
+    pub upstream_registrations: u64,
     /// Values that changed between the read and the write: already current.
     pub changed_meanwhile: u64,
 }
@@ -76,6 +78,7 @@ pub async fn reseal_all(store: &dyn Store, keys: &KeyRing) -> Result<Resealed, R
             match value.kind {
                 SealedKind::ProviderCredential { .. } => done.provider_credentials += 1,
                 SealedKind::RefreshSuccessor { .. } => done.refresh_successors += 1,
+                SealedKind::UpstreamRegistration { .. } => done.upstream_registrations += 1,
             }
         }
     }
@@ -86,6 +89,7 @@ fn reseal(keys: &KeyRing, value: &SealedValue) -> Result<String, RekeyError> {
     let aad = match &value.kind {
         SealedKind::ProviderCredential { family_id } => UpstreamSecret::aad(family_id),
         SealedKind::RefreshSuccessor { token_hash } => RefreshSuccessor::aad(token_hash),
+        SealedKind::UpstreamRegistration { server, issuer } => upstream_registration_aad(server, issuer),
     };
     let plain = keys.open(&value.sealed, &aad).map_err(|e| RekeyError::Unreadable(format!("{:?}: {e}", value.kind)))?;
     Ok(keys.seal(&plain, &aad))

@@ -227,6 +227,12 @@ pub(crate) fn sealed_value(r: &dyn Columns) -> Result<SealedValue, StoreError> {
     Ok(SealedValue { kind, sealed: r.text("sealed")? })
 }
 
+/// A registration's sealed secret, as `sealed_with_other_keys` reads them.
+pub(crate) fn registration_sealed_value(r: &dyn Columns) -> Result<SealedValue, StoreError> {
+    let kind = SealedKind::UpstreamRegistration { server: r.text("server")?, issuer: r.text("issuer")? };
+    Ok(SealedValue { kind, sealed: r.text("sealed")? })
+}
+
 /// What `pin_tools` reads first: a tool and the definition it is settled on (the pending
 /// change if there is one, else the pin).
 pub(crate) fn settled_tool(r: &dyn Columns) -> Result<(String, String), StoreError> {

@@ -213,6 +213,8 @@ pub enum SealedKind {
     ProviderCredential { family_id: String },
     /// A rotated refresh token's successor, bound to the replaced token's hash.
     RefreshSuccessor { token_hash: TokenHash },
+    /// The client secret of a brokered upstream registration, bound to its server and issuer.
+    UpstreamRegistration { server: String, issuer: String },
 }
 
 /// Which grants an operator means; every field given must match.

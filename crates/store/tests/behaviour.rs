@@ -222,6 +222,25 @@ async fn upstream_registrations_are_stored_once_per_server_and_issuer() {
         let moved = store.insert_upstream_registration(&reg("client-d", "https://as2.example")).await.unwrap();
         assert_eq!(moved.client_id, "client-d");
         assert!(store.upstream_registration("other", issuer).await.unwrap().is_none(), "per server");
+
+        // Key rotation finds a secret sealed with another key (the key id is the sealed
+        // value's characters 4..12) and re-seals it only if it is still as read.
+        let sealed_with = |key: &str| format!("v1.{key}.payload");
+        let public = UpstreamRegistration { secret_sealed: None, ..reg("public", "https://as3.example") };
+        store.insert_upstream_registration(&public).await.unwrap();
+        let old =
+            UpstreamRegistration { secret_sealed: Some(sealed_with("oldkey01")), ..reg("x", "https://as4.example") };
+        store.insert_upstream_registration(&old).await.unwrap();
+        let usage = store.sealed_key_usage().await.unwrap();
+        assert!(usage.contains(&("oldkey01".to_owned(), 1)), "{usage:?}");
+        let found = store.sealed_with_other_keys("newkey01", 100).await.unwrap();
+        let kind = SealedKind::UpstreamRegistration { server: "brokered".into(), issuer: "https://as4.example".into() };
+        let value = found.iter().find(|v| v.kind == kind).expect("the old secret is found").clone();
+        assert_eq!(value.sealed, sealed_with("oldkey01"));
+        assert!(store.reseal(&value, &sealed_with("newkey01")).await.unwrap());
+        assert!(!store.reseal(&value, &sealed_with("newkey02")).await.unwrap(), "only as read");
+        let now = store.upstream_registration("brokered", "https://as4.example").await.unwrap().unwrap();
+        assert_eq!(now.secret_sealed, Some(sealed_with("newkey01")));
     }
 }
 

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 
 use mcp_oauth_core::clock::SharedClock;
 use mcp_oauth_core::seal::KeyRing;
-use mcp_oauth_core::sealed::UpstreamSecret;
+use mcp_oauth_core::sealed::{UpstreamSecret, upstream_registration_aad};
 use mcp_oauth_store::{Store, UpstreamRegistration};
 use mcp_oauth_upstream::brokered::{self, Discovered, Registration, UrlPolicy};
 use mcp_oauth_upstream::{Provider, ProviderAuthMethod, UpstreamError};
@@ -248,7 +248,7 @@ impl Brokers {
             return Ok((registration, RegistrationMethod::MetadataDocument));
         }
         let issuer = discovered.server.issuer.as_str();
-        let aad = registration_aad(&server.slug, issuer);
+        let aad = upstream_registration_aad(&server.slug, issuer);
         let stored = match self.store.upstream_registration(&server.slug, issuer).await.map_err(store_failed)? {
             Some(stored) => stored,
             None => {
@@ -352,11 +352,6 @@ impl Brokers {
             }
         });
     }
-}
-
-/// The additional data that binds a stored registration's sealed secret to its row.
-fn registration_aad(server: &str, issuer: &str) -> String {
-    format!("upstream-registration:{server}:{issuer}")
 }
 
 fn store_failed(e: mcp_oauth_store::StoreError) -> UpstreamError {

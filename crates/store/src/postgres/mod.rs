@@ -461,6 +461,14 @@ impl Store for PgStore {
                 out.push(row(r, decode::sealed_value)?);
             }
         }
+        let rows = sqlx::query(sql::REGISTRATIONS_SEALED_WITH_OTHER_KEYS)
+            .bind(current_key_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        for r in &rows {
+            out.push(row(r, decode::registration_sealed_value)?);
+        }
         out.truncate(limit.max(0) as usize);
         Ok(out)
     }
@@ -469,6 +477,9 @@ impl Store for PgStore {
         let statement = match &value.kind {
             SealedKind::ProviderCredential { family_id } => sqlx::query(sql::RESEAL_FAMILY).bind(family_id.as_str()),
             SealedKind::RefreshSuccessor { token_hash } => sqlx::query(sql::RESEAL_SUCCESSOR).bind(blob(token_hash)),
+            SealedKind::UpstreamRegistration { server, issuer } => {
+                sqlx::query(sql::RESEAL_REGISTRATION).bind(server.as_str()).bind(issuer.as_str())
+            }
         };
         let done = statement.bind(&value.sealed).bind(resealed).execute(&self.pool).await?;
         Ok(done.rows_affected() == 1)

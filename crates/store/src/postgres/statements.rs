@@ -212,6 +212,7 @@ pub const ACCEPT_TOOL_CHANGE: &str = "UPDATE tool_pins SET digest = changed_dige
 pub const SEALED_KEY_USAGE: &str = "SELECT key_id, COUNT(*) AS n FROM ( \
      SELECT SUBSTR(upstream_sealed, 4, 8) AS key_id FROM families \
      UNION ALL SELECT SUBSTR(successor_sealed, 4, 8) FROM refresh_tokens WHERE successor_sealed IS NOT NULL \
+     UNION ALL SELECT SUBSTR(secret_sealed, 4, 8) FROM upstream_registrations WHERE secret_sealed IS NOT NULL \
      ) sealed GROUP BY key_id ORDER BY key_id";
 
 /// $1 current key id, $2 limit.
@@ -223,6 +224,12 @@ pub const SUCCESSORS_SEALED_WITH_OTHER_KEYS: &str = "SELECT CAST(NULL AS TEXT) A
 
 /// $1 family id, $2 as read, $3 resealed.
 pub const RESEAL_FAMILY: &str = "UPDATE families SET upstream_sealed = $3 WHERE id = $1 AND upstream_sealed = $2";
+/// $1 current key id, $2 limit.
+pub const REGISTRATIONS_SEALED_WITH_OTHER_KEYS: &str = "SELECT server, issuer, secret_sealed AS sealed \
+     FROM upstream_registrations WHERE secret_sealed IS NOT NULL AND SUBSTR(secret_sealed, 4, 8) <> $1 LIMIT $2";
+/// $1 server, $2 issuer, $3 as read, $4 resealed.
+pub const RESEAL_REGISTRATION: &str = "UPDATE upstream_registrations SET secret_sealed = $4 \
+     WHERE server = $1 AND issuer = $2 AND secret_sealed = $3";
 /// $1 token hash, $2 as read, $3 resealed.
 pub const RESEAL_SUCCESSOR: &str =
     "UPDATE refresh_tokens SET successor_sealed = $3 WHERE token_hash = $1 AND successor_sealed = $2";

@@ -483,6 +483,8 @@ impl Store for SqliteStore {
         self.read(move |c| {
             let mut out = all(c, sql::FAMILIES_SEALED_WITH_OTHER_KEYS, (&key, limit), decode::sealed_value)?;
             out.extend(all(c, sql::SUCCESSORS_SEALED_WITH_OTHER_KEYS, (&key, limit), decode::sealed_value)?);
+            let registrations = sql::REGISTRATIONS_SEALED_WITH_OTHER_KEYS;
+            out.extend(all(c, registrations, (&key, limit), decode::registration_sealed_value)?);
             out.truncate(limit.max(0) as usize);
             Ok(out)
         })
@@ -498,6 +500,9 @@ impl Store for SqliteStore {
                 }
                 SealedKind::RefreshSuccessor { token_hash } => {
                     changed_one(c, sql::RESEAL_SUCCESSOR, (token_hash.as_bytes(), sealed, resealed))
+                }
+                SealedKind::UpstreamRegistration { server, issuer } => {
+                    changed_one(c, sql::RESEAL_REGISTRATION, (server, issuer, sealed, resealed))
                 }
             })
             .await;
