@@ -44,6 +44,16 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Fetch a brokered server's (`upstream_auth = "oauth"`) metadata and say what its first
+    /// login will do: the discovered issuer, the registration method, the scopes. Registers
+    /// nothing.
+    Doctor {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The server's slug.
+        #[arg(long)]
+        server: String,
+    },
     /// Print a new random encryption key (base64 of 32 bytes).
     Keygen,
     /// Re-seal every stored credential with the current encryption key, so that
@@ -221,6 +231,10 @@ fn main() -> ExitCode {
             }
             Err(e) => config_error(&e),
         },
+        Command::Doctor { config, server } => match Config::load(config.as_deref()) {
+            Ok(config) => run("doctor", doctor(config, server)),
+            Err(e) => config_error(&e),
+        },
         Command::RotateKey { config } => {
             let _log = init_logging(cli.log_format);
             match Config::load(config.as_deref()) {
@@ -352,6 +366,64 @@ async fn serve(config: Config) -> Result<(), BoxError> {
         tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     runtime::serve(app, listener, metrics_listen).await?;
     Ok(())
+}
+
+/// `doctor`: what a brokered server's first login will meet, from the upstream's metadata.
+async fn doctor(config: Config, slug: String) -> Result<String, BoxError> {
+    use mcp_oauth_upstream::brokered::{self, RegistrationMethod, UrlPolicy};
+    let s = &config.settings;
+    let server = s.server(&slug).ok_or_else(|| format!("no server {slug:?} is configured"))?;
+    let UpstreamAuth::OAuth(o) = &server.upstream_auth else {
+        return Err(format!("server {slug:?} does not broker OAuth (upstream_auth is not \"oauth\")").into());
+    };
+    let http = mcp_oauth_upstream::http_client::for_provider_calls();
+    let policy = UrlPolicy { allow_http_loopback: o.allow_http_loopback };
+    let mcp_url = url::Url::parse(&server.mcp_upstream.to_string())?;
+    let found = brokered::discover(&http, &mcp_url, policy).await.map_err(|e| format!("discovery failed: {e}"))?;
+    let a = &found.server;
+    let method = brokered::registration_method(o.client_id.is_some(), a).map_err(|e| e.to_string())?;
+    let registration = match method {
+        RegistrationMethod::PreRegistered => format!("{} {:?}", method.label(), o.client_id.as_deref().unwrap_or("")),
+        RegistrationMethod::MetadataDocument => {
+            format!("{}: client_id {}", method.label(), s.upstream_client_metadata_url())
+        }
+        RegistrationMethod::Dynamic => {
+            let store = mcp_oauth_store::open(&config.storage_url).await?;
+            match store.upstream_registration(&slug, &a.issuer).await? {
+                Some(r) => format!("{}: registered as {:?} (stored)", method.label(), r.client_id),
+                None => format!(
+                    "{}: at the first login, at {}",
+                    method.label(),
+                    a.registration_endpoint.as_ref().map_or("", |u| u.as_str())
+                ),
+            }
+        }
+    };
+    let scopes = match &o.scopes {
+        Some(configured) => format!("{} (configured)", configured.join(" ")),
+        None if found.scopes.is_empty() => "none named".to_owned(),
+        None => format!("{} (named by the upstream)", found.scopes.join(" ")),
+    };
+    let iss = if a.iss_parameter_supported { "required on every answer (RFC 9207)" } else { "checked when sent" };
+    let revocation = a
+        .revocation_endpoint
+        .as_ref()
+        .map_or("none: ended grants' upstream tokens expire by themselves".to_owned(), |u| u.to_string());
+    Ok(format!(
+        "server {slug}: brokered OAuth\n\
+         upstream:              {}\n\
+         resource:              {}\n\
+         authorization server:  {}\n\
+         registration:          {registration}\n\
+         scopes:                {scopes}\n\
+         redirect URI:          {}\n\
+         iss:                   {iss}\n\
+         revocation:            {revocation}",
+        server.mcp_upstream,
+        found.resource,
+        a.issuer,
+        s.upstream_callback_url(),
+    ))
 }
 
 async fn rotate_key(config: Config) -> Result<String, BoxError> {

@@ -285,6 +285,49 @@ fn read_server(doc: &Value, issuer: &str, policy: UrlPolicy) -> Result<Authoriza
     })
 }
 
+/// How the proxy becomes the client of an upstream's authorization server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistrationMethod {
+    /// `[servers.upstream_oauth] client_id`, registered there by hand.
+    PreRegistered,
+    /// The proxy's Client ID Metadata Document: its URL is the `client_id`.
+    MetadataDocument,
+    /// RFC 7591 dynamic registration, stored per server and issuer.
+    Dynamic,
+}
+
+impl RegistrationMethod {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::PreRegistered => "pre-registered client",
+            Self::MetadataDocument => "Client ID Metadata Document",
+            Self::Dynamic => "dynamic client registration (RFC 7591)",
+        }
+    }
+}
+
+/// The registration method for `server`, the first that applies: pre-registered (when the
+/// operator configured a client), a metadata document (when the server supports them),
+/// dynamic registration (when it offers it). `Misconfigured` when none does.
+pub fn registration_method(
+    pre_registered: bool,
+    server: &AuthorizationServer,
+) -> Result<RegistrationMethod, UpstreamError> {
+    if pre_registered {
+        Ok(RegistrationMethod::PreRegistered)
+    } else if server.client_id_metadata_document_supported {
+        Ok(RegistrationMethod::MetadataDocument)
+    } else if server.registration_endpoint.is_some() {
+        Ok(RegistrationMethod::Dynamic)
+    } else {
+        Err(UpstreamError::Misconfigured(format!(
+            "{} supports neither Client ID Metadata Documents nor dynamic registration: register a client there \
+             and configure [servers.upstream_oauth] client_id",
+            server.issuer
+        )))
+    }
+}
+
 /// The proxy's client at the upstream's authorization server.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Registration {

@@ -31,7 +31,7 @@ use mcp_oauth_core::clock::SharedClock;
 use mcp_oauth_core::seal::KeyRing;
 use mcp_oauth_core::sealed::{UpstreamSecret, upstream_registration_aad};
 use mcp_oauth_store::{Store, UpstreamRegistration};
-use mcp_oauth_upstream::brokered::{self, Discovered, Registration, UrlPolicy};
+use mcp_oauth_upstream::brokered::{self, Discovered, Registration, RegistrationMethod, UrlPolicy};
 use mcp_oauth_upstream::{Provider, ProviderAuthMethod, UpstreamError};
 use serde_json::json;
 
@@ -43,24 +43,6 @@ const DISCOVERY_TTL_SECS: i64 = 600;
 /// How long a broker may go on being used when discovering it again fails (the upstream's
 /// metadata is down, its authorization server may not be).
 const STALE_FOR_SECS: i64 = 24 * 3600;
-
-/// How the proxy is registered at an upstream's authorization server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RegistrationMethod {
-    PreRegistered,
-    MetadataDocument,
-    Dynamic,
-}
-
-impl RegistrationMethod {
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::PreRegistered => "pre-registered client",
-            Self::MetadataDocument => "Client ID Metadata Document",
-            Self::Dynamic => "dynamic client registration (RFC 7591)",
-        }
-    }
-}
 
 /// One brokered upstream, discovered and registered.
 pub struct Broker {
@@ -224,28 +206,23 @@ impl Brokers {
         settings: &UpstreamOAuthSettings,
         discovered: &Discovered,
     ) -> Result<(Registration, RegistrationMethod), UpstreamError> {
-        if let Some(client_id) = &settings.client_id {
-            let auth_method = match &settings.client_secret {
-                None => ProviderAuthMethod::None,
-                Some(_) if brokered::preferred_auth_method(&discovered.server) == "client_secret_basic" => {
-                    ProviderAuthMethod::ClientSecretBasic
-                }
-                Some(_) => ProviderAuthMethod::ClientSecretPost,
-            };
-            let registration = Registration {
-                client_id: client_id.clone(),
-                client_secret: settings.client_secret.clone(),
-                auth_method,
-            };
-            return Ok((registration, RegistrationMethod::PreRegistered));
-        }
-        if discovered.server.client_id_metadata_document_supported {
-            let registration = Registration {
-                client_id: self.metadata_url.clone(),
-                client_secret: None,
-                auth_method: ProviderAuthMethod::None,
-            };
-            return Ok((registration, RegistrationMethod::MetadataDocument));
+        match brokered::registration_method(settings.client_id.is_some(), &discovered.server)? {
+            RegistrationMethod::PreRegistered => {
+                let client_id = settings.client_id.clone().unwrap_or_default();
+                let auth_method = auth_method_for(&settings.client_secret, discovered);
+                let client_secret = settings.client_secret.clone();
+                let registration = Registration { client_id, client_secret, auth_method };
+                return Ok((registration, RegistrationMethod::PreRegistered));
+            }
+            RegistrationMethod::MetadataDocument => {
+                let registration = Registration {
+                    client_id: self.metadata_url.clone(),
+                    client_secret: None,
+                    auth_method: ProviderAuthMethod::None,
+                };
+                return Ok((registration, RegistrationMethod::MetadataDocument));
+            }
+            RegistrationMethod::Dynamic => {}
         }
         let issuer = discovered.server.issuer.as_str();
         let aad = upstream_registration_aad(&server.slug, issuer);
@@ -288,13 +265,7 @@ impl Brokers {
                 )
             }
         };
-        let auth_method = match &client_secret {
-            None => ProviderAuthMethod::None,
-            Some(_) if brokered::preferred_auth_method(&discovered.server) == "client_secret_basic" => {
-                ProviderAuthMethod::ClientSecretBasic
-            }
-            Some(_) => ProviderAuthMethod::ClientSecretPost,
-        };
+        let auth_method = auth_method_for(&client_secret, discovered);
         Ok((Registration { client_id: stored.client_id, client_secret, auth_method }, RegistrationMethod::Dynamic))
     }
 
@@ -351,6 +322,17 @@ impl Brokers {
                 }
             }
         });
+    }
+}
+
+/// How a client with (or without) a secret authenticates at the discovered server.
+fn auth_method_for(secret: &Option<String>, discovered: &Discovered) -> ProviderAuthMethod {
+    match secret {
+        None => ProviderAuthMethod::None,
+        Some(_) if brokered::preferred_auth_method(&discovered.server) == "client_secret_basic" => {
+            ProviderAuthMethod::ClientSecretBasic
+        }
+        Some(_) => ProviderAuthMethod::ClientSecretPost,
     }
 }
 

@@ -198,6 +198,14 @@ async fn dynamic_registration_is_stored_once_and_outlives_a_restart() {
     assert!(stored.client_id.starts_with("dcr_"));
     assert!(stored.secret_sealed.is_some(), "its secret sealed");
     assert_eq!(b.upstream_as.token_clients(), [stored.client_id.clone(), stored.client_id.clone()]);
+    // `doctor` says what the upstream's metadata says, and the stored registration.
+    let out = b.h.cli(&["doctor", "--server", "demo"], &b.env).await;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(&format!("authorization server:  {issuer}")), "{text}");
+    assert!(text.contains(&format!("registered as {:?} (stored)", stored.client_id)), "{text}");
+    assert!(text.contains("scopes:                files:read (named by the upstream)"), "{text}");
+    assert!(text.contains(&b.h.upstream_url), "{text}");
     let Brokered { h, upstream_as, env, .. } = b;
     let h = h.restarted(env).await;
     logged_in(&h, None).await;
