@@ -7,6 +7,9 @@
 use std::fmt::Write;
 
 use mcp_oauth_core::clock::{Clock, SystemClock};
+use mcp_oauth_core::family::FamilyStatus;
+use mcp_oauth_http::Brokers;
+use mcp_oauth_http::settings::Settings;
 use mcp_oauth_store::{GrantFilter, GrantSummary, Store, ToolPin};
 use serde_json::json;
 
@@ -106,12 +109,44 @@ fn grant_json(g: &GrantSummary) -> serde_json::Value {
     })
 }
 
-pub async fn revoke_grants(store: &dyn Store, filter: &GrantFilter) -> Result<String, BoxError> {
+/// Ends the grants `filter` names; those of brokered servers (`upstream_auth = "oauth"`)
+/// have their upstream tokens revoked at the upstream's authorization server too (RFC 7009),
+/// where it offers revocation, through `brokers`.
+pub async fn revoke_grants(
+    store: &dyn Store,
+    filter: &GrantFilter,
+    settings: &Settings,
+    brokers: &Brokers,
+) -> Result<String, BoxError> {
     if filter == &GrantFilter::default() {
         return Err("name the grants to revoke: --subject, --client or --grant".into());
     }
+    // The brokered grants among those about to end, read first: their credentials stay
+    // readable after (an ended grant keeps its row until the purge).
+    let brokered: Vec<GrantSummary> = store
+        .list_grants(filter, 100_000)
+        .await?
+        .into_iter()
+        .filter(|g| g.status == FamilyStatus::Active)
+        .filter(|g| settings.server(&g.server).is_some_and(|s| s.upstream_auth.brokered().is_some()))
+        .collect();
     let n = store.revoke_grants(filter, SystemClock.now()).await?;
-    Ok(format!("revoked {n} active grant(s); running proxies refuse their tokens within two seconds"))
+    let mut out = format!("revoked {n} active grant(s); running proxies refuse their tokens within two seconds");
+    if !brokered.is_empty() {
+        let (mut reached, mut failed) = (0, 0);
+        for g in &brokered {
+            let Some(server) = settings.server(&g.server) else { continue };
+            match brokers.revoke_now(server, &g.id).await {
+                Ok(_) => reached += 1,
+                Err(_) => failed += 1,
+            }
+        }
+        out.push_str(&format!(
+            "\nupstream tokens of {reached} brokered grant(s) revoked at their authorization servers \
+             (where they offer revocation); {failed} could not be (see the log)"
+        ));
+    }
+    Ok(out)
 }
 
 /// Pinned tools, by server and name; only those with a pending change when `changed_only`.

@@ -282,7 +282,9 @@ fn main() -> ExitCode {
                     }
                     GrantsCommand::Revoke { subject, client, grant } => {
                         let filter = GrantFilter { subject, client_id: client, server: None, grant_id: grant };
-                        admin::revoke_grants(store.as_ref(), &filter).await
+                        let (keys, clock) = (Arc::new(config.keys), Arc::new(SystemClock));
+                        let brokers = mcp_oauth_http::Brokers::new(Arc::clone(&store), keys, clock, &config.settings);
+                        admin::revoke_grants(store.as_ref(), &filter, &config.settings, &brokers).await
                     }
                 }
             }),

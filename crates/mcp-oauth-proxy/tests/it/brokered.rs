@@ -318,3 +318,21 @@ async fn the_upstreams_insufficient_scope_is_a_step_up_the_proxy_can_satisfy() {
     let (status, _) = call(&b.h, access(&wider), "echo").await;
     assert_ne!(status, StatusCode::FORBIDDEN, "the upstream's token now carries the scope");
 }
+
+#[tokio::test]
+async fn an_operators_grants_revoke_revokes_the_upstream_tokens_too() {
+    let b = start(upstream_as_options(), PRE_REGISTERED).await;
+    let (_, tokens) = logged_in(&b.h, None).await;
+    assert_eq!(b.h.mcp_status(access(&tokens)).await, StatusCode::OK);
+    let sent = b.observed.authorization_headers().last().cloned().unwrap();
+    let sent = sent.strip_prefix("Bearer ").unwrap().to_owned();
+    assert!(b.upstream_as.revoked_tokens().is_empty());
+    let out = b.h.cli(&["grants", "revoke", "--subject", "demo-user"], &b.env).await;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("upstream tokens of 1 brokered grant(s) revoked"), "{text}");
+    let revoked = b.upstream_as.revoked_tokens();
+    assert_eq!(revoked.len(), 2, "the refresh and the access token: {revoked:?}");
+    assert!(revoked.contains(&sent));
+    assert!(!b.upstream_as.access_token_is_valid(&sent));
+}
