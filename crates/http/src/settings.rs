@@ -41,7 +41,9 @@ pub struct ServerSettings {
     /// Where the proxy reaches the MCP server (the "MCP upstream"), validated once by the
     /// configuration loader: a bad URL stops the proxy at start, never a request.
     pub mcp_upstream: axum::http::Uri,
-    /// The name of the identity provider users of this server log in with.
+    /// The name of the identity provider users of this server log in with; empty for a
+    /// brokered server (`upstream_auth = "oauth"`) without one, whose users log in at the
+    /// MCP upstream's own authorization server only (see [`Self::has_provider`]).
     pub provider: String,
     /// The scopes this server's authorization server offers.
     pub scopes: Scopes,
@@ -221,6 +223,12 @@ impl ServerSettings {
     /// (SEP-2207: listed in its metadata, never in the resource's or in challenges).
     pub fn grantable_scopes(&self) -> Scopes {
         Scopes::from_list(self.scopes.iter().chain(std::iter::once(OFFLINE_ACCESS)))
+    }
+
+    /// Whether users log in at a provider first (every server but a brokered one without
+    /// `provider`).
+    pub fn has_provider(&self) -> bool {
+        !self.provider.is_empty()
     }
 
     /// A server with the default token header, format and limits.

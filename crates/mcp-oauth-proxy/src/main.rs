@@ -551,7 +551,7 @@ fn describe(c: &Config) -> String {
             s.issuer(&server.slug),
             s.resource_metadata_url(&server.slug),
             server.mcp_upstream,
-            server.provider,
+            if server.has_provider() { server.provider.as_str() } else { "(none: the upstream's own login only)" },
             server.scopes,
             slug = server.slug,
         );

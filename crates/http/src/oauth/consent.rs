@@ -187,7 +187,11 @@ pub async fn page(
             client_id: &req.client.client_id,
             destination: &destination(&req.reply.redirect_uri),
             scopes,
-            provider: app.providers.for_server(server).name(),
+            provider: if server.has_provider() {
+                app.providers.for_server(server).name()
+            } else {
+                "the MCP server's own sign-in"
+            },
             notice,
             action: &action,
             carried: CARRIED.iter().filter_map(|k| params.get(k).map(|v| (*k, v))).collect(),

@@ -26,26 +26,18 @@ pub async fn start(
     req: &AuthorizationRequest,
     (browser_id, from): (&str, ClientAddress),
 ) -> Result<String, HttpError> {
+    if !server.has_provider() {
+        // Brokered OAuth without a provider: the upstream's login is the only one.
+        let pending = pending_for(app, server, req, (browser_id, from), String::new(), None);
+        return super::upstream_login::start(app, server, &pending, None).await;
+    }
     let provider = app.providers.for_server(server);
-    let state = mint(TokenKind::UpstreamState);
     let verifier = pkce::new_verifier();
     let nonce = provider.wants_nonce().then(|| random_b64(16));
+    let state = mint(TokenKind::UpstreamState);
     let pending = PendingAuthorization {
         state_hash: state.hash,
-        browser_hash: TokenHash::of(browser_id),
-        server: server.slug.clone(),
-        client_id: req.client.client_id.clone(),
-        redirect_uri: req.reply.redirect_uri.clone(),
-        scope: req.scope.to_string(),
-        resource: req.resource.clone(),
-        code_challenge: req.code_challenge.clone(),
-        client_state: req.reply.state.clone(),
-        upstream_verifier: verifier.clone(),
-        nonce: nonce.clone(),
-        expires_at: app.now() + LOGIN_TTL_SECS,
-        trace_id: Some(req.trace.to_string()),
-        address: Some(app.limits.key(from.client).to_string()),
-        broker: None,
+        ..pending_for(app, server, req, (browser_id, from), verifier.clone(), nonce.clone())
     };
     let limits = &app.settings.limits;
     let caps = PendingCaps {
@@ -70,6 +62,35 @@ pub async fn start(
         .map_err(failed(provider, "authorization URL"))?;
     tracing::info!(trace_id = %req.trace, server = %server.slug, client_id = %req.client.client_id, "sent to the provider's login");
     Ok(url)
+}
+
+/// The pending authorization for `req` in this browser (its `state_hash` a placeholder
+/// for the caller to set), to log in with `verifier` and `nonce`.
+fn pending_for(
+    app: &App,
+    server: &ServerSettings,
+    req: &AuthorizationRequest,
+    (browser_id, from): (&str, ClientAddress),
+    verifier: String,
+    nonce: Option<String>,
+) -> PendingAuthorization {
+    PendingAuthorization {
+        state_hash: TokenHash([0; 32]),
+        browser_hash: TokenHash::of(browser_id),
+        server: server.slug.clone(),
+        client_id: req.client.client_id.clone(),
+        redirect_uri: req.reply.redirect_uri.clone(),
+        scope: req.scope.to_string(),
+        resource: req.resource.clone(),
+        code_challenge: req.code_challenge.clone(),
+        client_state: req.reply.state.clone(),
+        upstream_verifier: verifier,
+        nonce,
+        expires_at: app.now() + LOGIN_TTL_SECS,
+        trace_id: Some(req.trace.to_string()),
+        address: Some(app.limits.key(from.client).to_string()),
+        broker: None,
+    }
 }
 
 /// Where a finished login step sends the browser.
@@ -161,7 +182,7 @@ async fn complete(
     };
     if server.upstream_auth.brokered().is_some() {
         // The provider's tokens are not kept: this grant will hold the upstream's.
-        return super::upstream_login::start(app, server, pending, &who.subject, identity)
+        return super::upstream_login::start(app, server, pending, Some((&who.subject, identity)))
             .await
             .map(Step::Upstream)
             .map_err(|e| (e, Some(who.subject.clone())));

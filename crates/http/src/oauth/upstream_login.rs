@@ -12,20 +12,25 @@
 
 use mcp_oauth_core::form::Params;
 use mcp_oauth_core::sealed::UserIdentity;
-use mcp_oauth_core::token::{TokenHash, TokenKind, mint, random_b64};
+use mcp_oauth_core::token::{TokenHash, TokenKind, mint, random_b64, random_id};
 use mcp_oauth_core::{OAuthError, pkce};
 use mcp_oauth_store::{PendingAuthorization, PendingCaps};
+use mcp_oauth_upstream::UpstreamTokens;
 use serde::{Deserialize, Serialize};
 
 use super::login::{Completed, LOGIN_TTL_SECS, Step, store_grant};
 use crate::error::HttpError;
+use crate::services::brokers::Broker;
 use crate::settings::ServerSettings;
 use crate::state::App;
 
-/// What the provider's login found out, carried to the upstream's callback.
+/// What the provider's login found out, carried to the upstream's callback; without a
+/// provider, nothing (`subject` absent): the upstream's login is the only one.
 #[derive(Serialize, Deserialize)]
 struct FirstStep {
-    subject: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    subject: Option<String>,
+    #[serde(default)]
     identity: UserIdentity,
 }
 
@@ -35,21 +40,24 @@ fn aad(state_hash: &TokenHash) -> String {
     format!("pending:{hex}:broker")
 }
 
-/// The provider's login is done (`subject`, `identity`): store the second step and
-/// return the URL of the upstream's authorization server.
+/// The provider's login is done (`who`: the subject and identity), or there is none (a
+/// server without `provider`): store the upstream's login step (`pending` with a new state,
+/// verifier and nonce) and return the URL of the upstream's authorization server.
 pub(super) async fn start(
     app: &App,
     server: &ServerSettings,
     pending: &PendingAuthorization,
-    subject: &str,
-    identity: UserIdentity,
+    who: Option<(&str, UserIdentity)>,
 ) -> Result<String, HttpError> {
     let settings = server.upstream_auth.brokered().ok_or_else(|| OAuthError::server_error("not a brokered server"))?;
     let broker = app.brokers.broker(server).await?;
     let state = mint(TokenKind::UpstreamState);
     let verifier = pkce::new_verifier();
     let nonce = broker.provider.wants_nonce().then(|| random_b64(16));
-    let step = FirstStep { subject: subject.to_owned(), identity };
+    let step = match who {
+        Some((subject, identity)) => FirstStep { subject: Some(subject.to_owned()), identity },
+        None => FirstStep { subject: None, identity: UserIdentity::default() },
+    };
     let step = serde_json::to_vec(&step).map_err(|e| OAuthError::server_error(e.to_string()))?;
     let next = PendingAuthorization {
         state_hash: state.hash,
@@ -101,7 +109,7 @@ pub(super) async fn complete(
         .ok()
         .and_then(|bytes| serde_json::from_slice::<FirstStep>(&bytes).ok())
         .ok_or_else(|| (HttpError::from(OAuthError::server_error("the login's first step cannot be read")), None))?;
-    let subject = Some(step.subject.clone());
+    let subject = step.subject.clone();
     let broker = app.brokers.broker(server).await.map_err(|e| (e.into(), subject.clone()))?;
     // RFC 9207: refuse an answer naming another issuer (a mix-up), and one naming none
     // from a server that said it always names itself.
@@ -144,9 +152,42 @@ pub(super) async fn complete(
             tracing::warn!(server = %server.slug, error = %e, "the code exchange at the MCP upstream's authorization server failed");
             (HttpError::from(e), subject.clone())
         })?;
-    let FirstStep { subject: who, identity } = step;
+    let (who, identity) = match step {
+        FirstStep { subject: Some(subject), identity } => (subject, identity),
+        FirstStep { subject: None, .. } => {
+            identify(app, server, &broker, &tokens, pending).await.map_err(|e| (e, None))?
+        }
+    };
     store_grant(app, pending, &tokens, (&who, identity), Some(broker.issuer()))
         .await
         .map_err(|e| (e, subject))
         .map(|(code, grant_id)| Step::Done(Completed { code, grant_id, subject: who }))
+}
+
+/// Without a provider: who the user is, as the upstream's authorization server says (its
+/// id_token, verified, or its userinfo endpoint) when it can say it; else a pseudonymous
+/// subject of this grant alone, since nothing else is known (a new login is a new subject;
+/// the configuration refuses access rules for such a server).
+async fn identify(
+    app: &App,
+    server: &ServerSettings,
+    broker: &Broker,
+    tokens: &UpstreamTokens,
+    pending: &PendingAuthorization,
+) -> Result<(String, UserIdentity), HttpError> {
+    let can_say = tokens.id_token.is_some() || broker.discovered.server.userinfo_endpoint.is_some();
+    if !can_say {
+        return Ok((format!("anonymous:{}", random_id()), UserIdentity::default()));
+    }
+    let who = broker.provider.identify(tokens, pending.nonce.as_deref(), app.now()).await.map_err(|e| {
+        tracing::warn!(server = %server.slug, error = %e, "the MCP upstream's authorization server did not say who logged in");
+        HttpError::from(e)
+    })?;
+    let identity = UserIdentity {
+        email: who.email.clone(),
+        email_verified: who.email.is_some(),
+        name: who.name.clone(),
+        groups: who.groups.clone(),
+    };
+    Ok((who.subject, identity))
 }

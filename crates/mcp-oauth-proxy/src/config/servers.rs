@@ -67,8 +67,19 @@ fn server(
                 .ok()
         }),
     };
+    // Brokered OAuth may do without a provider: the upstream's own login is then the only
+    // one (see `ServerSettings::provider`).
+    let brokered = s.upstream_auth.as_deref().map(str::trim) == Some("oauth");
     let provider = s.provider.unwrap_or_default();
-    if !providers.iter().any(|p| p.name == provider) {
+    if provider.is_empty() && brokered {
+        if s.access.is_some() {
+            problems.push(
+                &key("access"),
+                "needs what a provider says of the user; without a provider the user is known only by what the \
+                 upstream's authorization server says, if anything: name a provider, or remove the rules",
+            );
+        }
+    } else if !providers.iter().any(|p| p.name == provider) {
         problems.push(&key("provider"), format_args!("no provider named {provider:?} is configured under [providers]"));
     }
     let tool_scopes = ToolScopes::new(s.tool_scopes.into_iter().filter_map(|(pattern, StringList(list))| {

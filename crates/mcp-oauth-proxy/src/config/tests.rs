@@ -681,3 +681,20 @@ fn brokered_oauth_reads_its_table_and_names_the_keys_of_its_problems() {
         ["servers[0].upstream_oauth.client_secret_env: the environment variable NOPE is not set"]
     );
 }
+
+#[test]
+fn a_brokered_server_may_go_without_a_provider_but_not_with_access_rules() {
+    let solo = minimal().replace("provider = \"gh\"\n", "upstream_auth = \"oauth\"\n");
+    let c = load(&solo, &[("GH_SECRET", "s")]).unwrap();
+    assert!(!c.settings.servers[0].has_provider());
+    let ruled = format!("{solo}access = {{ emails = [\"a@example.com\"] }}\n");
+    let found = problems(&ruled, &[("GH_SECRET", "s")]);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].starts_with("servers[0].access: needs what a provider says of the user"), "{found:?}");
+    // Any other mode still needs one.
+    let plain = minimal().replace("provider = \"gh\"\n", "");
+    assert_eq!(
+        problems(&plain, &[("GH_SECRET", "s")]),
+        [r#"servers[0].provider: no provider named "" is configured under [providers]"#]
+    );
+}

@@ -336,3 +336,81 @@ async fn an_operators_grants_revoke_revokes_the_upstream_tokens_too() {
     assert!(revoked.contains(&sent));
     assert!(!b.upstream_as.access_token_is_valid(&sent));
 }
+
+#[tokio::test]
+async fn without_a_provider_the_upstreams_login_is_the_only_one_and_says_who_the_user_is() {
+    let clock = ManualClock::starting_now();
+    let (upstream_as, issuer) = authorization_server(upstream_as_options(), &clock).await;
+    let observed = Observed::default();
+    let a = upstream_as.clone();
+    let protection = Protection {
+        authorization_server: Arc::new(Mutex::new(issuer)),
+        scopes: vec!["files:read".into()],
+        tool_scope: None,
+        scopes_of: Arc::new(move |t: &str| a.scope_of(t)),
+    };
+    let url = mcp_server::spawn_protected(upstream_as.token_check(), observed.clone(), protection).await.unwrap();
+    // servers[2]: no provider.
+    let extra_toml = format!(
+        "[[servers]]\nslug = \"solo\"\nupstream_url = \"{url}\"\nupstream_auth = \"oauth\"\n\n\
+         [servers.upstream_oauth]\nclient_id = \"proxy-at-upstream\"\nclient_secret_env = \"UPSTREAM_SECRET\"\n\
+         allow_http_loopback = true\n"
+    );
+    let env = vec![("UPSTREAM_SECRET".to_owned(), "upstream-secret".to_owned())];
+    let h = Harness::start_with(Start { extra_toml, env, clock: Some(clock), ..Default::default() }).await;
+
+    let (status, body) = {
+        let r = h
+            .http
+            .post(h.url("/oauth/solo/register"))
+            .json(&serde_json::json!({
+                "redirect_uris": [crate::harness::REDIRECT], "token_endpoint_auth_method": "none",
+                "grant_types": ["authorization_code", "refresh_token"], "client_name": "Solo client",
+            }))
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json::<Value>().await.unwrap())
+    };
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let client_id = body["client_id"].as_str().unwrap().to_owned();
+    let authorize = h.authorize_url(&client_id, &[]).replace("/oauth/demo/", "/oauth/solo/");
+    let back = Browser::new().through_callback(&authorize, &[("login", "approve")]).await;
+    assert_eq!(back.status, StatusCode::FOUND, "{}", back.body);
+    let code = query(&back.location()).get("code").cloned().unwrap_or_else(|| panic!("{}", back.location()));
+    assert!(h.idp.authorize_requests().is_empty(), "no provider login");
+    let r = h
+        .http
+        .post(h.url("/oauth/solo/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", crate::harness::REDIRECT),
+            ("code_verifier", crate::harness::VERIFIER),
+            ("client_id", client_id.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let tokens: Value = r.json().await.unwrap();
+    let status = crate::harness::mcp_initialize(&h.http, &h.base, access(&tokens)).await.unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "/mcp/demo is not this token's server");
+    let r = h
+        .http
+        .post(h.url("/mcp/solo"))
+        .bearer_auth(access(&tokens))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(crate::harness::INITIALIZE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let seen = observed.authorization_headers().last().cloned().unwrap();
+    assert!(upstream_as.issued_access_tokens().contains(&seen.strip_prefix("Bearer ").unwrap().to_owned()));
+    // Who the user is: what the upstream's authorization server said (its userinfo).
+    let filter = mcp_oauth_store::GrantFilter { server: Some("solo".into()), ..Default::default() };
+    let grants = h.app.store.list_grants(&filter, 10).await.unwrap();
+    assert_eq!(grants.iter().map(|g| g.subject.as_str()).collect::<Vec<_>>(), ["upstream-user"]);
+}
