@@ -414,3 +414,59 @@ async fn without_a_provider_the_upstreams_login_is_the_only_one_and_says_who_the
     let grants = h.app.store.list_grants(&filter, 10).await.unwrap();
     assert_eq!(grants.iter().map(|g| g.subject.as_str()).collect::<Vec<_>>(), ["upstream-user"]);
 }
+
+#[tokio::test]
+async fn replicas_registering_at_once_share_one_registration() {
+    let Some(storage) = crate::replicas::postgres_url().await else { return };
+    let clock = ManualClock::starting_now();
+    let options = IdpOptions { dynamic_registration: true, ..upstream_as_options() };
+    let (upstream_as, issuer) = authorization_server(options, &clock).await;
+    let a_s = upstream_as.clone();
+    let protection = Protection {
+        authorization_server: Arc::new(Mutex::new(issuer.clone())),
+        scopes: vec!["files:read".into()],
+        tool_scope: None,
+        scopes_of: Arc::new(move |t: &str| a_s.scope_of(t)),
+    };
+    let upstream =
+        mcp_server::spawn_protected(upstream_as.token_check(), Observed::default(), protection).await.unwrap();
+    let env: Vec<(String, String)> = [
+        ("MCP_OAUTH_PROXY_SERVERS__0__UPSTREAM_AUTH", "oauth"),
+        ("MCP_OAUTH_PROXY_SERVERS__0__UPSTREAM_OAUTH__ALLOW_HTTP_LOOPBACK", "true"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let a = Harness::start_with(Start {
+        storage_url: Some(storage.clone()),
+        upstream_url: Some(upstream.clone()),
+        env: env.clone(),
+        clock: Some(clock.clone()),
+        ..Default::default()
+    })
+    .await;
+    let b = Harness::start_with(Start {
+        storage_url: Some(storage),
+        public_url: Some(a.base.clone()),
+        idp: Some((a.idp.clone(), a.idp_issuer())),
+        clock: Some(clock),
+        upstream_url: Some(upstream),
+        env,
+        ..Default::default()
+    })
+    .await;
+    // Both replicas discover and register at the same moment.
+    let (on_a, on_b) = (a.app.settings.server("demo").unwrap().clone(), b.app.settings.server("demo").unwrap().clone());
+    let (x, y) = tokio::join!(a.app.brokers.broker(&on_a), b.app.brokers.broker(&on_b));
+    let (x, y) = (x.unwrap(), y.unwrap());
+    let stored = a.app.store.upstream_registration("demo", &issuer).await.unwrap().expect("stored");
+    assert_eq!(x.provider.settings().client_id, stored.client_id, "A uses the stored registration");
+    assert_eq!(y.provider.settings().client_id, stored.client_id, "and so does B");
+    // A grant made through A is refreshed through B with the same registration.
+    let (_, tokens) = logged_in(&a, None).await;
+    assert_eq!(b.mcp_status(access(&tokens)).await, StatusCode::OK);
+    a.clock.advance(301);
+    assert_eq!(b.mcp_status(access(&tokens)).await, StatusCode::OK);
+    assert_eq!(upstream_as.refresh_count(), 1);
+    assert_eq!(upstream_as.token_clients(), [stored.client_id.clone(), stored.client_id.clone()]);
+}
