@@ -10,11 +10,13 @@
 //!   (`FromRef`) a handler asks for when it uses one service.
 //!
 //! The rooms:
-//! - `services/`: what `App` holds: the client directory, the identity providers,
+//! - `services/`: what `App` holds: the client directory, the identity providers, the
+//!   brokers (brokered OAuth: OAuth-protected MCP upstreams' own authorization servers),
 //!   upstream access, identities (assertions and identity headers), the MCP client,
 //!   limits, audit, metrics, revocations, tool pins;
 //! - `oauth/`: the routes of the authorization server, one file per endpoint, and what
-//!   they share (the checked request, the login, the grants, client authentication);
+//!   they share (the checked request, the login and the brokered upstream's login, the
+//!   grants, client authentication);
 //! - `mcp/`: the reverse proxy's route and the tool rules it applies;
 //! - `health`: liveness and readiness; `pages`: HTML; `responses`: successful answers;
 //! - [`serve`]: connections: admission, request bodies in time, the access log;
@@ -23,7 +25,9 @@
 //!
 //! Words: the *provider* is the identity provider users log in at (its tokens are the
 //! "upstream" credential the proxy keeps sealed); the *MCP upstream* is the MCP server
-//! behind the proxy; a *server* is one protected MCP server, named by its slug.
+//! behind the proxy; a *server* is one protected MCP server, named by its slug; a
+//! *brokered* server's MCP upstream has its own authorization server, whose tokens the
+//! grant then keeps instead of the provider's.
 
 mod client_address;
 mod cookies;
