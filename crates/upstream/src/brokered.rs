@@ -13,10 +13,15 @@
 //! classification as a configured identity provider, so nothing downstream changes.
 //!
 //! Every fetch here can be caused by an anonymous request (a login started), so each is
-//! bounded in time (the client's) and in bytes ([`MAX_DOCUMENT_BYTES`]), and the caller
-//! caches what it learns. The URLs of the authorization server come from the upstream's
-//! metadata, not from the operator: they must be https ([`UrlPolicy`]), with plain http
-//! only on loopback when the operator allows it (development and tests).
+//! bounded in time (the client's) and in bytes ([`MAX_DOCUMENT_BYTES`]), never follows a
+//! redirect, and the caller caches what it learns. The URLs of the authorization server
+//! come from the upstream's metadata, not from the operator: they must be https
+//! ([`UrlPolicy`]), with plain http only on loopback when the operator allows it
+//! (development and tests). Unlike Client ID Metadata Documents (whose URLs anyone may
+//! name, and whose fetcher refuses internal addresses), internal addresses are not refused
+//! here: the upstream is the operator's choice, and its authorization server is often on
+//! the same private network (an in-house Keycloak); what the upstream names is trusted as
+//! far as the upstream is, and no further than https.
 
 use reqwest::StatusCode;
 use serde_json::Value;

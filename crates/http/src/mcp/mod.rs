@@ -116,7 +116,7 @@ pub async fn handle(
 /// the proxy), naming every scope the call needs: the token's and the ones the upstream
 /// asked for. Proxy scopes map to upstream scopes by name (list the upstream's under the
 /// server's `scopes`); a new authorization with them asks the upstream for them too (see
-/// `Broker::scopes_for`). A scope the server does not offer is left out, so the challenge
+/// `Broker::scopes_for`). A scope the server does not list is left out, so the challenge
 /// never names what the proxy could not grant.
 fn upstream_step_up(
     settings: &Settings,
@@ -136,9 +136,13 @@ fn upstream_step_up(
     if challenge.error.as_deref() != Some("insufficient_scope") {
         return None;
     }
-    let offered = server.grantable_scopes();
+    // `offline_access` belongs to the authorization server alone, never in a challenge
+    // (SEP-2207), even when the upstream names it.
     let asked = challenge.scope.unwrap_or_default();
-    let asked = asked.split_whitespace().filter(|s| server.scopes.is_empty() || offered.iter().any(|o| o == *s));
+    let asked = asked
+        .split_whitespace()
+        .filter(|s| *s != crate::settings::OFFLINE_ACCESS)
+        .filter(|s| server.scopes.is_empty() || server.scopes.iter().any(|o| o == *s));
     let needed = Scopes::from_list(token.scope.split_whitespace().chain(asked));
     tracing::info!(server = %server.slug, client_id = %token.client_id, %needed, "the MCP upstream asks for more scope: step-up");
     Some(HttpError::insufficient_scope(settings, server, &needed))

@@ -74,6 +74,7 @@ pub(super) async fn start(
     };
     // The first step's row was taken, so this one fits wherever that one did.
     if !app.store.insert_pending(&next, app.now(), caps).await? {
+        app.metrics.rate_limited("pending_logins");
         return Err(HttpError::too_many_page(
             "Too many logins were started from this browser or network and not finished. Finish one, or try again in ten minutes.",
         ));

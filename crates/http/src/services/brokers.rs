@@ -57,12 +57,22 @@ impl Broker {
     }
 
     /// The scopes to ask the upstream for when a client asked the proxy for `requested`:
-    /// the configured override, else what the upstream's challenge or metadata named; and
-    /// (so that a step-up the upstream asked for can be satisfied) every requested scope
-    /// the upstream knows. Proxy scopes map to upstream scopes by name: list the
+    /// the configured override, else what the upstream's challenge or metadata named and
+    /// `offline_access` when the authorization server lists it (several issue refresh
+    /// tokens only for it, and a grant without one ends when its first token expires);
+    /// and (so that a step-up the upstream asked for can be satisfied) every requested
+    /// scope the upstream knows. Proxy scopes map to upstream scopes by name: list the
     /// upstream's scopes under the server's `scopes` to let clients ask for them.
     pub fn scopes_for(&self, settings: &UpstreamOAuthSettings, requested: &str) -> Vec<String> {
-        let mut scopes = settings.scopes.clone().unwrap_or_else(|| self.discovered.scopes.clone());
+        const OFFLINE_ACCESS: &str = crate::settings::OFFLINE_ACCESS;
+        let mut scopes = settings.scopes.clone().unwrap_or_else(|| {
+            let mut named = self.discovered.scopes.clone();
+            let listed = self.discovered.server.scopes_supported.iter().any(|s| s == OFFLINE_ACCESS);
+            if listed && !named.iter().any(|s| s == OFFLINE_ACCESS) {
+                named.push(OFFLINE_ACCESS.to_owned());
+            }
+            named
+        });
         let known = |s: &str| {
             self.discovered.scopes.iter().any(|k| k == s)
                 || self.discovered.server.scopes_supported.iter().any(|k| k == s)

@@ -143,7 +143,7 @@ async fn the_upstream_gets_its_own_authorization_servers_token_refreshed_once_an
     assert_eq!(asked["client_id"], "proxy-at-upstream");
     assert_eq!(asked["code_challenge_method"], "S256");
     assert_eq!(asked["resource"], b.h.upstream_url);
-    assert_eq!(asked["scope"], "files:read");
+    assert_eq!(asked["scope"], "files:read offline_access", "offline_access, which its server lists");
     assert_eq!(asked["redirect_uri"], b.h.url("/oauth/upstream-callback"));
     assert_eq!(b.upstream_as.token_clients(), ["proxy-at-upstream"], "authenticated as the configured client");
 
@@ -314,7 +314,7 @@ async fn the_upstreams_insufficient_scope_is_a_step_up_the_proxy_can_satisfy() {
     // Authorizing again with those scopes asks the upstream for them too.
     let (_, wider) = logged_in(&b.h, Some("files:read files:write")).await;
     let asked = b.upstream_as.authorize_requests().last().cloned().unwrap();
-    assert_eq!(asked["scope"], "files:read files:write");
+    assert_eq!(asked["scope"], "files:read offline_access files:write");
     let (status, _) = call(&b.h, access(&wider), "echo").await;
     assert_ne!(status, StatusCode::FORBIDDEN, "the upstream's token now carries the scope");
 }
