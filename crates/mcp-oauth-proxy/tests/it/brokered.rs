@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mcp_oauth_core::ManualClock;
-use mcp_oauth_devsupport::idp::{DevIdp, IdpOptions};
+use mcp_oauth_devsupport::idp::{DevIdp, Fault, IdpOptions};
 use mcp_oauth_devsupport::mcp_server::{self, Observed, Protection};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -183,6 +183,8 @@ async fn the_upstream_gets_its_own_authorization_servers_token_refreshed_once_an
     let revoked = upstream_as.revoked_tokens();
     assert!(revoked.contains(&sent), "the access token revoked upstream: {revoked:?}");
     assert_eq!(revoked.len(), 2, "and the refresh token");
+    let ours = [access(&tokens), tokens["refresh_token"].as_str().unwrap()];
+    assert!(!revoked.iter().any(|t| ours.contains(&t.as_str())), "never the proxy's own tokens");
     assert!(!upstream_as.access_token_is_valid(&sent));
 }
 
@@ -469,4 +471,26 @@ async fn replicas_registering_at_once_share_one_registration() {
     assert_eq!(b.mcp_status(access(&tokens)).await, StatusCode::OK);
     assert_eq!(upstream_as.refresh_count(), 1);
     assert_eq!(upstream_as.token_clients(), [stored.client_id.clone(), stored.client_id.clone()]);
+}
+
+#[tokio::test]
+async fn upstream_refresh_failures_are_classified_as_provider_failures_are() {
+    let b = start(upstream_as_options(), PRE_REGISTERED).await;
+    let (_, tokens) = logged_in(&b.h, None).await;
+    // The upstream's authorization server is down when the token is due: 503, grant kept.
+    b.h.clock.advance(301);
+    b.upstream_as.inject_fault(Fault::Unavailable);
+    assert_eq!(b.h.mcp_status(access(&tokens)).await, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(b.h.mcp_status(access(&tokens)).await, StatusCode::OK, "back: refreshed");
+    // It refuses the proxy (its client secret rotated there): 503, grant kept.
+    b.h.clock.advance(301);
+    b.upstream_as.inject_fault(Fault::InvalidClient);
+    assert_eq!(b.h.mcp_status(access(&tokens)).await, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(b.h.access_token_works(access(&tokens)).await);
+    assert_eq!(b.h.mcp_status(access(&tokens)).await, StatusCode::OK);
+    // It refuses the user's grant: the grant ends, and the client gets the challenge.
+    b.h.clock.advance(301);
+    b.upstream_as.inject_fault(Fault::InvalidGrant);
+    assert_eq!(b.h.mcp_status(access(&tokens)).await, StatusCode::UNAUTHORIZED);
+    assert!(!b.h.access_token_works(access(&tokens)).await);
 }
