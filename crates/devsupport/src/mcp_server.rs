@@ -168,6 +168,8 @@ pub struct Protection {
     pub tool_scope: Option<(String, String)>,
     /// The scopes a valid token carries (a [`TokenCheck`] that answers them).
     pub scopes_of: TokenCheck,
+    /// How many times its protected-resource metadata was fetched.
+    pub metadata_fetches: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 #[derive(Clone)]
@@ -220,6 +222,7 @@ pub async fn spawn_protected(check: TokenCheck, observed: Observed, protection: 
         let p = protection.clone();
         let resource = resource.clone();
         async move {
+            p.metadata_fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let server = p.authorization_server.lock().unwrap().clone();
             axum::Json(serde_json::json!({
                 "resource": resource,

@@ -43,6 +43,13 @@ const DISCOVERY_TTL_SECS: i64 = 600;
 /// How long a broker may go on being used when discovering it again fails (the upstream's
 /// metadata is down, its authorization server may not be).
 const STALE_FOR_SECS: i64 = 24 * 3600;
+/// After discovery or registration failed, how long logins (and token refreshes) are
+/// answered with that failure (or served what was found before) without trying again:
+/// anyone can start logins, and each would otherwise cost the upstream a discovery.
+const RETRY_AFTER_FAILURE_SECS: i64 = 30;
+/// Discovery and registration requests: each bounded well below a login's patience,
+/// since a discovery tries several places one after the other.
+const DISCOVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// One brokered upstream, discovered and registered.
 pub struct Broker {
@@ -93,7 +100,10 @@ struct Entry {
 }
 
 pub struct Brokers {
+    /// Token, revocation and identity requests (the providers' client).
     http: reqwest::Client,
+    /// Discovery and registration: shorter timeouts (see `DISCOVERY_TIMEOUT`).
+    discovery: reqwest::Client,
     store: Arc<dyn Store>,
     keys: Arc<KeyRing>,
     clock: SharedClock,
@@ -101,6 +111,8 @@ pub struct Brokers {
     metadata_url: String,
     public_url: String,
     entries: Mutex<HashMap<String, Entry>>,
+    /// The last failure to discover or register, per server: (when, what).
+    failures: Mutex<HashMap<String, (i64, UpstreamError)>>,
     /// Discovery and registration one at a time (they are rare, and each costs the
     /// upstream several requests).
     resolving: tokio::sync::Mutex<()>,
@@ -115,6 +127,13 @@ impl Brokers {
     ) -> Self {
         Self {
             http: mcp_oauth_upstream::http_client::for_provider_calls(),
+            discovery: reqwest::Client::builder()
+                .connect_timeout(DISCOVERY_TIMEOUT)
+                .timeout(DISCOVERY_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("mcp-oauth-proxy/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .expect("the HTTP client configuration is static and valid"),
             store,
             keys,
             clock,
@@ -122,6 +141,7 @@ impl Brokers {
             metadata_url: settings.upstream_client_metadata_url(),
             public_url: settings.public_url.clone(),
             entries: Mutex::default(),
+            failures: Mutex::default(),
             resolving: tokio::sync::Mutex::const_new(()),
         }
     }
@@ -146,32 +166,57 @@ impl Brokers {
     /// The broker of a server with `upstream_auth = "oauth"`, discovered and registered
     /// at its first use (and again after the TTL). `Err` for any other server.
     pub async fn broker(&self, server: &ServerSettings) -> Result<Arc<Broker>, UpstreamError> {
-        if let Some(fresh) = self.cached(&server.slug, DISCOVERY_TTL_SECS) {
-            return Ok(fresh);
+        if let Some(known) = self.known(&server.slug) {
+            return known;
         }
         let _turn = self.resolving.lock().await;
-        // Someone may have resolved it while we waited.
-        if let Some(fresh) = self.cached(&server.slug, DISCOVERY_TTL_SECS) {
-            return Ok(fresh);
+        // Someone may have resolved it (or failed to) while we waited.
+        if let Some(known) = self.known(&server.slug) {
+            return known;
         }
         match self.resolve(server).await {
             Ok(broker) => {
                 let broker = Arc::new(broker);
                 let entry = Entry { broker: Arc::clone(&broker), at: self.clock.now() };
                 self.lock().insert(server.slug.clone(), entry);
+                self.failures().remove(&server.slug);
                 Ok(broker)
             }
-            Err(e) => match self.cached(&server.slug, STALE_FOR_SECS) {
-                Some(stale) => {
-                    tracing::warn!(server = %server.slug, error = %e, "discovering the MCP upstream again failed; using what was found before");
-                    Ok(stale)
-                }
-                None => {
-                    tracing::warn!(server = %server.slug, error = %e, "the MCP upstream's authorization server could not be discovered or registered at");
-                    Err(e)
-                }
-            },
+            Err(e) => {
+                self.failures().insert(server.slug.clone(), (self.clock.now(), e.clone()));
+                self.stale_or(server, e)
+            }
         }
+    }
+
+    /// After a failure: what was found before, if it is not too old, else the failure.
+    fn stale_or(&self, server: &ServerSettings, e: UpstreamError) -> Result<Arc<Broker>, UpstreamError> {
+        match self.cached(&server.slug, STALE_FOR_SECS) {
+            Some(stale) => {
+                tracing::warn!(server = %server.slug, error = %e, "discovering the MCP upstream again failed; using what was found before");
+                Ok(stale)
+            }
+            None => {
+                tracing::warn!(server = %server.slug, error = %e, "the MCP upstream's authorization server could not be discovered or registered at");
+                Err(e)
+            }
+        }
+    }
+
+    /// What is known without asking the upstream: a fresh broker; or, within
+    /// `RETRY_AFTER_FAILURE_SECS` of a failure, the broker found before (if any) or that
+    /// failure. `None`: ask.
+    fn known(&self, slug: &str) -> Option<Result<Arc<Broker>, UpstreamError>> {
+        if let Some(fresh) = self.cached(slug, DISCOVERY_TTL_SECS) {
+            return Some(Ok(fresh));
+        }
+        let now = self.clock.now();
+        let failed = self.failures().get(slug).filter(|(at, _)| now - at < RETRY_AFTER_FAILURE_SECS).cloned();
+        failed.map(|(_, e)| self.cached(slug, STALE_FOR_SECS).ok_or(e))
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, (i64, UpstreamError)>> {
+        self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
@@ -191,7 +236,7 @@ impl Brokers {
         let policy = UrlPolicy { allow_http_loopback: settings.allow_http_loopback };
         let mcp_url = url::Url::parse(&server.mcp_upstream.to_string())
             .map_err(|e| UpstreamError::Misconfigured(format!("upstream_url: {e}")))?;
-        let discovered = brokered::discover(&self.http, &mcp_url, policy).await?;
+        let discovered = brokered::discover(&self.discovery, &mcp_url, policy).await?;
         let (registration, method) = self.registration(server, settings, &discovered).await?;
         tracing::info!(
             server = %server.slug,
@@ -246,7 +291,7 @@ impl Brokers {
                     "token_endpoint_auth_method".into(),
                     brokered::preferred_auth_method(&discovered.server).into(),
                 );
-                let registered = brokered::register(&self.http, &discovered.server, &metadata).await?;
+                let registered = brokered::register(&self.discovery, &discovered.server, &metadata).await?;
                 let mine = UpstreamRegistration {
                     server: server.slug.clone(),
                     issuer: issuer.to_owned(),

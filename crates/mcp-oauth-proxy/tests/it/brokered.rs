@@ -65,6 +65,7 @@ async fn start(options: IdpOptions, extra: &[(&str, &str)]) -> Brokered {
         scopes: vec!["files:read".into()],
         tool_scope: Some(("echo".into(), "files:write".into())),
         scopes_of,
+        metadata_fetches: Default::default(),
     };
     let upstream_url = mcp_server::spawn_protected(check, observed.clone(), protection).await.unwrap();
     let mut env: Vec<(String, String)> = [
@@ -350,6 +351,7 @@ async fn without_a_provider_the_upstreams_login_is_the_only_one_and_says_who_the
         scopes: vec!["files:read".into()],
         tool_scope: None,
         scopes_of: Arc::new(move |t: &str| a.scope_of(t)),
+        metadata_fetches: Default::default(),
     };
     let url = mcp_server::spawn_protected(upstream_as.token_check(), observed.clone(), protection).await.unwrap();
     // servers[2]: no provider.
@@ -429,6 +431,7 @@ async fn replicas_registering_at_once_share_one_registration() {
         scopes: vec!["files:read".into()],
         tool_scope: None,
         scopes_of: Arc::new(move |t: &str| a_s.scope_of(t)),
+        metadata_fetches: Default::default(),
     };
     let upstream =
         mcp_server::spawn_protected(upstream_as.token_check(), Observed::default(), protection).await.unwrap();
@@ -493,4 +496,36 @@ async fn upstream_refresh_failures_are_classified_as_provider_failures_are() {
     b.upstream_as.inject_fault(Fault::InvalidGrant);
     assert_eq!(b.h.mcp_status(access(&tokens)).await, StatusCode::UNAUTHORIZED);
     assert!(!b.h.access_token_works(access(&tokens)).await);
+}
+
+#[tokio::test]
+async fn a_failed_discovery_is_not_repeated_per_request() {
+    let clock = ManualClock::starting_now();
+    let (upstream_as, issuer) = authorization_server(upstream_as_options(), &clock).await;
+    let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let a = upstream_as.clone();
+    let protection = Protection {
+        authorization_server: Arc::new(Mutex::new(issuer)),
+        scopes: vec!["files:read".into()],
+        tool_scope: None,
+        scopes_of: Arc::new(move |t: &str| a.scope_of(t)),
+        metadata_fetches: Arc::clone(&fetches),
+    };
+    let upstream_url =
+        mcp_server::spawn_protected(upstream_as.token_check(), Observed::default(), protection).await.unwrap();
+    // Its authorization server is on plain http, which is not allowed here: discovery fails.
+    let env = vec![("MCP_OAUTH_PROXY_SERVERS__0__UPSTREAM_AUTH".to_owned(), "oauth".to_owned())];
+    let h =
+        Harness::start_with(Start { upstream_url: Some(upstream_url), env, clock: Some(clock), ..Default::default() })
+            .await;
+    let server = h.app.settings.server("demo").unwrap().clone();
+    for _ in 0..5 {
+        let e = h.app.brokers.broker(&server).await.err().expect("refused");
+        assert!(e.to_string().contains("https"), "{e}");
+    }
+    let fetched = |f: &Arc<std::sync::atomic::AtomicUsize>| f.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(fetched(&fetches), 1, "one discovery for five attempts");
+    h.clock.advance(31);
+    assert!(h.app.brokers.broker(&server).await.is_err());
+    assert_eq!(fetched(&fetches), 2, "tried again after the pause");
 }
