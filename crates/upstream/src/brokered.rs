@@ -500,6 +500,91 @@ mod tests {
         assert!(Challenge::parse("Basic realm=\"x\"").is_none());
     }
 
+    /// Serves `body` (`{url}` in it replaced by the server's URL) as a JSON answer to every
+    /// request on a loopback port, without a Content-Length when `chunked` (so only the
+    /// reading bounds it); returns the URL.
+    async fn serve(body: String, chunked: bool) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let body = body.replace("{url}", &url);
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let mut request = [0u8; 4096];
+                    let _ = socket.read(&mut request).await;
+                    let head = if chunked {
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n".to_owned()
+                    } else {
+                        format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                            body.len()
+                        )
+                    };
+                    let _ = socket.write_all(head.as_bytes()).await;
+                    let _ = socket.write_all(body.as_bytes()).await;
+                });
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn metadata_larger_than_the_bound_is_refused_however_it_is_sent() {
+        let policy = UrlPolicy { allow_http_loopback: true };
+        let http = crate::http_client::for_provider_calls();
+        let huge = format!(r#"{{"issuer":"x","pad":"{}"}}"#, "a".repeat(MAX_DOCUMENT_BYTES));
+        for chunked in [false, true] {
+            let url = serve(huge.clone(), chunked).await;
+            let e = authorization_server(&http, &url, policy).await.unwrap_err();
+            assert!(e.to_string().contains("too large"), "chunked {chunked}: {e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn metadata_naming_another_issuer_or_lacking_s256_is_refused() {
+        let policy = UrlPolicy { allow_http_loopback: true };
+        let http = crate::http_client::for_provider_calls();
+        let url = serve(r#"{"issuer":"https://elsewhere.example"}"#.to_owned(), false).await;
+        let e = authorization_server(&http, &url, policy).await.unwrap_err();
+        assert!(e.to_string().contains("names issuer"), "{e}");
+        // A document that names the issuer it is served for, without S256; then with it.
+        let doc = |methods: &str| {
+            format!(
+                r#"{{"issuer":"{{url}}","authorization_endpoint":"{{url}}/a","token_endpoint":"{{url}}/t","code_challenge_methods_supported":[{methods}]}}"#
+            )
+        };
+        let served = serve(doc(r#""plain""#), false).await;
+        let e = authorization_server(&http, &served, policy).await.unwrap_err();
+        assert!(e.to_string().contains("does not list S256"), "{e}");
+        let served = serve(doc(r#""plain","S256""#), false).await;
+        let found = authorization_server(&http, &served, policy).await.unwrap();
+        assert_eq!(found.token_endpoint.as_str(), format!("{served}/t"));
+    }
+
+    #[test]
+    fn the_registration_method_is_the_first_that_applies() {
+        let server = |cimd: bool, dcr: bool| AuthorizationServer {
+            issuer: "https://as.example".into(),
+            authorization_endpoint: Url::parse("https://as.example/a").unwrap(),
+            token_endpoint: Url::parse("https://as.example/t").unwrap(),
+            registration_endpoint: dcr.then(|| Url::parse("https://as.example/r").unwrap()),
+            revocation_endpoint: None,
+            userinfo_endpoint: None,
+            jwks_uri: None,
+            scopes_supported: vec![],
+            token_endpoint_auth_methods: vec![],
+            client_id_metadata_document_supported: cimd,
+            iss_parameter_supported: false,
+        };
+        use RegistrationMethod::*;
+        assert_eq!(registration_method(true, &server(true, true)).unwrap(), PreRegistered);
+        assert_eq!(registration_method(false, &server(true, true)).unwrap(), MetadataDocument);
+        assert_eq!(registration_method(false, &server(false, true)).unwrap(), Dynamic);
+        assert!(registration_method(false, &server(false, false)).is_err());
+    }
+
     #[test]
     fn urls_named_by_metadata_must_be_https_or_allowed_loopback() {
         let strict = UrlPolicy { allow_http_loopback: false };
