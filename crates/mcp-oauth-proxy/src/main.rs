@@ -520,8 +520,13 @@ fn upstream_auth(s: &mcp_oauth_http::settings::Settings, server: &ServerSettings
                 Some(scopes) => format!("scopes {:?} (configured)", scopes.join(" ")),
                 None => "the scopes the upstream's challenge or metadata names".to_owned(),
             };
+            let when = if server.has_provider() {
+                "after the provider login the user also logs in"
+            } else {
+                "the user logs in only (no provider)"
+            };
             format!(
-                "brokered OAuth: after the provider login the user also logs in at the upstream's own \
+                "brokered OAuth: {when} at the upstream's own \
                  authorization server (discovered from its protected-resource metadata at the first login: \
                  `doctor` shows it), the proxy registering as {registration}, asking for {scopes}, with \
                  redirect URI {}; the upstream receives that server's token for the user as Authorization: \

@@ -106,26 +106,33 @@ key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 preset = "github"
 client_id = "abc"
 client_secret = "s"
-{}{}{}"#,
+{}{}{}{}{}"#,
         server("plain", "identity_headers = true"),
         server(
             "who",
             "upstream_auth = \"identity\"\n[servers.identity]\nstatic_header = { name = \"X-Api-Key\", value_env = \"WHO_KEY\" }"
         ),
         server("open", "upstream_auth = \"none\""),
+        server(
+            "files",
+            "upstream_auth = \"oauth\"\n[servers.upstream_oauth]\nclient_id = \"mcp-proxy\"\n\
+             client_secret_env = \"FILES_SECRET\"\nscopes = [\"files:read\"]"
+        ),
+        "[[servers]]\nslug = \"solo\"\nupstream_url = \"https://solo.example/mcp\"\nupstream_auth = \"oauth\"\n",
     );
     std::fs::write(&path, text).unwrap();
     let out = tokio::process::Command::new(BIN)
         .args(["check-config", "--config"])
         .arg(&path)
         .env("WHO_KEY", "static-credential-value")
+        .env("FILES_SECRET", "files-secret-value")
         .output()
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     let sends: Vec<&str> = stdout.lines().filter(|l| l.trim_start().starts_with("sends:")).collect();
-    assert_eq!(sends.len(), 3, "{stdout}");
+    assert_eq!(sends.len(), 5, "{stdout}");
     assert!(sends[0].contains("provider token") && sends[0].contains("Bearer {token}"), "{}", sends[0]);
     assert!(
         sends[1].contains("identity assertion") && sends[1].contains("aud \"http://127.0.0.1:9000/who\""),
@@ -138,6 +145,24 @@ client_secret = "s"
         sends[1]
     );
     assert!(sends[2].contains("no credential"), "{}", sends[2]);
+    let brokered = sends[3];
+    assert!(
+        brokered.contains("brokered OAuth") && brokered.contains("pre-registered confidential client \"mcp-proxy\""),
+        "{brokered}"
+    );
+    assert!(brokered.contains("\"files:read\" (configured)"), "{brokered}");
+    assert!(brokered.contains("https://p.example/oauth/upstream-callback"), "{brokered}");
+    assert!(
+        sends[4].contains("https://p.example/oauth/upstream-client.json") && sends[4].contains("dynamic registration"),
+        "{}",
+        sends[4]
+    );
+    assert!(stdout.contains("provider:  (none: the upstream's own login only)"), "{stdout}");
+    assert!(
+        sends[3].contains("after the provider login") && sends[4].contains("logs in only (no provider)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("files-secret-value"));
     assert_eq!(stdout.matches("identity headers: X-Forwarded-User").count(), 1, "{stdout}");
     assert!(!stdout.contains("static-credential-value"));
 }
