@@ -48,6 +48,9 @@ pub struct IdpOptions {
     pub iss_parameter_supported: bool,
     /// Leave `iss` out of authorization responses.
     pub omit_iss: bool,
+    /// Publish a userinfo endpoint in the metadata (an authorization server that says
+    /// nothing about its users has none).
+    pub userinfo: bool,
 }
 
 impl Default for IdpOptions {
@@ -69,6 +72,7 @@ impl Default for IdpOptions {
             metadata_documents: false,
             iss_parameter_supported: true,
             omit_iss: false,
+            userinfo: true,
         }
     }
 }
@@ -371,6 +375,9 @@ async fn discovery(State(idp): State<DevIdp>) -> Response {
     });
     if o.dynamic_registration {
         doc["registration_endpoint"] = format!("{issuer}/register").into();
+    }
+    if !o.userinfo {
+        doc.as_object_mut().expect("an object").remove("userinfo_endpoint");
     }
     axum::Json(doc).into_response()
 }
