@@ -60,6 +60,12 @@ const port = await freePort();
 const publicUrl = `http://127.0.0.1:${port}`;
 const identityUpstream = await startIdentityUpstream({ publicUrl });
 const brokered = await startBrokeredUpstream({ ttl: UPSTREAM_TTL });
+// The Python SDK's own authorization server (dynamic registration) in front of its FastMCP.
+const dcrPort = await freePort();
+const dcrBase = `http://127.0.0.1:${dcrPort}`;
+const dcrUpstream = spawn(path.join(here, '.venv/bin/python'), [path.join(here, 'lib/py_brokered_upstream.py'), String(dcrPort), String(UPSTREAM_TTL)], { stdio: 'ignore' });
+process.on('exit', () => dcrUpstream.kill());
+await waitForPort(dcrPort);
 const dir = mkdtempSync(path.join(os.tmpdir(), 'mop-interop-'));
 const config = path.join(dir, 'proxy.toml');
 writeFileSync(config, `listen = "127.0.0.1:${port}"
@@ -100,6 +106,14 @@ upstream_auth = "oauth"
 client_id = "mcp-oauth-proxy-brokered"
 allow_http_loopback = true
 refresh_margin_secs = 5
+[[servers]]
+slug = "interop-brokered-dcr"
+upstream_url = "${dcrBase}/mcp"
+provider = "mock"
+upstream_auth = "oauth"
+[servers.upstream_oauth]
+allow_http_loopback = true
+refresh_margin_secs = 5
 [[clients]]
 client_id = "conformance"
 redirect_uris = ["http://127.0.0.1:${CONFORMANCE_PORT}/callback"]
@@ -127,7 +141,8 @@ const scenarios = [
   ['mcp-remote', 'node', ['clients/mcp-remote.mjs', mcpUrl, String(WAIT)], 1],
   ['inspector-cli', 'node', ['clients/inspector-cli.mjs', mcpUrl, String(WAIT)], 1],
   ['typescript-sdk (identity assertion)', 'node', ['clients/ts-identity.mjs', identityUrl], 1],
-  ['typescript-sdk (brokered OAuth)', 'node', ['clients/ts-brokered.mjs', brokeredUrl, brokered.issuer, String(WAIT)], 1],
+  ['typescript-sdk (brokered OAuth)', 'node', ['clients/ts-brokered.mjs', brokeredUrl, `"iss":"${brokered.issuer}"`, String(WAIT)], 1],
+  ['typescript-sdk (brokered OAuth, dynamic registration)', 'node', ['clients/ts-brokered.mjs', `${publicUrl}/mcp/interop-brokered-dcr`, 'ada via ', String(WAIT)], 1],
 ];
 // The conformance suite listens on a fixed port for its callback: run it on its own.
 const afterwards = [
@@ -187,10 +202,25 @@ if (chosen(scenarios).some(([name]) => name.includes('brokered'))) {
   ok ? passed++ : failed++;
   console.log(`${ok ? 'PASS' : 'FAIL'} brokered-upstream: ${s.codeExchanges} login(s), ${s.refreshes} refresh(es), ${s.revocations} revocation(s) at its authorization server; it verified ${s.calls} call(s) with tokens from ${JSON.stringify([...s.issuers])}; authorize ${JSON.stringify({ client_id: asked.client_id, resource: asked.resource, code_challenge_method: asked.code_challenge_method, scope: asked.scope })}`);
 }
+// The Python SDK's authorization server: the proxy registered once (RFC 7591), logged in once
+// with the upstream's resource, refreshed, and the revocation reached it.
+if (chosen(scenarios).some(([name]) => name.includes('dynamic registration'))) {
+  let s = {};
+  for (let i = 0; i < 50; i++) {
+    s = await (await fetch(`${dcrBase}/stats`)).json();
+    if (s.revocations > 0) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const ok = s.registrations === 1 && s.code_exchanges === 1 && s.refreshes >= 1 && s.revocations >= 1
+    && s.resources.length === 1 && s.resources[0] === `${dcrBase}/mcp`;
+  ok ? passed++ : failed++;
+  console.log(`${ok ? 'PASS' : 'FAIL'} brokered-upstream-dcr: the Python SDK's authorization server saw ${JSON.stringify(s)}`);
+}
 console.log(`${passed} passed, ${failed} failed`);
 proxy.kill();
 await provider.stop();
 upstream.stop();
 identityUpstream.stop();
 await brokered.stop();
+dcrUpstream.kill();
 process.exit(failed === 0 ? 0 : 1);

@@ -3,15 +3,16 @@
 // oauth2-mock-server), a tool call whose answer says which issuer's token the upstream
 // verified, a second call after the upstream's token has expired (the proxy refreshes it),
 // then the client revokes its grant at the proxy.
-// Usage: node clients/ts-brokered.mjs MCP_URL UPSTREAM_ISSUER WAIT_SECONDS
+// Usage: node clients/ts-brokered.mjs MCP_URL EXPECTED WAIT_SECONDS (EXPECTED: what the
+// upstream's `whoami` answer must contain: the issuer or user only its own server vouches for)
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { browse } from '../lib/browser.mjs';
 import { MemoryProvider } from '../lib/memory-provider.mjs';
 
-const [mcpUrl, upstreamIssuer, wait] = process.argv.slice(2);
-const redirectUrl = 'http://127.0.0.1:31687/callback';
+const [mcpUrl, expected, wait] = process.argv.slice(2);
+const redirectUrl = 'http://127.0.0.1:31687/callback'; // a prefix the browser stops at; nothing listens
 const transport = (provider) => new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider });
 
 async function connect(provider) {
@@ -22,9 +23,9 @@ async function connect(provider) {
 
 async function whoami(client) {
   const result = await client.callTool({ name: 'whoami', arguments: {} });
-  const seen = JSON.parse(result.content[0].text);
-  if (seen.iss !== upstreamIssuer || seen.sub !== 'johndoe') {
-    throw new Error(`the upstream verified ${JSON.stringify(seen)}, not its own authorization server's token`);
+  const seen = result.content[0].text;
+  if (!seen.includes(expected)) {
+    throw new Error(`the upstream saw ${seen}, not its own authorization server's token (${expected})`);
   }
   return seen;
 }
@@ -54,4 +55,4 @@ const revoked = await fetch(`${issuer}/revoke`, {
   body: new URLSearchParams({ token: provider.saved.tokens.refresh_token, client_id: provider.saved.client.client_id }),
 });
 if (revoked.status !== 200) throw new Error(`revocation answered ${revoked.status}`);
-console.log(`ok: the upstream verified ${seen.sub}'s token from ${seen.iss}, before and after its expiry`);
+console.log(`ok: the upstream verified ${seen}, before and after its expiry`);

@@ -379,15 +379,17 @@ pub async fn register(
     Ok(Registration { client_id, client_secret, auth_method })
 }
 
-/// The auth method a confidential client asks for at registration: `client_secret_basic`
-/// where the server lists it or lists nothing (RFC 8414's default), else
-/// `client_secret_post`.
+/// The auth method a confidential client asks for at registration (and uses):
+/// `client_secret_post` where the server lists it, else `client_secret_basic` (RFC 8414's
+/// default when it lists nothing). Post first, because authorization servers built with
+/// the MCP SDKs read `client_id` from the form even with a Basic header (the Python SDK's
+/// answers Basic alone with `unauthorized_client`, "Missing client_id": found by the
+/// interop suite).
 pub fn preferred_auth_method(server: &AuthorizationServer) -> &'static str {
-    let listed = &server.token_endpoint_auth_methods;
-    if listed.is_empty() || listed.iter().any(|m| m == "client_secret_basic") {
-        "client_secret_basic"
-    } else {
+    if server.token_endpoint_auth_methods.iter().any(|m| m == "client_secret_post") {
         "client_secret_post"
+    } else {
+        "client_secret_basic"
     }
 }
 
