@@ -18,8 +18,9 @@
 //!    a conditional insert, so that it survives restarts and two replicas registering at
 //!    once both end up with the first one stored.
 //!
-//! Discovery happens at the first use and again after [`DISCOVERY_TTL`], one at a time
-//! (a lock), never per request: every request in between is served from memory. If the
+//! Discovery happens at the first use and again after `DISCOVERY_TTL_SECS`, one at a time
+//! (a lock), never per request: every request in between is served from memory, and a
+//! failure is not retried for `RETRY_AFTER_FAILURE_SECS`. If the
 //! upstream names another issuer when discovered again, the broker is rebuilt for it (and
 //! registers there); grants sealed with the old issuer then need a new login
 //! (`UpstreamAccess` compares the issuer sealed with a grant's tokens).
