@@ -16,6 +16,8 @@
 //! - `oauth/`: the routes of the authorization server, one file per endpoint, and what
 //!   they share (the checked request, the login, the grants, client authentication);
 //! - `mcp/`: the reverse proxy's route and the tool rules it applies;
+//! - `account`: the page where users see and revoke the applications connected to
+//!   their account;
 //! - `health`: liveness and readiness; `pages`: HTML; `responses`: successful answers;
 //! - [`serve`]: connections: admission, request bodies in time, the access log;
 //! - around them: [`settings`], `client_address` (who is calling), `trace` (login
@@ -25,6 +27,7 @@
 //! "upstream" credential the proxy keeps sealed); the *MCP upstream* is the MCP server
 //! behind the proxy; a *server* is one protected MCP server, named by its slug.
 
+mod account;
 mod client_address;
 mod cookies;
 mod error;
@@ -101,7 +104,11 @@ pub fn router(app: AppState) -> Router {
 
     let browser = Router::new()
         .route(&oauth("/authorize"), get(oauth::authorize::get).post(oauth::authorize::post))
-        .route(&format!("{prefix}/oauth/callback"), get(oauth::callback::callback));
+        .route(&format!("{prefix}/oauth/callback"), get(oauth::callback::callback))
+        .route(&format!("{prefix}/account"), get(account::page))
+        .route(&format!("{prefix}/account/login"), get(account::start_login))
+        .route(&format!("{prefix}/account/revoke"), post(account::revoke))
+        .route(&format!("{prefix}/account/logout"), post(account::logout));
 
     // The MCP endpoint reads its body itself, up to each server's own limit.
     let mcp = Router::new()

@@ -215,6 +215,8 @@ pub struct GrantSummary {
     pub server: String,
     pub client_id: String,
     pub subject: String,
+    /// The scope granted at the login (a refresh may have narrowed its tokens' scope).
+    pub scope: String,
     pub created_at: i64,
     /// When a token was last issued in it (code redemption or refresh); the MCP path
     /// writes nothing per request, so a call is not a use here.

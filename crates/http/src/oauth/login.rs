@@ -143,6 +143,18 @@ async fn log_in_at_provider(
     params: &Params,
 ) -> Result<(UpstreamTokens, Identity), HttpError> {
     let provider = app.providers.for_server(server);
+    redeem(app, provider, (&pending.upstream_verifier, pending.nonce.as_deref()), params).await
+}
+
+/// The answer `params` of `provider` to a login it was sent to with the PKCE verifier
+/// and nonce given: its tokens, and who logged in. Shared by the logins of MCP clients'
+/// requests and of the account page.
+pub async fn redeem(
+    app: &App,
+    provider: &Provider,
+    (verifier, nonce): (&str, Option<&str>),
+    params: &Params,
+) -> Result<(UpstreamTokens, Identity), HttpError> {
     // RFC 9207: the callback is shared by every provider; a response that names another
     // issuer than the one this login was sent to is a mix-up attack, or a misrouting.
     if let (Some(iss), Some(expected)) = (params.get("iss"), provider.settings().issuer.as_deref())
@@ -166,13 +178,10 @@ async fn log_in_at_provider(
         .get("code")
         .ok_or_else(|| OAuthError::server_error("the upstream identity provider sent neither a code nor an error"))?;
     let tokens = provider
-        .exchange_code(code, &pending.upstream_verifier, &app.settings.callback_url())
+        .exchange_code(code, verifier, &app.settings.callback_url())
         .await
         .map_err(failed(provider, "code exchange"))?;
-    let who = provider
-        .identify(&tokens, pending.nonce.as_deref(), app.now())
-        .await
-        .map_err(failed(provider, "identify user"))?;
+    let who = provider.identify(&tokens, nonce, app.now()).await.map_err(failed(provider, "identify user"))?;
     Ok((tokens, who))
 }
 

@@ -43,6 +43,9 @@ pub struct Event {
     /// The MCP tool of `tool.changed` and `tool.accepted`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,
+    /// Who acted, where people can: `user` (the account page) or `admin`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<&'static str>,
 }
 
 impl Event {
@@ -60,7 +63,13 @@ impl Event {
             reason: None,
             trace_id: None,
             tool: None,
+            by: None,
         }
+    }
+
+    pub fn by(mut self, who: &'static str) -> Self {
+        self.by = Some(who);
+        self
     }
 
     pub fn tool(mut self, tool: &str) -> Self {

@@ -4,6 +4,7 @@
 mod harness;
 
 mod access_rules;
+mod account;
 mod admin;
 mod audit;
 mod authorization;

@@ -157,7 +157,7 @@ pub const COUNT_CHANGE: &str = "UPDATE mop_changes SET generation = generation +
 pub const CHANGES: &str = "SELECT generation FROM mop_changes WHERE id = 1";
 
 /// $1 grant id, $2 subject, $3 client id, $4 server (each NULL for any), $5 limit.
-pub const LIST_GRANTS: &str = "SELECT f.id, f.server, f.client_id, f.subject, f.created_at, f.upstream_expires_at, \
+pub const LIST_GRANTS: &str = "SELECT f.id, f.server, f.client_id, f.subject, f.scope, f.created_at, f.upstream_expires_at, \
      f.status, (SELECT MAX(a.issued_at) FROM access_tokens a WHERE a.family_id = f.id) AS last_issued_at \
      FROM families f \
      WHERE ($1 IS NULL OR f.id = $1) AND ($2 IS NULL OR f.subject = $2) \
