@@ -61,6 +61,10 @@ impl CookieNames {
         self.name("mop_account")
     }
 
+    pub fn operator_session(&self) -> String {
+        self.name("mop_admin")
+    }
+
     /// A `Set-Cookie` value that removes cookie `name`.
     pub fn clear(&self, name: &str) -> HeaderValue {
         self.set(name, "", 0)

@@ -92,6 +92,15 @@ impl UpstreamAuth {
     pub fn needs_provider_token(&self) -> bool {
         matches!(self, Self::ProviderToken)
     }
+
+    /// The configuration's word for it.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::ProviderToken => "provider_token",
+            Self::Identity(_) => "identity",
+            Self::None => "none",
+        }
+    }
 }
 
 /// `[servers.identity]`: the identity assertion for one server.
@@ -340,6 +349,19 @@ pub struct Settings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub connections: ConnectionSettings,
     pub limits: LimitSettings,
+    /// The operators' console (`P/admin`); `None` leaves it out.
+    pub admin: Option<AdminSettings>,
+}
+
+/// Who may use the operators' console, and where they log in.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// The provider operators log in at.
+    pub provider: String,
+    /// Who among that provider's users is an operator.
+    pub operators: AccessRules,
+    /// The audit trail's file, for the console's view of recent events.
+    pub audit_path: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -406,6 +428,7 @@ mod tests {
             trusted_proxies: vec![],
             connections: ConnectionSettings::default(),
             limits: LimitSettings::default(),
+            admin: None,
         }
     }
 

@@ -8,6 +8,8 @@
 //! - `POST P/account/revoke` (`grant=ID` or `all=1`) and `POST P/account/logout`, each
 //!   with the form's CSRF token.
 //!
+//! The operators' console (`admin`) logs in the same way, to a session of its own.
+//!
 //! The user is known by the provider's subject, as grants are. Subjects are the
 //! provider's own: a connection is listed only on servers whose users log in at the
 //! provider of the session, so two providers' users with the same id never see each
@@ -29,13 +31,13 @@ use mcp_oauth_store::{GrantFilter, GrantSummary};
 use crate::cookies;
 use crate::error::HttpError;
 use crate::extract::{Browser, BrowserQuery, OAuthForm};
-use crate::oauth::login;
 use crate::pages::{self, AccountConnection};
+use crate::provider_login;
 use crate::responses;
 use crate::services::audit::Caller;
 use crate::settings::ServerSettings;
 use crate::state::{App, AppState};
-use session::{LOGIN_TTL_SECS, Login, SESSION_TTL_SECS, Session};
+use session::{LOGIN_TTL_SECS, Login, OPERATOR_MAX_SECS, SESSION_TTL_SECS, Session};
 
 /// Connections listed per server, newest first: more than a person can read on a page.
 const LIST_LIMIT: i64 = 200;
@@ -95,7 +97,14 @@ pub async fn start_login(
     if !providers_in_use(&app).contains(&name) {
         return Err(HttpError::not_found_page("There is no such identity provider here."));
     }
-    let provider = app.providers.get(name).expect("every server's provider is configured");
+    send_to_provider(&app, name, false).await
+}
+
+/// A login at provider `name` (one a server uses: the callback is registered there), for
+/// the account page or, `for_console`, the operators' console.
+pub async fn send_to_provider(app: &App, name: &str, for_console: bool) -> Result<Response, HttpError> {
+    let provider =
+        app.providers.get(name).ok_or_else(|| HttpError::not_found_page("There is no such identity provider here."))?;
     let state = mint(TokenKind::UpstreamState).secret;
     let verifier = pkce::new_verifier();
     let nonce = provider.wants_nonce().then(|| random_b64(16));
@@ -105,6 +114,7 @@ pub async fn start_login(
         verifier: verifier.clone(),
         nonce: nonce.clone(),
         expires_at: app.now() + LOGIN_TTL_SECS,
+        for_console,
     };
     let url = provider
         .authorization_url(
@@ -129,24 +139,39 @@ pub fn login_answered(app: &App, headers: &HeaderMap, state: &str) -> Option<Log
     Login::open(&app.keys, value, state, app.now())
 }
 
-/// The provider's answer to an account-page login: a session, and back to the page.
+/// The provider's answer to a login of the account page or of the operators' console:
+/// a session, and back to the page.
 pub async fn finish_login(app: &App, login: Login, params: &Params, caller: &Caller) -> Result<Response, HttpError> {
     let provider = app
         .providers
         .get(&login.provider)
         .ok_or_else(|| HttpError::not_found_page("The identity provider of this login is no longer configured."))?;
-    let (_tokens, who) = login::redeem(app, provider, (&login.verifier, login.nonce.as_deref()), params)
+    let (_tokens, who) = provider_login::redeem(app, provider, (&login.verifier, login.nonce.as_deref()), params)
         .await
         .map_err(HttpError::for_browser)?;
-    // The provider's tokens are not kept: the page needs to know who, not to act as them.
-    let session = Session::new(&login.provider, &who.subject, app.now());
-    app.audit.record(app.event("account.login").subject(&who.subject).from(caller).reason(login.provider.clone()));
-    let mut resp = responses::redirect(StatusCode::SEE_OTHER, &format!("{}/account", app.settings.public_url));
+    // The provider's tokens are not kept: the pages need to know who, not to act as them.
+    let now = app.now();
+    let (page, cookie) = if login.for_console {
+        let operators = app.settings.admin.as_ref().filter(|a| a.provider == login.provider);
+        if !operators.is_some_and(|a| a.operators.allows(&who)) {
+            tracing::info!(subject = %who.subject, "console login refused: not an operator");
+            app.audit.record(app.event("admin.denied").subject(&who.subject).from(caller));
+            return Err(HttpError::forbidden_page("Your account is not one of this proxy's operators."));
+        }
+        app.audit.record(app.event("admin.login").subject(&who.subject).from(caller));
+        let session = Session::operator(&login.provider, &who.subject, now);
+        (
+            "/admin",
+            app.cookies.set(&app.cookies.operator_session(), &session.seal_operator(&app.keys), OPERATOR_MAX_SECS),
+        )
+    } else {
+        app.audit.record(app.event("account.login").subject(&who.subject).from(caller).reason(login.provider.clone()));
+        let session = Session::new(&login.provider, &who.subject, now);
+        ("/account", app.cookies.set(&app.cookies.account_session(), &session.seal(&app.keys), SESSION_TTL_SECS))
+    };
+    let mut resp = responses::redirect(StatusCode::SEE_OTHER, &format!("{}{page}", app.settings.public_url));
     let h = resp.headers_mut();
-    h.append(
-        header::SET_COOKIE,
-        app.cookies.set(&app.cookies.account_session(), &session.seal(&app.keys), SESSION_TTL_SECS),
-    );
+    h.append(header::SET_COOKIE, cookie);
     h.append(header::SET_COOKIE, app.cookies.clear(&app.cookies.account_login()));
     Ok(resp)
 }

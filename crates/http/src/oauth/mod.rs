@@ -11,7 +11,7 @@ pub(crate) mod callback;
 mod client_auth;
 mod consent;
 mod grants;
-pub(crate) mod login;
+mod login;
 pub(crate) mod metadata;
 pub(crate) mod register;
 pub(crate) mod request;

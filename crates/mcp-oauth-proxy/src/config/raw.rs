@@ -37,6 +37,20 @@ pub(super) struct Raw {
     pub audit: RawAudit,
     #[serde(default)]
     pub registration: RawRegistration,
+    pub admin: Option<RawAdmin>,
+}
+
+/// `[admin]`: the operators' console.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    pub provider: Option<String>,
+    #[serde(default, deserialize_with = "lenient::list")]
+    pub subjects: Vec<String>,
+    #[serde(default, deserialize_with = "lenient::list")]
+    pub emails: Vec<String>,
+    #[serde(default, deserialize_with = "lenient::list")]
+    pub groups: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -632,3 +632,20 @@ fn upstream_auth_problems_name_their_keys() {
     let e = load(&unknown, &[("GH_SECRET", "s")]).unwrap_err().to_string();
     assert!(e.contains("servers[0].identity") && e.contains("issuer"), "{e}");
 }
+
+#[test]
+fn the_console_names_its_operators_at_a_provider_a_server_uses() {
+    let env = [("GH_SECRET", "s")];
+    let ok = load(&format!("{}\n[admin]\nemails = [\"ops@example.com\"]\n", minimal()), &env).unwrap();
+    let admin = ok.settings.admin.expect("[admin] given");
+    assert_eq!(admin.provider, "gh", "the one provider in use, when not named");
+    assert_eq!(admin.operators.emails, ["ops@example.com"]);
+    assert!(load(&minimal(), &env).unwrap().settings.admin.is_none());
+
+    let nobody = problems(&format!("{}\n[admin]\nprovider = \"gh\"\n", minimal()), &env);
+    assert!(nobody.iter().any(|p| p.starts_with("admin:") && p.contains("names no operator")), "{nobody:?}");
+    let unknown = problems(&format!("{}\n[admin]\nprovider = \"okta\"\nsubjects = [\"1\"]\n", minimal()), &env);
+    assert!(unknown.iter().any(|p| p.starts_with("admin.provider:")), "{unknown:?}");
+    let domains = problems(&format!("{}\n[admin]\nemail_domains = [\"example.com\"]\n", minimal()), &env);
+    assert!(!domains.is_empty(), "a whole domain cannot be operators: {domains:?}");
+}

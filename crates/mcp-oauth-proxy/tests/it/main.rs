@@ -6,6 +6,7 @@ mod harness;
 mod access_rules;
 mod account;
 mod admin;
+mod admin_console;
 mod audit;
 mod authorization;
 mod cli;

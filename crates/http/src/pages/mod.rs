@@ -1,5 +1,5 @@
-//! The HTML pages the proxy renders: the consent page, the error page, and the account
-//! page. maud escapes everything it interpolates, so a client's self-given name or a
+//! The HTML pages the proxy renders: the consent page, the error page, the account page
+//! and the operators' console. maud escapes everything it interpolates, so a client's self-given name or a
 //! redirect URI cannot become markup. No page has script; forms work without it.
 
 use axum::http::StatusCode;
@@ -8,15 +8,21 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::responses;
 
+mod account;
+mod admin;
+
+pub use account::{Account, AccountConnection, account, account_login};
+pub use admin::*;
+
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;color:#222}\
 h1{font-size:1.4rem}dt{font-weight:600;margin-top:.6rem}dd{margin:0}code{background:#f3f3f3;padding:0 .2rem}\
 button{font-size:1rem;padding:.5rem 1.2rem;margin-right:.6rem;border-radius:4px;border:1px solid #888;background:#f4f4f4}\
 button[value=approve]{background:#1a5fb4;border-color:#1a5fb4;color:#fff}.note{color:#a40}small{color:#555}\
 .verified{color:#1d6b2f;font-size:1.1rem}\
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.4rem .3rem;border-bottom:1px solid #ddd;vertical-align:top}\
-td form{margin:0}@media (max-width:40rem){thead{display:none}tr,td{display:block}td{border:0;padding:.1rem 0}tr{border-bottom:1px solid #ddd;padding:.5rem 0}}";
+td form{margin:0}body:has(nav.wide){max-width:72rem}nav{margin-bottom:1rem}label{margin-right:.6rem}@media (max-width:40rem){thead{display:none}tr,td{display:block}td{border:0;padding:.1rem 0}tr{border-bottom:1px solid #ddd;padding:.5rem 0}}";
 
-fn layout(title: &str, body: Markup) -> String {
+pub(crate) fn layout(title: &str, body: Markup) -> String {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -132,93 +138,6 @@ pub fn consent(status: StatusCode, c: &Consent<'_>) -> Response {
         }
     };
     responses::html(status, layout("Allow access?", body))
-}
-
-/// One connection on the account page.
-pub struct AccountConnection {
-    pub grant_id: String,
-    pub server: String,
-    /// As the client names itself, or its id when it gives no name.
-    pub client_name: String,
-    pub client_id: String,
-    /// The host of a metadata-document client the operator vouches for.
-    pub verified_host: Option<String>,
-    pub scope: String,
-    pub connected: String,
-    /// When a token was last issued in the grant (a login or a refresh).
-    pub last_token: Option<String>,
-}
-
-/// What the account page shows.
-pub struct Account<'a> {
-    pub provider: &'a str,
-    pub subject: &'a str,
-    pub connections: &'a [AccountConnection],
-    pub csrf_token: &'a str,
-    /// The path prefix of the proxy's routes, for the forms' actions.
-    pub prefix: &'a str,
-}
-
-pub fn account(a: &Account<'_>) -> String {
-    let revoke = format!("{}/account/revoke", a.prefix);
-    let body = html! {
-        h1 { "Connected applications" }
-        p { "Signed in at " b { (a.provider) } " as " code { (a.subject) } "." }
-        @if a.connections.is_empty() {
-            p { "No application holds access to your account through this proxy." }
-        } @else {
-            p { "These applications can use MCP servers on your behalf. Revoking one takes its access away at once; it must ask you again to get it back." }
-            table {
-                thead { tr { th { "Application" } th { "Server" } th { "Access" } th { "Connected" } th { "Token last issued" } th { span { "Action" } } } }
-                tbody {
-                    @for c in a.connections {
-                        tr {
-                            td {
-                                b { (c.client_name) }
-                                @if let Some(host) = &c.verified_host { br; span.verified { "✓ " (host) } }
-                                br; small { "client id " code { (c.client_id) } }
-                            }
-                            td { code { (c.server) } }
-                            td { @if c.scope.is_empty() { "(none)" } @else { code { (c.scope) } } }
-                            td { (c.connected) }
-                            td { (c.last_token.as_deref().unwrap_or("-")) }
-                            td {
-                                form method="post" action=(revoke) {
-                                    input type="hidden" name="csrf" value=(a.csrf_token);
-                                    input type="hidden" name="grant" value=(c.grant_id);
-                                    button type="submit" aria-label={ "Revoke " (c.client_name) " on " (c.server) } { "Revoke" }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            form method="post" action=(revoke) {
-                input type="hidden" name="csrf" value=(a.csrf_token);
-                input type="hidden" name="all" value="1";
-                p { button type="submit" { "Revoke all" } }
-            }
-        }
-        form method="post" action={ (a.prefix) "/account/logout" } {
-            input type="hidden" name="csrf" value=(a.csrf_token);
-            p { button type="submit" { "Log out" } }
-        }
-    };
-    layout("Connected applications", body)
-}
-
-/// The account page without a session, where several providers could log the user in.
-pub fn account_login(providers: &[(&str, String)]) -> String {
-    let body = html! {
-        h1 { "Connected applications" }
-        p { "Log in to see which applications hold access to your account." }
-        ul {
-            @for (name, url) in providers {
-                li { a href=(url) { "Log in with " (name) } }
-            }
-        }
-    };
-    layout("Log in", body)
 }
 
 #[cfg(test)]
