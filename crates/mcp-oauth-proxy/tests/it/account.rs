@@ -8,7 +8,7 @@ use crate::harness::{Browser, Harness};
 
 /// Logs `browser` in to the account page through the development provider (as whoever
 /// the provider's options name now); returns the page.
-async fn account_login(h: &Harness, browser: &mut Browser) -> mcp_oauth_devsupport::browser::Page {
+pub(crate) async fn account_login(h: &Harness, browser: &mut Browser) -> mcp_oauth_devsupport::browser::Page {
     let start = browser.get(&h.url("/account")).await;
     assert_eq!(start.status, StatusCode::SEE_OTHER, "one provider: straight to its login");
     let to_provider = browser.get(&start.location()).await;
@@ -25,11 +25,11 @@ async fn account_login(h: &Harness, browser: &mut Browser) -> mcp_oauth_devsuppo
     page
 }
 
-fn field(page: &mcp_oauth_devsupport::browser::Page, name: &str) -> Vec<String> {
+pub(crate) fn field(page: &mcp_oauth_devsupport::browser::Page, name: &str) -> Vec<String> {
     page.hidden_fields().into_iter().filter(|(k, _)| k == name).map(|(_, v)| v).collect()
 }
 
-fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(crate) fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
@@ -169,4 +169,53 @@ async fn the_login_and_each_revocation_are_audited_as_the_user_s() {
     assert_eq!(revoked["grant_id"], grant.as_str());
     assert_eq!(revoked["client_id"], client_id.as_str());
     assert_eq!(revoked["subject"], "demo-user");
+}
+
+/// Revoked from either page on one replica, a token is refused by the other within two
+/// seconds (PostgreSQL; skipped without it unless CI requires it).
+#[tokio::test]
+async fn a_revocation_from_either_page_reaches_the_other_replica() {
+    let Some((a, b)) = crate::replicas::two_replicas_with("[admin]\nsubjects = [\"demo-user\"]\n").await else {
+        return;
+    };
+    let (_, from_account) = a.logged_in().await;
+    let (_, from_console) = a.logged_in().await;
+    let refused_by_b = |token: String| {
+        let b = &b;
+        async move {
+            let started = std::time::Instant::now();
+            while started.elapsed() < std::time::Duration::from_secs(2) {
+                if b.mcp_status(&token).await == StatusCode::UNAUTHORIZED {
+                    return true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            false
+        }
+    };
+    let (first, second) = (
+        from_account["access_token"].as_str().unwrap().to_owned(),
+        from_console["access_token"].as_str().unwrap().to_owned(),
+    );
+    assert_eq!(b.mcp_status(&first).await, StatusCode::OK);
+
+    let mut browser = Browser::new();
+    let page = account_login(&a, &mut browser).await;
+    let grant = a.app.store.find_access_token(&mcp_oauth_core::token::TokenHash::of(&first)).await.unwrap().unwrap();
+    let csrf = field(&page, "csrf")[0].clone();
+    let fields = form(&[("csrf", &csrf), ("grant", &grant.upstream.family_id)]);
+    assert_eq!(browser.post_form(&a.url("/account/revoke"), &fields).await.status, StatusCode::SEE_OTHER);
+    assert!(refused_by_b(first).await, "the account page's revocation reached the other replica");
+    assert_eq!(b.mcp_status(&second).await, StatusCode::OK, "the other connection stands");
+
+    // The console: an operator revokes the other connection.
+    let mut console = Browser::new();
+    let done = crate::admin_console::console_login(&a, &mut console).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let grant = a.app.store.find_access_token(&mcp_oauth_core::token::TokenHash::of(&second)).await.unwrap().unwrap();
+    let page = console.get(&a.url("/admin/grants")).await;
+    let csrf = field(&page, "csrf")[0].clone();
+    let fields = form(&[("csrf", &csrf), ("grant", &grant.upstream.family_id)]);
+    assert_eq!(console.post_form(&a.url("/admin/grants/revoke"), &fields).await.status, StatusCode::SEE_OTHER);
+    assert!(refused_by_b(second).await, "the console's revocation reached the other replica");
 }

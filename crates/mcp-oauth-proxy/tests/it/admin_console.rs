@@ -21,7 +21,7 @@ async fn console(operators: &str) -> (Harness, std::path::PathBuf) {
 
 /// The console's login through the development provider, as whoever it names now; the
 /// callback's answer.
-async fn console_login(h: &Harness, browser: &mut Browser) -> Page {
+pub(crate) async fn console_login(h: &Harness, browser: &mut Browser) -> Page {
     let start = browser.get(&h.url("/admin")).await;
     assert_eq!(start.status, StatusCode::SEE_OTHER, "no session: to the login");
     let login = browser.get(&start.location()).await;
