@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { startIdentityUpstream } from './lib/identity-upstream.mjs';
 import { startProvider } from './lib/provider.mjs';
 import { startUpstream } from './lib/upstream.mjs';
+import { runPages } from './clients/pages-browser.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const bin = process.env.MOP_PROXY_BIN ?? path.join(here, '../target/debug/mcp-oauth-proxy');
@@ -89,6 +90,10 @@ slug = "interop-identity"
 upstream_url = "${identityUpstream.url}"
 provider = "mock"
 upstream_auth = "identity"
+[audit]
+path = "${dir}/audit.log"
+[admin]
+emails = ["johndoe@interop.example"]
 [[clients]]
 client_id = "conformance"
 redirect_uris = ["http://127.0.0.1:${CONFORMANCE_PORT}/callback"]
@@ -124,7 +129,24 @@ const only = process.env.MOP_INTEROP_ONLY; // a name fragment, to run fewer scen
 const chosen = (list) => list.filter(([name]) => !only || name.includes(only));
 const results = await Promise.all(chosen(scenarios).map(async ([name, cmd, args]) => [name, await run(cmd, args)]));
 for (const [name, cmd, args] of chosen(afterwards)) results.push([name, await run(cmd, args)]);
-const expectedLogins = [...chosen(scenarios), ...chosen(afterwards)].reduce((n, s) => n + s[3], 0);
+// The pages in a real browser, in this process (it logs another user in for a moment, so
+// it runs alone): two SDK logins, the account page's, the console's and a stranger's.
+const PAGES = 'pages (account and console in Chromium)';
+const pagesLogins = !only || PAGES.includes(only) ? 5 : 0;
+if (pagesLogins) {
+  const lines = [];
+  const log = console.log;
+  console.log = (...a) => lines.push(a.join(' '));
+  try {
+    await runPages({ publicUrl, mcpUrl, setUser: provider.setUser });
+    results.push([PAGES, { code: 0, out: lines.join('\n') }]);
+  } catch (e) {
+    results.push([PAGES, { code: 1, out: [...lines, String(e?.stack ?? e)].join('\n') }]);
+  } finally {
+    console.log = log;
+  }
+}
+const expectedLogins = [...chosen(scenarios), ...chosen(afterwards)].reduce((n, s) => n + s[3], 0) + pagesLogins;
 let passed = 0;
 let failed = 0;
 for (const [name, { code, out }] of results) {

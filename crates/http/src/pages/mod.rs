@@ -20,7 +20,7 @@ button{font-size:1rem;padding:.5rem 1.2rem;margin-right:.6rem;border-radius:4px;
 button[value=approve]{background:#1a5fb4;border-color:#1a5fb4;color:#fff}.note{color:#a40}small{color:#555}\
 .verified{color:#1d6b2f;font-size:1.1rem}\
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.4rem .3rem;border-bottom:1px solid #ddd;vertical-align:top}\
-td form{margin:0}body:has(nav.wide){max-width:72rem}nav{margin-bottom:1rem}label{margin-right:.6rem}@media (max-width:40rem){thead{display:none}tr,td{display:block}td{border:0;padding:.1rem 0}tr{border-bottom:1px solid #ddd;padding:.5rem 0}}";
+td form{margin:0}body:has(table){max-width:72rem}nav{margin-bottom:1rem}label{margin-right:.6rem}@media (max-width:40rem){thead{display:none}tr,td{display:block}td{border:0;padding:.1rem 0}tr{border-bottom:1px solid #ddd;padding:.5rem 0}}";
 
 pub(crate) fn layout(title: &str, body: Markup) -> String {
     html! {
