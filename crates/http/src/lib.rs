@@ -59,6 +59,7 @@ use crate::serve::body_deadline::BodyDeadlineLayer;
 use crate::services::metrics::Metrics;
 
 pub use services::audit::Audit;
+pub use services::last_uses::FLUSH_EVERY as LAST_USES_FLUSH;
 pub use services::mcp_client::McpClient;
 pub use services::providers::Providers;
 pub use services::revocations::POLL as REVOCATIONS_POLL;

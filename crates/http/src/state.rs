@@ -17,6 +17,7 @@ use crate::cookies::CookieNames;
 use crate::services::audit::{Audit, Event};
 use crate::services::clients::ClientDirectory;
 use crate::services::identities::Identities;
+use crate::services::last_uses::LastUses;
 use crate::services::limits::Limits;
 use crate::services::metrics::Metrics;
 use crate::services::providers::Providers;
@@ -51,6 +52,9 @@ pub struct App {
     /// Open event streams, ended when their grant or access token is revoked (the look
     /// for revocations is started by [`Revocations::watch`]).
     pub revocations: Arc<Revocations>,
+    /// Grants' uses on the MCP path, noted coarsely and written in batches (started by
+    /// [`LastUses::record_every`]).
+    pub last_uses: Arc<LastUses>,
     /// The tool definitions each server's tools were first seen with.
     pub tool_pins: Arc<ToolPins>,
 }
@@ -121,11 +125,13 @@ impl App {
         let keys = Arc::new(keys);
         let identities = Arc::new(Identities::new(Arc::clone(&keys), settings.public_url.clone(), Arc::clone(&clock)));
         let providers = Arc::new(providers);
+        let last_uses = Arc::new(LastUses::default());
         let upstream = UpstreamAccess::new(upstream_access::Parts {
             store: Arc::clone(&store),
             keys: Arc::clone(&keys),
             clock: Arc::clone(&clock),
             providers: Arc::clone(&providers),
+            uses: Arc::clone(&last_uses),
             metrics: Arc::clone(&metrics),
             audit: Arc::clone(&audit),
         });
@@ -152,6 +158,7 @@ impl App {
             metrics,
             audit,
             revocations,
+            last_uses,
             tool_pins,
         }
     }

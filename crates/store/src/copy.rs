@@ -57,6 +57,7 @@ const TABLES: [(&str, &[(&str, Kind)]); 6] = [
             ("created_at", Int),
             ("ended_at", Int),
             ("trace_id", Text),
+            ("last_used_at", Int),
         ],
     ),
     (

@@ -180,6 +180,7 @@ pub(crate) fn grant(r: &dyn Columns) -> Result<GrantSummary, StoreError> {
         scope: r.text("scope")?,
         created_at: r.int("created_at")?,
         last_issued_at: r.opt_int("last_issued_at")?,
+        last_used_at: r.opt_int("last_used_at")?,
         upstream_expires_at: r.opt_int("upstream_expires_at")?,
         status: r.status("status")?,
     })

@@ -248,6 +248,11 @@ pub trait Store: Send + Sync + 'static {
     /// Gives the lease back without a new credential (the refresh failed transiently).
     async fn release_refresh_lease(&self, lease: &Lease) -> Result<(), StoreError>;
 
+    /// Records that grants were used at the given times (the MCP path's uses, batched and
+    /// coarse): a grant's `last_used_at` moves forward, never back. Unknown grants are
+    /// skipped.
+    async fn record_uses(&self, uses: &[(String, i64)]) -> Result<(), StoreError>;
+
     /// Every dynamically registered client, newest first.
     async fn list_clients(&self) -> Result<Vec<RegisteredClient>, StoreError>;
     /// Deletes a registration and ends its grants; the number of registrations deleted.

@@ -130,6 +130,9 @@ CREATE TABLE tool_pins (
     PRIMARY KEY (server, tool)
 );
 "#,
+    // 9: when a grant was last used on the MCP path, coarsely (each process records a
+    // grant's use at most once every few minutes, in batches): the account page shows it.
+    "ALTER TABLE families ADD COLUMN last_used_at {int}",
 ];
 
 impl Backend {

@@ -218,9 +218,10 @@ pub struct GrantSummary {
     /// The scope granted at the login (a refresh may have narrowed its tokens' scope).
     pub scope: String,
     pub created_at: i64,
-    /// When a token was last issued in it (code redemption or refresh); the MCP path
-    /// writes nothing per request, so a call is not a use here.
+    /// When a token was last issued in it (code redemption or refresh).
     pub last_issued_at: Option<i64>,
+    /// When it was last used on the MCP path, to a few minutes (see `record_uses`).
+    pub last_used_at: Option<i64>,
     pub upstream_expires_at: Option<i64>,
     pub status: FamilyStatus,
 }

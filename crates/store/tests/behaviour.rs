@@ -319,6 +319,29 @@ async fn access_tokens_carry_their_grant_and_can_be_revoked() {
 }
 
 #[tokio::test]
+async fn uses_move_a_grant_s_last_use_forward_only() {
+    for store in backends().await {
+        let (a, _) = active_family(store.as_ref(), "c").await;
+        let (b, _) = active_family(store.as_ref(), "c").await;
+        let last_used = |id: String| {
+            let store = Arc::clone(&store);
+            async move {
+                let filter = GrantFilter { grant_id: Some(id), ..GrantFilter::default() };
+                store.list_grants(&filter, 1).await.unwrap()[0].last_used_at
+            }
+        };
+        assert_eq!(last_used(a.clone()).await, None, "never used");
+        let batch = [(a.clone(), NOW + 10), (b.clone(), NOW + 20), ("no-such-grant".to_owned(), NOW)];
+        store.record_uses(&batch).await.unwrap();
+        assert_eq!((last_used(a.clone()).await, last_used(b.clone()).await), (Some(NOW + 10), Some(NOW + 20)));
+        // A batch from another replica that noted an older use moves nothing back.
+        store.record_uses(&[(a.clone(), NOW + 5), (b.clone(), NOW + 30)]).await.unwrap();
+        assert_eq!((last_used(a).await, last_used(b).await), (Some(NOW + 10), Some(NOW + 30)));
+        store.record_uses(&[]).await.unwrap();
+    }
+}
+
+#[tokio::test]
 async fn purge_removes_only_what_has_expired() {
     for store in backends().await {
         let (live_family, live_rt) = active_family(store.as_ref(), "c").await;

@@ -267,6 +267,6 @@ async fn connection(app: &App, server: &ServerSettings, grant: GrantSummary) -> 
         client_id: grant.client_id,
         scope: grant.scope,
         connected: mcp_oauth_core::clock::utc(grant.created_at),
-        last_token: grant.last_issued_at.map(mcp_oauth_core::clock::utc),
+        last_used: grant.last_used_at.max(grant.last_issued_at).map(mcp_oauth_core::clock::utc),
     }
 }

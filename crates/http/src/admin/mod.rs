@@ -163,7 +163,7 @@ pub async fn grants(State(app): State<AppState>, headers: HeaderMap, BrowserQuer
             subject: g.subject,
             scope: g.scope,
             created: utc(g.created_at),
-            last_token: g.last_issued_at.map(utc),
+            last_used: g.last_used_at.max(g.last_issued_at).map(utc),
         })
         .collect();
     let csrf = app.signer.sign(CSRF_PURPOSE, &[&session.id]);

@@ -15,8 +15,8 @@ pub struct AccountConnection {
     pub verified_host: Option<String>,
     pub scope: String,
     pub connected: String,
-    /// When a token was last issued in the grant (a login or a refresh).
-    pub last_token: Option<String>,
+    /// When the grant was last used: an MCP call (to a few minutes), a login or a refresh.
+    pub last_used: Option<String>,
 }
 
 /// What the account page shows.
@@ -39,7 +39,7 @@ pub fn account(a: &Account<'_>) -> String {
         } @else {
             p { "These applications can use MCP servers on your behalf. Revoking one takes its access away at once; it must ask you again to get it back." }
             table {
-                thead { tr { th { "Application" } th { "Server" } th { "Access" } th { "Connected" } th { "Token last issued" } th { span { "Action" } } } }
+                thead { tr { th { "Application" } th { "Server" } th { "Access" } th { "Connected" } th { "Last used" } th { span { "Action" } } } }
                 tbody {
                     @for c in a.connections {
                         tr {
@@ -51,7 +51,7 @@ pub fn account(a: &Account<'_>) -> String {
                             td { code { (c.server) } }
                             td { @if c.scope.is_empty() { "(none)" } @else { code { (c.scope) } } }
                             td { (c.connected) }
-                            td { (c.last_token.as_deref().unwrap_or("-")) }
+                            td { (c.last_used.as_deref().unwrap_or("-")) }
                             td {
                                 form method="post" action=(revoke) {
                                     input type="hidden" name="csrf" value=(a.csrf_token);

@@ -28,7 +28,7 @@ pub struct AdminGrant {
     pub subject: String,
     pub scope: String,
     pub created: String,
-    pub last_token: Option<String>,
+    pub last_used: Option<String>,
     pub status: String,
     pub active: bool,
 }
@@ -104,7 +104,7 @@ pub fn admin_grants(p: &AdminPage<'_>, filter: &GrantFilter, grants: &[AdminGran
         @if grants.is_empty() { p { "No grants." } }
         @else {
             table {
-                thead { tr { th { "Subject" } th { "Client" } th { "Server" } th { "Scope" } th { "Created" } th { "Token last issued" } th { "Status" } th { span { "Action" } } } }
+                thead { tr { th { "Subject" } th { "Client" } th { "Server" } th { "Scope" } th { "Created" } th { "Last used" } th { "Status" } th { span { "Action" } } } }
                 tbody {
                     @for g in grants {
                         tr {
@@ -113,7 +113,7 @@ pub fn admin_grants(p: &AdminPage<'_>, filter: &GrantFilter, grants: &[AdminGran
                             td { code { (g.server) } }
                             td { code { (g.scope) } }
                             td { (g.created) }
-                            td { (g.last_token.as_deref().unwrap_or("-")) }
+                            td { (g.last_used.as_deref().unwrap_or("-")) }
                             td { (g.status) }
                             td {
                                 @if g.active {

@@ -12,12 +12,14 @@
 //! - `audit`: the security events' trail; `metrics`: what Prometheus reads;
 //! - `identities`: who a grant's user is, for MCP upstreams that want to know it: the
 //!   identity assertion (signed, cached per grant), identity headers, the key set;
+//! - `last_uses`: when grants were last used, recorded coarsely for the account page;
 //! - `revocations`: open event streams, ended when their grant or token is revoked;
 //! - `tool_pins`: the tool definitions each server's tools were first seen with.
 
 pub(crate) mod audit;
 pub(crate) mod clients;
 pub(crate) mod identities;
+pub(crate) mod last_uses;
 pub(crate) mod limits;
 pub(crate) mod mcp_client;
 pub(crate) mod metrics;

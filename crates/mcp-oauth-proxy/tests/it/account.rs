@@ -219,3 +219,31 @@ async fn a_revocation_from_either_page_reaches_the_other_replica() {
     assert_eq!(console.post_form(&a.url("/admin/grants/revoke"), &fields).await.status, StatusCode::SEE_OTHER);
     assert!(refused_by_b(second).await, "the console's revocation reached the other replica");
 }
+
+#[tokio::test]
+async fn the_page_shows_when_a_connection_was_last_used_to_a_few_minutes() {
+    let h = Harness::start().await;
+    let (_, tokens) = h.logged_in().await;
+    let token = tokens["access_token"].as_str().unwrap().to_owned();
+    let grant = h.app.store.find_access_token(&mcp_oauth_core::token::TokenHash::of(&token)).await.unwrap().unwrap();
+    let last_used = || async {
+        h.app.last_uses.flush(h.app.store.as_ref()).await;
+        let filter =
+            mcp_oauth_store::GrantFilter { grant_id: Some(grant.upstream.family_id.clone()), ..Default::default() };
+        h.app.store.list_grants(&filter, 1).await.unwrap()[0].last_used_at
+    };
+    let t0 = mcp_oauth_core::Clock::now(&h.clock);
+    assert_eq!(h.mcp_status(&token).await, StatusCode::OK);
+    assert_eq!(last_used().await, Some(t0), "the first call is noted");
+    h.clock.advance(60);
+    assert_eq!(h.mcp_status(&token).await, StatusCode::OK);
+    assert_eq!(last_used().await, Some(t0), "a call a minute later is not: the note is coarse");
+    h.clock.advance(300);
+    assert_eq!(h.mcp_status(&token).await, StatusCode::OK);
+    assert_eq!(last_used().await, Some(t0 + 360), "five minutes after the last note, it is noted again");
+
+    let mut browser = Browser::new();
+    let page = account_login(&h, &mut browser).await;
+    assert!(page.body.contains("Last used"), "{}", page.body);
+    assert!(page.body.contains(&mcp_oauth_core::clock::utc(t0 + 360)), "{}", page.body);
+}

@@ -397,6 +397,12 @@ impl Store for PgStore {
         rows.iter().map(|r| row(r, decode::grant)).collect()
     }
 
+    async fn record_uses(&self, uses: &[(String, i64)]) -> Result<(), StoreError> {
+        let (ids, times): (Vec<&str>, Vec<i64>) = uses.iter().map(|(id, at)| (id.as_str(), *at)).unzip();
+        sqlx::query(sql::RECORD_USES).bind(ids).bind(times).execute(&self.pool).await?;
+        Ok(())
+    }
+
     async fn revoke_grants(&self, filter: &GrantFilter, now: i64) -> Result<u64, StoreError> {
         let affected = self
             .counted_change(vec![

@@ -418,6 +418,18 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn record_uses(&self, uses: &[(String, i64)]) -> Result<(), StoreError> {
+        let uses = uses.to_vec();
+        self.write(move |c| {
+            let mut update = c.prepare_cached(sql::RECORD_USE)?;
+            for (id, at) in &uses {
+                update.execute((id, at))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn revoke_grants(&self, filter: &GrantFilter, now: i64) -> Result<u64, StoreError> {
         let f = filter.clone();
         let result = self

@@ -141,6 +141,7 @@ pub const CHANGES: &str = "SELECT generation FROM mop_changes WHERE id = 1";
 
 /// ?1 grant id, ?2 subject, ?3 client id, ?4 server (each NULL for any), ?5 limit.
 pub const LIST_GRANTS: &str = "SELECT f.id, f.server, f.client_id, f.subject, f.scope, f.created_at, f.upstream_expires_at, \
+     f.last_used_at, \
      f.status, (SELECT MAX(a.issued_at) FROM access_tokens a WHERE a.family_id = f.id) AS last_issued_at \
      FROM families f \
      WHERE (?1 IS NULL OR f.id = ?1) AND (?2 IS NULL OR f.subject = ?2) \
@@ -234,3 +235,7 @@ pub const CREATE_MIGRATIONS_TABLE: &str =
     "CREATE TABLE IF NOT EXISTS mop_schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)";
 pub const APPLIED_MIGRATIONS: &str = "SELECT COALESCE(MAX(version), 0) FROM mop_schema_migrations";
 pub const RECORD_MIGRATION: &str = "INSERT INTO mop_schema_migrations (version, applied_at) VALUES (?1, ?2)";
+
+/// ?1 family id, ?2 when it was used: forward only.
+pub const RECORD_USE: &str =
+    "UPDATE families SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2)";

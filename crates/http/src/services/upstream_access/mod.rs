@@ -43,6 +43,7 @@ use flight::FlightLocks;
 use grants::GrantCache;
 
 use crate::services::audit::{Audit, Event};
+use crate::services::last_uses::LastUses;
 use crate::services::metrics::{Metrics, ProviderLabels, ProviderOutcome};
 use crate::services::providers::Providers;
 use crate::settings::ServerSettings;
@@ -185,6 +186,8 @@ pub struct UpstreamAccess {
     providers: Arc<Providers>,
     flights: FlightLocks,
     grants: GrantCache,
+    /// Where the grants' uses are noted for the account page.
+    uses: Arc<LastUses>,
     metrics: Arc<Metrics>,
     audit: Arc<Audit>,
 }
@@ -195,15 +198,16 @@ pub struct Parts {
     pub keys: Arc<KeyRing>,
     pub clock: SharedClock,
     pub providers: Arc<Providers>,
+    pub uses: Arc<LastUses>,
     pub metrics: Arc<Metrics>,
     pub audit: Arc<Audit>,
 }
 
 impl UpstreamAccess {
     pub fn new(parts: Parts) -> Self {
-        let Parts { store, keys, clock, providers, metrics, audit } = parts;
+        let Parts { store, keys, clock, providers, uses, metrics, audit } = parts;
         let (flights, grants) = (FlightLocks::default(), GrantCache::default());
-        Self { store, keys, clock, providers, flights, grants, metrics, audit }
+        Self { store, keys, clock, providers, flights, grants, uses, metrics, audit }
     }
 
     /// Grants whose credential is being refreshed in this process right now.
@@ -235,7 +239,7 @@ impl UpstreamAccess {
         trigger: Option<Trigger>,
     ) -> Result<ProviderToken<'a>, AccessError> {
         let (family_id, sealed) = (credential.family_id.as_str(), credential.sealed.as_str());
-        let seen = self.grants.see(family_id, sealed);
+        let seen = self.see(credential);
         let provider = self.providers.for_server(server);
         let mut token = match trigger {
             None if !self.due(provider, credential.expires_at) => match seen.access_token {
@@ -258,7 +262,17 @@ impl UpstreamAccess {
     /// for the MCP path of servers that need no provider token (`upstream_auth` other
     /// than `provider_token`), where [`Self::token`] is not asked.
     pub fn first_use(&self, credential: &UpstreamCredential) -> bool {
-        self.grants.see(&credential.family_id, &credential.sealed).first
+        self.see(credential).first
+    }
+
+    /// The grant's entry for a request now, its use noted when that is due.
+    fn see(&self, credential: &UpstreamCredential) -> grants::Seen {
+        let now = self.clock.now();
+        let seen = self.grants.see(&credential.family_id, &credential.sealed, now);
+        if seen.note_use {
+            self.uses.note(&credential.family_id, now);
+        }
+        seen
     }
 
     /// Makes sure the grant's provider token is usable for a while (refreshing it if it is
