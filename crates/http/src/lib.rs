@@ -59,6 +59,7 @@ use crate::serve::body_deadline::BodyDeadlineLayer;
 use crate::services::metrics::Metrics;
 
 pub use services::audit::Audit;
+pub use services::history::SAMPLE_EVERY as HISTORY_SAMPLE;
 pub use services::last_uses::FLUSH_EVERY as LAST_USES_FLUSH;
 pub use services::mcp_client::McpClient;
 pub use services::providers::Providers;

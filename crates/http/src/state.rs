@@ -16,6 +16,7 @@ use mcp_oauth_store::Store;
 use crate::cookies::CookieNames;
 use crate::services::audit::{Audit, Event};
 use crate::services::clients::ClientDirectory;
+use crate::services::history::History;
 use crate::services::identities::Identities;
 use crate::services::last_uses::LastUses;
 use crate::services::limits::Limits;
@@ -55,6 +56,8 @@ pub struct App {
     /// Grants' uses on the MCP path, noted coarsely and written in batches (started by
     /// [`LastUses::record_every`]).
     pub last_uses: Arc<LastUses>,
+    /// Each server's last hour, for the console (started by [`History::sample_every`]).
+    pub history: Arc<History>,
     /// The tool definitions each server's tools were first seen with.
     pub tool_pins: Arc<ToolPins>,
 }
@@ -126,6 +129,8 @@ impl App {
         let identities = Arc::new(Identities::new(Arc::clone(&keys), settings.public_url.clone(), Arc::clone(&clock)));
         let providers = Arc::new(providers);
         let last_uses = Arc::new(LastUses::default());
+        let servers = settings.servers.iter().map(|s| (s.slug.clone(), s.provider.clone())).collect();
+        let history = Arc::new(History::new(Arc::clone(&metrics), Arc::clone(&clock), servers));
         let upstream = UpstreamAccess::new(upstream_access::Parts {
             store: Arc::clone(&store),
             keys: Arc::clone(&keys),
@@ -159,6 +164,7 @@ impl App {
             audit,
             revocations,
             last_uses,
+            history,
             tool_pins,
         }
     }

@@ -1,7 +1,8 @@
 //! `P/admin`: the operators' console, for the people `[admin]` names (by subject,
 //! verified email or group, at one provider).
 //!
-//! - `GET P/admin`: the servers (upstream, how it is reached, provider);
+//! - `GET P/admin`: the servers (upstream, how it is reached, provider), each with its
+//!   recent health and a chart of its last hour (`services::history`);
 //! - `GET P/admin/grants?subject=&client=&server=`: grants, newest first; `POST
 //!   P/admin/grants/revoke` revokes one (`grant=ID`) or every active one matching the
 //!   filter (`matching=1`);
@@ -33,6 +34,7 @@ use crate::extract::{Browser, BrowserQuery, OAuthForm};
 use crate::pages::{self, AdminGrant, AdminPage};
 use crate::responses;
 use crate::services::audit::Caller;
+use crate::services::history::Minute;
 use crate::settings::AdminSettings;
 use crate::state::{App, AppState};
 
@@ -132,9 +134,35 @@ pub async fn overview(State(app): State<AppState>, headers: HeaderMap) -> Respon
             upstream: s.mcp_upstream.to_string(),
             provider: s.provider.clone(),
             upstream_auth: s.upstream_auth.label().to_owned(),
+            health: health(&app.history.last_hour(&s.slug)),
+            last_hour: app
+                .history
+                .last_hour(&s.slug)
+                .iter()
+                .map(|m| [m.answers, m.errors, m.refusals, m.refreshes])
+                .collect(),
         })
         .collect();
     page(&app, &session, pages::admin_overview(&frame(&app, &session, &csrf), &servers))
+}
+
+/// A server's recent health in words: its upstream over the last five minutes, its
+/// provider's refreshes over the hour.
+fn health(minutes: &[Minute]) -> Vec<String> {
+    let recent = &minutes[minutes.len().saturating_sub(5)..];
+    let (answers, errors, refusals) =
+        recent.iter().fold((0, 0, 0), |(a, e, r), m| (a + m.answers, e + m.errors, r + m.refusals));
+    let upstream = if minutes.is_empty() {
+        "not sampled yet (a sample a minute)".to_owned()
+    } else if answers == 0 {
+        "upstream: no traffic in the last 5 minutes".to_owned()
+    } else if errors * 2 >= answers {
+        format!("upstream failing: {errors} of {answers} answers were 5xx in the last 5 minutes")
+    } else {
+        format!("upstream answering: {answers} answers, {errors} 5xx, {refusals} 401s in the last 5 minutes")
+    };
+    let (refreshes, failed) = minutes.iter().fold((0, 0), |(r, f), m| (r + m.refreshes, f + m.refresh_failures));
+    vec![upstream, format!("provider: {refreshes} refreshes in the last hour, {failed} failed")]
 }
 
 fn grant_filter(params: &Params) -> GrantFilter {

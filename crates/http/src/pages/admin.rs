@@ -19,6 +19,51 @@ pub struct AdminServer {
     pub upstream: String,
     pub provider: String,
     pub upstream_auth: String,
+    /// How the upstream and the provider did lately, in words.
+    pub health: Vec<String>,
+    /// The last hour, a minute each, oldest first: [answers, 5xx, 401s, provider refreshes].
+    pub last_hour: Vec<[u64; 4]>,
+}
+
+const SERIES: [(&str, &str); 4] =
+    [("answers", "#1a5fb4"), ("5xx", "#c01c28"), ("401s", "#e66100"), ("provider refreshes", "#26a269")];
+
+/// A small chart of the last hour: one line per series, drawn here (no script).
+fn chart(slug: &str, minutes: &[[u64; 4]]) -> Markup {
+    let (w, h) = (240.0_f64, 48.0_f64);
+    let top = minutes.iter().flatten().copied().max().unwrap_or(0).max(1) as f64;
+    let step = w / 59.0;
+    // The newest minute at the right edge; an hour not yet sampled leaves the left empty.
+    let x0 = w - step * minutes.len().saturating_sub(1) as f64;
+    let points = |i: usize| {
+        minutes
+            .iter()
+            .enumerate()
+            .map(|(n, m)| format!("{:.1},{:.1}", x0 + step * n as f64, h - 1.0 - (h - 2.0) * m[i] as f64 / top))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let sums: Vec<u64> = (0..4).map(|i| minutes.iter().map(|m| m[i]).sum()).collect();
+    let label = format!(
+        "{slug}, last hour: {} answers, {} 5xx, {} 401s, {} provider refreshes; at most {top} a minute",
+        sums[0], sums[1], sums[2], sums[3]
+    );
+    html! {
+        svg width="240" height="48" viewBox="0 0 240 48" role="img" aria-label=(label) {
+            rect x="0" y="0" width="240" height="48" fill="#fafafa" stroke="#ddd" {}
+            @if minutes.len() > 1 {
+                @for (i, (_, color)) in SERIES.iter().enumerate() {
+                    polyline points=(points(i)) fill="none" stroke=(color) stroke-width="1.5" {}
+                }
+            }
+        }
+        br;
+        small {
+            @for (i, (name, color)) in SERIES.iter().enumerate() {
+                span style={ "color:" (color) } { "■ " } (name) " " (sums[i]) " "
+            }
+        }
+    }
 }
 
 pub struct AdminGrant {
@@ -67,19 +112,23 @@ fn csrf(p: &AdminPage<'_>) -> Markup {
 pub fn admin_overview(p: &AdminPage<'_>, servers: &[AdminServer]) -> String {
     let content = html! {
         table {
-            thead { tr { th { "Server" } th { "MCP upstream" } th { "Upstream receives" } th { "Provider" } th { "Grants" } } }
+            thead { tr { th { "Server" } th { "MCP upstream" } th { "Health" } th { "Last hour (this replica)" } } }
             tbody {
                 @for s in servers {
                     tr {
-                        td { code { (s.slug) } }
+                        td {
+                            code { (s.slug) } br;
+                            small { "provider " (s.provider) "; the upstream receives " (s.upstream_auth) } br;
+                            a href={ (p.prefix) "/admin/grants?server=" (s.slug) } { "grants" }
+                        }
                         td { code { (s.upstream) } }
-                        td { (s.upstream_auth) }
-                        td { (s.provider) }
-                        td { a href={ (p.prefix) "/admin/grants?server=" (s.slug) } { "grants" } }
+                        td { @for line in &s.health { (line) br; } }
+                        td { (chart(&s.slug, &s.last_hour)) }
                     }
                 }
             }
         }
+        p { small { "Counted by this replica since it started, a sample a minute; Prometheus has every replica's." } }
     };
     frame(p, "Servers", content)
 }

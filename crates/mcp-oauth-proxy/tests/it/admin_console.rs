@@ -172,3 +172,22 @@ async fn forms_need_the_token_and_a_session_not_idle_for_15_minutes() {
     assert_eq!(browser.get(&h.url("/admin")).await.status, StatusCode::SEE_OTHER);
     assert!(h.access_token_works(&token).await);
 }
+
+#[tokio::test]
+async fn the_servers_page_shows_each_upstream_s_health_and_last_hour() {
+    let (h, _) = console("subjects = [\"demo-user\"]").await;
+    let (_, tokens) = h.logged_in().await;
+    let token = tokens["access_token"].as_str().unwrap().to_owned();
+    let mut browser = Browser::new();
+    console_login(&h, &mut browser).await;
+    assert!(browser.get(&h.url("/admin")).await.body.contains("not sampled yet"));
+    h.app.history.sample();
+    for _ in 0..3 {
+        assert_eq!(h.mcp_status(&token).await, StatusCode::OK);
+    }
+    h.clock.advance(60);
+    h.app.history.sample();
+    let page = browser.get(&h.url("/admin")).await;
+    assert!(page.body.contains("upstream answering: 3 answers, 0 5xx, 0 401s"), "{}", page.body);
+    assert!(page.body.contains("<svg") && page.body.contains("demo, last hour: 3 answers"), "{}", page.body);
+}
