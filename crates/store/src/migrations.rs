@@ -130,6 +130,18 @@ CREATE TABLE tool_pins (
     PRIMARY KEY (server, tool)
 );
 "#,
+    // 9: assertion ids (`jti`) already used, per issuer: an ID-JAG or a client assertion
+    // is accepted once, at any replica, and remembered until it expires (then purged).
+    // Only a hash of the id is kept. Self-contained, so that it can be renumbered.
+    r#"
+CREATE TABLE used_assertions (
+    issuer     TEXT   NOT NULL,
+    jti_hash   {blob} NOT NULL,
+    expires_at {int}  NOT NULL,
+    PRIMARY KEY (issuer, jti_hash)
+);
+CREATE INDEX used_assertions_expiry ON used_assertions (issuer, expires_at);
+"#,
 ];
 
 impl Backend {
