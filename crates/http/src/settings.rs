@@ -157,9 +157,17 @@ pub struct AccessRules {
     pub email_domains: Vec<String>,
     /// Groups from the provider's groups claim.
     pub groups: Vec<String>,
+    /// Client ids that may use the server on their own behalf (the client credentials
+    /// grant). A client is never let in by the other rules, nor a user by this one.
+    pub clients: Vec<String>,
 }
 
 impl AccessRules {
+    /// Whether `client_id` may be given a token of its own (client credentials).
+    pub fn allows_client(&self, client_id: &str) -> bool {
+        self.clients.iter().any(|c| c == client_id)
+    }
+
     pub fn allows(&self, who: &mcp_oauth_upstream::Identity) -> bool {
         let email = who.email.as_deref().map(str::to_ascii_lowercase);
         let domain = email.as_deref().and_then(|e| e.rsplit_once('@')).map(|(_, d)| d.to_owned());
@@ -432,8 +440,11 @@ mod tests {
             emails: vec!["Boss@Example.com".into()],
             email_domains: vec!["corp.example".into()],
             groups: vec!["admins".into()],
+            clients: vec!["ci-bot".into()],
         };
         assert!(rules.allows(&who("u1", None, &[])));
+        assert!(!rules.allows(&who("ci-bot", None, &[])), "a client rule lets no user in");
+        assert!(rules.allows_client("ci-bot") && !rules.allows_client("u1"), "nor a user rule a client");
         assert!(rules.allows(&who("u2", Some("boss@example.com"), &[])));
         assert!(rules.allows(&who("u3", Some("anyone@CORP.example"), &[])));
         assert!(rules.allows(&who("u4", None, &["staff", "admins"])));

@@ -35,7 +35,7 @@ pub async fn authorization_server(State(settings): State<Arc<Settings>>, server:
         "scopes_supported": server.grantable_scopes().iter().collect::<Vec<_>>(),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "token_endpoint_auth_methods_supported": AuthMethod::SUPPORTED,
         "revocation_endpoint_auth_methods_supported": AuthMethod::SUPPORTED,
         "code_challenge_methods_supported": ["S256"],

@@ -1,5 +1,6 @@
 //! The token endpoint (RFC 6749 §3.2): the `authorization_code` and `refresh_token`
-//! grants, carried out in `grants`.
+//! grants, carried out in `grants`, and `client_credentials`, made without a browser in
+//! `browserless`.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -8,7 +9,7 @@ use mcp_oauth_core::OAuthError;
 use mcp_oauth_core::form::Params;
 
 use super::client_auth::{self, ClientCredentials};
-use super::grants;
+use super::{browserless, grants};
 use crate::error::HttpError;
 use crate::extract::{OAuthForm, Server};
 use crate::responses::no_store_json;
@@ -22,6 +23,7 @@ use crate::state::{App, AppState};
 pub enum GrantType {
     AuthorizationCode,
     RefreshToken,
+    ClientCredentials,
 }
 
 /// A `grant_type` this endpoint does not carry out, or none at all.
@@ -37,6 +39,7 @@ impl GrantType {
         match params.get("grant_type") {
             Some("authorization_code") => Ok(Self::AuthorizationCode),
             Some("refresh_token") => Ok(Self::RefreshToken),
+            Some("client_credentials") => Ok(Self::ClientCredentials),
             Some(other) => Err(NoGrant::Unsupported(other.to_owned())),
             None => Err(NoGrant::Missing),
         }
@@ -47,6 +50,7 @@ impl GrantType {
         match parsed {
             Ok(Self::AuthorizationCode) => "authorization_code",
             Ok(Self::RefreshToken) => "refresh_token",
+            Ok(Self::ClientCredentials) => "client_credentials",
             Err(NoGrant::Unsupported(_)) => "unsupported",
             Err(NoGrant::Missing) => "none",
         }
@@ -100,6 +104,7 @@ async fn grant(
     let tokens = match grant_type? {
         GrantType::AuthorizationCode => grants::authorization_code(app, server, &client, params, caller).await?,
         GrantType::RefreshToken => grants::refresh_token(app, server, &client, params, caller).await?,
+        GrantType::ClientCredentials => browserless::client_credentials(app, server, &client, params, caller).await?,
     };
     Ok(no_store_json(StatusCode::OK, tokens))
 }

@@ -43,6 +43,9 @@ pub struct Event {
     /// The MCP tool of `tool.changed` and `tool.accepted`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,
+    /// The enterprise IdP (its configured name) whose assertion a `token.issued` redeemed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idp: Option<String>,
 }
 
 impl Event {
@@ -60,7 +63,13 @@ impl Event {
             reason: None,
             trace_id: None,
             tool: None,
+            idp: None,
         }
+    }
+
+    pub fn idp(mut self, idp: Option<&str>) -> Self {
+        self.idp = idp.map(str::to_owned);
+        self
     }
 
     pub fn tool(mut self, tool: &str) -> Self {

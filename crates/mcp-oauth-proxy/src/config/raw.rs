@@ -224,6 +224,9 @@ pub(super) struct RawAccess {
     pub email_domains: Vec<String>,
     #[serde(default, deserialize_with = "lenient::list")]
     pub groups: Vec<String>,
+    /// Clients that may use the server on their own behalf (client credentials).
+    #[serde(default, deserialize_with = "lenient::list")]
+    pub clients: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -237,6 +240,12 @@ pub(super) struct RawClient {
     pub redirect_uris: Vec<String>,
     #[serde(default, deserialize_with = "lenient::boolean")]
     pub trusted: Option<bool>,
+    /// Default: `authorization_code` and `refresh_token`.
+    #[serde(default, deserialize_with = "lenient::optional_list")]
+    pub grant_types: Option<Vec<String>>,
+    /// The scopes the client may be given (client credentials); default: any.
+    #[serde(default, deserialize_with = "lenient::optional_list")]
+    pub scopes: Option<Vec<String>>,
 }
 
 /// Deserializers that also take the string forms the environment provides.

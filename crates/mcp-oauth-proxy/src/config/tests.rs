@@ -632,3 +632,33 @@ fn upstream_auth_problems_name_their_keys() {
     let e = load(&unknown, &[("GH_SECRET", "s")]).unwrap_err().to_string();
     assert!(e.contains("servers[0].identity") && e.contains("issuer"), "{e}");
 }
+
+#[test]
+fn client_credentials_clients_and_the_servers_they_may_use() {
+    let with = |more: &str| format!("{}access = {{ clients = [\"ci-bot\"] }}\n{more}", minimal());
+    let bot = "[[clients]]\nclient_id = \"ci-bot\"\nclient_secret = \"s3cret-bot\"\n\
+               grant_types = [\"client_credentials\"]\nscopes = [\"mcp\"]\n";
+    // A server that sends provider tokens cannot take a client on its own behalf.
+    let e = load(&with(bot), &[("GH_SECRET", "s")]).unwrap_err().to_string();
+    assert!(e.contains("servers[0].access.clients") && e.contains("servers[0].upstream_auth"), "{e}");
+    let identity = [("GH_SECRET", "s"), ("MCP_OAUTH_PROXY_SERVERS__0__UPSTREAM_AUTH", "identity")];
+    let c = load(&with(bot), &identity).unwrap();
+    assert!(c.settings.servers[0].access.as_ref().unwrap().allows_client("ci-bot"));
+    let client = &c.settings.static_clients[0];
+    assert_eq!(client.metadata.grant_types, ["client_credentials"]);
+    assert_eq!(client.metadata.scope.as_deref(), Some("mcp"));
+    assert!(client.metadata.redirect_uris.is_empty() && client.secret_hash.is_some());
+    // No secret, an unknown grant, a refresh token without a user, redirect URIs unused.
+    let bad = "[[clients]]\nclient_id = \"ci-bot\"\ngrant_types = [\"client_credentials\", \"password\"]\n\
+               [[clients]]\nclient_id = \"b\"\nclient_secret = \"s3cret-b\"\n\
+               grant_types = [\"client_credentials\", \"refresh_token\"]\nredirect_uris = [\"https://a.example/cb\"]\n";
+    let e = load(&with(bad), &identity).unwrap_err().to_string();
+    for needle in [
+        "clients[0].grant_types: \"password\"",
+        "client_credentials needs a client_secret",
+        "clients[1].grant_types: refresh_token needs authorization_code",
+        "clients[1].redirect_uris",
+    ] {
+        assert!(e.contains(needle), "missing {needle:?} in:\n{e}");
+    }
+}

@@ -7,6 +7,7 @@ mod access_rules;
 mod admin;
 mod audit;
 mod authorization;
+mod browserless;
 mod cli;
 mod connections;
 mod crash;

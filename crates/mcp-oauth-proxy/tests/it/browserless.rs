@@ -1,0 +1,109 @@
+//! Grants made at the token endpoint alone: client credentials (SEP-1046) reaching an
+//! identity-mode upstream as `client:<id>`, and what is refused on the way.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::harness::{Harness, Start};
+use crate::identity::{seen, spawn_echo, verified};
+
+const SECRET: &str = "ci-bot-secret-0123456789abcdef";
+
+fn clients_toml() -> String {
+    format!(
+        "[[clients]]\nclient_id = \"ci-bot\"\nclient_secret_env = \"CI_BOT_SECRET\"\n\
+         grant_types = [\"client_credentials\"]\nscopes = [\"mcp\"]\n\n\
+         [[clients]]\nclient_id = \"other-bot\"\nclient_secret = \"{SECRET}-other\"\n\
+         grant_types = [\"client_credentials\"]\n\n\
+         [[clients]]\nclient_id = \"browser-app\"\nclient_secret = \"{SECRET}-browser\"\n\
+         redirect_uris = [\"http://127.0.0.1:7777/callback\"]\n"
+    )
+}
+
+/// A proxy whose demo server is in identity mode, lets `ci-bot` in on its own behalf,
+/// and sends the echo upstream what it would send an MCP server.
+async fn start() -> Harness {
+    let env = [
+        ("MCP_OAUTH_PROXY_SERVERS__0__UPSTREAM_AUTH", "identity"),
+        ("MCP_OAUTH_PROXY_SERVERS__0__ACCESS__CLIENTS", "ci-bot,browser-app"),
+        ("MCP_OAUTH_PROXY_SERVERS__0__SCOPES", "mcp,admin"),
+        ("CI_BOT_SECRET", SECRET),
+    ];
+    Harness::start_with(Start {
+        upstream_url: Some(spawn_echo().await),
+        env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        extra_toml: clients_toml(),
+        ..Default::default()
+    })
+    .await
+}
+
+async fn client_credentials(h: &Harness, basic: Option<(&str, &str)>, form: &[(&str, &str)]) -> (StatusCode, Value) {
+    let mut form: Vec<(&str, &str)> = form.to_vec();
+    form.push(("grant_type", "client_credentials"));
+    let mut request = h.http.post(h.url("/oauth/demo/token"));
+    if let Some((id, secret)) = basic {
+        request = request.basic_auth(id, Some(secret));
+    }
+    let r = request.form(&form).send().await.unwrap();
+    let status = r.status();
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    (status, r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_client_credentials_token_reaches_an_identity_upstream_as_the_client() {
+    let h = start().await;
+    let resource = h.url("/mcp/demo");
+    let (status, tokens) = client_credentials(&h, Some(("ci-bot", SECRET)), &[("resource", &resource)]).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert_eq!(tokens["scope"], "mcp", "the client's own scopes, within the server's");
+    assert!(tokens.get("refresh_token").is_none(), "no refresh token for client credentials: {tokens}");
+    let access = tokens["access_token"].as_str().unwrap();
+    let upstream = seen(&h, access, &[]).await.unwrap();
+    let (_, claims) = verified(&h, upstream["authorization"].as_str().unwrap(), &h.upstream_url).await;
+    assert_eq!(claims["sub"], "client:ci-bot", "{claims:#}");
+    assert_eq!(claims["client_id"], "ci-bot");
+    assert!(claims.get("email").is_none(), "a client has no email: {claims:#}");
+
+    // client_secret_post works too.
+    let (status, body) = client_credentials(&h, None, &[("client_id", "ci-bot"), ("client_secret", SECRET)]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // The token is a grant: it can be revoked like any other.
+    let revoke = [("token", access)];
+    let r = h.http.post(h.url("/oauth/demo/revoke")).basic_auth("ci-bot", Some(SECRET)).form(&revoke).send();
+    assert_eq!(r.await.unwrap().status(), StatusCode::OK);
+    assert!(!h.access_token_works(access).await);
+}
+
+#[tokio::test]
+async fn client_credentials_are_refused_beyond_what_the_client_may_have() {
+    let h = start().await;
+    // A wrong secret.
+    let (status, body) = client_credentials(&h, Some(("ci-bot", "wrong")), &[]).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")));
+    // A scope beyond the client's.
+    let (status, body) = client_credentials(&h, Some(("ci-bot", SECRET)), &[("scope", "mcp admin")]).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_scope")), "{body}");
+    // Another server's resource.
+    let (status, body) =
+        client_credentials(&h, Some(("ci-bot", SECRET)), &[("resource", "https://elsewhere.example/mcp")]).await;
+    assert_eq!(body["error"], "invalid_target", "{status} {body}");
+    // A client the server does not list.
+    let (status, body) = client_credentials(&h, Some(("other-bot", &format!("{SECRET}-other"))), &[]).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("unauthorized_client")));
+    // A client listed, but not registered for the grant.
+    let (status, body) = client_credentials(&h, Some(("browser-app", &format!("{SECRET}-browser"))), &[]).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("unauthorized_client")));
+    // A server that sends provider tokens: no client may use it on its own behalf.
+    let r = h.http.post(h.url("/oauth/other/token")).basic_auth("ci-bot", Some(SECRET));
+    let r = r.form(&[("grant_type", "client_credentials")]).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "unauthorized_client");
+    // The metadata says the grant exists.
+    let metadata = h.get_json("/.well-known/oauth-authorization-server/oauth/demo").await;
+    let grants = metadata["grant_types_supported"].as_array().unwrap();
+    assert!(grants.iter().any(|g| g == "client_credentials"), "{metadata:#}");
+}
