@@ -73,6 +73,8 @@ pub struct ServerSettings {
     /// Send `X-Forwarded-User`, `-Email` (verified only) and `-Groups` from the verified
     /// identity, for MCP upstreams written for oauth2-proxy.
     pub identity_headers: bool,
+    /// The enterprise IdPs (their names) whose ID-JAGs this server accepts.
+    pub enterprise_idps: Vec<String>,
 }
 
 /// What the MCP upstream receives with each request (`upstream_auth`).
@@ -146,6 +148,28 @@ pub enum ToolChanges {
     Block,
 }
 
+/// An enterprise IdP (`[enterprise_idps.<name>]`) whose ID-JAGs are accepted.
+#[derive(Debug, Clone)]
+pub struct EnterpriseIdp {
+    pub name: String,
+    /// Its issuer identifier: an ID-JAG's `iss`, exactly.
+    pub issuer: String,
+    pub keys: IdpKeys,
+    /// The clients that may present its assertions; `None`: any client it names.
+    pub clients: Option<Vec<String>>,
+    pub email_claim: String,
+    pub groups_claim: String,
+    /// The longest `exp - iat` accepted.
+    pub max_lifetime_secs: i64,
+}
+
+/// Where an enterprise IdP's signing keys come from.
+#[derive(Debug, Clone)]
+pub enum IdpKeys {
+    Inline(jsonwebtoken::jwk::JwkSet),
+    Url(url::Url),
+}
+
 /// Who may use a server: a user is let in when any one rule matches.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccessRules {
@@ -206,6 +230,7 @@ impl ServerSettings {
             tool_changes: ToolChanges::default(),
             upstream_auth: UpstreamAuth::default(),
             identity_headers: false,
+            enterprise_idps: Vec::new(),
         }
     }
 }
@@ -339,6 +364,8 @@ pub struct Settings {
     pub servers: Vec<Arc<ServerSettings>>,
     /// Clients pre-registered by the operator; valid at every server.
     pub static_clients: Vec<Client>,
+    /// Enterprise IdPs whose ID-JAGs the servers that name them accept (SEP-990).
+    pub enterprise_idps: Vec<Arc<EnterpriseIdp>>,
     pub metadata_documents: MetadataDocumentSettings,
     /// Dynamic client registration (RFC 7591); off, only pre-registered clients and
     /// metadata documents can log in.
@@ -409,6 +436,7 @@ mod tests {
             tokens: TokenSettings::default(),
             servers: vec![],
             static_clients: vec![],
+            enterprise_idps: vec![],
             metadata_documents: MetadataDocumentSettings::default(),
             registration_enabled: true,
             trusted_proxies: vec![],

@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use mcp_oauth_core::client::AuthMethod;
+use mcp_oauth_core::jwt_grant;
 use serde_json::{Value, json};
 
 use crate::extract::Server;
@@ -44,6 +45,12 @@ pub async fn authorization_server(State(settings): State<Arc<Settings>>, server:
     });
     if settings.registration_enabled {
         metadata["registration_endpoint"] = format!("{issuer}/register").into();
+    }
+    // SEP-990: a server that accepts ID-JAGs says so (the grant and its profile).
+    if !server.enterprise_idps.is_empty() {
+        metadata["grant_types_supported"] =
+            json!(["authorization_code", "refresh_token", "client_credentials", jwt_grant::JWT_BEARER]);
+        metadata["authorization_grant_profiles_supported"] = json!([jwt_grant::ID_JAG_PROFILE]);
     }
     Json(metadata)
 }

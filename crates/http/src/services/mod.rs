@@ -13,10 +13,12 @@
 //! - `identities`: who a grant's user is, for MCP upstreams that want to know it: the
 //!   identity assertion (signed, cached per grant), identity headers, the key set;
 //! - `revocations`: open event streams, ended when their grant or token is revoked;
-//! - `tool_pins`: the tool definitions each server's tools were first seen with.
+//! - `tool_pins`: the tool definitions each server's tools were first seen with;
+//! - `enterprise_idps`: the IdPs whose ID-JAGs servers accept, and their signing keys.
 
 pub(crate) mod audit;
 pub(crate) mod clients;
+pub(crate) mod enterprise_idps;
 pub(crate) mod identities;
 pub(crate) mod limits;
 pub(crate) mod mcp_client;

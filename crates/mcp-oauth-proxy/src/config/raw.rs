@@ -26,6 +26,8 @@ pub(super) struct Raw {
     #[serde(default)]
     pub clients: Vec<RawClient>,
     #[serde(default)]
+    pub enterprise_idps: BTreeMap<String, RawEnterpriseIdp>,
+    #[serde(default)]
     pub client_metadata_documents: RawMetadataDocuments,
     #[serde(default, deserialize_with = "lenient::list")]
     pub trusted_proxies: Vec<String>,
@@ -187,6 +189,24 @@ pub(super) struct RawServer {
     #[serde(default, deserialize_with = "lenient::boolean")]
     pub identity_headers: Option<bool>,
     pub identity: Option<RawIdentity>,
+    #[serde(default, deserialize_with = "lenient::list")]
+    pub enterprise_idps: Vec<String>,
+}
+
+/// `[enterprise_idps.<name>]`: an IdP whose ID-JAGs are accepted.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEnterpriseIdp {
+    pub issuer: Option<String>,
+    pub jwks_url: Option<String>,
+    /// The key set as JSON text (`{"keys": [...]}`).
+    pub jwks: Option<String>,
+    #[serde(default, deserialize_with = "lenient::optional_list")]
+    pub clients: Option<Vec<String>>,
+    pub email_claim: Option<String>,
+    pub groups_claim: Option<String>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub max_lifetime_secs: Option<i64>,
 }
 
 /// `[servers.identity]`: the identity assertion (`upstream_auth = "identity"`).

@@ -662,3 +662,38 @@ fn client_credentials_clients_and_the_servers_they_may_use() {
         assert!(e.contains(needle), "missing {needle:?} in:\n{e}");
     }
 }
+
+#[test]
+fn enterprise_idps_and_the_servers_that_take_their_assertions() {
+    let idp = "[enterprise_idps.acme]\nissuer = \"https://acme.okta.com\"\n\
+               jwks_url = \"https://acme.okta.com/oauth2/v1/keys\"\nclients = [\"claude-enterprise\"]\n";
+    let text = format!("{}enterprise_idps = [\"acme\"]\n{idp}", minimal());
+    // A server that sends provider tokens cannot take ID-JAGs.
+    let e = load(&text, &[("GH_SECRET", "s")]).unwrap_err().to_string();
+    assert!(e.contains("servers[0].enterprise_idps") && e.contains("servers[0].upstream_auth"), "{e}");
+    let identity = [("GH_SECRET", "s"), ("MCP_OAUTH_PROXY_SERVERS__0__UPSTREAM_AUTH", "identity")];
+    let c = load(&text, &identity).unwrap();
+    let acme = &c.settings.enterprise_idps[0];
+    assert_eq!((acme.name.as_str(), acme.issuer.as_str()), ("acme", "https://acme.okta.com"));
+    assert_eq!(
+        (acme.email_claim.as_str(), acme.groups_claim.as_str(), acme.max_lifetime_secs),
+        ("email", "groups", 600)
+    );
+    assert_eq!(c.settings.servers[0].enterprise_idps, ["acme"]);
+    // Each problem names its key.
+    let bad = format!(
+        "{}enterprise_idps = [\"acme\", \"nobody\"]\n[enterprise_idps.acme]\njwks = \"not json\"\nmax_lifetime_secs = 99999\n\
+         [enterprise_idps.beta]\nissuer = \"https://b.example\"\n",
+        minimal()
+    );
+    let e = load(&bad, &identity).unwrap_err().to_string();
+    for needle in [
+        "enterprise_idps.acme.issuer",
+        "enterprise_idps.acme.jwks",
+        "enterprise_idps.acme.max_lifetime_secs",
+        "enterprise_idps.beta.jwks_url",
+        "servers[0].enterprise_idps: no IdP named \"nobody\"",
+    ] {
+        assert!(e.contains(needle), "missing {needle:?} in:\n{e}");
+    }
+}

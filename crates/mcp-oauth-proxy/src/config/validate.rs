@@ -9,7 +9,7 @@ use mcp_oauth_http::settings::{ConnectionSettings, LimitSettings, MetadataDocume
 
 use super::problems::{Lookup, Problems};
 use super::raw::{Raw, RawEncryption, RawLimits, RawMetadataDocuments, RawStorage, RawTokens};
-use super::{Config, ConfigErrors, DEFAULT_STORAGE_URL, ENV_PREFIX, clients, providers, servers};
+use super::{Config, ConfigErrors, DEFAULT_STORAGE_URL, ENV_PREFIX, clients, enterprise_idps, providers, servers};
 
 pub(super) fn validate(raw: Raw, lookup: Lookup<'_>) -> Result<Config, ConfigErrors> {
     let mut problems = Problems::default();
@@ -22,6 +22,7 @@ pub(super) fn validate(raw: Raw, lookup: Lookup<'_>) -> Result<Config, ConfigErr
     let providers = providers::validate(&mut problems, raw.providers, lookup);
     let servers = servers::validate(&mut problems, raw.servers, &providers, lookup);
     let static_clients = clients::validate(&mut problems, raw.clients, lookup);
+    let enterprise_idps = enterprise_idps::validate(&mut problems, raw.enterprise_idps, &servers);
     let metadata_documents = metadata_documents(&mut problems, raw.client_metadata_documents);
     let trusted_proxies = trusted_proxies(&mut problems, raw.trusted_proxies);
     let (limits, connections) = limits(&mut problems, raw.limits);
@@ -42,6 +43,7 @@ pub(super) fn validate(raw: Raw, lookup: Lookup<'_>) -> Result<Config, ConfigErr
             tokens,
             servers,
             static_clients,
+            enterprise_idps,
             metadata_documents,
             registration_enabled: raw.registration.enabled.unwrap_or(true),
             trusted_proxies,

@@ -14,6 +14,7 @@ mod crash;
 mod discovery;
 mod edge;
 mod file_modes;
+mod id_jag;
 mod identity;
 mod key_rotation;
 mod limits;
