@@ -21,6 +21,9 @@ use serde_json::{Map, Value};
 use crate::scope::Scopes;
 use crate::sealed::UserIdentity;
 
+/// A JWK set, as clients register and IdPs publish them.
+pub use jsonwebtoken::jwk::JwkSet as KeySet;
+
 /// The JOSE `typ` of an ID-JAG.
 pub const ID_JAG_TYPE: &str = "oauth-id-jag+jwt";
 /// The grant type an ID-JAG is presented with (RFC 7523 §2.1).
@@ -162,6 +165,62 @@ pub fn verify_id_jag(jwt: &str, keys: &JwkSet, expected: &Expected<'_>) -> Resul
         scope,
         identity: identity(&claims, expected.email_claim, expected.groups_claim),
     })
+}
+
+/// `client_assertion_type` of a signed client assertion (RFC 7523 §2.2).
+pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// What a client assertion (`private_key_jwt`) must say to be accepted.
+#[derive(Debug, Clone)]
+pub struct ClientExpected<'a> {
+    pub client_id: &'a str,
+    /// The audiences that name this authorization server: its token endpoint (RFC 7523
+    /// §3) and its issuer identifier (as newer clients send).
+    pub audiences: &'a [&'a str],
+    pub now: i64,
+    pub leeway_secs: i64,
+    /// The longest an assertion may live from now (and from its `iat`).
+    pub max_lifetime_secs: i64,
+}
+
+/// An accepted client assertion: its id (to be spent once) and when it expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAssertion {
+    pub jti: String,
+    pub expires_at: i64,
+}
+
+/// Checks a client assertion against the client's `keys`: an asymmetric signature, `iss`
+/// and `sub` both the client id, `aud` this server, `exp` near, `jti` present. An ID-JAG
+/// is no client assertion, whoever signed it.
+pub fn verify_client_assertion(
+    jwt: &str,
+    keys: &JwkSet,
+    expected: &ClientExpected<'_>,
+) -> Result<ClientAssertion, JwtGrantError> {
+    if jsonwebtoken::decode_header(jwt).is_ok_and(|h| h.typ.as_deref().is_some_and(|t| t.ends_with(ID_JAG_TYPE))) {
+        return Err(JwtGrantError::Type);
+    }
+    let claims = verify_signature(jwt, keys, None)?;
+    let text = |name: &'static str| claims.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
+    if text("iss") != Some(expected.client_id) {
+        return Err(JwtGrantError::Issuer);
+    }
+    if text("sub") != Some(expected.client_id) {
+        return Err(JwtGrantError::ClientId);
+    }
+    if !expected.audiences.iter().any(|aud| audience_names(claims.get("aud"), aud)) {
+        return Err(JwtGrantError::Audience);
+    }
+    let mut with_iat = claims.clone();
+    // `iat` is optional here (RFC 7523 §3): without one, the lifetime counts from now.
+    with_iat.entry("iat").or_insert(Value::from(expected.now));
+    let expires_at = check_times(&with_iat, expected.now, expected.leeway_secs, expected.max_lifetime_secs)?;
+    if expires_at.saturating_sub(expected.now) > expected.max_lifetime_secs {
+        return Err(JwtGrantError::TooLong);
+    }
+    let jti = text("jti").filter(|j| j.len() <= MAX_JTI_LEN).ok_or(JwtGrantError::Claim("jti"))?;
+    Ok(ClientAssertion { jti: jti.to_owned(), expires_at })
 }
 
 /// Who the user is, as the IdP says. The enterprise IdP is the authority on its users'
@@ -481,6 +540,61 @@ mod tests {
         parts[1] = &forged;
         assert_eq!(check(&parts.join(".")), Err(JwtGrantError::Signature));
         assert_eq!(check("not.a.jwt"), Err(JwtGrantError::Malformed));
+    }
+
+    fn client_claims() -> Value {
+        json!({"iss": "ci-bot", "sub": "ci-bot", "aud": format!("{AS}/token"), "jti": "c-1", "exp": NOW + 60, "iat": NOW})
+    }
+
+    fn check_client(jwt: &str) -> Result<ClientAssertion, JwtGrantError> {
+        let audiences = [format!("{AS}/token"), AS.to_owned()];
+        let audiences: Vec<&str> = audiences.iter().map(String::as_str).collect();
+        let expected = ClientExpected {
+            client_id: "ci-bot",
+            audiences: &audiences,
+            now: NOW,
+            leeway_secs: 60,
+            max_lifetime_secs: 300,
+        };
+        verify_client_assertion(jwt, &keys(&signer()), &expected)
+    }
+
+    #[test]
+    fn client_assertions_name_the_client_twice_and_this_server() {
+        use JwtGrantError::*;
+        let good = check_client(&signer().sign("JWT", &client_claims())).unwrap();
+        assert_eq!(good, ClientAssertion { jti: "c-1".into(), expires_at: NOW + 60 });
+        let mut issuer_aud = client_claims();
+        issuer_aud["aud"] = json!([AS]);
+        issuer_aud.as_object_mut().unwrap().remove("iat");
+        assert!(check_client(&signer().sign("JWT", &issuer_aud)).is_ok(), "the issuer as aud, no iat");
+        let wrong = |k: &str, v: Value| {
+            let mut c = client_claims();
+            if v.is_null() {
+                c.as_object_mut().unwrap().remove(k);
+            } else {
+                c[k] = v;
+            }
+            check_client(&signer().sign("JWT", &c))
+        };
+        assert_eq!(wrong("iss", json!("other")), Err(Issuer));
+        assert_eq!(wrong("sub", json!("other")), Err(ClientId));
+        assert_eq!(wrong("aud", json!("https://p.example/oauth/other/token")), Err(Audience));
+        assert_eq!(wrong("exp", json!(NOW - 61)), Err(Expired));
+        assert_eq!(wrong("exp", json!(NOW + 3600)), Err(TooLong));
+        assert_eq!(wrong("exp", Value::Null), Err(Claim("exp")));
+        assert_eq!(wrong("iat", json!(NOW + 120)), Err(IssuedInFuture));
+        assert_eq!(wrong("jti", Value::Null), Err(Claim("jti")));
+        // Not an ID-JAG, not another key, not HMAC.
+        assert_eq!(check_client(&signer().sign(ID_JAG_TYPE, &client_claims())), Err(Type));
+        assert_eq!(check_client(&TestSigner::new([3; 32], "k1").sign("JWT", &client_claims())), Err(Signature));
+        let hs = jsonwebtoken::encode(
+            &Header::new(jsonwebtoken::Algorithm::HS256),
+            &client_claims(),
+            &EncodingKey::from_secret(b"s").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(check_client(&hs), Err(Algorithm("HS256".into())));
     }
 
     #[test]

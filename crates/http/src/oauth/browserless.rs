@@ -35,7 +35,9 @@ pub async fn client_credentials(
     params: &Params,
     caller: &Caller,
 ) -> Result<TokenResponse, HttpError> {
-    if client.secret_hash.is_none() || !client.metadata.allows_grant("client_credentials") {
+    if !client.metadata.token_endpoint_auth_method.is_confidential()
+        || !client.metadata.allows_grant("client_credentials")
+    {
         return Err(OAuthError::unauthorized_client("this client may not use the client_credentials grant").into());
     }
     if server.upstream_auth.needs_provider_token()

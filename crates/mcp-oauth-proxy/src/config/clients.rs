@@ -31,6 +31,19 @@ fn client(problems: &mut Problems, i: usize, c: RawClient, earlier: &[Client], l
         problems.push(&key("client_id"), format_args!("{client_id:?} is listed twice"));
     }
     let secret = problems.secret(&key("client_secret"), c.client_secret, c.client_secret_env, lookup);
+    let jwks = c.jwks.and_then(|text| {
+        serde_json::from_str::<mcp_oauth_core::jwt_grant::KeySet>(&text)
+            .map_err(|e| problems.push(&key("jwks"), format_args!("is not a JWK set ({{\"keys\": [...]}}): {e}")))
+            .ok()
+    });
+    let jwks_uri = c.jwks_uri.and_then(|uri| problems.url(&key("jwks_uri"), &uri).map(|u| u.to_string()));
+    let has_keys = jwks.is_some() || jwks_uri.is_some();
+    if jwks.is_some() && jwks_uri.is_some() {
+        problems.push(&key("jwks"), "give jwks or jwks_uri, not both");
+    }
+    if has_keys && secret.is_some() {
+        problems.push(&key("jwks"), "a client authenticates with a secret or with keys, not both");
+    }
     let grant_types =
         c.grant_types.unwrap_or_else(|| vec!["authorization_code".to_owned(), "refresh_token".to_owned()]);
     for g in &grant_types {
@@ -43,8 +56,11 @@ fn client(problems: &mut Problems, i: usize, c: RawClient, earlier: &[Client], l
         problems.push(&key("grant_types"), "names no grant type");
     }
     // A token for the client itself is given only to a client that proves who it is.
-    if grants("client_credentials") && secret.is_none() {
-        problems.push(&key("grant_types"), "client_credentials needs a client_secret or client_secret_env");
+    if grants("client_credentials") && secret.is_none() && !has_keys {
+        problems.push(
+            &key("grant_types"),
+            "client_credentials needs a client_secret (or client_secret_env), jwks or jwks_uri",
+        );
     }
     if grants("refresh_token") && !grants("authorization_code") {
         problems.push(&key("grant_types"), "refresh_token needs authorization_code (client credentials get none)");
@@ -55,7 +71,11 @@ fn client(problems: &mut Problems, i: usize, c: RawClient, earlier: &[Client], l
     {
         problems.push(&key("scopes"), e.description);
     }
-    let method = if secret.is_some() { AuthMethod::ClientSecretBasic } else { AuthMethod::None };
+    let method = match (&secret, has_keys) {
+        (_, true) => AuthMethod::PrivateKeyJwt,
+        (Some(_), false) => AuthMethod::ClientSecretBasic,
+        (None, false) => AuthMethod::None,
+    };
     let client_name = c.client_name.unwrap_or_else(|| client_id.clone());
     let metadata = if grants("authorization_code") {
         // Built through the rules of dynamic registration, so that a static client is held
@@ -65,6 +85,8 @@ fn client(problems: &mut Problems, i: usize, c: RawClient, earlier: &[Client], l
             "token_endpoint_auth_method": method.as_str(),
             "grant_types": ["authorization_code", "refresh_token"],
             "client_name": client_name,
+            "jwks": jwks,
+            "jwks_uri": jwks_uri,
         });
         match ClientMetadata::from_registration(&registration) {
             Ok(metadata) => metadata,
@@ -92,6 +114,8 @@ fn client(problems: &mut Problems, i: usize, c: RawClient, earlier: &[Client], l
             software_id: None,
             software_version: None,
             application_type: None,
+            jwks: jwks.clone(),
+            jwks_uri: jwks_uri.clone(),
         }
     };
     let metadata = ClientMetadata { grant_types, scope, ..metadata };

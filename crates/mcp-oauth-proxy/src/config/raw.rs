@@ -266,6 +266,9 @@ pub(super) struct RawClient {
     /// The scopes the client may be given (client credentials); default: any.
     #[serde(default, deserialize_with = "lenient::optional_list")]
     pub scopes: Option<Vec<String>>,
+    /// For `private_key_jwt`: the client's public keys as JSON text, or where they are.
+    pub jwks: Option<String>,
+    pub jwks_uri: Option<String>,
 }
 
 /// Deserializers that also take the string forms the environment provides.

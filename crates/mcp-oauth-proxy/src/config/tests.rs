@@ -661,6 +661,13 @@ fn client_credentials_clients_and_the_servers_they_may_use() {
     ] {
         assert!(e.contains(needle), "missing {needle:?} in:\n{e}");
     }
+    // Keys instead of a secret: private_key_jwt; both at once is refused.
+    let keyed = "[[clients]]\nclient_id = \"ci-bot\"\ngrant_types = [\"client_credentials\"]\n\
+                 jwks = '{\"keys\": [{\"kty\": \"OKP\", \"crv\": \"Ed25519\", \"x\": \"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"}]}'\n";
+    let c = load(&with(keyed), &identity).unwrap();
+    assert_eq!(c.settings.static_clients[0].metadata.token_endpoint_auth_method, ClientAuthMethod::PrivateKeyJwt);
+    let e = load(&with(&format!("{keyed}client_secret = \"s3cret-bot\"\n")), &identity).unwrap_err().to_string();
+    assert!(e.contains("clients[0].jwks: a client authenticates with a secret or with keys"), "{e}");
 }
 
 #[test]

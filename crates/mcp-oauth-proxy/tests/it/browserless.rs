@@ -1,6 +1,9 @@
 //! Grants made at the token endpoint alone: client credentials (SEP-1046) reaching an
-//! identity-mode upstream as `client:<id>`, and what is refused on the way.
+//! identity-mode upstream as `client:<id>`, with a secret or a signed client assertion
+//! (`private_key_jwt`, keys inline or at a `jwks_uri`), and what is refused on the way.
 
+use mcp_oauth_core::jwt_grant::CLIENT_ASSERTION_TYPE;
+use mcp_oauth_core::jwt_grant::test_signer::TestSigner;
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -106,4 +109,79 @@ async fn client_credentials_are_refused_beyond_what_the_client_may_have() {
     let metadata = h.get_json("/.well-known/oauth-authorization-server/oauth/demo").await;
     let grants = metadata["grant_types_supported"].as_array().unwrap();
     assert!(grants.iter().any(|g| g == "client_credentials"), "{metadata:#}");
+}
+
+/// A client assertion (`private_key_jwt`) for `h`'s demo token endpoint, by `client`.
+fn client_assertion(h: &Harness, signer: &TestSigner, client: &str, jti: &str) -> String {
+    let now = mcp_oauth_core::Clock::now(&h.clock);
+    let claims = serde_json::json!({
+        "iss": client, "sub": client, "aud": h.url("/oauth/demo/token"), "jti": jti, "iat": now, "exp": now + 60,
+    });
+    signer.sign("JWT", &claims)
+}
+
+async fn with_assertion(h: &Harness, assertion: &str) -> (StatusCode, Value) {
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_assertion_type", CLIENT_ASSERTION_TYPE),
+        ("client_assertion", assertion),
+    ];
+    let r = h.http.post(h.url("/oauth/demo/token")).form(&form).send().await.unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn private_key_jwt_clients_sign_their_requests_once_each() {
+    let inline = TestSigner::new([5; 32], "inline-1");
+    let remote = TestSigner::new([6; 32], "remote-1");
+    // The remote client's key set, served on loopback (the guarded fetcher allows it here).
+    let set = serde_json::json!({"keys": [remote.jwk]});
+    let router = axum::Router::new().route("/jwks", axum::routing::get(move || async move { axum::Json(set) }));
+    let (jwks_base, _) = mcp_oauth_devsupport::serve_on_loopback(router).await.unwrap();
+    let inline_jwks = serde_json::json!({"keys": [inline.jwk]}).to_string().replace('\'', "");
+    let extra = format!(
+        "[client_metadata_documents]\nallow_loopback = true\n\n\
+         [[clients]]\nclient_id = \"signed-bot\"\njwks = '{inline_jwks}'\ngrant_types = [\"client_credentials\"]\n\n\
+         [[clients]]\nclient_id = \"remote-bot\"\njwks_uri = \"{jwks_base}/jwks\"\ngrant_types = [\"client_credentials\"]\n"
+    );
+    let env = [
+        ("MCP_OAUTH_PROXY_SERVERS__0__UPSTREAM_AUTH", "identity"),
+        ("MCP_OAUTH_PROXY_SERVERS__0__ACCESS__CLIENTS", "signed-bot,remote-bot"),
+    ];
+    let h = Harness::start_with(Start {
+        upstream_url: Some(spawn_echo().await),
+        env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        extra_toml: extra,
+        ..Default::default()
+    })
+    .await;
+    let metadata = h.get_json("/.well-known/oauth-authorization-server/oauth/demo").await;
+    let methods = metadata["token_endpoint_auth_methods_supported"].as_array().unwrap();
+    assert!(methods.iter().any(|m| m == "private_key_jwt"), "{metadata:#}");
+
+    let assertion = client_assertion(&h, &inline, "signed-bot", "a-1");
+    let (status, tokens) = with_assertion(&h, &assertion).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let upstream = seen(&h, tokens["access_token"].as_str().unwrap(), &[]).await.unwrap();
+    let (_, claims) = verified(&h, upstream["authorization"].as_str().unwrap(), &h.upstream_url).await;
+    assert_eq!(claims["sub"], "client:signed-bot");
+    // The same assertion again: refused.
+    let (status, body) = with_assertion(&h, &assertion).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")), "{body}");
+    // Signed by another key, or for another server, or without one at all.
+    let (status, _) = with_assertion(&h, &client_assertion(&h, &remote, "signed-bot", "a-2")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let now = mcp_oauth_core::Clock::now(&h.clock);
+    let elsewhere = serde_json::json!({"iss": "signed-bot", "sub": "signed-bot", "aud": h.url("/oauth/other/token"),
+                                       "jti": "a-3", "exp": now + 60});
+    let (status, _) = with_assertion(&h, &inline.sign("JWT", &elsewhere)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let r = h.http.post(h.url("/oauth/demo/token"));
+    let r = r.form(&[("grant_type", "client_credentials"), ("client_id", "signed-bot")]).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "no assertion, no token");
+
+    // A client whose keys are at a jwks_uri.
+    let (status, tokens) = with_assertion(&h, &client_assertion(&h, &remote, "remote-bot", "r-1")).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
 }
