@@ -139,7 +139,12 @@ proptest! {
         }
         if let Ok(m) = metadata_from_document(url, &doc) {
             prop_assert!(names_itself);
-            prop_assert_eq!(m.token_endpoint_auth_method, AuthMethod::None);
+            // Public, or signing with keys it publishes: never a secret.
+            let keyed = m.jwks.is_some() || m.jwks_uri.is_some();
+            prop_assert!(
+                m.token_endpoint_auth_method == AuthMethod::None
+                    || (m.token_endpoint_auth_method == AuthMethod::PrivateKeyJwt && keyed)
+            );
             prop_assert!(!m.redirect_uris.is_empty() && m.redirect_uris.len() <= 20);
             for uri in &m.redirect_uris {
                 prop_assert!(redirect_uri::validate_for_registration(uri).is_ok(), "{uri}");
