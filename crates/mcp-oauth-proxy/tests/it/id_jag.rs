@@ -36,10 +36,14 @@ async fn setup() -> Setup {
 /// A proxy whose demo server takes `acme`'s ID-JAGs, lets in acme.com addresses, and
 /// sends the echo its identity assertion. `storage` and `public_url` make a replica.
 async fn proxy(s: &Setup, storage: Option<String>, public_url: Option<String>) -> Harness {
+    proxy_with(s, storage, public_url, "").await
+}
+
+async fn proxy_with(s: &Setup, storage: Option<String>, public_url: Option<String>, more: &str) -> Harness {
     let extra = format!(
         "[enterprise_idps.acme]\nissuer = \"{issuer}\"\njwks_url = \"{issuer}/jwks\"\nclients = [\"{CLIENT}\"]\n\n\
          [[clients]]\nclient_id = \"{CLIENT}\"\nclient_secret = \"{SECRET}\"\nredirect_uris = [\"{REDIRECT}\"]\n\n\
-         [[clients]]\nclient_id = \"cursor\"\nclient_secret = \"{SECRET}-cursor\"\nredirect_uris = [\"{REDIRECT}\"]\n",
+         [[clients]]\nclient_id = \"cursor\"\nclient_secret = \"{SECRET}-cursor\"\nredirect_uris = [\"{REDIRECT}\"]\n\n{more}",
         issuer = s.issuer
     );
     let env = [
@@ -82,7 +86,10 @@ async fn redeem(h: &Harness, client: (&str, &str), assertion: &str) -> (StatusCo
 #[tokio::test]
 async fn an_id_jag_reaches_an_identity_upstream_as_the_user_the_idp_named() {
     let s = setup().await;
-    let h = proxy(&s, None, None).await;
+    let dir = std::env::temp_dir().join(format!("mop-id-jag-{}", random_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let audit = dir.join("audit.log");
+    let h = proxy_with(&s, None, None, &format!("[audit]\npath = \"{}\"\n", audit.display())).await;
     let metadata = h.get_json("/.well-known/oauth-authorization-server/oauth/demo").await;
     assert!(metadata["grant_types_supported"].as_array().unwrap().iter().any(|g| g == JWT_BEARER), "{metadata:#}");
     assert_eq!(metadata["authorization_grant_profiles_supported"], json!([ID_JAG_PROFILE]));
@@ -104,6 +111,14 @@ async fn an_id_jag_reaches_an_identity_upstream_as_the_user_the_idp_named() {
     let (status, body) = redeem(&h, (CLIENT, SECRET), &jag).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
     assert!(!body.to_string().contains("jti"), "{body}");
+
+    // The audit trail: the grant type and the IdP; never the assertion.
+    let events = crate::audit::read_events(&audit, 1).await;
+    let issued = events.iter().find(|e| e["event"] == "token.issued").expect("token.issued");
+    assert_eq!((issued["grant_type"].as_str(), issued["idp"].as_str()), (Some(JWT_BEARER), Some("acme")));
+    assert_eq!((issued["subject"].as_str(), issued["client_id"].as_str()), (Some("00u-ada"), Some(CLIENT)));
+    let trail = std::fs::read_to_string(&audit).unwrap();
+    assert!(!trail.contains(&jag) && !trail.contains(jag.split('.').nth(2).unwrap()), "the assertion is not audited");
 }
 
 #[tokio::test]
