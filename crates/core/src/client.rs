@@ -222,8 +222,15 @@ impl ClientMetadata {
                 return Err(OAuthError::invalid_redirect_uri("redirect_uris must be an array of strings"));
             }
         };
-        if redirect_uris.is_empty() {
+        // Which grants decide what else is needed; read first, checked below.
+        let grant_types = opt_string_list(obj, "grant_types", MAX_SHORT_LIST, MAX_TEXT_LEN)?
+            .unwrap_or_else(|| vec!["authorization_code".to_owned()]);
+        let code_flow = grant_types.iter().any(|g| g == "authorization_code");
+        if code_flow && redirect_uris.is_empty() {
             return Err(OAuthError::invalid_redirect_uri("redirect_uris is required for the authorization code flow"));
+        }
+        if !code_flow && !redirect_uris.is_empty() {
+            return Err(bad("redirect_uris apply only to the authorization_code grant"));
         }
         for uri in &redirect_uris {
             redirect_uri::validate_for_registration(uri)?;
@@ -241,20 +248,30 @@ impl ClientMetadata {
             })?,
         };
 
-        let grant_types = opt_string_list(obj, "grant_types", MAX_SHORT_LIST, MAX_TEXT_LEN)?
-            .unwrap_or_else(|| vec!["authorization_code".to_owned()]);
         for g in &grant_types {
-            if g != "authorization_code" && g != "refresh_token" {
+            if !["authorization_code", "refresh_token", "client_credentials"].contains(&g.as_str()) {
                 return Err(bad(format!("grant type {g:?} is not supported")));
             }
         }
-        if !grant_types.iter().any(|g| g == "authorization_code") {
-            return Err(bad("grant_types must include authorization_code"));
+        let client_credentials = grant_types.iter().any(|g| g == "client_credentials");
+        if !code_flow && !client_credentials {
+            return Err(bad("grant_types must include authorization_code or client_credentials"));
+        }
+        if !code_flow && grant_types.iter().any(|g| g == "refresh_token") {
+            return Err(bad("refresh_token comes with authorization_code; client credentials get none"));
+        }
+        // A token for the client itself only for a client that proves who it is (SEP-1046);
+        // which servers let it in is theirs to say (`access.clients`).
+        if client_credentials && !token_endpoint_auth_method.is_confidential() {
+            return Err(bad("client_credentials needs a confidential client (a secret or private_key_jwt)"));
         }
         let response_types = opt_string_list(obj, "response_types", MAX_SHORT_LIST, MAX_TEXT_LEN)?
-            .unwrap_or_else(|| vec!["code".to_owned()]);
-        if response_types != ["code"] {
+            .unwrap_or_else(|| if code_flow { vec!["code".to_owned()] } else { Vec::new() });
+        if code_flow && response_types != ["code"] {
             return Err(bad("response_types must be [\"code\"]"));
+        }
+        if !code_flow && !response_types.is_empty() {
+            return Err(bad("response_types apply only to the authorization_code grant"));
         }
 
         let application_type = match opt_string(obj, "application_type", MAX_TEXT_LEN)?.as_deref() {
@@ -401,6 +418,18 @@ mod tests {
     }
 
     #[test]
+    fn a_confidential_client_may_register_for_client_credentials_alone() {
+        let m =
+            ClientMetadata::from_registration(&json!({"grant_types": ["client_credentials"], "scope": "mcp"})).unwrap();
+        assert_eq!(m.token_endpoint_auth_method, AuthMethod::ClientSecretBasic);
+        assert!(m.redirect_uris.is_empty() && m.response_types.is_empty());
+        assert!(m.allows_grant("client_credentials") && !m.allows_grant("authorization_code"));
+        let both =
+            json!({"grant_types": ["authorization_code", "client_credentials"], "redirect_uris": ["https://a/cb"]});
+        assert!(ClientMetadata::from_registration(&both).unwrap().allows_grant("client_credentials"));
+    }
+
+    #[test]
     fn registration_defaults_to_client_secret_basic() {
         let m = ClientMetadata::from_registration(&json!({"redirect_uris": ["https://a.example/cb"]})).unwrap();
         assert_eq!(m.token_endpoint_auth_method, AuthMethod::ClientSecretBasic);
@@ -416,6 +445,13 @@ mod tests {
                 json!({"redirect_uris": ["https://a/cb"], "grant_types": ["client_credentials"]}),
                 "invalid_client_metadata",
             ),
+            (
+                json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"}),
+                "invalid_client_metadata",
+            ),
+            (json!({"grant_types": ["client_credentials", "refresh_token"]}), "invalid_client_metadata"),
+            (json!({"grant_types": ["refresh_token"], "redirect_uris": ["https://a/cb"]}), "invalid_client_metadata"),
+            (json!({"grant_types": ["password"], "redirect_uris": ["https://a/cb"]}), "invalid_client_metadata"),
             (json!({"redirect_uris": ["https://a/cb"], "response_types": ["token"]}), "invalid_client_metadata"),
             (
                 json!({"redirect_uris": ["https://a/cb"], "token_endpoint_auth_method": "private_key_jwt"}),

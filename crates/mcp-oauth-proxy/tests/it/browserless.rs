@@ -185,3 +185,26 @@ async fn private_key_jwt_clients_sign_their_requests_once_each() {
     let (status, tokens) = with_assertion(&h, &client_assertion(&h, &remote, "remote-bot", "r-1")).await;
     assert_eq!(status, StatusCode::OK, "{tokens}");
 }
+
+#[tokio::test]
+async fn a_registered_client_gets_tokens_of_its_own_where_the_operator_lists_it() {
+    let identity = [("MCP_OAUTH_PROXY_SERVERS__0__UPSTREAM_AUTH", "identity")];
+    let env =
+        |more: &[(&str, &str)]| identity.iter().chain(more).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let h = Harness::start_with(Start { upstream_url: Some(spawn_echo().await), env: env(&[]), ..Default::default() })
+        .await;
+    let (status, registered) = h.register(serde_json::json!({"grant_types": ["client_credentials"]})).await;
+    assert_eq!(status, StatusCode::CREATED, "{registered}");
+    let (id, secret) = (registered["client_id"].as_str().unwrap(), registered["client_secret"].as_str().unwrap());
+    assert_eq!(registered["grant_types"], serde_json::json!(["client_credentials"]));
+    // Registered, but no server lets it in yet: anyone may register.
+    let (status, body) = client_credentials(&h, Some((id, secret)), &[]).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("unauthorized_client")));
+    // The operator lists it for this server.
+    let h = h.restarted(env(&[("MCP_OAUTH_PROXY_SERVERS__0__ACCESS__CLIENTS", id)])).await;
+    let (status, tokens) = client_credentials(&h, Some((id, secret)), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let upstream = seen(&h, tokens["access_token"].as_str().unwrap(), &[]).await.unwrap();
+    let (_, claims) = verified(&h, upstream["authorization"].as_str().unwrap(), &h.upstream_url).await;
+    assert_eq!(claims["sub"], format!("client:{id}"));
+}
