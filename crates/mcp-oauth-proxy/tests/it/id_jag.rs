@@ -40,8 +40,11 @@ async fn proxy(s: &Setup, storage: Option<String>, public_url: Option<String>) -
 }
 
 async fn proxy_with(s: &Setup, storage: Option<String>, public_url: Option<String>, more: &str) -> Harness {
+    let limited = format!("clients = [\"{CLIENT}\"]\n");
+    // A test that brings its own `[client_metadata_documents]` lets any client present them.
+    let idp_clients = if more.contains("client_metadata_documents") { "" } else { limited.as_str() };
     let extra = format!(
-        "[enterprise_idps.acme]\nissuer = \"{issuer}\"\njwks_url = \"{issuer}/jwks\"\nclients = [\"{CLIENT}\"]\n\n\
+        "[enterprise_idps.acme]\nissuer = \"{issuer}\"\njwks_url = \"{issuer}/jwks\"\n{idp_clients}\n\
          [[clients]]\nclient_id = \"{CLIENT}\"\nclient_secret = \"{SECRET}\"\nredirect_uris = [\"{REDIRECT}\"]\n\n\
          [[clients]]\nclient_id = \"cursor\"\nclient_secret = \"{SECRET}-cursor\"\nredirect_uris = [\"{REDIRECT}\"]\n\n{more}",
         issuer = s.issuer
@@ -177,4 +180,55 @@ async fn a_replay_at_another_replica_is_refused() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = redeem(&b, (CLIENT, SECRET), &jag).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
+}
+
+/// The client shape the extension recommends: a Client ID Metadata Document as `client_id`,
+/// authenticating with `private_key_jwt` against the keys its document publishes.
+#[tokio::test]
+async fn a_metadata_document_client_signs_its_request_and_redeems_an_id_jag() {
+    use mcp_oauth_core::jwt_grant::CLIENT_ASSERTION_TYPE;
+    use mcp_oauth_core::jwt_grant::test_signer::TestSigner;
+
+    let s = setup().await;
+    let key = TestSigner::new([4; 32], "app-1");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client_id = format!("http://{}/client.json", listener.local_addr().unwrap());
+    let doc = json!({
+        "client_id": client_id, "client_name": "Enterprise agent", "redirect_uris": [REDIRECT],
+        "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [key.jwk]},
+    });
+    let router = axum::Router::new().route("/client.json", axum::routing::get(move || async move { axum::Json(doc) }));
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let h = proxy_with(&s, None, None, "[client_metadata_documents]\nallow_loopback = true\n").await;
+
+    let mut jag_claims = claims(&s, &h);
+    jag_claims["client_id"] = json!(client_id);
+    let jag = s.idp.sign_jwt(ID_JAG_TYPE, &jag_claims);
+    let now = mcp_oauth_core::Clock::now(&s.clock);
+    let assertion = |jti: &str| {
+        key.sign(
+            "JWT",
+            &json!({"iss": client_id, "sub": client_id, "aud": h.url("/oauth/demo"), "jti": jti, "exp": now + 60}),
+        )
+    };
+    let redeem = |client_assertion: String| {
+        let form = [
+            ("grant_type", JWT_BEARER.to_owned()),
+            ("assertion", jag.clone()),
+            ("client_assertion_type", CLIENT_ASSERTION_TYPE.to_owned()),
+            ("client_assertion", client_assertion),
+        ];
+        h.http.post(h.url("/oauth/demo/token")).form(&form).send()
+    };
+    // Without its signature the document's client is not authenticated.
+    let form = [("grant_type", JWT_BEARER), ("assertion", &jag), ("client_id", &client_id)];
+    let r = h.http.post(h.url("/oauth/demo/token")).form(&form).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = redeem(assertion("c-1")).await.unwrap();
+    let status = r.status();
+    let tokens: Value = r.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let upstream = seen(&h, tokens["access_token"].as_str().unwrap(), &[]).await.unwrap();
+    let (_, asserted) = verified(&h, upstream["authorization"].as_str().unwrap(), &h.upstream_url).await;
+    assert_eq!((asserted["sub"].as_str(), asserted["client_id"].as_str()), (Some("00u-ada"), Some(client_id.as_str())));
 }
