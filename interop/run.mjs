@@ -2,7 +2,7 @@
 // against the mcp-oauth-proxy binary. One line per scenario, then `N passed, N failed`.
 // Usage: node run.mjs  (MOP_PROXY_BIN names the binary; default ../target/debug/…)
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -60,6 +60,11 @@ const port = await freePort();
 const publicUrl = `http://127.0.0.1:${port}`;
 const identityUpstream = await startIdentityUpstream({ publicUrl });
 const dir = mkdtempSync(path.join(os.tmpdir(), 'mop-interop-'));
+// Machine clients (client credentials): one with a secret, one with an ES256 key pair.
+const machineSecret = randomBytes(24).toString('base64url');
+const machineKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+const machineJwks = JSON.stringify({ keys: [{ ...machineKey.publicKey.export({ format: 'jwk' }), kid: 'interop-1', alg: 'ES256', use: 'sig' }] });
+const machinePem = machineKey.privateKey.export({ format: 'pem', type: 'pkcs8' });
 const config = path.join(dir, 'proxy.toml');
 writeFileSync(config, `listen = "127.0.0.1:${port}"
 public_url = "${publicUrl}"
@@ -94,6 +99,20 @@ upstream_auth = "identity"
 path = "${dir}/audit.log"
 [admin]
 emails = ["johndoe@interop.example"]
+[[servers]]
+slug = "interop-machines"
+upstream_url = "${identityUpstream.url}"
+provider = "mock"
+upstream_auth = "identity"
+access = { clients = ["interop-cc", "interop-pkjwt"] }
+[[clients]]
+client_id = "interop-cc"
+client_secret = "${machineSecret}"
+grant_types = ["client_credentials"]
+[[clients]]
+client_id = "interop-pkjwt"
+jwks = '${machineJwks}'
+grant_types = ["client_credentials"]
 [[clients]]
 client_id = "conformance"
 redirect_uris = ["http://127.0.0.1:${CONFORMANCE_PORT}/callback"]
@@ -120,6 +139,8 @@ const scenarios = [
   ['mcp-remote', 'node', ['clients/mcp-remote.mjs', mcpUrl, String(WAIT)], 1],
   ['inspector-cli', 'node', ['clients/inspector-cli.mjs', mcpUrl, String(WAIT)], 1],
   ['typescript-sdk (identity assertion)', 'node', ['clients/ts-identity.mjs', identityUrl], 1],
+  // No browser, no login: the SDK's client-credentials providers (secret, then private_key_jwt).
+  ['typescript-sdk (client credentials)', 'node', ['clients/ts-client-credentials.mjs', `${publicUrl}/mcp/interop-machines`, `${publicUrl}/oauth/interop-machines`, machineSecret, machinePem], 0],
 ];
 // The conformance suite listens on a fixed port for its callback: run it on its own.
 const afterwards = [

@@ -16,6 +16,7 @@ use mcp_oauth_store::Store;
 use crate::cookies::CookieNames;
 use crate::services::audit::{Audit, Event};
 use crate::services::clients::ClientDirectory;
+use crate::services::enterprise_idps::EnterpriseIdps;
 use crate::services::history::History;
 use crate::services::identities::Identities;
 use crate::services::last_uses::LastUses;
@@ -60,6 +61,8 @@ pub struct App {
     pub history: Arc<History>,
     /// The tool definitions each server's tools were first seen with.
     pub tool_pins: Arc<ToolPins>,
+    /// The enterprise IdPs whose ID-JAGs servers accept, with their keys.
+    pub enterprise_idps: Arc<EnterpriseIdps>,
 }
 
 /// [`App`] as the router holds it: one `Arc`, cloned for each request.
@@ -146,6 +149,7 @@ impl App {
         // registering later than this after its token check cannot exist.
         let tool_pins =
             Arc::new(ToolPins::new(Arc::clone(&store), Arc::clone(&clock), Arc::clone(&metrics), Arc::clone(&audit)));
+        let enterprise_idps = Arc::new(EnterpriseIdps::new(&settings.enterprise_idps));
         let revocations = Revocations::new(2 * mcp_client.idle + Duration::from_secs(120));
         Self {
             settings: Arc::new(settings),
@@ -166,6 +170,7 @@ impl App {
             last_uses,
             history,
             tool_pins,
+            enterprise_idps,
         }
     }
 

@@ -161,6 +161,8 @@ pub struct Purged {
     pub successors: u64,
     pub families: u64,
     pub clients: u64,
+    /// Used assertion ids (`jti`) past their expiry.
+    pub assertions: u64,
 }
 
 impl Purged {
@@ -172,6 +174,7 @@ impl Purged {
             + self.successors
             + self.families
             + self.clients
+            + self.assertions
     }
 }
 

@@ -3,14 +3,18 @@
 //! Handlers, one per endpoint: `metadata`, `register`, `authorize` (with its `consent`
 //! page), `callback`, `token`, `revoke`. What they share: `request` (a checked
 //! authorization request and where its answers go), `login` (the user's login at the
-//! identity provider), `grants` (the token endpoint's grants, answered as a `token_response`), `client_auth`
-//! (the client credentials a request carries, and their check).
+//! identity provider), `grants` (the token endpoint's grants, answered as a `token_response`),
+//! `browserless` (the grants made at the token endpoint alone: client credentials, and
+//! the grant they share with `id_jag`, an enterprise IdP's ID-JAG),
+//! `client_auth` (the client credentials a request carries, and their check).
 
 pub(crate) mod authorize;
+mod browserless;
 pub(crate) mod callback;
 mod client_auth;
 mod consent;
 mod grants;
+mod id_jag;
 mod login;
 pub(crate) mod metadata;
 pub(crate) mod register;

@@ -15,10 +15,12 @@
 //! - `history`: each server's last hour, a sample a minute, for the operators' console;
 //! - `last_uses`: when grants were last used, recorded coarsely for the account page;
 //! - `revocations`: open event streams, ended when their grant or token is revoked;
-//! - `tool_pins`: the tool definitions each server's tools were first seen with.
+//! - `tool_pins`: the tool definitions each server's tools were first seen with;
+//! - `enterprise_idps`: the IdPs whose ID-JAGs servers accept, and their signing keys.
 
 pub(crate) mod audit;
 pub(crate) mod clients;
+pub(crate) mod enterprise_idps;
 pub(crate) mod history;
 pub(crate) mod identities;
 pub(crate) mod last_uses;

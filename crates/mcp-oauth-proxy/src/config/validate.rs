@@ -12,7 +12,7 @@ use mcp_oauth_http::settings::{
 
 use super::problems::{Lookup, Problems};
 use super::raw::{Raw, RawAdmin, RawEncryption, RawLimits, RawMetadataDocuments, RawStorage, RawTokens};
-use super::{Config, ConfigErrors, DEFAULT_STORAGE_URL, ENV_PREFIX, clients, providers, servers};
+use super::{Config, ConfigErrors, DEFAULT_STORAGE_URL, ENV_PREFIX, clients, enterprise_idps, providers, servers};
 
 pub(super) fn validate(raw: Raw, lookup: Lookup<'_>) -> Result<Config, ConfigErrors> {
     let mut problems = Problems::default();
@@ -25,6 +25,7 @@ pub(super) fn validate(raw: Raw, lookup: Lookup<'_>) -> Result<Config, ConfigErr
     let providers = providers::validate(&mut problems, raw.providers, lookup);
     let servers = servers::validate(&mut problems, raw.servers, &providers, lookup);
     let static_clients = clients::validate(&mut problems, raw.clients, lookup);
+    let enterprise_idps = enterprise_idps::validate(&mut problems, raw.enterprise_idps, &servers);
     let metadata_documents = metadata_documents(&mut problems, raw.client_metadata_documents);
     let trusted_proxies = trusted_proxies(&mut problems, raw.trusted_proxies);
     let (limits, connections) = limits(&mut problems, raw.limits);
@@ -47,6 +48,7 @@ pub(super) fn validate(raw: Raw, lookup: Lookup<'_>) -> Result<Config, ConfigErr
             tokens,
             servers,
             static_clients,
+            enterprise_idps,
             metadata_documents,
             registration_enabled: raw.registration.enabled.unwrap_or(true),
             trusted_proxies,
@@ -85,8 +87,13 @@ fn admin(
             return None;
         }
     };
-    let operators =
-        AccessRules { subjects: raw.subjects, emails: raw.emails, email_domains: vec![], groups: raw.groups };
+    let operators = AccessRules {
+        subjects: raw.subjects,
+        emails: raw.emails,
+        email_domains: vec![],
+        groups: raw.groups,
+        clients: vec![],
+    };
     if operators == AccessRules::default() {
         problems.push("admin", "names no operator: list subjects, emails or groups (or remove [admin])");
         return None;

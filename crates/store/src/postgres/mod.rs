@@ -31,7 +31,7 @@ use self::statements as sql;
 use crate::decode;
 use crate::migrations::MIGRATIONS;
 use crate::model::*;
-use crate::{Backend, Retention, Rotation, Store, StoreError};
+use crate::{AssertionUse, Backend, Retention, Rotation, Store, StoreError};
 
 pub struct PgStore {
     pool: PgPool,
@@ -272,6 +272,52 @@ impl Store for PgStore {
         Self::insert_pair(&mut tx, &family_id, pair).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn issue_grant(&self, f: &NewFamily, pair: &NewTokenPair) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(sql::INSERT_FAMILY)
+            .bind(&f.id)
+            .bind(&f.server)
+            .bind(&f.client_id)
+            .bind(&f.subject)
+            .bind(&f.scope)
+            .bind(&f.resource)
+            .bind(&f.upstream_sealed)
+            .bind(f.upstream_expires_at)
+            .bind(f.created_at)
+            .bind(f.trace_id.as_deref())
+            .execute(&mut *tx)
+            .await?;
+        Self::insert_pair(&mut tx, &f.id, pair).await?;
+        Ok(tx.commit().await?)
+    }
+
+    async fn use_assertion(
+        &self,
+        issuer: &str,
+        jti_hash: &TokenHash,
+        expires_at: i64,
+        now: i64,
+        cap: i64,
+    ) -> Result<AssertionUse, StoreError> {
+        let done = sqlx::query(sql::USE_ASSERTION)
+            .bind(issuer)
+            .bind(blob(jti_hash))
+            .bind(expires_at)
+            .bind(now)
+            .bind(cap)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 1 {
+            return Ok(AssertionUse::First);
+        }
+        let used: Option<i32> = sqlx::query_scalar(sql::ASSERTION_USED)
+            .bind(issuer)
+            .bind(blob(jti_hash))
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(if used.is_some() { AssertionUse::Replay } else { AssertionUse::Full })
     }
 
     async fn find_refresh_token(&self, hash: &TokenHash) -> Result<Option<StoredRefreshToken>, StoreError> {
@@ -515,7 +561,7 @@ impl Store for PgStore {
     async fn purge_expired(&self, now: i64, retention: Retention) -> Result<Purged, StoreError> {
         // Each statement commits by itself, so that no purge holds many rows locked for long.
         let cutoffs = retention.cutoffs(now);
-        let mut n = [0u64; 7];
+        let mut n = [0u64; 8];
         for ((statement, cutoff), n) in sql::PURGE.iter().zip(cutoffs).zip(&mut n) {
             *n = sqlx::query(statement).bind(cutoff).execute(&self.pool).await?.rows_affected();
         }

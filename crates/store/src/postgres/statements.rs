@@ -232,7 +232,7 @@ pub const RESEAL_SUCCESSOR: &str =
 /// codes, access tokens, refresh tokens, sealed successors, families, clients (the order
 /// of `Purged`'s fields). A family lives while anything refers to it; it is created
 /// together with its code, so there is no moment at which a new family looks orphaned.
-pub const PURGE: [&str; 7] = [
+pub const PURGE: [&str; 8] = [
     "DELETE FROM pending_authorizations WHERE expires_at <= $1",
     "DELETE FROM authorization_codes WHERE expires_at <= $1",
     "DELETE FROM access_tokens WHERE expires_at <= $1",
@@ -245,6 +245,7 @@ pub const PURGE: [&str; 7] = [
      AND NOT EXISTS (SELECT 1 FROM access_tokens a WHERE a.family_id = families.id)",
     "DELETE FROM clients WHERE created_at <= $1 \
      AND NOT EXISTS (SELECT 1 FROM families f WHERE f.server = clients.server AND f.client_id = clients.client_id)",
+    "DELETE FROM used_assertions WHERE expires_at <= $1",
 ];
 
 /// Replicas starting together: one migrates, the others wait and then see the
@@ -262,3 +263,15 @@ pub const RECORD_MIGRATION: &str = "INSERT INTO mop_schema_migrations (version, 
 pub const RECORD_USES: &str = "UPDATE families f SET last_used_at = u.at \
      FROM UNNEST($1::TEXT[], $2::BIGINT[]) AS u(id, at) \
      WHERE f.id = u.id AND (f.last_used_at IS NULL OR f.last_used_at < u.at)";
+
+/// Remembers an assertion id unless it is already remembered, or its issuer already has
+/// the cap of unexpired ones (the table's bound: refused rather than grown). One statement:
+/// exactly one of two replicas presenting the same assertion inserts it.
+/// 1 issuer, 2 jti hash, 3 expires_at, 4 now, 5 the cap.
+pub const USE_ASSERTION: &str = "INSERT INTO used_assertions (issuer, jti_hash, expires_at) \
+     SELECT $1, $2, $3 \
+     WHERE (SELECT COUNT(*) FROM used_assertions WHERE issuer = $1 AND expires_at > $4) < $5 \
+     ON CONFLICT DO NOTHING";
+
+/// Whether an assertion id is remembered (to tell a replay from a full table).
+pub const ASSERTION_USED: &str = "SELECT 1 FROM used_assertions WHERE issuer = $1 AND jti_hash = $2";
