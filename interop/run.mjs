@@ -8,6 +8,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startEnterpriseIdp } from './lib/enterprise-idp.mjs';
 import { startIdentityUpstream } from './lib/identity-upstream.mjs';
 import { startProvider } from './lib/provider.mjs';
 import { startUpstream } from './lib/upstream.mjs';
@@ -65,6 +66,9 @@ const machineSecret = randomBytes(24).toString('base64url');
 const machineKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 const machineJwks = JSON.stringify({ keys: [{ ...machineKey.publicKey.export({ format: 'jwk' }), kid: 'interop-1', alg: 'ES256', use: 'sig' }] });
 const machinePem = machineKey.privateKey.export({ format: 'pem', type: 'pkcs8' });
+// Enterprise-managed authorization: an IdP that issues ID-JAGs to a confidential MCP client.
+const ema = { clientId: 'interop-ema-client', secret: randomBytes(24).toString('base64url'), idpClientId: 'interop-idp-client', idpSecret: randomBytes(24).toString('base64url') };
+const enterpriseIdp = await startEnterpriseIdp({ idpClientId: ema.idpClientId, idpClientSecret: ema.idpSecret, mcpClientId: ema.clientId });
 const config = path.join(dir, 'proxy.toml');
 writeFileSync(config, `listen = "127.0.0.1:${port}"
 public_url = "${publicUrl}"
@@ -105,6 +109,21 @@ upstream_url = "${identityUpstream.url}"
 provider = "mock"
 upstream_auth = "identity"
 access = { clients = ["interop-cc", "interop-pkjwt"] }
+[[servers]]
+slug = "interop-ema"
+upstream_url = "${identityUpstream.url}"
+provider = "mock"
+upstream_auth = "identity"
+enterprise_idps = ["interop-idp"]
+access = { groups = ["acme-staff"] }
+[enterprise_idps.interop-idp]
+issuer = "${enterpriseIdp.url}"
+jwks_url = "${enterpriseIdp.url}/jwks"
+clients = ["${ema.clientId}"]
+[[clients]]
+client_id = "${ema.clientId}"
+client_secret = "${ema.secret}"
+redirect_uris = ["https://ema-client.example/callback"]
 [[clients]]
 client_id = "interop-cc"
 client_secret = "${machineSecret}"
@@ -140,6 +159,7 @@ const scenarios = [
   ['inspector-cli', 'node', ['clients/inspector-cli.mjs', mcpUrl, String(WAIT)], 1],
   ['typescript-sdk (identity assertion)', 'node', ['clients/ts-identity.mjs', identityUrl], 1],
   // No browser, no login: the SDK's client-credentials providers (secret, then private_key_jwt).
+  ['typescript-sdk 2.x (enterprise-managed authorization)', 'node', ['clients/ts-ema.mjs', `${publicUrl}/mcp/interop-ema`, `${publicUrl}/oauth/interop-ema`, ema.clientId, ema.secret, enterpriseIdp.url, ema.idpClientId, ema.idpSecret, enterpriseIdp.idToken], 0],
   ['typescript-sdk (client credentials)', 'node', ['clients/ts-client-credentials.mjs', `${publicUrl}/mcp/interop-machines`, `${publicUrl}/oauth/interop-machines`, machineSecret, machinePem], 0],
 ];
 // The conformance suite listens on a fixed port for its callback: run it on its own.
@@ -210,4 +230,5 @@ proxy.kill();
 await provider.stop();
 upstream.stop();
 identityUpstream.stop();
+enterpriseIdp.stop();
 process.exit(failed === 0 ? 0 : 1);
