@@ -2,16 +2,18 @@
 // against the mcp-oauth-proxy binary. One line per scenario, then `N passed, N failed`.
 // Usage: node run.mjs  (MOP_PROXY_BIN names the binary; default ../target/debug/…)
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startBrokeredUpstream } from './lib/brokered-upstream.mjs';
+import { startEnterpriseIdp } from './lib/enterprise-idp.mjs';
 import { startIdentityUpstream } from './lib/identity-upstream.mjs';
 import { startProvider } from './lib/provider.mjs';
 import { startUpstream } from './lib/upstream.mjs';
+import { runPages } from './clients/pages-browser.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const bin = process.env.MOP_PROXY_BIN ?? path.join(here, '../target/debug/mcp-oauth-proxy');
@@ -67,6 +69,14 @@ const dcrUpstream = spawn(path.join(here, '.venv/bin/python'), [path.join(here, 
 process.on('exit', () => dcrUpstream.kill());
 await waitForPort(dcrPort);
 const dir = mkdtempSync(path.join(os.tmpdir(), 'mop-interop-'));
+// Machine clients (client credentials): one with a secret, one with an ES256 key pair.
+const machineSecret = randomBytes(24).toString('base64url');
+const machineKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+const machineJwks = JSON.stringify({ keys: [{ ...machineKey.publicKey.export({ format: 'jwk' }), kid: 'interop-1', alg: 'ES256', use: 'sig' }] });
+const machinePem = machineKey.privateKey.export({ format: 'pem', type: 'pkcs8' });
+// Enterprise-managed authorization: an IdP that issues ID-JAGs to a confidential MCP client.
+const ema = { clientId: 'interop-ema-client', secret: randomBytes(24).toString('base64url'), idpClientId: 'interop-idp-client', idpSecret: randomBytes(24).toString('base64url') };
+const enterpriseIdp = await startEnterpriseIdp({ idpClientId: ema.idpClientId, idpClientSecret: ema.idpSecret, mcpClientId: ema.clientId });
 const config = path.join(dir, 'proxy.toml');
 writeFileSync(config, `listen = "127.0.0.1:${port}"
 public_url = "${publicUrl}"
@@ -114,6 +124,39 @@ upstream_auth = "oauth"
 [servers.upstream_oauth]
 allow_http_loopback = true
 refresh_margin_secs = 5
+[audit]
+path = "${dir}/audit.log"
+[admin]
+emails = ["johndoe@interop.example"]
+[[servers]]
+slug = "interop-machines"
+upstream_url = "${identityUpstream.url}"
+provider = "mock"
+upstream_auth = "identity"
+access = { clients = ["interop-cc", "interop-pkjwt"] }
+[[servers]]
+slug = "interop-ema"
+upstream_url = "${identityUpstream.url}"
+provider = "mock"
+upstream_auth = "identity"
+enterprise_idps = ["interop-idp"]
+access = { groups = ["acme-staff"] }
+[enterprise_idps.interop-idp]
+issuer = "${enterpriseIdp.url}"
+jwks_url = "${enterpriseIdp.url}/jwks"
+clients = ["${ema.clientId}"]
+[[clients]]
+client_id = "${ema.clientId}"
+client_secret = "${ema.secret}"
+redirect_uris = ["https://ema-client.example/callback"]
+[[clients]]
+client_id = "interop-cc"
+client_secret = "${machineSecret}"
+grant_types = ["client_credentials"]
+[[clients]]
+client_id = "interop-pkjwt"
+jwks = '${machineJwks}'
+grant_types = ["client_credentials"]
 [[clients]]
 client_id = "conformance"
 redirect_uris = ["http://127.0.0.1:${CONFORMANCE_PORT}/callback"]
@@ -143,6 +186,9 @@ const scenarios = [
   ['typescript-sdk (identity assertion)', 'node', ['clients/ts-identity.mjs', identityUrl], 1],
   ['typescript-sdk (brokered OAuth)', 'node', ['clients/ts-brokered.mjs', brokeredUrl, `"iss":"${brokered.issuer}"`, String(WAIT)], 1],
   ['typescript-sdk (brokered OAuth, dynamic registration)', 'node', ['clients/ts-brokered.mjs', `${publicUrl}/mcp/interop-brokered-dcr`, 'ada via ', String(WAIT)], 1],
+  // No browser, no login: the SDK's client-credentials providers (secret, then private_key_jwt).
+  ['typescript-sdk 2.x (enterprise-managed authorization)', 'node', ['clients/ts-ema.mjs', `${publicUrl}/mcp/interop-ema`, `${publicUrl}/oauth/interop-ema`, ema.clientId, ema.secret, enterpriseIdp.url, ema.idpClientId, ema.idpSecret, enterpriseIdp.idToken], 0],
+  ['typescript-sdk (client credentials)', 'node', ['clients/ts-client-credentials.mjs', `${publicUrl}/mcp/interop-machines`, `${publicUrl}/oauth/interop-machines`, machineSecret, machinePem], 0],
 ];
 // The conformance suite listens on a fixed port for its callback: run it on its own.
 const afterwards = [
@@ -152,7 +198,24 @@ const only = process.env.MOP_INTEROP_ONLY; // a name fragment, to run fewer scen
 const chosen = (list) => list.filter(([name]) => !only || name.includes(only));
 const results = await Promise.all(chosen(scenarios).map(async ([name, cmd, args]) => [name, await run(cmd, args)]));
 for (const [name, cmd, args] of chosen(afterwards)) results.push([name, await run(cmd, args)]);
-const expectedLogins = [...chosen(scenarios), ...chosen(afterwards)].reduce((n, s) => n + s[3], 0);
+// The pages in a real browser, in this process (it logs another user in for a moment, so
+// it runs alone): two SDK logins, the account page's, the console's and a stranger's.
+const PAGES = 'pages (account and console in Chromium)';
+const pagesLogins = !only || PAGES.includes(only) ? 5 : 0;
+if (pagesLogins) {
+  const lines = [];
+  const log = console.log;
+  console.log = (...a) => lines.push(a.join(' '));
+  try {
+    await runPages({ publicUrl, mcpUrl, setUser: provider.setUser });
+    results.push([PAGES, { code: 0, out: lines.join('\n') }]);
+  } catch (e) {
+    results.push([PAGES, { code: 1, out: [...lines, String(e?.stack ?? e)].join('\n') }]);
+  } finally {
+    console.log = log;
+  }
+}
+const expectedLogins = [...chosen(scenarios), ...chosen(afterwards)].reduce((n, s) => n + s[3], 0) + pagesLogins;
 let passed = 0;
 let failed = 0;
 for (const [name, { code, out }] of results) {
@@ -223,4 +286,5 @@ upstream.stop();
 identityUpstream.stop();
 await brokered.stop();
 dcrUpstream.kill();
+enterpriseIdp.stop();
 process.exit(failed === 0 ? 0 : 1);

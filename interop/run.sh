@@ -5,6 +5,17 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 npm ci --no-audit --no-fund --loglevel=error
+# The pages' scenario drives Debian's Chromium (playwright-core, pinned above, brings no
+# browser of its own). Installed when missing, as root (CI); otherwise say how.
+if [ ! -x "${MOP_CHROMIUM:-/usr/bin/chromium}" ]; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "installing Chromium from Debian's packages (the pages' browser tests)"
+        apt-get update -q >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null
+    else
+        echo "no Chromium: install Debian's chromium package (or set MOP_CHROMIUM) for the pages' scenario" >&2
+    fi
+fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi

@@ -17,16 +17,20 @@ pub enum AuthMethod {
     None,
     ClientSecretPost,
     ClientSecretBasic,
+    /// A JWT the client signs with its private key (RFC 7523 §2.2), checked against the
+    /// key set it registered (`jwks` or `jwks_uri`): no shared secret exists.
+    PrivateKeyJwt,
 }
 
 impl AuthMethod {
-    pub const SUPPORTED: [&'static str; 3] = ["none", "client_secret_post", "client_secret_basic"];
+    pub const SUPPORTED: [&'static str; 4] = ["none", "client_secret_post", "client_secret_basic", "private_key_jwt"];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::None => "none",
             Self::ClientSecretPost => "client_secret_post",
             Self::ClientSecretBasic => "client_secret_basic",
+            Self::PrivateKeyJwt => "private_key_jwt",
         }
     }
 
@@ -35,12 +39,18 @@ impl AuthMethod {
             "none" => Some(Self::None),
             "client_secret_post" => Some(Self::ClientSecretPost),
             "client_secret_basic" => Some(Self::ClientSecretBasic),
+            "private_key_jwt" => Some(Self::PrivateKeyJwt),
             _ => None,
         }
     }
 
     pub fn is_confidential(self) -> bool {
         self != Self::None
+    }
+
+    /// Whether the client is given a secret at registration.
+    pub fn uses_secret(self) -> bool {
+        matches!(self, Self::ClientSecretPost | Self::ClientSecretBasic)
     }
 }
 
@@ -74,6 +84,12 @@ pub struct ClientMetadata {
     /// Registration). Absent for clients that predate it, which keep today's rules.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub application_type: Option<ApplicationType>,
+    /// The client's public keys, for `private_key_jwt` (RFC 7591 §2): inline...
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub jwks: Option<jsonwebtoken::jwk::JwkSet>,
+    /// ...or where to fetch them (https).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub jwks_uri: Option<String>,
 }
 
 /// A client's kind, which decides the redirect URIs it may register.
@@ -162,6 +178,38 @@ pub fn displayable(text: &str) -> String {
     shown
 }
 
+/// The most keys a client may register, and the longest their set may be as JSON: what
+/// anyone who may register can make the proxy store is bounded.
+const MAX_KEYS: usize = 10;
+const MAX_JWKS_JSON: usize = 16 * 1024;
+
+/// `jwks` (a JWK set) or `jwks_uri` (an https URL), never both (RFC 7591 §2).
+#[allow(clippy::type_complexity)]
+fn keys(obj: &Map<String, Value>) -> Result<(Option<jsonwebtoken::jwk::JwkSet>, Option<String>), OAuthError> {
+    let jwks = match obj.get("jwks") {
+        None | Some(Value::Null) => None,
+        Some(v) if v.to_string().len() > MAX_JWKS_JSON => return Err(bad("jwks is too large")),
+        Some(v) => {
+            let set: jsonwebtoken::jwk::JwkSet =
+                serde_json::from_value(v.clone()).map_err(|_| bad("jwks must be a JWK set"))?;
+            if set.keys.is_empty() || set.keys.len() > MAX_KEYS {
+                return Err(bad(format!("jwks must hold 1 to {MAX_KEYS} keys")));
+            }
+            Some(set)
+        }
+    };
+    let jwks_uri = opt_string(obj, "jwks_uri", MAX_URI_LEN)?;
+    if let Some(uri) = &jwks_uri
+        && !url::Url::parse(uri).is_ok_and(|u| u.scheme() == "https" && u.host_str().is_some())
+    {
+        return Err(bad("jwks_uri must be an https URL"));
+    }
+    if jwks.is_some() && jwks_uri.is_some() {
+        return Err(bad("give jwks or jwks_uri, not both"));
+    }
+    Ok((jwks, jwks_uri))
+}
+
 impl ClientMetadata {
     /// Validates a registration request body (RFC 7591 §2). Unknown fields are ignored,
     /// as §2 asks; everything kept is checked.
@@ -174,8 +222,15 @@ impl ClientMetadata {
                 return Err(OAuthError::invalid_redirect_uri("redirect_uris must be an array of strings"));
             }
         };
-        if redirect_uris.is_empty() {
+        // Which grants decide what else is needed; read first, checked below.
+        let grant_types = opt_string_list(obj, "grant_types", MAX_SHORT_LIST, MAX_TEXT_LEN)?
+            .unwrap_or_else(|| vec!["authorization_code".to_owned()]);
+        let code_flow = grant_types.iter().any(|g| g == "authorization_code");
+        if code_flow && redirect_uris.is_empty() {
             return Err(OAuthError::invalid_redirect_uri("redirect_uris is required for the authorization code flow"));
+        }
+        if !code_flow && !redirect_uris.is_empty() {
+            return Err(bad("redirect_uris apply only to the authorization_code grant"));
         }
         for uri in &redirect_uris {
             redirect_uri::validate_for_registration(uri)?;
@@ -193,20 +248,30 @@ impl ClientMetadata {
             })?,
         };
 
-        let grant_types = opt_string_list(obj, "grant_types", MAX_SHORT_LIST, MAX_TEXT_LEN)?
-            .unwrap_or_else(|| vec!["authorization_code".to_owned()]);
         for g in &grant_types {
-            if g != "authorization_code" && g != "refresh_token" {
+            if !["authorization_code", "refresh_token", "client_credentials"].contains(&g.as_str()) {
                 return Err(bad(format!("grant type {g:?} is not supported")));
             }
         }
-        if !grant_types.iter().any(|g| g == "authorization_code") {
-            return Err(bad("grant_types must include authorization_code"));
+        let client_credentials = grant_types.iter().any(|g| g == "client_credentials");
+        if !code_flow && !client_credentials {
+            return Err(bad("grant_types must include authorization_code or client_credentials"));
+        }
+        if !code_flow && grant_types.iter().any(|g| g == "refresh_token") {
+            return Err(bad("refresh_token comes with authorization_code; client credentials get none"));
+        }
+        // A token for the client itself only for a client that proves who it is (SEP-1046);
+        // which servers let it in is theirs to say (`access.clients`).
+        if client_credentials && !token_endpoint_auth_method.is_confidential() {
+            return Err(bad("client_credentials needs a confidential client (a secret or private_key_jwt)"));
         }
         let response_types = opt_string_list(obj, "response_types", MAX_SHORT_LIST, MAX_TEXT_LEN)?
-            .unwrap_or_else(|| vec!["code".to_owned()]);
-        if response_types != ["code"] {
+            .unwrap_or_else(|| if code_flow { vec!["code".to_owned()] } else { Vec::new() });
+        if code_flow && response_types != ["code"] {
             return Err(bad("response_types must be [\"code\"]"));
+        }
+        if !code_flow && !response_types.is_empty() {
+            return Err(bad("response_types apply only to the authorization_code grant"));
         }
 
         let application_type = match opt_string(obj, "application_type", MAX_TEXT_LEN)?.as_deref() {
@@ -229,6 +294,10 @@ impl ClientMetadata {
             crate::scope::Scopes::parse(s).map_err(|e| bad(e.description))?;
         }
 
+        let (jwks, jwks_uri) = keys(obj)?;
+        if token_endpoint_auth_method == AuthMethod::PrivateKeyJwt && jwks.is_none() && jwks_uri.is_none() {
+            return Err(bad("private_key_jwt needs the client's keys: jwks or jwks_uri"));
+        }
         Ok(Self {
             redirect_uris,
             token_endpoint_auth_method,
@@ -246,6 +315,8 @@ impl ClientMetadata {
             software_id: opt_string(obj, "software_id", MAX_TEXT_LEN)?,
             software_version: opt_string(obj, "software_version", MAX_TEXT_LEN)?,
             application_type,
+            jwks,
+            jwks_uri,
         })
     }
 
@@ -271,12 +342,22 @@ pub struct Client {
 pub struct PresentedCredentials {
     pub client_id: String,
     pub secret: Option<String>,
+    /// A signed client assertion (`client_assertion`, RFC 7523 §2.2); checked by the
+    /// caller, which holds the client's keys and the store its `jti` is spent in.
+    pub assertion: Option<String>,
 }
 
 impl Client {
     /// Authenticates a token or revocation request (RFC 6749 §2.3). A public client must
     /// not send a secret; a confidential one must send its secret by its registered method.
     pub fn authenticate(&self, presented: &PresentedCredentials) -> Result<(), OAuthError> {
+        if self.metadata.token_endpoint_auth_method == AuthMethod::PrivateKeyJwt {
+            // Its assertion is checked by the caller; without one it has not proved anything.
+            return Err(OAuthError::invalid_client("this client authenticates with a signed client assertion"));
+        }
+        if presented.assertion.is_some() {
+            return Err(OAuthError::invalid_client("this client has registered no keys"));
+        }
         match (&self.secret_hash, &presented.secret) {
             (None, None) => Ok(()),
             (None, Some(_)) => Err(OAuthError::invalid_client("this client is public and has no secret")),
@@ -316,6 +397,39 @@ mod tests {
     }
 
     #[test]
+    fn private_key_jwt_clients_register_their_keys_and_never_authenticate_without_them() {
+        let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});
+        let m = ClientMetadata::from_registration(&json!({"redirect_uris": ["https://a/cb"],
+            "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [jwk]}}))
+        .unwrap();
+        assert_eq!(m.token_endpoint_auth_method, AuthMethod::PrivateKeyJwt);
+        assert!(!m.token_endpoint_auth_method.uses_secret(), "no secret is minted for it");
+        assert_eq!(serde_json::to_value(&m).unwrap()["jwks"]["keys"][0]["crv"], "Ed25519", "echoed and stored");
+        let both = json!({"redirect_uris": ["https://a/cb"], "token_endpoint_auth_method": "private_key_jwt",
+            "jwks": {"keys": [jwk]}, "jwks_uri": "https://a.example/jwks"});
+        assert!(ClientMetadata::from_registration(&both).is_err());
+        let keyed = Client { client_id: "c".into(), secret_hash: None, metadata: m, trusted: false, created_at: 0 };
+        // The caller checks its assertion; a secret or nothing never does for it.
+        assert!(keyed.authenticate(&presented(None)).is_err());
+        assert!(keyed.authenticate(&presented(Some("x"))).is_err());
+        // And a client without keys cannot use an assertion.
+        let with_assertion = PresentedCredentials { assertion: Some("a.b.c".into()), ..presented(None) };
+        assert!(client(None).authenticate(&with_assertion).is_err());
+    }
+
+    #[test]
+    fn a_confidential_client_may_register_for_client_credentials_alone() {
+        let m =
+            ClientMetadata::from_registration(&json!({"grant_types": ["client_credentials"], "scope": "mcp"})).unwrap();
+        assert_eq!(m.token_endpoint_auth_method, AuthMethod::ClientSecretBasic);
+        assert!(m.redirect_uris.is_empty() && m.response_types.is_empty());
+        assert!(m.allows_grant("client_credentials") && !m.allows_grant("authorization_code"));
+        let both =
+            json!({"grant_types": ["authorization_code", "client_credentials"], "redirect_uris": ["https://a/cb"]});
+        assert!(ClientMetadata::from_registration(&both).unwrap().allows_grant("client_credentials"));
+    }
+
+    #[test]
     fn registration_defaults_to_client_secret_basic() {
         let m = ClientMetadata::from_registration(&json!({"redirect_uris": ["https://a.example/cb"]})).unwrap();
         assert_eq!(m.token_endpoint_auth_method, AuthMethod::ClientSecretBasic);
@@ -331,9 +445,26 @@ mod tests {
                 json!({"redirect_uris": ["https://a/cb"], "grant_types": ["client_credentials"]}),
                 "invalid_client_metadata",
             ),
+            (
+                json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"}),
+                "invalid_client_metadata",
+            ),
+            (json!({"grant_types": ["client_credentials", "refresh_token"]}), "invalid_client_metadata"),
+            (json!({"grant_types": ["refresh_token"], "redirect_uris": ["https://a/cb"]}), "invalid_client_metadata"),
+            (json!({"grant_types": ["password"], "redirect_uris": ["https://a/cb"]}), "invalid_client_metadata"),
             (json!({"redirect_uris": ["https://a/cb"], "response_types": ["token"]}), "invalid_client_metadata"),
             (
                 json!({"redirect_uris": ["https://a/cb"], "token_endpoint_auth_method": "private_key_jwt"}),
+                "invalid_client_metadata",
+            ),
+            (
+                json!({"redirect_uris": ["https://a/cb"], "token_endpoint_auth_method": "private_key_jwt",
+                       "jwks_uri": "http://a.example/jwks"}),
+                "invalid_client_metadata",
+            ),
+            (
+                json!({"redirect_uris": ["https://a/cb"], "token_endpoint_auth_method": "private_key_jwt",
+                       "jwks": {"keys": []}}),
                 "invalid_client_metadata",
             ),
             (json!({"redirect_uris": ["https://a/cb"], "client_name": 5}), "invalid_client_metadata"),
@@ -356,7 +487,7 @@ mod tests {
     }
 
     fn presented(secret: Option<&str>) -> PresentedCredentials {
-        PresentedCredentials { client_id: "c".into(), secret: secret.map(str::to_owned) }
+        PresentedCredentials { client_id: "c".into(), secret: secret.map(str::to_owned), assertion: None }
     }
 
     #[test]

@@ -75,7 +75,9 @@ pub fn is_forbidden_address(ip: IpAddr) -> bool {
 }
 
 /// Validates a fetched document for `url`: it must name itself, list redirect URIs that
-/// obey the usual rules, and be a public client (no shared secret can exist for it).
+/// obey the usual rules, and be a public client (no shared secret can exist for it) or
+/// one that signs client assertions with the keys it publishes (`private_key_jwt`, as
+/// enterprise-managed clients do).
 pub fn metadata_from_document(url: &str, doc: &Value) -> Result<ClientMetadata, OAuthError> {
     if doc.get("client_id").and_then(Value::as_str) != Some(url) {
         return Err(OAuthError::invalid_client("the client metadata document does not name its own URL as client_id"));
@@ -86,9 +88,12 @@ pub fn metadata_from_document(url: &str, doc: &Value) -> Result<ClientMetadata, 
     let mut body = doc.clone();
     match body.get("token_endpoint_auth_method").and_then(Value::as_str) {
         None | Some("none") => body["token_endpoint_auth_method"] = "none".into(),
+        // Its keys are in the document (`jwks` or `jwks_uri`; registration's rules require one).
+        Some("private_key_jwt") => {}
         Some(other) => {
             return Err(OAuthError::invalid_client(format!(
-                "token_endpoint_auth_method {other:?} is not supported for metadata-document clients; use none"
+                "token_endpoint_auth_method {other:?} is not supported for metadata-document clients; \
+                 use none or private_key_jwt"
             )));
         }
     }
@@ -97,7 +102,7 @@ pub fn metadata_from_document(url: &str, doc: &Value) -> Result<ClientMetadata, 
     }
     let metadata = ClientMetadata::from_registration(&body)
         .map_err(|e| OAuthError::invalid_client(format!("client metadata document: {}", e.description)))?;
-    debug_assert_eq!(metadata.token_endpoint_auth_method, AuthMethod::None);
+    debug_assert!(matches!(metadata.token_endpoint_auth_method, AuthMethod::None | AuthMethod::PrivateKeyJwt));
     Ok(metadata)
 }
 
@@ -105,6 +110,19 @@ pub fn metadata_from_document(url: &str, doc: &Value) -> Result<ClientMetadata, 
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_document_may_publish_keys_for_private_key_jwt() {
+        let url = "https://app.example/client.json";
+        let doc = json!({"client_id": url, "redirect_uris": ["https://app.example/cb"],
+            "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": "https://app.example/jwks.json"});
+        let m = metadata_from_document(url, &doc).unwrap();
+        assert_eq!(m.token_endpoint_auth_method, AuthMethod::PrivateKeyJwt);
+        assert_eq!(m.jwks_uri.as_deref(), Some("https://app.example/jwks.json"));
+        let keyless = json!({"client_id": url, "redirect_uris": ["https://app.example/cb"],
+            "token_endpoint_auth_method": "private_key_jwt"});
+        assert!(metadata_from_document(url, &keyless).is_err(), "no keys, no private_key_jwt");
+    }
 
     #[test]
     fn document_urls() {

@@ -139,7 +139,12 @@ proptest! {
         }
         if let Ok(m) = metadata_from_document(url, &doc) {
             prop_assert!(names_itself);
-            prop_assert_eq!(m.token_endpoint_auth_method, AuthMethod::None);
+            // Public, or signing with keys it publishes: never a secret.
+            let keyed = m.jwks.is_some() || m.jwks_uri.is_some();
+            prop_assert!(
+                m.token_endpoint_auth_method == AuthMethod::None
+                    || (m.token_endpoint_auth_method == AuthMethod::PrivateKeyJwt && keyed)
+            );
             prop_assert!(!m.redirect_uris.is_empty() && m.redirect_uris.len() <= 20);
             for uri in &m.redirect_uris {
                 prop_assert!(redirect_uri::validate_for_registration(uri).is_ok(), "{uri}");
@@ -249,6 +254,101 @@ proptest! {
                     }
                 }
             }
+        }
+    }
+}
+
+mod jwt_grants {
+    //! Any one claim of a good ID-JAG, or of a good client assertion, changed to another
+    //! value (or removed) is refused: no check can be skipped by what a claim says.
+
+    use mcp_oauth_core::jwt_grant::test_signer::TestSigner;
+    use mcp_oauth_core::jwt_grant::{ClientExpected, Expected, ID_JAG_TYPE, verify_client_assertion, verify_id_jag};
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    const NOW: i64 = 1_800_000_000;
+    const AS: &str = "https://p.example/oauth/tools";
+
+    fn keys(s: &TestSigner) -> jsonwebtoken::jwk::JwkSet {
+        jsonwebtoken::jwk::JwkSet { keys: vec![s.jwk.clone()] }
+    }
+
+    /// A value that is not `original`: another string, a number, an array, or nothing.
+    fn other_value() -> impl Strategy<Value = Option<Value>> {
+        prop_oneof![
+            Just(None),
+            "[a-z:/.]{0,30}".prop_map(|s| Some(Value::String(s))),
+            (-10_000i64..10_000).prop_map(|n| Some(json!(NOW + n * 1000))),
+            Just(Some(json!([]))),
+            Just(Some(Value::Null)),
+        ]
+    }
+
+    proptest! {
+        // Each case signs and verifies a JWT: fewer cases than the cheap properties above.
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn any_changed_id_jag_claim_is_refused(claim in 0usize..8, value in other_value()) {
+            let names = ["iss", "aud", "resource", "client_id", "exp", "iat", "jti", "sub"];
+            let mut claims = json!({
+                "iss": "https://acme.okta.com", "sub": "00u1", "aud": AS, "resource": "https://p.example/mcp/tools",
+                "client_id": "claude", "jti": "j-1", "iat": NOW - 10, "exp": NOW + 290,
+            });
+            let name = names[claim];
+            let original = claims[name].clone();
+            // Values that still mean the same are not changes.
+            prop_assume!(value.as_ref() != Some(&original));
+            prop_assume!(!(name == "resource" && value.is_none()), "resource is optional");
+            if name == "iat" || name == "exp" {
+                // Any time within the window and the lifetime is as good as the original.
+                if let Some(t) = value.as_ref().and_then(Value::as_i64) {
+                    let (iat, exp) = if name == "iat" { (t, NOW + 290) } else { (NOW - 10, t) };
+                    prop_assume!(!(exp + 60 > NOW && iat <= NOW + 60 && exp - iat <= 600));
+                }
+            }
+            if name == "jti" || name == "sub" {
+                // Any other non-empty string is another (valid) id.
+                prop_assume!(!value.as_ref().and_then(Value::as_str).is_some_and(|s| !s.is_empty() && s.len() <= 256));
+            }
+            match value {
+                Some(v) => claims[name] = v,
+                None => drop(claims.as_object_mut().unwrap().remove(name)),
+            }
+            let signer = TestSigner::new([9; 32], "k1");
+            let expected = Expected {
+                issuer: "https://acme.okta.com", audience: AS, resource: "https://p.example/mcp/tools",
+                client_id: "claude", now: NOW, leeway_secs: 60, max_lifetime_secs: 600,
+                email_claim: "email", groups_claim: "groups",
+            };
+            let jwt = signer.sign(ID_JAG_TYPE, &claims);
+            prop_assert!(verify_id_jag(&jwt, &keys(&signer), &expected).is_err(), "{name} = {claims}");
+        }
+
+        #[test]
+        fn any_changed_client_assertion_claim_is_refused(claim in 0usize..4, value in other_value()) {
+            let names = ["iss", "sub", "aud", "exp"];
+            let token_endpoint = format!("{AS}/token");
+            let mut claims = json!({"iss": "ci-bot", "sub": "ci-bot", "aud": token_endpoint, "jti": "c-1", "exp": NOW + 60});
+            let name = names[claim];
+            prop_assume!(value.as_ref() != Some(&claims[name]));
+            if name == "aud" {
+                prop_assume!(value != Some(json!(AS)), "the issuer is an accepted audience too");
+            }
+            if name == "exp" {
+                prop_assume!(!value.as_ref().and_then(Value::as_i64).is_some_and(|t| t + 60 > NOW && t - NOW <= 300));
+            }
+            match value {
+                Some(v) => claims[name] = v,
+                None => drop(claims.as_object_mut().unwrap().remove(name)),
+            }
+            let signer = TestSigner::new([9; 32], "k1");
+            let audiences = [token_endpoint.as_str(), AS];
+            let expected =
+                ClientExpected { client_id: "ci-bot", audiences: &audiences, now: NOW, leeway_secs: 60, max_lifetime_secs: 300 };
+            let jwt = signer.sign("JWT", &claims);
+            prop_assert!(verify_client_assertion(&jwt, &keys(&signer), &expected).is_err(), "{name} = {claims}");
         }
     }
 }

@@ -147,7 +147,12 @@ impl SigningKey {
     }
 
     fn sign_jwt(&self, claims: &Value) -> String {
-        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"ES256","typ":"JWT","kid":"dev-1"}"#);
+        self.sign_typed("JWT", claims)
+    }
+
+    fn sign_typed(&self, typ: &str, claims: &Value) -> String {
+        let header = json!({"alg": "ES256", "typ": typ, "kid": "dev-1"});
+        let header = URL_SAFE_NO_PAD.encode(header.to_string());
         let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims.to_string()));
         let sig = self.pair.sign(&SystemRandom::new(), input.as_bytes()).expect("ECDSA signing");
         format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
@@ -198,6 +203,13 @@ impl DevIdp {
             .route("/userinfo", get(userinfo))
             .route("/jwks", get(jwks))
             .with_state(self.clone())
+    }
+
+    /// `claims` signed with the provider's key (ES256, `kid` `dev-1`, published at
+    /// `/jwks`) under the JOSE `typ` given: as an enterprise IdP signs an ID-JAG
+    /// (`oauth-id-jag+jwt`), for tests of the proxy's `jwt-bearer` grant.
+    pub fn sign_jwt(&self, typ: &str, claims: &Value) -> String {
+        self.signing.sign_typed(typ, claims)
     }
 
     pub fn set_options(&self, f: impl FnOnce(&mut IdpOptions)) {

@@ -5,7 +5,8 @@
 //! - the browser cookie: a random id naming this browser, to which the upstream `state`
 //!   and the consent form's CSRF token are bound;
 //! - one consent cookie per approved client: a signature over (server, client, browser)
-//!   and its expiry.
+//!   and its expiry;
+//! - the account page's login and session cookies (see `account::session`).
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use mcp_oauth_core::token::random_b64;
@@ -50,6 +51,23 @@ impl CookieNames {
         let h = mcp_oauth_core::token::TokenHash::of(&format!("{server}\0{client_id}"));
         let short: String = h.as_bytes()[..6].iter().map(|b| format!("{b:02x}")).collect();
         self.name(&format!("mop_consent_{short}"))
+    }
+
+    pub fn account_login(&self) -> String {
+        self.name("mop_account_login")
+    }
+
+    pub fn account_session(&self) -> String {
+        self.name("mop_account")
+    }
+
+    pub fn operator_session(&self) -> String {
+        self.name("mop_admin")
+    }
+
+    /// A `Set-Cookie` value that removes cookie `name`.
+    pub fn clear(&self, name: &str) -> HeaderValue {
+        self.set(name, "", 0)
     }
 
     pub fn set(&self, name: &str, value: &str, max_age: i64) -> HeaderValue {

@@ -18,10 +18,13 @@
 //!   they share (the checked request, the login and the brokered upstream's login, the
 //!   grants, client authentication);
 //! - `mcp/`: the reverse proxy's route and the tool rules it applies;
+//! - `account`: the page where users see and revoke the applications connected to
+//!   their account; `admin`: the operators' console;
 //! - `health`: liveness and readiness; `pages`: HTML; `responses`: successful answers;
 //! - [`serve`]: connections: admission, request bodies in time, the access log;
 //! - around them: [`settings`], `client_address` (who is calling), `trace` (login
-//!   attempts' trace ids), `cookies`.
+//!   attempts' trace ids), `cookies`, `provider_login` (a provider's answer to a login,
+//!   redeemed: shared by the OAuth flow and the people's pages).
 //!
 //! Words: the *provider* is the identity provider users log in at (its tokens are the
 //! "upstream" credential the proxy keeps sealed); the *MCP upstream* is the MCP server
@@ -29,6 +32,8 @@
 //! *brokered* server's MCP upstream has its own authorization server, whose tokens the
 //! grant then keeps instead of the provider's.
 
+mod account;
+mod admin;
 mod client_address;
 mod cookies;
 mod error;
@@ -37,6 +42,7 @@ mod health;
 mod mcp;
 mod oauth;
 mod pages;
+mod provider_login;
 mod responses;
 pub mod serve;
 mod services;
@@ -58,6 +64,8 @@ use crate::services::metrics::Metrics;
 
 pub use services::audit::Audit;
 pub use services::brokers::Brokers;
+pub use services::history::SAMPLE_EVERY as HISTORY_SAMPLE;
+pub use services::last_uses::FLUSH_EVERY as LAST_USES_FLUSH;
 pub use services::mcp_client::McpClient;
 pub use services::providers::Providers;
 pub use services::revocations::POLL as REVOCATIONS_POLL;
@@ -108,7 +116,19 @@ pub fn router(app: AppState) -> Router {
     let browser = Router::new()
         .route(&oauth("/authorize"), get(oauth::authorize::get).post(oauth::authorize::post))
         .route(&format!("{prefix}/oauth/callback"), get(oauth::callback::callback))
-        .route(&format!("{prefix}/oauth/upstream-callback"), get(oauth::callback::upstream_callback));
+        .route(&format!("{prefix}/oauth/upstream-callback"), get(oauth::callback::upstream_callback))
+        .route(&format!("{prefix}/account"), get(account::page))
+        .route(&format!("{prefix}/account/login"), get(account::start_login))
+        .route(&format!("{prefix}/account/revoke"), post(account::revoke))
+        .route(&format!("{prefix}/account/logout"), post(account::logout))
+        .route(&format!("{prefix}/admin"), get(admin::overview))
+        .route(&format!("{prefix}/admin/login"), get(admin::login))
+        .route(&format!("{prefix}/admin/grants"), get(admin::grants))
+        .route(&format!("{prefix}/admin/grants/revoke"), post(admin::revoke_grants))
+        .route(&format!("{prefix}/admin/clients"), get(admin::clients))
+        .route(&format!("{prefix}/admin/clients/delete"), post(admin::delete_client))
+        .route(&format!("{prefix}/admin/audit"), get(admin::audit))
+        .route(&format!("{prefix}/admin/logout"), post(admin::logout));
 
     // The MCP endpoint reads its body itself, up to each server's own limit.
     let mcp = Router::new()

@@ -75,6 +75,8 @@ pub struct ServerSettings {
     /// Send `X-Forwarded-User`, `-Email` (verified only) and `-Groups` from the verified
     /// identity, for MCP upstreams written for oauth2-proxy.
     pub identity_headers: bool,
+    /// The enterprise IdPs (their names) whose ID-JAGs this server accepts.
+    pub enterprise_idps: Vec<String>,
 }
 
 /// What the MCP upstream receives with each request (`upstream_auth`).
@@ -98,6 +100,16 @@ impl UpstreamAuth {
     /// when due): the provider's token, or, brokered, the upstream authorization server's.
     pub fn needs_provider_token(&self) -> bool {
         matches!(self, Self::ProviderToken | Self::OAuth(_))
+    }
+
+    /// The configuration's word for it.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::ProviderToken => "provider_token",
+            Self::Identity(_) => "identity",
+            Self::OAuth(_) => "oauth",
+            Self::None => "none",
+        }
     }
 
     pub fn brokered(&self) -> Option<&UpstreamOAuthSettings> {
@@ -191,6 +203,28 @@ pub enum ToolChanges {
     Block,
 }
 
+/// An enterprise IdP (`[enterprise_idps.<name>]`) whose ID-JAGs are accepted.
+#[derive(Debug, Clone)]
+pub struct EnterpriseIdp {
+    pub name: String,
+    /// Its issuer identifier: an ID-JAG's `iss`, exactly.
+    pub issuer: String,
+    pub keys: IdpKeys,
+    /// The clients that may present its assertions; `None`: any client it names.
+    pub clients: Option<Vec<String>>,
+    pub email_claim: String,
+    pub groups_claim: String,
+    /// The longest `exp - iat` accepted.
+    pub max_lifetime_secs: i64,
+}
+
+/// Where an enterprise IdP's signing keys come from.
+#[derive(Debug, Clone)]
+pub enum IdpKeys {
+    Inline(jsonwebtoken::jwk::JwkSet),
+    Url(url::Url),
+}
+
 /// Who may use a server: a user is let in when any one rule matches.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccessRules {
@@ -202,9 +236,17 @@ pub struct AccessRules {
     pub email_domains: Vec<String>,
     /// Groups from the provider's groups claim.
     pub groups: Vec<String>,
+    /// Client ids that may use the server on their own behalf (the client credentials
+    /// grant). A client is never let in by the other rules, nor a user by this one.
+    pub clients: Vec<String>,
 }
 
 impl AccessRules {
+    /// Whether `client_id` may be given a token of its own (client credentials).
+    pub fn allows_client(&self, client_id: &str) -> bool {
+        self.clients.iter().any(|c| c == client_id)
+    }
+
     pub fn allows(&self, who: &mcp_oauth_upstream::Identity) -> bool {
         let email = who.email.as_deref().map(str::to_ascii_lowercase);
         let domain = email.as_deref().and_then(|e| e.rsplit_once('@')).map(|(_, d)| d.to_owned());
@@ -249,6 +291,7 @@ impl ServerSettings {
             tool_changes: ToolChanges::default(),
             upstream_auth: UpstreamAuth::default(),
             identity_headers: false,
+            enterprise_idps: Vec::new(),
         }
     }
 }
@@ -382,6 +425,8 @@ pub struct Settings {
     pub servers: Vec<Arc<ServerSettings>>,
     /// Clients pre-registered by the operator; valid at every server.
     pub static_clients: Vec<Client>,
+    /// Enterprise IdPs whose ID-JAGs the servers that name them accept (SEP-990).
+    pub enterprise_idps: Vec<Arc<EnterpriseIdp>>,
     pub metadata_documents: MetadataDocumentSettings,
     /// Dynamic client registration (RFC 7591); off, only pre-registered clients and
     /// metadata documents can log in.
@@ -391,6 +436,19 @@ pub struct Settings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub connections: ConnectionSettings,
     pub limits: LimitSettings,
+    /// The operators' console (`P/admin`); `None` leaves it out.
+    pub admin: Option<AdminSettings>,
+}
+
+/// Who may use the operators' console, and where they log in.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// The provider operators log in at.
+    pub provider: String,
+    /// Who among that provider's users is an operator.
+    pub operators: AccessRules,
+    /// The audit trail's file, for the console's view of recent events.
+    pub audit_path: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -463,11 +521,13 @@ mod tests {
             tokens: TokenSettings::default(),
             servers: vec![],
             static_clients: vec![],
+            enterprise_idps: vec![],
             metadata_documents: MetadataDocumentSettings::default(),
             registration_enabled: true,
             trusted_proxies: vec![],
             connections: ConnectionSettings::default(),
             limits: LimitSettings::default(),
+            admin: None,
         }
     }
 
@@ -494,8 +554,11 @@ mod tests {
             emails: vec!["Boss@Example.com".into()],
             email_domains: vec!["corp.example".into()],
             groups: vec!["admins".into()],
+            clients: vec!["ci-bot".into()],
         };
         assert!(rules.allows(&who("u1", None, &[])));
+        assert!(!rules.allows(&who("ci-bot", None, &[])), "a client rule lets no user in");
+        assert!(rules.allows_client("ci-bot") && !rules.allows_client("u1"), "nor a user rule a client");
         assert!(rules.allows(&who("u2", Some("boss@example.com"), &[])));
         assert!(rules.allows(&who("u3", Some("anyone@CORP.example"), &[])));
         assert!(rules.allows(&who("u4", None, &["staff", "admins"])));

@@ -17,7 +17,10 @@ use crate::cookies::CookieNames;
 use crate::services::audit::{Audit, Event};
 use crate::services::brokers::Brokers;
 use crate::services::clients::ClientDirectory;
+use crate::services::enterprise_idps::EnterpriseIdps;
+use crate::services::history::History;
 use crate::services::identities::Identities;
+use crate::services::last_uses::LastUses;
 use crate::services::limits::Limits;
 use crate::services::metrics::Metrics;
 use crate::services::providers::Providers;
@@ -54,8 +57,15 @@ pub struct App {
     /// Open event streams, ended when their grant or access token is revoked (the look
     /// for revocations is started by [`Revocations::watch`]).
     pub revocations: Arc<Revocations>,
+    /// Grants' uses on the MCP path, noted coarsely and written in batches (started by
+    /// [`LastUses::record_every`]).
+    pub last_uses: Arc<LastUses>,
+    /// Each server's last hour, for the console (started by [`History::sample_every`]).
+    pub history: Arc<History>,
     /// The tool definitions each server's tools were first seen with.
     pub tool_pins: Arc<ToolPins>,
+    /// The enterprise IdPs whose ID-JAGs servers accept, with their keys.
+    pub enterprise_idps: Arc<EnterpriseIdps>,
 }
 
 /// [`App`] as the router holds it: one `Arc`, cloned for each request.
@@ -125,12 +135,16 @@ impl App {
         let identities = Arc::new(Identities::new(Arc::clone(&keys), settings.public_url.clone(), Arc::clone(&clock)));
         let providers = Arc::new(providers);
         let brokers = Arc::new(Brokers::new(Arc::clone(&store), Arc::clone(&keys), Arc::clone(&clock), &settings));
+        let last_uses = Arc::new(LastUses::default());
+        let servers = settings.servers.iter().map(|s| (s.slug.clone(), s.provider.clone())).collect();
+        let history = Arc::new(History::new(Arc::clone(&metrics), Arc::clone(&clock), servers));
         let upstream = UpstreamAccess::new(upstream_access::Parts {
             store: Arc::clone(&store),
             keys: Arc::clone(&keys),
             clock: Arc::clone(&clock),
             providers: Arc::clone(&providers),
             brokers: Arc::clone(&brokers),
+            uses: Arc::clone(&last_uses),
             metrics: Arc::clone(&metrics),
             audit: Arc::clone(&audit),
         });
@@ -140,6 +154,7 @@ impl App {
         // registering later than this after its token check cannot exist.
         let tool_pins =
             Arc::new(ToolPins::new(Arc::clone(&store), Arc::clone(&clock), Arc::clone(&metrics), Arc::clone(&audit)));
+        let enterprise_idps = Arc::new(EnterpriseIdps::new(&settings.enterprise_idps));
         let revocations = Revocations::new(2 * mcp_client.idle + Duration::from_secs(120));
         Self {
             settings: Arc::new(settings),
@@ -158,7 +173,10 @@ impl App {
             metrics,
             audit,
             revocations,
+            last_uses,
+            history,
             tool_pins,
+            enterprise_idps,
         }
     }
 

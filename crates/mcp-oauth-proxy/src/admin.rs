@@ -177,9 +177,9 @@ pub async fn list_tools(
     for p in &pins {
         let status = match &p.changed {
             None => "pinned".to_owned(),
-            Some(c) => format!("changed since {}", utc(c.seen_at)),
+            Some(c) => format!("changed since {}", mcp_oauth_core::clock::utc(c.seen_at)),
         };
-        writeln!(out, "{:<14} {:<32} {:<20} {status}", p.server, p.tool, utc(p.pinned_at))?;
+        writeln!(out, "{:<14} {:<32} {:<20} {status}", p.server, p.tool, mcp_oauth_core::clock::utc(p.pinned_at))?;
     }
     let changed = pins.iter().filter(|p| p.changed.is_some()).count();
     write!(out, "{} tool(s), {changed} changed", pins.len())?;
@@ -200,12 +200,13 @@ pub async fn show_tool(store: &dyn Store, server: &str, tool: &str) -> Result<St
     let mut shown = json!({
         "server": pin.server,
         "tool": pin.tool,
-        "pinned": {"digest": pin.digest, "pinned_at": utc(pin.pinned_at), "definition": pinned},
+        "pinned": {"digest": pin.digest, "pinned_at": mcp_oauth_core::clock::utc(pin.pinned_at), "definition": pinned},
         "changed": null,
     });
     if let Some(c) = &pin.changed {
         let changed = definition(&c.definition);
-        shown["changed"] = json!({"digest": c.digest, "seen_at": utc(c.seen_at), "definition": changed});
+        shown["changed"] =
+            json!({"digest": c.digest, "seen_at": mcp_oauth_core::clock::utc(c.seen_at), "definition": changed});
         shown["differs_in"] = differing_fields(&pinned, &changed).into();
     }
     Ok(serde_json::to_string_pretty(&shown)?)
@@ -283,8 +284,11 @@ pub fn trace(path: &str, trace_id: &str) -> Result<String, BoxError> {
     let mut out = format!("login attempt {trace_id}: {} step(s)\n", steps.len());
     for step in &steps {
         let field = |k: &str| step[k].as_str().map(str::to_owned);
-        let mut line =
-            format!("{}  {:<18}", utc(step["time"].as_i64().unwrap_or(0)), step["event"].as_str().unwrap_or("?"));
+        let mut line = format!(
+            "{}  {:<18}",
+            mcp_oauth_core::clock::utc(step["time"].as_i64().unwrap_or(0)),
+            step["event"].as_str().unwrap_or("?")
+        );
         for (label, key) in [("server", "slug"), ("client", "client_id"), ("subject", "subject"), ("grant", "grant_id")]
         {
             if let Some(v) = field(key) {
@@ -299,31 +303,8 @@ pub fn trace(path: &str, trace_id: &str) -> Result<String, BoxError> {
     Ok(out)
 }
 
-/// Epoch seconds as a UTC date and time (the proleptic Gregorian calendar, days to
-/// civil date after H. Hinnant), to avoid a calendar crate for one line of output.
-fn utc(epoch: i64) -> String {
-    let (days, secs) = (epoch.div_euclid(86_400), epoch.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
-}
-
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn epoch_seconds_read_as_utc() {
-        assert_eq!(super::utc(0), "1970-01-01 00:00:00Z");
-        assert_eq!(super::utc(1_700_000_000), "2023-11-14 22:13:20Z");
-        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00:00Z");
-    }
-
     #[test]
     fn the_fields_two_definitions_differ_in() {
         use serde_json::json;

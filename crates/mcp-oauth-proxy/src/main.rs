@@ -564,6 +564,23 @@ fn describe(c: &Config) -> String {
         if server.identity_headers {
             out += "    identity headers: X-Forwarded-User, X-Forwarded-Email (verified only), X-Forwarded-Groups\n";
         }
+        if let Some(clients) = server.access.as_ref().map(|a| &a.clients).filter(|c| !c.is_empty()) {
+            out += &format!("    client credentials for: {} (subject client:<id>)\n", clients.join(", "));
+        }
+        if !server.enterprise_idps.is_empty() {
+            out += &format!("    ID-JAGs from: {}\n", server.enterprise_idps.join(", "));
+        }
+    }
+    if !s.enterprise_idps.is_empty() {
+        out += "enterprise IdPs:\n";
+        for idp in &s.enterprise_idps {
+            let keys = match &idp.keys {
+                mcp_oauth_http::settings::IdpKeys::Url(url) => format!("keys at {url}"),
+                mcp_oauth_http::settings::IdpKeys::Inline(set) => format!("{} inline key(s)", set.keys.len()),
+            };
+            let clients = idp.clients.as_ref().map_or("any client it names".to_owned(), |c| c.join(", "));
+            out += &format!("  {}: issuer {}, {keys}, clients: {clients}\n", idp.name, idp.issuer);
+        }
     }
     out += "providers:\n";
     for p in &c.providers {

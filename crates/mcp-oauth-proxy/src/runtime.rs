@@ -38,6 +38,8 @@ pub async fn build(config: Config, clock: SharedClock) -> Result<AppState, Box<d
     };
     let app = AppState::new(App::new(config.settings, store, config.keys, clock, providers, mcp_client, audit));
     app.revocations.watch(Arc::clone(&app.store), mcp_oauth_http::REVOCATIONS_POLL);
+    app.last_uses.record_every(Arc::clone(&app.store), mcp_oauth_http::LAST_USES_FLUSH);
+    app.history.sample_every(mcp_oauth_http::HISTORY_SAMPLE);
     Ok(app)
 }
 

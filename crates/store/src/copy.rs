@@ -63,6 +63,7 @@ const TABLES: [(&str, &[(&str, Kind)]); 7] = [
             ("created_at", Int),
             ("ended_at", Int),
             ("trace_id", Text),
+            ("last_used_at", Int),
         ],
     ),
     (

@@ -188,8 +188,10 @@ pub(crate) fn grant(r: &dyn Columns) -> Result<GrantSummary, StoreError> {
         server: r.text("server")?,
         client_id: r.text("client_id")?,
         subject: r.text("subject")?,
+        scope: r.text("scope")?,
         created_at: r.int("created_at")?,
         last_issued_at: r.opt_int("last_issued_at")?,
+        last_used_at: r.opt_int("last_used_at")?,
         upstream_expires_at: r.opt_int("upstream_expires_at")?,
         status: r.status("status")?,
     })

@@ -131,16 +131,16 @@ impl Retention {
     /// The cut-off of each kind of row a purge at `now` deletes, in the order of
     /// [`Purged`]'s fields (and of each backend's `PURGE` statements): a row of that kind
     /// which expired at or before it (for successors, was superseded before it) goes.
-    pub(crate) fn cutoffs(self, now: i64) -> [i64; 7] {
-        [now, now - self.used_code_secs, now, now, now - self.refresh_grace_secs, now, now - self.idle_client_secs]
+    pub(crate) fn cutoffs(self, now: i64) -> [i64; 8] {
+        [now, now - self.used_code_secs, now, now, now - self.refresh_grace_secs, now, now - self.idle_client_secs, now]
     }
 }
 
-impl From<[u64; 7]> for Purged {
+impl From<[u64; 8]> for Purged {
     /// The rows each of a purge's statements removed, in the order of [`Retention::cutoffs`].
-    fn from(n: [u64; 7]) -> Self {
-        let [pending, codes, access_tokens, refresh_tokens, successors, families, clients] = n;
-        Self { pending, codes, access_tokens, refresh_tokens, successors, families, clients }
+    fn from(n: [u64; 8]) -> Self {
+        let [pending, codes, access_tokens, refresh_tokens, successors, families, clients, assertions] = n;
+        Self { pending, codes, access_tokens, refresh_tokens, successors, families, clients, assertions }
     }
 }
 
@@ -161,6 +161,14 @@ pub(crate) fn unsettled<'a>(seen: &'a [SeenTool], settled: &[(String, String)]) 
         settled.iter().map(|(tool, digest)| (tool.as_str(), digest.as_str())).collect();
     seen.retain(|t| !settled.contains(&(t.name.as_str(), t.digest.as_str())));
     seen
+}
+
+/// What remembering an assertion id found; see [`Store::use_assertion`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssertionUse {
+    First,
+    Replay,
+    Full,
 }
 
 /// What a rotation did; see [`Store::rotate_refresh_token`].
@@ -221,6 +229,23 @@ pub trait Store: Send + Sync + 'static {
     /// Marks the code used and issues the family's first token pair, atomically.
     /// `false` when the code was already used or has expired: another request won.
     async fn redeem_code(&self, hash: &TokenHash, now: i64, pair: &NewTokenPair) -> Result<bool, StoreError>;
+    /// Stores a new family together with its first token pair, atomically: a grant made
+    /// at the token endpoint alone (client credentials, an ID-JAG), with no code between.
+    async fn issue_grant(&self, family: &NewFamily, pair: &NewTokenPair) -> Result<(), StoreError>;
+
+    /// Remembers that the assertion `jti_hash` of `issuer` (an ID-JAG's IdP, a client
+    /// assertion's client) was used, until `expires_at`: [`AssertionUse::First`] for
+    /// exactly one caller across replicas, [`AssertionUse::Replay`] for every later one.
+    /// [`AssertionUse::Full`] when `issuer` already has `cap` unexpired ones remembered:
+    /// the table is bounded, so the assertion is refused rather than the table grown.
+    async fn use_assertion(
+        &self,
+        issuer: &str,
+        jti_hash: &TokenHash,
+        expires_at: i64,
+        now: i64,
+        cap: i64,
+    ) -> Result<AssertionUse, StoreError>;
 
     async fn find_refresh_token(&self, hash: &TokenHash) -> Result<Option<StoredRefreshToken>, StoreError>;
     /// Rotates a refresh token (`rotation.hash`, presented by `rotation.client_id`) exactly
@@ -261,6 +286,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
     /// Gives the lease back without a new credential (the refresh failed transiently).
     async fn release_refresh_lease(&self, lease: &Lease) -> Result<(), StoreError>;
+
+    /// Records that grants were used at the given times (the MCP path's uses, batched and
+    /// coarse): a grant's `last_used_at` moves forward, never back. Unknown grants are
+    /// skipped.
+    async fn record_uses(&self, uses: &[(String, i64)]) -> Result<(), StoreError>;
 
     /// Every dynamically registered client, newest first.
     async fn list_clients(&self) -> Result<Vec<RegisteredClient>, StoreError>;

@@ -130,7 +130,22 @@ CREATE TABLE tool_pins (
     PRIMARY KEY (server, tool)
 );
 "#,
-    // 9: brokered OAuth (`upstream_auth = "oauth"`). The proxy's dynamic registration at an
+    // 9: when a grant was last used on the MCP path, coarsely (each process records a
+    // grant's use at most once every few minutes, in batches): the account page shows it.
+    "ALTER TABLE families ADD COLUMN last_used_at {int}",
+    // 10: assertion ids (`jti`) already used, per issuer: an ID-JAG or a client assertion
+    // is accepted once, at any replica, and remembered until it expires (then purged).
+    // Only a hash of the id is kept. Self-contained, so that it can be renumbered.
+    r#"
+CREATE TABLE used_assertions (
+    issuer     TEXT   NOT NULL,
+    jti_hash   {blob} NOT NULL,
+    expires_at {int}  NOT NULL,
+    PRIMARY KEY (issuer, jti_hash)
+);
+CREATE INDEX used_assertions_expiry ON used_assertions (issuer, expires_at);
+"#,
+    // 11: brokered OAuth (`upstream_auth = "oauth"`). The proxy's dynamic registration at an
     // MCP upstream's authorization server, one per server and issuer (a changed issuer
     // registers anew; the old row stays until an operator clears it), its secret sealed. A
     // pending authorization may be at its second step, the upstream's login, carrying what

@@ -177,6 +177,8 @@ pub struct Purged {
     pub successors: u64,
     pub families: u64,
     pub clients: u64,
+    /// Used assertion ids (`jti`) past their expiry.
+    pub assertions: u64,
 }
 
 impl Purged {
@@ -188,6 +190,7 @@ impl Purged {
             + self.successors
             + self.families
             + self.clients
+            + self.assertions
     }
 }
 
@@ -233,10 +236,13 @@ pub struct GrantSummary {
     pub server: String,
     pub client_id: String,
     pub subject: String,
+    /// The scope granted at the login (a refresh may have narrowed its tokens' scope).
+    pub scope: String,
     pub created_at: i64,
-    /// When a token was last issued in it (code redemption or refresh); the MCP path
-    /// writes nothing per request, so a call is not a use here.
+    /// When a token was last issued in it (code redemption or refresh).
     pub last_issued_at: Option<i64>,
+    /// When it was last used on the MCP path, to a few minutes (see `record_uses`).
+    pub last_used_at: Option<i64>,
     pub upstream_expires_at: Option<i64>,
     pub status: FamilyStatus,
 }

@@ -370,6 +370,29 @@ async fn access_tokens_carry_their_grant_and_can_be_revoked() {
 }
 
 #[tokio::test]
+async fn uses_move_a_grant_s_last_use_forward_only() {
+    for store in backends().await {
+        let (a, _) = active_family(store.as_ref(), "c").await;
+        let (b, _) = active_family(store.as_ref(), "c").await;
+        let last_used = |id: String| {
+            let store = Arc::clone(&store);
+            async move {
+                let filter = GrantFilter { grant_id: Some(id), ..GrantFilter::default() };
+                store.list_grants(&filter, 1).await.unwrap()[0].last_used_at
+            }
+        };
+        assert_eq!(last_used(a.clone()).await, None, "never used");
+        let batch = [(a.clone(), NOW + 10), (b.clone(), NOW + 20), ("no-such-grant".to_owned(), NOW)];
+        store.record_uses(&batch).await.unwrap();
+        assert_eq!((last_used(a.clone()).await, last_used(b.clone()).await), (Some(NOW + 10), Some(NOW + 20)));
+        // A batch from another replica that noted an older use moves nothing back.
+        store.record_uses(&[(a.clone(), NOW + 5), (b.clone(), NOW + 30)]).await.unwrap();
+        assert_eq!((last_used(a).await, last_used(b).await), (Some(NOW + 10), Some(NOW + 30)));
+        store.record_uses(&[]).await.unwrap();
+    }
+}
+
+#[tokio::test]
 async fn purge_removes_only_what_has_expired() {
     for store in backends().await {
         let (live_family, live_rt) = active_family(store.as_ref(), "c").await;
@@ -640,4 +663,89 @@ async fn tool_pins_are_kept_per_server() {
 async fn changed(store: &dyn mcp_oauth_store::Store, server: &str) -> Vec<String> {
     let pins = store.tool_pins(Some(server)).await.unwrap();
     pins.into_iter().filter(|p| p.changed.is_some()).map(|p| p.tool).collect()
+}
+
+#[tokio::test]
+async fn a_grant_issued_at_the_token_endpoint_has_its_tokens_at_once() {
+    for store in backends().await {
+        let id = random_id();
+        let family = NewFamily {
+            id: id.clone(),
+            server: "demo".into(),
+            client_id: "ci-bot".into(),
+            subject: "client:ci-bot".into(),
+            scope: "mcp".into(),
+            resource: "http://p/mcp/demo".into(),
+            upstream_sealed: "v1.x.y".into(),
+            upstream_expires_at: None,
+            created_at: NOW,
+            trace_id: None,
+        };
+        let (mut p, _, _) = pair("ci-bot", NOW);
+        p.refresh = None;
+        store.issue_grant(&family, &p).await.unwrap();
+        let info = store.find_access_token(&p.access_hash).await.unwrap().unwrap();
+        assert_eq!((info.subject.as_str(), info.upstream.family_id.as_str()), ("client:ci-bot", id.as_str()));
+        assert!(store.end_family(&id, FamilyStatus::Revoked, NOW).await.unwrap(), "it is a grant like any other");
+        // Gone with its access token.
+        store.purge_expired(NOW + 3600, Retention::default()).await.unwrap();
+        assert!(store.upstream_credential(&id).await.unwrap().is_none());
+    }
+}
+
+#[tokio::test]
+async fn an_assertion_id_is_used_once_across_stores_until_it_expires() {
+    let Ok(url) = std::env::var("MOP_TEST_POSTGRES_URL") else { return };
+    if url.is_empty() {
+        return;
+    }
+    // Two stores on one PostgreSQL database: two replicas.
+    let db = fresh_postgres_database(&url).await;
+    let (a, b) = (open(&db).await.unwrap(), open(&db).await.unwrap());
+    let jti = TokenHash::of("jti-1");
+    assert_eq!(a.use_assertion("https://idp", &jti, NOW + 60, NOW, 10).await.unwrap(), AssertionUse::First);
+    assert_eq!(b.use_assertion("https://idp", &jti, NOW + 60, NOW, 10).await.unwrap(), AssertionUse::Replay);
+    let racers: Vec<_> = (0..8)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(
+                async move { store.use_assertion("https://idp", &TokenHash::of("jti-2"), NOW + 60, NOW, 10).await },
+            )
+        })
+        .collect();
+    let mut firsts = 0;
+    for r in racers {
+        firsts += usize::from(r.await.unwrap().unwrap() == AssertionUse::First);
+    }
+    assert_eq!(firsts, 1, "exactly one replica wins a racing assertion");
+}
+
+#[tokio::test]
+async fn assertion_ids_are_remembered_per_issuer_bounded_and_purged() {
+    for store in backends().await {
+        let jti = TokenHash::of("jti-1");
+        assert_eq!(store.use_assertion("https://idp", &jti, NOW + 60, NOW, 2).await.unwrap(), AssertionUse::First);
+        assert_eq!(
+            store.use_assertion("https://idp", &jti, NOW + 60, NOW + 30, 2).await.unwrap(),
+            AssertionUse::Replay
+        );
+        // The same id from another issuer is another assertion.
+        assert_eq!(store.use_assertion("https://other", &jti, NOW + 60, NOW, 2).await.unwrap(), AssertionUse::First);
+        // The bound: refused, not grown.
+        let second = TokenHash::of("jti-2");
+        assert_eq!(store.use_assertion("https://idp", &second, NOW + 60, NOW, 2).await.unwrap(), AssertionUse::First);
+        let third = TokenHash::of("jti-3");
+        assert_eq!(store.use_assertion("https://idp", &third, NOW + 60, NOW, 2).await.unwrap(), AssertionUse::Full);
+        // Expired ones count no more, and a purge forgets them.
+        assert_eq!(
+            store.use_assertion("https://idp", &third, NOW + 200, NOW + 61, 2).await.unwrap(),
+            AssertionUse::First
+        );
+        let purged = store.purge_expired(NOW + 61, Retention::default()).await.unwrap();
+        assert_eq!(purged.assertions, 3, "{purged:?}");
+        assert_eq!(
+            store.use_assertion("https://idp", &third, NOW + 200, NOW + 62, 2).await.unwrap(),
+            AssertionUse::Replay
+        );
+    }
 }

@@ -2,10 +2,11 @@
 //! `P/oauth/upstream-callback`: where a brokered MCP upstream's own authorization server
 //! does (see `upstream_login`).
 //!
-//! The pending authorization is taken (once, and only by the browser that started it,
-//! and only at the callback of its step), the login finished (see `login`), and the
-//! client finally receives the proxy's own authorization code, or the error, at its
-//! verified redirect URI; or, brokered, the browser goes on to the upstream's login.
+//! A login started from the account page is handed to `account`. Otherwise the pending
+//! authorization is taken (once, and only by the browser that started it, and only at the
+//! callback of its step), the login finished (see `login`), and the client finally receives
+//! the proxy's own authorization code, or the error, at its verified redirect URI; or,
+//! brokered, the browser goes on to the upstream's login.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -14,6 +15,7 @@ use mcp_oauth_core::token::TokenHash;
 
 use super::login;
 use super::request::ClientRedirect;
+use crate::account;
 use crate::cookies;
 use crate::error::HttpError;
 use crate::extract::BrowserQuery;
@@ -49,6 +51,11 @@ async fn finish(
     let state = params
         .get("state")
         .ok_or_else(|| page("The login response has no state. Start again from your application."))?;
+    // The account page's logins come back here too (the one redirect URI registered at
+    // each provider); theirs carry their own cookie.
+    if let Some(login) = account::login_answered(&app, &headers, state) {
+        return account::finish_login(&app, login, &params, &caller).await;
+    }
     let browser_id = cookies::get(&headers, &app.cookies.browser()).ok_or_else(|| {
         page(
             "This browser did not start this login (its cookie is missing). Start again from your application, \

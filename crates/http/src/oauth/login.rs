@@ -2,15 +2,16 @@
 //! is given, and finishing it when the provider sends the browser back.
 
 use mcp_oauth_core::form::Params;
+use mcp_oauth_core::pkce;
 use mcp_oauth_core::sealed::UserIdentity;
 use mcp_oauth_core::token::{TokenHash, TokenKind, mint, random_b64, random_id};
-use mcp_oauth_core::{OAuthError, pkce};
 use mcp_oauth_store::{NewCode, NewFamily, PendingAuthorization, PendingCaps};
-use mcp_oauth_upstream::{FailureKind, Identity, Provider, UpstreamError, UpstreamTokens};
+use mcp_oauth_upstream::{Identity, UpstreamTokens};
 
 use super::request::AuthorizationRequest;
 use crate::client_address::ClientAddress;
 use crate::error::HttpError;
+use crate::provider_login;
 use crate::services::audit::Caller;
 use crate::settings::ServerSettings;
 use crate::state::App;
@@ -59,7 +60,7 @@ pub async fn start(
             Some(&req.resource),
         )
         .await
-        .map_err(failed(provider, "authorization URL"))?;
+        .map_err(provider_login::failed(provider, "authorization URL"))?;
     tracing::info!(trace_id = %req.trace, server = %server.slug, client_id = %req.client.client_id, "sent to the provider's login");
     Ok(url)
 }
@@ -201,55 +202,7 @@ async fn log_in_at_provider(
     params: &Params,
 ) -> Result<(UpstreamTokens, Identity), HttpError> {
     let provider = app.providers.for_server(server);
-    // RFC 9207: the callback is shared by every provider; a response that names another
-    // issuer than the one this login was sent to is a mix-up attack, or a misrouting.
-    if let (Some(iss), Some(expected)) = (params.get("iss"), provider.settings().issuer.as_deref())
-        && iss.trim_end_matches('/') != expected.trim_end_matches('/')
-    {
-        tracing::warn!(provider = provider.name(), iss, "the login response names another issuer");
-        return Err(OAuthError::access_denied("the login response came from another identity provider").into());
-    }
-    if let Some(error) = params.get("error") {
-        tracing::info!(provider = provider.name(), error, "upstream login did not succeed");
-        return Err(match error {
-            "access_denied" => OAuthError::access_denied("the user did not log in at the upstream identity provider"),
-            "temporarily_unavailable" => {
-                OAuthError::temporarily_unavailable("the upstream identity provider is unavailable; try again", 5)
-            }
-            other => OAuthError::server_error(format!("the upstream identity provider answered {other}")),
-        }
-        .into());
-    }
-    let code = params
-        .get("code")
-        .ok_or_else(|| OAuthError::server_error("the upstream identity provider sent neither a code nor an error"))?;
-    let tokens = provider
-        .exchange_code(code, &pending.upstream_verifier, &app.settings.callback_url())
-        .await
-        .map_err(failed(provider, "code exchange"))?;
-    let who = provider
-        .identify(&tokens, pending.nonce.as_deref(), app.now())
-        .await
-        .map_err(failed(provider, "identify user"))?;
-    Ok((tokens, who))
-}
-
-/// A failure at the provider during a login at `stage`, logged by its kind (a refusal of
-/// the proxy is the operator's to fix) and answered as every provider failure is.
-fn failed<'a>(provider: &'a Provider, stage: &'static str) -> impl Fn(UpstreamError) -> HttpError + 'a {
-    move |e| {
-        if e.kind() == FailureKind::Misconfigured {
-            tracing::error!(
-                provider = provider.name(),
-                stage,
-                error = %e,
-                "the provider refused the proxy: check the provider's client_id, client secret and endpoints"
-            );
-        } else {
-            tracing::warn!(provider = provider.name(), stage, error = %e, "upstream login failed");
-        }
-        HttpError::from(e)
-    }
+    provider_login::redeem(app, provider, (&pending.upstream_verifier, pending.nonce.as_deref()), params).await
 }
 
 /// A new grant holding the provider's tokens (or, brokered, the upstream authorization

@@ -10,11 +10,12 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use mcp_oauth_core::client::AuthMethod;
+use mcp_oauth_core::jwt_grant;
 use serde_json::{Value, json};
 
 use crate::extract::Server;
 use crate::services::identities::Identities;
-use crate::settings::Settings;
+use crate::settings::{ServerSettings, Settings};
 use crate::state::AppState;
 
 pub async fn protected_resource(State(s): State<Arc<Settings>>, server: Server) -> Json<Value> {
@@ -37,15 +38,20 @@ pub async fn authorization_server(State(settings): State<Arc<Settings>>, server:
         "scopes_supported": server.grantable_scopes().iter().collect::<Vec<_>>(),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "grant_types_supported": grant_types(&server),
         "token_endpoint_auth_methods_supported": AuthMethod::SUPPORTED,
         "revocation_endpoint_auth_methods_supported": AuthMethod::SUPPORTED,
+        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"],
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": true,
         "client_id_metadata_document_supported": settings.metadata_documents.enabled,
     });
     if settings.registration_enabled {
         metadata["registration_endpoint"] = format!("{issuer}/register").into();
+    }
+    // SEP-990: a server that accepts ID-JAGs says so (the grant and its profile).
+    if !server.enterprise_idps.is_empty() {
+        metadata["authorization_grant_profiles_supported"] = json!([jwt_grant::ID_JAG_PROFILE]);
     }
     Json(metadata)
 }
@@ -55,6 +61,19 @@ pub async fn authorization_server(State(settings): State<Arc<Settings>>, server:
 /// URL as its `client_id` (see `services::brokers`).
 pub async fn upstream_client(State(app): State<AppState>) -> impl IntoResponse {
     ([(header::CACHE_CONTROL, "public, max-age=300")], Json(app.brokers.client_metadata_document()))
+}
+
+/// The grants this server carries out: the browser's two, and those without a browser
+/// where the server takes them (clients on their own behalf, an enterprise IdP's ID-JAGs).
+fn grant_types(server: &ServerSettings) -> Vec<&'static str> {
+    let mut grants = vec!["authorization_code", "refresh_token"];
+    if server.access.as_ref().is_some_and(|a| !a.clients.is_empty()) {
+        grants.push("client_credentials");
+    }
+    if !server.enterprise_idps.is_empty() {
+        grants.push(jwt_grant::JWT_BEARER);
+    }
+    grants
 }
 
 /// How long verifiers may keep the key set: long enough that they need not fetch it per

@@ -44,7 +44,7 @@ pub async fn register(
         .map_err(|_| OAuthError::invalid_client_metadata("the request body must be a JSON object"))?;
     let metadata = ClientMetadata::from_registration(&request)?;
     let now = app.now();
-    let secret = metadata.token_endpoint_auth_method.is_confidential().then(|| mint(TokenKind::ClientSecret));
+    let secret = metadata.token_endpoint_auth_method.uses_secret().then(|| mint(TokenKind::ClientSecret));
     let client = Client {
         client_id: format!("mop_client_{}", random_id()),
         secret_hash: secret.as_ref().map(|s| s.hash),

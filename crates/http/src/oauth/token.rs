@@ -1,14 +1,16 @@
 //! The token endpoint (RFC 6749 §3.2): the `authorization_code` and `refresh_token`
-//! grants, carried out in `grants`.
+//! grants, carried out in `grants`, and those made without a browser: `client_credentials`
+//! (`browserless`) and an enterprise IdP's ID-JAG with the `jwt-bearer` grant (`id_jag`).
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use mcp_oauth_core::OAuthError;
 use mcp_oauth_core::form::Params;
+use mcp_oauth_core::jwt_grant;
 
 use super::client_auth::{self, ClientCredentials};
-use super::grants;
+use super::{browserless, grants, id_jag};
 use crate::error::HttpError;
 use crate::extract::{OAuthForm, Server};
 use crate::responses::no_store_json;
@@ -22,6 +24,9 @@ use crate::state::{App, AppState};
 pub enum GrantType {
     AuthorizationCode,
     RefreshToken,
+    ClientCredentials,
+    /// RFC 7523 with an enterprise IdP's ID-JAG as the assertion (SEP-990).
+    JwtBearer,
 }
 
 /// A `grant_type` this endpoint does not carry out, or none at all.
@@ -37,6 +42,8 @@ impl GrantType {
         match params.get("grant_type") {
             Some("authorization_code") => Ok(Self::AuthorizationCode),
             Some("refresh_token") => Ok(Self::RefreshToken),
+            Some("client_credentials") => Ok(Self::ClientCredentials),
+            Some(jwt_grant::JWT_BEARER) => Ok(Self::JwtBearer),
             Some(other) => Err(NoGrant::Unsupported(other.to_owned())),
             None => Err(NoGrant::Missing),
         }
@@ -47,6 +54,8 @@ impl GrantType {
         match parsed {
             Ok(Self::AuthorizationCode) => "authorization_code",
             Ok(Self::RefreshToken) => "refresh_token",
+            Ok(Self::ClientCredentials) => "client_credentials",
+            Ok(Self::JwtBearer) => "jwt_bearer",
             Err(NoGrant::Unsupported(_)) => "unsupported",
             Err(NoGrant::Missing) => "none",
         }
@@ -100,6 +109,8 @@ async fn grant(
     let tokens = match grant_type? {
         GrantType::AuthorizationCode => grants::authorization_code(app, server, &client, params, caller).await?,
         GrantType::RefreshToken => grants::refresh_token(app, server, &client, params, caller).await?,
+        GrantType::ClientCredentials => browserless::client_credentials(app, server, &client, params, caller).await?,
+        GrantType::JwtBearer => id_jag::jwt_bearer(app, server, &client, params, caller).await?,
     };
     Ok(no_store_json(StatusCode::OK, tokens))
 }

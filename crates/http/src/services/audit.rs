@@ -43,6 +43,12 @@ pub struct Event {
     /// The MCP tool of `tool.changed` and `tool.accepted`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,
+    /// Who acted, where people can: `user` (the account page) or `admin`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<&'static str>,
+    /// The enterprise IdP (its configured name) whose assertion a `token.issued` redeemed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idp: Option<String>,
 }
 
 impl Event {
@@ -60,7 +66,19 @@ impl Event {
             reason: None,
             trace_id: None,
             tool: None,
+            by: None,
+            idp: None,
         }
+    }
+
+    pub fn by(mut self, who: &'static str) -> Self {
+        self.by = Some(who);
+        self
+    }
+
+    pub fn idp(mut self, idp: Option<&str>) -> Self {
+        self.idp = idp.map(str::to_owned);
+        self
     }
 
     pub fn tool(mut self, tool: &str) -> Self {

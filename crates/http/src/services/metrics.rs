@@ -105,6 +105,12 @@ impl ByStatus {
         Self { counters: (Self::FIRST..600).map(|_| OnceLock::new()).collect(), resolve: Arc::new(resolve) }
     }
 
+    /// Every count so far by status, of the statuses counted here (100 to 599).
+    pub fn by_status(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        let statuses = Self::FIRST..;
+        self.counters.iter().zip(statuses).filter_map(|(slot, status)| slot.get().map(|c| (status, c.get())))
+    }
+
     pub fn inc(&self, status: u16) {
         match self.counters.get(usize::from(status.wrapping_sub(Self::FIRST))) {
             Some(slot) => slot.get_or_init(|| (self.resolve)(status)).inc(),
@@ -267,6 +273,15 @@ impl Metrics {
             m.requests.inc(status);
             m.seconds.observe(took.as_secs_f64());
         }
+    }
+
+    /// Refreshes at `provider` so far: (all, failed).
+    pub fn provider_refreshes(&self, provider: &str) -> (u64, u64) {
+        let count = |outcome| {
+            self.upstream_refreshes.get_or_create(&ProviderOutcome { provider: provider.to_owned(), outcome }).get()
+        };
+        let failed: u64 = ["permanent", "transient", "misconfigured"].into_iter().map(count).sum();
+        (count("ok") + failed, failed)
     }
 
     pub fn grant_revoked(&self, reason: &'static str) {

@@ -14,13 +14,19 @@
 //! - `audit`: the security events' trail; `metrics`: what Prometheus reads;
 //! - `identities`: who a grant's user is, for MCP upstreams that want to know it: the
 //!   identity assertion (signed, cached per grant), identity headers, the key set;
+//! - `history`: each server's last hour, a sample a minute, for the operators' console;
+//! - `last_uses`: when grants were last used, recorded coarsely for the account page;
 //! - `revocations`: open event streams, ended when their grant or token is revoked;
-//! - `tool_pins`: the tool definitions each server's tools were first seen with.
+//! - `tool_pins`: the tool definitions each server's tools were first seen with;
+//! - `enterprise_idps`: the IdPs whose ID-JAGs servers accept, and their signing keys.
 
 pub(crate) mod audit;
 pub(crate) mod brokers;
 pub(crate) mod clients;
+pub(crate) mod enterprise_idps;
+pub(crate) mod history;
 pub(crate) mod identities;
+pub(crate) mod last_uses;
 pub(crate) mod limits;
 pub(crate) mod mcp_client;
 pub(crate) mod metrics;

@@ -5,10 +5,11 @@
 //!   can only give strings
 //! - `env`: `MCP_OAUTH_PROXY_*` variables written onto the file before it is read
 //! - `validate`: raw to typed, one function per section; the larger sections are
-//!   `providers`, `servers` and `clients`
+//!   `providers`, `servers`, `clients` and `enterprise_idps`
 //! - `problems`: the collector the sections note their problems in
 
 mod clients;
+mod enterprise_idps;
 mod env;
 mod presets;
 mod problems;

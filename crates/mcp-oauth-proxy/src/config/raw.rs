@@ -26,6 +26,8 @@ pub(super) struct Raw {
     #[serde(default)]
     pub clients: Vec<RawClient>,
     #[serde(default)]
+    pub enterprise_idps: BTreeMap<String, RawEnterpriseIdp>,
+    #[serde(default)]
     pub client_metadata_documents: RawMetadataDocuments,
     #[serde(default, deserialize_with = "lenient::list")]
     pub trusted_proxies: Vec<String>,
@@ -37,6 +39,20 @@ pub(super) struct Raw {
     pub audit: RawAudit,
     #[serde(default)]
     pub registration: RawRegistration,
+    pub admin: Option<RawAdmin>,
+}
+
+/// `[admin]`: the operators' console.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    pub provider: Option<String>,
+    #[serde(default, deserialize_with = "lenient::list")]
+    pub subjects: Vec<String>,
+    #[serde(default, deserialize_with = "lenient::list")]
+    pub emails: Vec<String>,
+    #[serde(default, deserialize_with = "lenient::list")]
+    pub groups: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -187,6 +203,8 @@ pub(super) struct RawServer {
     #[serde(default, deserialize_with = "lenient::boolean")]
     pub identity_headers: Option<bool>,
     pub identity: Option<RawIdentity>,
+    #[serde(default, deserialize_with = "lenient::list")]
+    pub enterprise_idps: Vec<String>,
     pub upstream_oauth: Option<RawUpstreamOAuth>,
 }
 
@@ -203,6 +221,22 @@ pub(super) struct RawUpstreamOAuth {
     pub allow_http_loopback: Option<bool>,
     #[serde(default, deserialize_with = "lenient::int")]
     pub refresh_margin_secs: Option<i64>,
+}
+
+/// `[enterprise_idps.<name>]`: an IdP whose ID-JAGs are accepted.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEnterpriseIdp {
+    pub issuer: Option<String>,
+    pub jwks_url: Option<String>,
+    /// The key set as JSON text (`{"keys": [...]}`).
+    pub jwks: Option<String>,
+    #[serde(default, deserialize_with = "lenient::optional_list")]
+    pub clients: Option<Vec<String>>,
+    pub email_claim: Option<String>,
+    pub groups_claim: Option<String>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub max_lifetime_secs: Option<i64>,
 }
 
 /// `[servers.identity]`: the identity assertion (`upstream_auth = "identity"`).
@@ -240,6 +274,9 @@ pub(super) struct RawAccess {
     pub email_domains: Vec<String>,
     #[serde(default, deserialize_with = "lenient::list")]
     pub groups: Vec<String>,
+    /// Clients that may use the server on their own behalf (client credentials).
+    #[serde(default, deserialize_with = "lenient::list")]
+    pub clients: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -253,6 +290,15 @@ pub(super) struct RawClient {
     pub redirect_uris: Vec<String>,
     #[serde(default, deserialize_with = "lenient::boolean")]
     pub trusted: Option<bool>,
+    /// Default: `authorization_code` and `refresh_token`.
+    #[serde(default, deserialize_with = "lenient::optional_list")]
+    pub grant_types: Option<Vec<String>>,
+    /// The scopes the client may be given (client credentials); default: any.
+    #[serde(default, deserialize_with = "lenient::optional_list")]
+    pub scopes: Option<Vec<String>>,
+    /// For `private_key_jwt`: the client's public keys as JSON text, or where they are.
+    pub jwks: Option<String>,
+    pub jwks_uri: Option<String>,
 }
 
 /// Deserializers that also take the string forms the environment provides.

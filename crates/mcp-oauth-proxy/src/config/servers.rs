@@ -123,6 +123,7 @@ fn server(
         emails: a.emails,
         email_domains: a.email_domains.into_iter().map(|d| d.trim_start_matches('@').to_owned()).collect(),
         groups: a.groups,
+        clients: a.clients,
     });
     if access.as_ref().is_some_and(|a| a == &AccessRules::default()) {
         problems.push(&key("access"), "names nobody; remove it to let everyone the provider authenticates in");
@@ -130,6 +131,25 @@ fn server(
 
     let audience = s.upstream_url.as_deref().unwrap_or_default().trim();
     let upstream_auth = upstream_auth(problems, i, s.upstream_auth.as_deref(), s.identity, audience, lookup);
+    if !s.enterprise_idps.is_empty() && upstream_auth.needs_provider_token() {
+        problems.push(
+            &key("enterprise_idps"),
+            format_args!(
+                "an ID-JAG's grant has no provider token to send; set {} = \"identity\" or \"none\"",
+                key("upstream_auth")
+            ),
+        );
+    }
+    // A client using a server on its own behalf has no provider token to send.
+    if access.as_ref().is_some_and(|a| !a.clients.is_empty()) && upstream_auth.needs_provider_token() {
+        problems.push(
+            &key("access.clients"),
+            format_args!(
+                "clients have no provider token to send; set {} = \"identity\" or \"none\"",
+                key("upstream_auth")
+            ),
+        );
+    }
     let upstream_auth = match upstream_auth {
         UpstreamAuth::OAuth(_) => {
             // The upstream's own authorization server issued the token: it goes as the
@@ -159,6 +179,7 @@ fn server(
     // (and no need for a placeholder URL, as the load fails on the problem noted).
     let mut server = ServerSettings::new(&slug, upstream?, &provider, scopes);
     server.upstream_auth = upstream_auth;
+    server.enterprise_idps = s.enterprise_idps;
     server.identity_headers = s.identity_headers.unwrap_or(false);
     if let Some(name) = header {
         server.upstream_token_header = name;

@@ -698,3 +698,92 @@ fn a_brokered_server_may_go_without_a_provider_but_not_with_access_rules() {
         [r#"servers[0].provider: no provider named "" is configured under [providers]"#]
     );
 }
+
+#[test]
+fn the_console_names_its_operators_at_a_provider_a_server_uses() {
+    let env = [("GH_SECRET", "s")];
+    let ok = load(&format!("{}\n[admin]\nemails = [\"ops@example.com\"]\n", minimal()), &env).unwrap();
+    let admin = ok.settings.admin.expect("[admin] given");
+    assert_eq!(admin.provider, "gh", "the one provider in use, when not named");
+    assert_eq!(admin.operators.emails, ["ops@example.com"]);
+    assert!(load(&minimal(), &env).unwrap().settings.admin.is_none());
+
+    let nobody = problems(&format!("{}\n[admin]\nprovider = \"gh\"\n", minimal()), &env);
+    assert!(nobody.iter().any(|p| p.starts_with("admin:") && p.contains("names no operator")), "{nobody:?}");
+    let unknown = problems(&format!("{}\n[admin]\nprovider = \"okta\"\nsubjects = [\"1\"]\n", minimal()), &env);
+    assert!(unknown.iter().any(|p| p.starts_with("admin.provider:")), "{unknown:?}");
+    let domains = problems(&format!("{}\n[admin]\nemail_domains = [\"example.com\"]\n", minimal()), &env);
+    assert!(!domains.is_empty(), "a whole domain cannot be operators: {domains:?}");
+}
+
+#[test]
+fn client_credentials_clients_and_the_servers_they_may_use() {
+    let with = |more: &str| format!("{}access = {{ clients = [\"ci-bot\"] }}\n{more}", minimal());
+    let bot = "[[clients]]\nclient_id = \"ci-bot\"\nclient_secret = \"s3cret-bot\"\n\
+               grant_types = [\"client_credentials\"]\nscopes = [\"mcp\"]\n";
+    // A server that sends provider tokens cannot take a client on its own behalf.
+    let e = load(&with(bot), &[("GH_SECRET", "s")]).unwrap_err().to_string();
+    assert!(e.contains("servers[0].access.clients") && e.contains("servers[0].upstream_auth"), "{e}");
+    let identity = [("GH_SECRET", "s"), ("MCP_OAUTH_PROXY_SERVERS__0__UPSTREAM_AUTH", "identity")];
+    let c = load(&with(bot), &identity).unwrap();
+    assert!(c.settings.servers[0].access.as_ref().unwrap().allows_client("ci-bot"));
+    let client = &c.settings.static_clients[0];
+    assert_eq!(client.metadata.grant_types, ["client_credentials"]);
+    assert_eq!(client.metadata.scope.as_deref(), Some("mcp"));
+    assert!(client.metadata.redirect_uris.is_empty() && client.secret_hash.is_some());
+    // No secret, an unknown grant, a refresh token without a user, redirect URIs unused.
+    let bad = "[[clients]]\nclient_id = \"ci-bot\"\ngrant_types = [\"client_credentials\", \"password\"]\n\
+               [[clients]]\nclient_id = \"b\"\nclient_secret = \"s3cret-b\"\n\
+               grant_types = [\"client_credentials\", \"refresh_token\"]\nredirect_uris = [\"https://a.example/cb\"]\n";
+    let e = load(&with(bad), &identity).unwrap_err().to_string();
+    for needle in [
+        "clients[0].grant_types: \"password\"",
+        "client_credentials needs a client_secret",
+        "clients[1].grant_types: refresh_token needs authorization_code",
+        "clients[1].redirect_uris",
+    ] {
+        assert!(e.contains(needle), "missing {needle:?} in:\n{e}");
+    }
+    // Keys instead of a secret: private_key_jwt; both at once is refused.
+    let keyed = "[[clients]]\nclient_id = \"ci-bot\"\ngrant_types = [\"client_credentials\"]\n\
+                 jwks = '{\"keys\": [{\"kty\": \"OKP\", \"crv\": \"Ed25519\", \"x\": \"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"}]}'\n";
+    let c = load(&with(keyed), &identity).unwrap();
+    assert_eq!(c.settings.static_clients[0].metadata.token_endpoint_auth_method, ClientAuthMethod::PrivateKeyJwt);
+    let e = load(&with(&format!("{keyed}client_secret = \"s3cret-bot\"\n")), &identity).unwrap_err().to_string();
+    assert!(e.contains("clients[0].jwks: a client authenticates with a secret or with keys"), "{e}");
+}
+
+#[test]
+fn enterprise_idps_and_the_servers_that_take_their_assertions() {
+    let idp = "[enterprise_idps.acme]\nissuer = \"https://acme.okta.com\"\n\
+               jwks_url = \"https://acme.okta.com/oauth2/v1/keys\"\nclients = [\"claude-enterprise\"]\n";
+    let text = format!("{}enterprise_idps = [\"acme\"]\n{idp}", minimal());
+    // A server that sends provider tokens cannot take ID-JAGs.
+    let e = load(&text, &[("GH_SECRET", "s")]).unwrap_err().to_string();
+    assert!(e.contains("servers[0].enterprise_idps") && e.contains("servers[0].upstream_auth"), "{e}");
+    let identity = [("GH_SECRET", "s"), ("MCP_OAUTH_PROXY_SERVERS__0__UPSTREAM_AUTH", "identity")];
+    let c = load(&text, &identity).unwrap();
+    let acme = &c.settings.enterprise_idps[0];
+    assert_eq!((acme.name.as_str(), acme.issuer.as_str()), ("acme", "https://acme.okta.com"));
+    assert_eq!(
+        (acme.email_claim.as_str(), acme.groups_claim.as_str(), acme.max_lifetime_secs),
+        ("email", "groups", 600)
+    );
+    assert_eq!(c.settings.servers[0].enterprise_idps, ["acme"]);
+    // Each problem names its key.
+    let bad = format!(
+        "{}enterprise_idps = [\"acme\", \"nobody\"]\n[enterprise_idps.acme]\njwks = \"not json\"\nmax_lifetime_secs = 99999\n\
+         [enterprise_idps.beta]\nissuer = \"https://b.example\"\n",
+        minimal()
+    );
+    let e = load(&bad, &identity).unwrap_err().to_string();
+    for needle in [
+        "enterprise_idps.acme.issuer",
+        "enterprise_idps.acme.jwks",
+        "enterprise_idps.acme.max_lifetime_secs",
+        "enterprise_idps.beta.jwks_url",
+        "servers[0].enterprise_idps: no IdP named \"nobody\"",
+    ] {
+        assert!(e.contains(needle), "missing {needle:?} in:\n{e}");
+    }
+}

@@ -5,11 +5,14 @@
 use std::net::SocketAddr;
 
 use mcp_oauth_core::seal::{self, KeyRing};
-use mcp_oauth_http::settings::{ConnectionSettings, LimitSettings, MetadataDocumentSettings, Settings, TokenSettings};
+use mcp_oauth_http::settings::{
+    AccessRules, AdminSettings, ConnectionSettings, LimitSettings, MetadataDocumentSettings, ServerSettings, Settings,
+    TokenSettings,
+};
 
 use super::problems::{Lookup, Problems};
-use super::raw::{Raw, RawEncryption, RawLimits, RawMetadataDocuments, RawStorage, RawTokens};
-use super::{Config, ConfigErrors, DEFAULT_STORAGE_URL, ENV_PREFIX, clients, providers, servers};
+use super::raw::{Raw, RawAdmin, RawEncryption, RawLimits, RawMetadataDocuments, RawStorage, RawTokens};
+use super::{Config, ConfigErrors, DEFAULT_STORAGE_URL, ENV_PREFIX, clients, enterprise_idps, providers, servers};
 
 pub(super) fn validate(raw: Raw, lookup: Lookup<'_>) -> Result<Config, ConfigErrors> {
     let mut problems = Problems::default();
@@ -22,9 +25,12 @@ pub(super) fn validate(raw: Raw, lookup: Lookup<'_>) -> Result<Config, ConfigErr
     let providers = providers::validate(&mut problems, raw.providers, lookup);
     let servers = servers::validate(&mut problems, raw.servers, &providers, lookup);
     let static_clients = clients::validate(&mut problems, raw.clients, lookup);
+    let enterprise_idps = enterprise_idps::validate(&mut problems, raw.enterprise_idps, &servers);
     let metadata_documents = metadata_documents(&mut problems, raw.client_metadata_documents);
     let trusted_proxies = trusted_proxies(&mut problems, raw.trusted_proxies);
     let (limits, connections) = limits(&mut problems, raw.limits);
+    let audit_path = raw.audit.path.filter(|p| !p.is_empty());
+    let admin = raw.admin.and_then(|a| admin(&mut problems, a, &servers, audit_path.as_deref()));
     let metrics_listen = raw.metrics.listen.and_then(|text| {
         text.parse()
             .map_err(|_| {
@@ -42,17 +48,58 @@ pub(super) fn validate(raw: Raw, lookup: Lookup<'_>) -> Result<Config, ConfigErr
             tokens,
             servers,
             static_clients,
+            enterprise_idps,
             metadata_documents,
             registration_enabled: raw.registration.enabled.unwrap_or(true),
             trusted_proxies,
             connections,
             limits,
+            admin,
         },
         providers,
         idle_timeout_secs,
         metrics_listen,
-        audit_path: raw.audit.path.filter(|p| !p.is_empty()),
+        audit_path,
     })
+}
+
+/// `[admin]`: operators log in at a provider that one of the servers uses (its callback is
+/// the one registered there), and are named by subject, verified email or group: a domain
+/// would make everyone at a company an operator.
+fn admin(
+    problems: &mut Problems,
+    raw: RawAdmin,
+    servers: &[std::sync::Arc<ServerSettings>],
+    audit_path: Option<&str>,
+) -> Option<AdminSettings> {
+    let mut in_use: Vec<&str> = servers.iter().map(|s| s.provider.as_str()).filter(|p| !p.is_empty()).collect();
+    in_use.sort_unstable();
+    in_use.dedup();
+    let provider = match (raw.provider, in_use.as_slice()) {
+        (Some(p), _) if in_use.contains(&p.as_str()) => p,
+        (Some(p), _) => {
+            problems.push("admin.provider", format_args!("{p:?} is not the provider of any server"));
+            return None;
+        }
+        (None, [one]) => (*one).to_owned(),
+        (None, _) => {
+            problems.push("admin.provider", "required: name the provider operators log in at");
+            return None;
+        }
+    };
+    let operators = AccessRules {
+        subjects: raw.subjects,
+        emails: raw.emails,
+        email_domains: vec![],
+        groups: raw.groups,
+        clients: vec![],
+    };
+    if operators == AccessRules::default() {
+        problems.push("admin", "names no operator: list subjects, emails or groups (or remove [admin])");
+        return None;
+    }
+    let audit_path = audit_path.filter(|p| *p != "-").map(std::path::PathBuf::from);
+    Some(AdminSettings { provider, operators, audit_path })
 }
 
 fn listen(problems: &mut Problems, raw: Option<String>) -> SocketAddr {

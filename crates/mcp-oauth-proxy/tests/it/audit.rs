@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::harness::{Browser, Harness, Start};
 
-async fn read_events(path: &std::path::Path, at_least: usize) -> Vec<Value> {
+pub(crate) async fn read_events(path: &std::path::Path, at_least: usize) -> Vec<Value> {
     for _ in 0..100 {
         let text = std::fs::read_to_string(path).unwrap_or_default();
         let events: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();

@@ -112,7 +112,12 @@ client_secret = "s"
             "who",
             "upstream_auth = \"identity\"\n[servers.identity]\nstatic_header = { name = \"X-Api-Key\", value_env = \"WHO_KEY\" }"
         ),
-        server("open", "upstream_auth = \"none\""),
+        server(
+            "open",
+            "upstream_auth = \"none\"\nenterprise_idps = [\"acme\"]\naccess = { clients = [\"ci-bot\"] }\n\
+             [enterprise_idps.acme]\nissuer = \"https://acme.okta.com\"\njwks_url = \"https://acme.okta.com/oauth2/v1/keys\"\n\
+             [[clients]]\nclient_id = \"ci-bot\"\nclient_secret = \"ci-bot-secret-value\"\ngrant_types = [\"client_credentials\"]"
+        ),
         server(
             "files",
             "upstream_auth = \"oauth\"\n[servers.upstream_oauth]\nclient_id = \"mcp-proxy\"\n\
@@ -165,6 +170,14 @@ client_secret = "s"
     assert!(!stdout.contains("files-secret-value"));
     assert_eq!(stdout.matches("identity headers: X-Forwarded-User").count(), 1, "{stdout}");
     assert!(!stdout.contains("static-credential-value"));
+    // Tokens without a browser: who may get them at which server, and from which IdP.
+    assert!(stdout.contains("client credentials for: ci-bot (subject client:<id>)"), "{stdout}");
+    assert!(stdout.contains("ID-JAGs from: acme"), "{stdout}");
+    assert!(
+        stdout.contains("acme: issuer https://acme.okta.com, keys at https://acme.okta.com/oauth2/v1/keys"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("ci-bot-secret-value"));
 }
 
 #[tokio::test]

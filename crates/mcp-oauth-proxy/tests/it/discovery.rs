@@ -35,7 +35,7 @@ async fn authorization_server_metadata_is_served_wherever_clients_look() {
         assert_eq!(m["grant_types_supported"], serde_json::json!(["authorization_code", "refresh_token"]));
         assert_eq!(
             m["token_endpoint_auth_methods_supported"],
-            serde_json::json!(["none", "client_secret_post", "client_secret_basic"])
+            serde_json::json!(["none", "client_secret_post", "client_secret_basic", "private_key_jwt"])
         );
         assert_eq!(m["authorization_response_iss_parameter_supported"], true);
         assert_eq!(m["registration_endpoint"], format!("{issuer}/register"));

@@ -20,7 +20,7 @@ const NEW_KEY: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
 
 /// An MCP upstream that answers with the request headers it received, as JSON; a request
 /// carrying `x-test-refuse` is answered 401, as by an upstream refusing the credential.
-async fn spawn_echo() -> String {
+pub(crate) async fn spawn_echo() -> String {
     let handler = |headers: HeaderMap| async move {
         if headers.contains_key("x-test-refuse") {
             return AxumStatus::UNAUTHORIZED.into_response();
@@ -50,7 +50,7 @@ const IDENTITY: (&str, &str) = ("MCP_OAUTH_PROXY_SERVERS__0__UPSTREAM_AUTH", "id
 
 /// What the echo saw of one MCP request with `token` and `extra` headers; the status if
 /// it was not 200.
-async fn seen(h: &Harness, token: &str, extra: &[(&str, &str)]) -> Result<Value, (StatusCode, Value)> {
+pub(crate) async fn seen(h: &Harness, token: &str, extra: &[(&str, &str)]) -> Result<Value, (StatusCode, Value)> {
     let mut request = h
         .http
         .post(h.url("/mcp/demo"))
@@ -91,7 +91,7 @@ fn assert_nothing_spoofed(seen: &Value) {
 
 /// The assertion in `value` (`Bearer <jwt>`, or the bare JWT), verified against the key
 /// set the proxy publishes, as an MCP upstream would: signature, `iss`, `aud`, `exp`.
-async fn verified(h: &Harness, value: &str, audience: &str) -> (jsonwebtoken::Header, Value) {
+pub(crate) async fn verified(h: &Harness, value: &str, audience: &str) -> (jsonwebtoken::Header, Value) {
     let jwt = value.strip_prefix("Bearer ").unwrap_or(value);
     let r = h.http.get(h.url("/.well-known/jwks.json")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);

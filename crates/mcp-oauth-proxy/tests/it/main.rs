@@ -4,16 +4,20 @@
 mod harness;
 
 mod access_rules;
+mod account;
 mod admin;
+mod admin_console;
 mod audit;
 mod authorization;
 mod brokered;
+mod browserless;
 mod cli;
 mod connections;
 mod crash;
 mod discovery;
 mod edge;
 mod file_modes;
+mod id_jag;
 mod identity;
 mod key_rotation;
 mod limits;

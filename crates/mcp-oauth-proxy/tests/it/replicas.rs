@@ -33,10 +33,21 @@ pub fn postgres_server() -> Option<String> {
 
 /// Two replicas on one PostgreSQL database, behind one public URL (A's).
 async fn two_replicas() -> Option<(Harness, Harness)> {
+    two_replicas_with("").await
+}
+
+/// [`two_replicas`], both with `extra_toml` in their configuration.
+pub(crate) async fn two_replicas_with(extra_toml: &str) -> Option<(Harness, Harness)> {
     let url = postgres_url().await?;
-    let a = Harness::start_with(Start { storage_url: Some(url.clone()), ..Default::default() }).await;
+    let a = Harness::start_with(Start {
+        storage_url: Some(url.clone()),
+        extra_toml: extra_toml.to_owned(),
+        ..Default::default()
+    })
+    .await;
     let b = Harness::start_with(Start {
         storage_url: Some(url),
+        extra_toml: extra_toml.to_owned(),
         public_url: Some(a.base.clone()),
         idp: Some((a.idp.clone(), a.idp_issuer())),
         clock: Some(a.clock.clone()),

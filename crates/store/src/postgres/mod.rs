@@ -31,7 +31,7 @@ use self::statements as sql;
 use crate::decode;
 use crate::migrations::MIGRATIONS;
 use crate::model::*;
-use crate::{Backend, Retention, Rotation, Store, StoreError};
+use crate::{AssertionUse, Backend, Retention, Rotation, Store, StoreError};
 
 pub struct PgStore {
     pool: PgPool,
@@ -297,6 +297,52 @@ impl Store for PgStore {
         Ok(true)
     }
 
+    async fn issue_grant(&self, f: &NewFamily, pair: &NewTokenPair) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(sql::INSERT_FAMILY)
+            .bind(&f.id)
+            .bind(&f.server)
+            .bind(&f.client_id)
+            .bind(&f.subject)
+            .bind(&f.scope)
+            .bind(&f.resource)
+            .bind(&f.upstream_sealed)
+            .bind(f.upstream_expires_at)
+            .bind(f.created_at)
+            .bind(f.trace_id.as_deref())
+            .execute(&mut *tx)
+            .await?;
+        Self::insert_pair(&mut tx, &f.id, pair).await?;
+        Ok(tx.commit().await?)
+    }
+
+    async fn use_assertion(
+        &self,
+        issuer: &str,
+        jti_hash: &TokenHash,
+        expires_at: i64,
+        now: i64,
+        cap: i64,
+    ) -> Result<AssertionUse, StoreError> {
+        let done = sqlx::query(sql::USE_ASSERTION)
+            .bind(issuer)
+            .bind(blob(jti_hash))
+            .bind(expires_at)
+            .bind(now)
+            .bind(cap)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 1 {
+            return Ok(AssertionUse::First);
+        }
+        let used: Option<i32> = sqlx::query_scalar(sql::ASSERTION_USED)
+            .bind(issuer)
+            .bind(blob(jti_hash))
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(if used.is_some() { AssertionUse::Replay } else { AssertionUse::Full })
+    }
+
     async fn find_refresh_token(&self, hash: &TokenHash) -> Result<Option<StoredRefreshToken>, StoreError> {
         let found = sqlx::query(sql::FIND_REFRESH_TOKEN).bind(blob(hash)).fetch_optional(&self.pool).await?;
         found.map(|r| row(&r, decode::refresh_token)).transpose()
@@ -418,6 +464,12 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(|r| row(r, decode::grant)).collect()
+    }
+
+    async fn record_uses(&self, uses: &[(String, i64)]) -> Result<(), StoreError> {
+        let (ids, times): (Vec<&str>, Vec<i64>) = uses.iter().map(|(id, at)| (id.as_str(), *at)).unzip();
+        sqlx::query(sql::RECORD_USES).bind(ids).bind(times).execute(&self.pool).await?;
+        Ok(())
     }
 
     async fn revoke_grants(&self, filter: &GrantFilter, now: i64) -> Result<u64, StoreError> {
@@ -543,7 +595,7 @@ impl Store for PgStore {
     async fn purge_expired(&self, now: i64, retention: Retention) -> Result<Purged, StoreError> {
         // Each statement commits by itself, so that no purge holds many rows locked for long.
         let cutoffs = retention.cutoffs(now);
-        let mut n = [0u64; 7];
+        let mut n = [0u64; 8];
         for ((statement, cutoff), n) in sql::PURGE.iter().zip(cutoffs).zip(&mut n) {
             *n = sqlx::query(statement).bind(cutoff).execute(&self.pool).await?.rows_affected();
         }

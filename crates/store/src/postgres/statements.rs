@@ -157,7 +157,8 @@ pub const COUNT_CHANGE: &str = "UPDATE mop_changes SET generation = generation +
 pub const CHANGES: &str = "SELECT generation FROM mop_changes WHERE id = 1";
 
 /// $1 grant id, $2 subject, $3 client id, $4 server (each NULL for any), $5 limit.
-pub const LIST_GRANTS: &str = "SELECT f.id, f.server, f.client_id, f.subject, f.created_at, f.upstream_expires_at, \
+pub const LIST_GRANTS: &str = "SELECT f.id, f.server, f.client_id, f.subject, f.scope, f.created_at, f.upstream_expires_at, \
+     f.last_used_at, \
      f.status, (SELECT MAX(a.issued_at) FROM access_tokens a WHERE a.family_id = f.id) AS last_issued_at \
      FROM families f \
      WHERE ($1 IS NULL OR f.id = $1) AND ($2 IS NULL OR f.subject = $2) \
@@ -238,7 +239,7 @@ pub const RESEAL_SUCCESSOR: &str =
 /// codes, access tokens, refresh tokens, sealed successors, families, clients (the order
 /// of `Purged`'s fields). A family lives while anything refers to it; it is created
 /// together with its code, so there is no moment at which a new family looks orphaned.
-pub const PURGE: [&str; 7] = [
+pub const PURGE: [&str; 8] = [
     "DELETE FROM pending_authorizations WHERE expires_at <= $1",
     "DELETE FROM authorization_codes WHERE expires_at <= $1",
     "DELETE FROM access_tokens WHERE expires_at <= $1",
@@ -251,6 +252,7 @@ pub const PURGE: [&str; 7] = [
      AND NOT EXISTS (SELECT 1 FROM access_tokens a WHERE a.family_id = families.id)",
     "DELETE FROM clients WHERE created_at <= $1 \
      AND NOT EXISTS (SELECT 1 FROM families f WHERE f.server = clients.server AND f.client_id = clients.client_id)",
+    "DELETE FROM used_assertions WHERE expires_at <= $1",
 ];
 
 /// Replicas starting together: one migrates, the others wait and then see the
@@ -273,3 +275,21 @@ pub const INSERT_UPSTREAM_REGISTRATION: &str = "INSERT INTO upstream_registratio
 
 pub const FIND_UPSTREAM_REGISTRATION: &str = "SELECT server, issuer, client_id, secret_sealed, created_at \
      FROM upstream_registrations WHERE server = $1 AND issuer = $2";
+
+/// $1 family ids, $2 when each was used (arrays of one length): forward only, in one
+/// statement for the whole batch.
+pub const RECORD_USES: &str = "UPDATE families f SET last_used_at = u.at \
+     FROM UNNEST($1::TEXT[], $2::BIGINT[]) AS u(id, at) \
+     WHERE f.id = u.id AND (f.last_used_at IS NULL OR f.last_used_at < u.at)";
+
+/// Remembers an assertion id unless it is already remembered, or its issuer already has
+/// the cap of unexpired ones (the table's bound: refused rather than grown). One statement:
+/// exactly one of two replicas presenting the same assertion inserts it.
+/// 1 issuer, 2 jti hash, 3 expires_at, 4 now, 5 the cap.
+pub const USE_ASSERTION: &str = "INSERT INTO used_assertions (issuer, jti_hash, expires_at) \
+     SELECT $1, $2, $3 \
+     WHERE (SELECT COUNT(*) FROM used_assertions WHERE issuer = $1 AND expires_at > $4) < $5 \
+     ON CONFLICT DO NOTHING";
+
+/// Whether an assertion id is remembered (to tell a replay from a full table).
+pub const ASSERTION_USED: &str = "SELECT 1 FROM used_assertions WHERE issuer = $1 AND jti_hash = $2";

@@ -30,7 +30,7 @@ use self::statements as sql;
 use crate::cache::TokenCache;
 use crate::migrations::MIGRATIONS;
 use crate::model::*;
-use crate::{Backend, Retention, Rotation, Store, StoreError, decode};
+use crate::{AssertionUse, Backend, Retention, Rotation, Store, StoreError, decode};
 
 pub struct SqliteStore {
     readers: Arc<Readers>,
@@ -330,6 +330,45 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn issue_grant(&self, f: &NewFamily, pair: &NewTokenPair) -> Result<(), StoreError> {
+        let (f, pair) = (f.clone(), pair.clone());
+        self.write(move |c| {
+            c.prepare_cached(sql::INSERT_FAMILY)?.execute(params![
+                f.id,
+                f.server,
+                f.client_id,
+                f.subject,
+                f.scope,
+                f.resource,
+                f.upstream_sealed,
+                f.upstream_expires_at,
+                f.created_at,
+                f.trace_id,
+            ])?;
+            insert_pair(c, &f.id, &pair)
+        })
+        .await
+    }
+
+    async fn use_assertion(
+        &self,
+        issuer: &str,
+        jti_hash: &TokenHash,
+        expires_at: i64,
+        now: i64,
+        cap: i64,
+    ) -> Result<AssertionUse, StoreError> {
+        let (issuer, jti) = (issuer.to_owned(), *jti_hash);
+        self.write(move |c| {
+            if changed_one(c, sql::USE_ASSERTION, params![issuer, jti.as_bytes(), expires_at, now, cap])? {
+                return Ok(AssertionUse::First);
+            }
+            let used = one(c, sql::ASSERTION_USED, params![issuer, jti.as_bytes()], |_| Ok(()))?;
+            Ok(if used.is_some() { AssertionUse::Replay } else { AssertionUse::Full })
+        })
+        .await
+    }
+
     async fn find_refresh_token(&self, hash: &TokenHash) -> Result<Option<StoredRefreshToken>, StoreError> {
         let hash = *hash;
         self.read(move |c| one(c, sql::FIND_REFRESH_TOKEN, [hash.as_bytes()], decode::refresh_token)).await
@@ -434,6 +473,18 @@ impl Store for SqliteStore {
         let f = filter.clone();
         self.read(move |c| {
             all(c, sql::LIST_GRANTS, (&f.grant_id, &f.subject, &f.client_id, &f.server, limit), decode::grant)
+        })
+        .await
+    }
+
+    async fn record_uses(&self, uses: &[(String, i64)]) -> Result<(), StoreError> {
+        let uses = uses.to_vec();
+        self.write(move |c| {
+            let mut update = c.prepare_cached(sql::RECORD_USE)?;
+            for (id, at) in &uses {
+                update.execute((id, at))?;
+            }
+            Ok(())
         })
         .await
     }
@@ -558,7 +609,7 @@ impl Store for SqliteStore {
         let cutoffs = retention.cutoffs(now);
         let result = self
             .write(move |c| {
-                let mut n = [0u64; 7];
+                let mut n = [0u64; 8];
                 for ((statement, cutoff), n) in sql::PURGE.iter().zip(cutoffs).zip(&mut n) {
                     *n = c.prepare_cached(statement)?.execute([cutoff])? as u64;
                 }

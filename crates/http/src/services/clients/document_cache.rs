@@ -124,6 +124,8 @@ fn slim(client: &Client) -> Client {
             software_id: None,
             software_version: None,
             application_type: m.application_type,
+            jwks: m.jwks.clone(),
+            jwks_uri: m.jwks_uri.clone(),
         },
         ..client.clone()
     }

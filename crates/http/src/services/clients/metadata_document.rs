@@ -116,12 +116,24 @@ impl Fetcher {
     }
 
     async fn fetch_client(&self, url: &str, now: i64) -> Result<Client, DocumentError> {
+        let doc = self.json(url, "client metadata document").await?;
+        let metadata = metadata_from_document(url, &doc).map_err(|e| {
+            tracing::info!(client_id = url, why = %e.description, "client metadata document refused");
+            DocumentError::Refused
+        })?;
+        Ok(Client { client_id: url.to_owned(), secret_hash: None, metadata, trusted: false, created_at: now })
+    }
+
+    /// The JSON document at `url` (a `what`, for the log), fetched with every guard: no
+    /// internal address, the per-host rate, a fetch slot, bounded in size and time, no
+    /// redirects. Also how a client's `jwks_uri` is read.
+    pub async fn json(&self, url: &str, what: &'static str) -> Result<serde_json::Value, DocumentError> {
         let refused = |why: &str| {
-            tracing::info!(client_id = url, why, "client metadata document refused");
+            tracing::info!(url, why, "{what} refused");
             DocumentError::Refused
         };
         let unavailable = |why: &str, retry_after: u64| {
-            tracing::info!(client_id = url, why, "client metadata document cannot be fetched now");
+            tracing::info!(url, why, "{what} cannot be fetched now");
             DocumentError::Unavailable { retry_after }
         };
         let parsed = url::Url::parse(url).map_err(|e| refused(&format!("not a URL: {e}")))?;
@@ -147,12 +159,10 @@ impl Fetcher {
         let Some(_slot) = self.slots.acquire(&host).await else {
             return Err(unavailable("no fetch slot came free", FETCH_TIMEOUT.as_secs()));
         };
-        let doc = self.fetch(parsed).await.map_err(|failure| match failure {
+        self.fetch(parsed).await.map_err(|failure| match failure {
             Failure::Unusable(why) => refused(&why),
             Failure::Unreachable(why) => unavailable(&why, HOST_UNAVAILABLE_RETRY_SECS),
-        })?;
-        let metadata = metadata_from_document(url, &doc).map_err(|e| refused(&e.description))?;
-        Ok(Client { client_id: url.to_owned(), secret_hash: None, metadata, trusted: false, created_at: now })
+        })
     }
 
     async fn fetch(&self, url: url::Url) -> Result<serde_json::Value, Failure> {

@@ -1,10 +1,12 @@
 //! The client directory: who a `client_id` is. Three sources, in this order: clients the
 //! operator configured, Client ID Metadata Documents (the id is the document's https
-//! URL), and clients registered dynamically at a server (the store).
+//! URL), and clients registered dynamically at a server (the store). `keys`: the public
+//! keys `private_key_jwt` clients sign their assertions with.
 
 mod document_cache;
 mod documents;
 mod fetch_slots;
+mod keys;
 mod metadata_document;
 
 use std::sync::Arc;
@@ -19,6 +21,8 @@ use crate::services::metrics::Metrics;
 use crate::settings::MetadataDocumentSettings;
 use document_cache::DocumentCache;
 use documents::Documents;
+pub use keys::{ClientKeys, KeyRefusal};
+pub use metadata_document::DocumentError;
 use metadata_document::Fetcher;
 
 pub struct ClientDirectory {
@@ -26,6 +30,8 @@ pub struct ClientDirectory {
     documents: MetadataDocumentSettings,
     document_clients: Documents,
     store: Arc<dyn Store>,
+    /// The keys of `private_key_jwt` clients.
+    pub keys: ClientKeys,
 }
 
 /// Why a `client_id` could not be looked up: refused as the OAuth error the client is
@@ -45,8 +51,9 @@ impl ClientDirectory {
         metrics: Arc<Metrics>,
     ) -> Self {
         let cache = DocumentCache::new(documents.cache_bytes);
+        let keys = ClientKeys::new(Fetcher::new(&documents, Arc::clone(&metrics)));
         let document_clients = Documents::new(cache, Fetcher::new(&documents, metrics), clock);
-        Self { configured, documents, document_clients, store }
+        Self { configured, documents, document_clients, store, keys }
     }
 
     /// The client `client_id` names at `server`, if any. A metadata document that cannot

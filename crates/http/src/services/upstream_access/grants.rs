@@ -1,7 +1,8 @@
 //! What this process keeps per grant for the MCP path: its provider access token already
-//! opened, with the sealed credential it came from, and whether the grant has been used
-//! here before (so that a login attempt's last step, its grant's first MCP call, is
-//! logged with the attempt's trace id). One entry, read under one lock per request.
+//! opened, with the sealed credential it came from; whether the grant has been used here
+//! before (so that a login attempt's last step, its grant's first MCP call, is logged
+//! with the attempt's trace id); and when its use was last noted for the account page
+//! (see `last_uses`). One entry, read under one lock per request.
 //!
 //! Every MCP request needs the user's provider token, and it is stored sealed: opening it
 //! (XChaCha20-Poly1305 and JSON) was a few percent of the proxy's CPU per request. A
@@ -20,6 +21,8 @@ use std::sync::{Arc, Mutex};
 
 use lru::LruCache;
 
+use crate::services::last_uses::NOTE_EVERY_SECS;
+
 const SHARDS: usize = 16;
 /// Grants kept in all: the ones in use; others are opened again.
 const CAPACITY_PER_SHARD: NonZeroUsize = NonZeroUsize::new(16_384 / SHARDS).expect("not zero");
@@ -29,9 +32,10 @@ pub struct GrantCache {
     hasher: RandomState,
 }
 
-#[derive(Default)]
 struct Entry {
     opened: Option<Opened>,
+    /// When this grant's use was last noted (see `last_uses`).
+    noted_at: i64,
 }
 
 struct Opened {
@@ -46,6 +50,8 @@ pub struct Seen {
     /// Whether this is the first time this process sees the grant (as far as it
     /// remembers: a grant not used for long may count as first again).
     pub first: bool,
+    /// Whether this use is to be noted: the last note is `NOTE_EVERY_SECS` old.
+    pub note_use: bool,
 }
 
 impl Default for GrantCache {
@@ -58,17 +64,23 @@ impl Default for GrantCache {
 }
 
 impl GrantCache {
-    /// Looks `family_id` up for a request presenting `sealed`, and marks the grant seen.
-    pub fn see(&self, family_id: &str, sealed: &str) -> Seen {
+    /// Looks `family_id` up for a request presenting `sealed` at `now`, and marks the
+    /// grant seen (and its use noted, when that is due).
+    pub fn see(&self, family_id: &str, sealed: &str, now: i64) -> Seen {
         let mut shard = self.shard(family_id).lock().unwrap_or_else(|e| e.into_inner());
-        match shard.get(family_id) {
-            Some(entry) => Seen {
-                access_token: entry.opened.as_ref().filter(|o| o.sealed == sealed).map(|o| Arc::clone(&o.access_token)),
-                first: false,
-            },
+        match shard.get_mut(family_id) {
+            Some(entry) => {
+                let note_use = now >= entry.noted_at + NOTE_EVERY_SECS;
+                if note_use {
+                    entry.noted_at = now;
+                }
+                let access_token =
+                    entry.opened.as_ref().filter(|o| o.sealed == sealed).map(|o| Arc::clone(&o.access_token));
+                Seen { access_token, first: false, note_use }
+            }
             None => {
-                shard.put(family_id.to_owned(), Entry::default());
-                Seen { access_token: None, first: true }
+                shard.put(family_id.to_owned(), Entry { opened: None, noted_at: now });
+                Seen { access_token: None, first: true, note_use: true }
             }
         }
     }
@@ -80,7 +92,8 @@ impl GrantCache {
         match shard.get_mut(family_id) {
             Some(entry) => entry.opened = opened,
             None => {
-                shard.put(family_id.to_owned(), Entry { opened });
+                // Not seen before (a refresh made by another path): its use is not noted.
+                shard.put(family_id.to_owned(), Entry { opened, noted_at: i64::MIN / 2 });
             }
         }
     }
@@ -95,7 +108,7 @@ mod tests {
     use super::*;
 
     fn token(cache: &GrantCache, family_id: &str, sealed: &str) -> Option<String> {
-        cache.see(family_id, sealed).access_token.map(|t| t.to_string())
+        cache.see(family_id, sealed, 0).access_token.map(|t| t.to_string())
     }
 
     #[test]
@@ -113,9 +126,20 @@ mod tests {
     #[test]
     fn a_grant_is_first_once_whether_or_not_its_token_was_kept() {
         let cache = GrantCache::default();
-        assert!(cache.see("f1", "s").first);
-        assert!(!cache.see("f1", "s").first);
+        assert!(cache.see("f1", "s", 0).first);
+        assert!(!cache.see("f1", "s", 0).first);
         cache.keep("f2", "s", "t".into());
-        assert!(!cache.see("f2", "s").first, "kept by a request that saw it first");
+        assert!(!cache.see("f2", "s", 0).first, "kept by a request that saw it first");
+    }
+
+    #[test]
+    fn a_use_is_noted_at_first_sight_then_at_most_every_five_minutes() {
+        let cache = GrantCache::default();
+        let noted = |now| cache.see("f1", "s", now).note_use;
+        assert!(noted(1000), "the first use");
+        assert!(!noted(1001));
+        assert!(!noted(1000 + NOTE_EVERY_SECS - 1));
+        assert!(noted(1000 + NOTE_EVERY_SECS));
+        assert!(!noted(1000 + NOTE_EVERY_SECS + 1));
     }
 }

@@ -44,6 +44,7 @@ use grants::GrantCache;
 
 use crate::services::audit::{Audit, Event};
 use crate::services::brokers::Brokers;
+use crate::services::last_uses::LastUses;
 use crate::services::metrics::{Metrics, ProviderLabels, ProviderOutcome};
 use crate::services::providers::Providers;
 use crate::settings::ServerSettings;
@@ -187,6 +188,8 @@ pub struct UpstreamAccess {
     brokers: Arc<Brokers>,
     flights: FlightLocks,
     grants: GrantCache,
+    /// Where the grants' uses are noted for the account page.
+    uses: Arc<LastUses>,
     metrics: Arc<Metrics>,
     audit: Arc<Audit>,
 }
@@ -198,15 +201,16 @@ pub struct Parts {
     pub clock: SharedClock,
     pub providers: Arc<Providers>,
     pub brokers: Arc<Brokers>,
+    pub uses: Arc<LastUses>,
     pub metrics: Arc<Metrics>,
     pub audit: Arc<Audit>,
 }
 
 impl UpstreamAccess {
     pub fn new(parts: Parts) -> Self {
-        let Parts { store, keys, clock, providers, brokers, metrics, audit } = parts;
+        let Parts { store, keys, clock, providers, brokers, uses, metrics, audit } = parts;
         let (flights, grants) = (FlightLocks::default(), GrantCache::default());
-        Self { store, keys, clock, providers, brokers, flights, grants, metrics, audit }
+        Self { store, keys, clock, providers, brokers, flights, grants, uses, metrics, audit }
     }
 
     /// Who issued the tokens of `server`'s grants, and refreshes them: the server's
@@ -267,7 +271,7 @@ impl UpstreamAccess {
         trigger: Option<Trigger>,
     ) -> Result<ProviderToken<'a>, AccessError> {
         let (family_id, sealed) = (credential.family_id.as_str(), credential.sealed.as_str());
-        let seen = self.grants.see(family_id, sealed);
+        let seen = self.see(credential);
         let provider = self.provider(server).await?;
         let provider = provider.as_ref();
         let mut token = match trigger {
@@ -291,7 +295,17 @@ impl UpstreamAccess {
     /// for the MCP path of servers that need no provider token (`upstream_auth` other
     /// than `provider_token`), where [`Self::token`] is not asked.
     pub fn first_use(&self, credential: &UpstreamCredential) -> bool {
-        self.grants.see(&credential.family_id, &credential.sealed).first
+        self.see(credential).first
+    }
+
+    /// The grant's entry for a request now, its use noted when that is due.
+    fn see(&self, credential: &UpstreamCredential) -> grants::Seen {
+        let now = self.clock.now();
+        let seen = self.grants.see(&credential.family_id, &credential.sealed, now);
+        if seen.note_use {
+            self.uses.note(&credential.family_id, now);
+        }
+        seen
     }
 
     /// Makes sure the grant's provider token is usable for a while (refreshing it if it is

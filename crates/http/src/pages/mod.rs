@@ -1,6 +1,6 @@
-//! The two HTML pages the proxy renders: the consent page and the error page. maud
-//! escapes everything it interpolates, so a client's self-given name or a redirect URI
-//! cannot become markup.
+//! The HTML pages the proxy renders: the consent page, the error page, the account page
+//! and the operators' console. maud escapes everything it interpolates, so a client's self-given name or a
+//! redirect URI cannot become markup. No page has script; forms work without it.
 
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -8,13 +8,21 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::responses;
 
+mod account;
+mod admin;
+
+pub use account::{Account, AccountConnection, account, account_login};
+pub use admin::*;
+
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;color:#222}\
 h1{font-size:1.4rem}dt{font-weight:600;margin-top:.6rem}dd{margin:0}code{background:#f3f3f3;padding:0 .2rem}\
 button{font-size:1rem;padding:.5rem 1.2rem;margin-right:.6rem;border-radius:4px;border:1px solid #888;background:#f4f4f4}\
 button[value=approve]{background:#1a5fb4;border-color:#1a5fb4;color:#fff}.note{color:#a40}small{color:#555}\
-.verified{color:#1d6b2f;font-size:1.1rem}";
+.verified{color:#1d6b2f;font-size:1.1rem}\
+table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.4rem .3rem;border-bottom:1px solid #ddd;vertical-align:top}\
+td form{margin:0}body:has(table){max-width:72rem}nav{margin-bottom:1rem}label{margin-right:.6rem}@media (max-width:40rem){thead{display:none}tr,td{display:block}td{border:0;padding:.1rem 0}tr{border-bottom:1px solid #ddd;padding:.5rem 0}}";
 
-fn layout(title: &str, body: Markup) -> String {
+pub(crate) fn layout(title: &str, body: Markup) -> String {
     html! {
         (DOCTYPE)
         html lang="en" {
