@@ -99,9 +99,22 @@ impl Setup {
         panic!("never: {what}");
     }
 
-    fn events(&self, name: &str) -> Vec<Value> {
-        let text = std::fs::read_to_string(&self.audit).unwrap_or_default();
-        text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).filter(|e| e["event"] == name).collect()
+    /// The audit trail's `name` events, once there are at least `expected` of them (the
+    /// trail is written after the store, so a test that saw the store change may be early),
+    /// or whatever there is after two seconds.
+    async fn events(&self, name: &str, expected: usize) -> Vec<Value> {
+        let read = || {
+            let text = std::fs::read_to_string(&self.audit).unwrap_or_default();
+            text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).filter(|e| e["event"] == name).collect()
+        };
+        for _ in 0..200 {
+            let events: Vec<Value> = read();
+            if events.len() >= expected {
+                return events;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        read()
     }
 
     async fn consent_page(&self) -> String {
@@ -132,7 +145,7 @@ async fn a_changed_tool_is_blocked_until_an_operator_accepts_it() {
 
     // Reported once, however often it is seen.
     s.listed().await;
-    let changed = s.events("tool.changed");
+    let changed = s.events("tool.changed", 1).await;
     assert_eq!(changed.len(), 1, "{changed:?}");
     assert_eq!((changed[0]["slug"].as_str(), changed[0]["tool"].as_str()), (Some("demo"), Some("echo")));
     let metrics = s.h.app.metrics.render();
@@ -157,7 +170,7 @@ async fn in_report_mode_a_change_is_reported_and_the_tool_still_works() {
     assert_eq!(s.listed().await, ["echo", "whoami"]);
     s.wait_for("the change recorded", |pins| pins.iter().any(|p| p.changed.is_some())).await;
     assert_eq!(s.call("echo").await.0, StatusCode::OK);
-    assert_eq!(s.events("tool.changed").len(), 1);
+    assert_eq!(s.events("tool.changed", 1).await.len(), 1);
     let page = s.consent_page().await;
     assert!(page.contains("<code>echo</code>") && page.contains("has not reviewed"), "{page}");
     // Back to what was approved: no longer a change.
