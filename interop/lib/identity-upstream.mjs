@@ -25,7 +25,7 @@ async function exampleVerifier() {
 
 export async function startIdentityUpstream({ publicUrl }) {
   const { identityVerifier, assertionOf } = await exampleVerifier();
-  const stats = { calls: 0, rejected: 0, forwardedUsers: [], lastAssertion: undefined };
+  const stats = { calls: 0, rejected: 0, forwardedUsers: [], lastAssertionBySubject: {} };
   let verify;
   const server = http.createServer(async (req, res) => {
     if (req.headers['x-forwarded-user'] !== undefined) stats.forwardedUsers.push(req.headers['x-forwarded-user']);
@@ -34,7 +34,9 @@ export async function startIdentityUpstream({ publicUrl }) {
       const jwt = assertionOf(req);
       identity = await verify(jwt);
       // A user's, for the Python example's check (machine clients call it too, as `client:<id>`).
-      if (!String(identity.sub).startsWith('client:')) stats.lastAssertion = jwt;
+      // Per subject: the scenarios that share this upstream (a browser login, machine clients,
+      // an enterprise IdP's user) run at once, and each check reads its own user's.
+      stats.lastAssertionBySubject[identity.sub] = jwt;
     } catch {
       stats.rejected += 1;
       res.writeHead(401, { 'www-authenticate': 'Bearer error="invalid_token"' }).end();

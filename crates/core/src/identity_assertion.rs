@@ -20,8 +20,6 @@
 //! `jsonwebtoken` does the JOSE work (headers, encoding, signing); what is ours is which
 //! key signs and what the claims say.
 
-use std::sync::Once;
-
 use ed25519_dalek::pkcs8::{EncodePrivateKey, KeypairBytes};
 use hmac::{Hmac, Mac};
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse, ThumbprintHash};
@@ -126,7 +124,7 @@ impl std::fmt::Debug for AssertionKeys {
 
 impl AssertionKeys {
     pub fn from_key_ring(ring: &KeyRing) -> Self {
-        install_crypto_provider();
+        crate::jose::install_crypto_provider();
         Self { keys: ring.raw_keys().map(derive).collect() }
     }
 
@@ -165,16 +163,6 @@ fn derive(raw: &[u8; 32]) -> SigningKey {
     public.common.key_id = Some(kid.clone());
     public.common.public_key_use = Some(PublicKeyUse::Signature);
     SigningKey { kid, encoding, public }
-}
-
-/// `jsonwebtoken` 12 signs through a process-wide crypto provider: the pure-Rust one,
-/// as the upstream crate installs for id_tokens.
-fn install_crypto_provider() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        // Fails only if a provider was installed first, which serves as well.
-        let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
-    });
 }
 
 #[cfg(test)]

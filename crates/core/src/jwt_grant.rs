@@ -9,15 +9,13 @@
 //! it: the algorithm allow-list (asymmetric only: never `none`, never HMAC, whose "key" in a
 //! published set anyone could use), which keys may verify, and every claim.
 
-use std::sync::Once;
-
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
+use crate::jose::{self, KeyError};
 use crate::scope::Scopes;
 use crate::sealed::UserIdentity;
 
@@ -42,8 +40,6 @@ pub const ACCEPTED: [Algorithm; 7] = [
     Algorithm::EdDSA,
 ];
 
-/// RSA keys under 2048 bits are within reach of factoring.
-const MIN_RSA_MODULUS_BYTES: usize = 256;
 /// The longest `jti` kept (its hash is what is stored; this only bounds the input).
 const MAX_JTI_LEN: usize = 256;
 
@@ -285,7 +281,6 @@ pub fn verify_signature(
     keys: &JwkSet,
     required_typ: Option<&str>,
 ) -> Result<Map<String, Value>, JwtGrantError> {
-    install_crypto_provider();
     // `alg: none` and unknown algorithms fail here: the library has no such algorithm.
     let header = jsonwebtoken::decode_header(jwt).map_err(|_| match raw_alg(jwt) {
         Some(alg) => JwtGrantError::Algorithm(alg),
@@ -303,29 +298,18 @@ pub fn verify_signature(
     if !ACCEPTED.contains(&alg) {
         return Err(JwtGrantError::Algorithm(format!("{alg:?}")));
     }
-    let mut candidates = keys
-        .keys
-        .iter()
-        .filter(|k| header.kid.as_ref().is_none_or(|kid| k.common.key_id.as_ref() == Some(kid)) && fits(k, alg))
-        .peekable();
-    if candidates.peek().is_none() {
-        return Err(JwtGrantError::UnknownKey);
-    }
     // Signature only: every claim is checked by the caller, on the proxy's clock.
     let mut validation = Validation::new(alg);
     validation.validate_exp = false;
     validation.validate_nbf = false;
     validation.validate_aud = false;
     validation.required_spec_claims.clear();
-    for jwk in candidates {
-        let Ok(key) = DecodingKey::from_jwk(jwk) else { continue };
-        match jsonwebtoken::decode::<Map<String, Value>>(jwt, &key, &validation) {
-            Ok(data) => return Ok(data.claims),
-            Err(e) if is_wrong_key(e.kind()) => continue,
-            Err(_) => return Err(JwtGrantError::Malformed),
-        }
+    match jose::verify::<Map<String, Value>>(jwt, &header, keys, &validation) {
+        Ok(data) => Ok(data.claims),
+        Err(KeyError::NoKey) => Err(JwtGrantError::UnknownKey),
+        Err(KeyError::BadSignature) => Err(JwtGrantError::Signature),
+        Err(KeyError::Token(_)) => Err(JwtGrantError::Malformed),
     }
-    Err(JwtGrantError::Signature)
 }
 
 /// The `alg` a header the library could not read names (`none`, an unknown one), for the log.
@@ -333,46 +317,6 @@ fn raw_alg(jwt: &str) -> Option<String> {
     let header = URL_SAFE_NO_PAD.decode(jwt.split('.').next()?.trim_end_matches('=')).ok()?;
     let header: Value = serde_json::from_slice(&header).ok()?;
     header.get("alg")?.as_str().map(|a| a.chars().take(16).collect())
-}
-
-/// Whether `key` may verify a token signed with `alg`: meant for signatures (or not saying),
-/// for this algorithm (or not saying), and of the kind and size the algorithm needs.
-fn fits(key: &Jwk, alg: Algorithm) -> bool {
-    let for_signing = matches!(key.common.public_key_use, None | Some(PublicKeyUse::Signature));
-    let for_alg = key.common.key_algorithm.is_none_or(|a| a == KeyAlgorithm::from(alg));
-    let kind = match (&key.algorithm, alg) {
-        (AlgorithmParameters::RSA(rsa), Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256) => {
-            URL_SAFE_NO_PAD
-                .decode(rsa.n.trim_end_matches('='))
-                .is_ok_and(|n| n.iter().skip_while(|b| **b == 0).count() >= MIN_RSA_MODULUS_BYTES)
-        }
-        (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES256) => ec.curve == EllipticCurve::P256,
-        (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES384) => ec.curve == EllipticCurve::P384,
-        (AlgorithmParameters::OctetKeyPair(okp), Algorithm::EdDSA) => okp.curve == EllipticCurve::Ed25519,
-        _ => false,
-    };
-    for_signing && for_alg && kind
-}
-
-/// Errors that mean "not this key", so the next candidate is tried.
-fn is_wrong_key(kind: &ErrorKind) -> bool {
-    matches!(
-        kind,
-        ErrorKind::InvalidSignature
-            | ErrorKind::InvalidEcdsaKey
-            | ErrorKind::InvalidEddsaKey
-            | ErrorKind::InvalidRsaKey(_)
-            | ErrorKind::InvalidKeyFormat
-            | ErrorKind::InvalidAlgorithm
-    )
-}
-
-fn install_crypto_provider() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        // Fails only if a provider was installed first, which serves as well.
-        let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
-    });
 }
 
 /// An Ed25519 key that signs JWTs, for tests of verifiers (here, the HTTP layer's and the
@@ -391,7 +335,7 @@ pub mod test_signer {
 
     impl TestSigner {
         pub fn new(seed: [u8; 32], kid: &str) -> Self {
-            super::install_crypto_provider();
+            crate::jose::install_crypto_provider();
             let der = KeypairBytes { secret_key: seed, public_key: None }.to_pkcs8_der().expect("an Ed25519 key");
             let encoding = EncodingKey::from_ed_der(der.as_bytes());
             let mut jwk = Jwk::from_encoding_key(&encoding, Algorithm::EdDSA).expect("a public half");

@@ -11,6 +11,7 @@ pub mod error;
 pub mod family;
 pub mod form;
 pub mod identity_assertion;
+pub mod jose;
 pub mod jwt_grant;
 pub mod pkce;
 pub mod redirect_uri;

@@ -3,13 +3,10 @@
 //! subject. `jsonwebtoken` does the JOSE work (parsing, signature, iss and aud); what is ours
 //! is the policy around it: which algorithms and keys may sign, and the checks on our clock.
 
-use std::sync::Once;
-
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, Validation};
+use mcp_oauth_core::jose::{self, KeyError};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -21,10 +18,6 @@ const ACCEPTED: [Algorithm; 6] =
 
 /// Clock skew between us and the provider tolerated on `exp`.
 const LEEWAY_SECS: i64 = 60;
-
-/// RSA keys under 2048 bits are within reach of factoring; the provider's keys must be at
-/// least that long (ring enforced this for us before; the RustCrypto backend takes 1024).
-const MIN_RSA_MODULUS_BYTES: usize = 256;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub(crate) enum IdTokenError {
@@ -83,46 +76,20 @@ pub(crate) fn verify(
     keys: &JwkSet,
     expect: &Expectations<'_>,
 ) -> Result<(String, Value), IdTokenError> {
-    install_crypto_provider();
     let header = jsonwebtoken::decode_header(id_token).map_err(|_| IdTokenError::Malformed)?;
     let alg = header.alg;
     if !ACCEPTED.contains(&alg) {
         return Err(IdTokenError::Algorithm(format!("{alg:?}")));
     }
-    // A token that names its key is checked with that key only; one that does not, with
-    // every key that fits its algorithm.
-    let mut candidates = keys
-        .keys
-        .iter()
-        .filter(|k| header.kid.as_ref().is_none_or(|kid| k.common.key_id.as_ref() == Some(kid)) && fits(k, alg))
-        .peekable();
-    if candidates.peek().is_none() {
-        return Err(IdTokenError::NoKey);
-    }
-    let validation = validation(alg, expect);
-    for jwk in candidates {
-        let Ok(key) = DecodingKey::from_jwk(jwk) else { continue };
-        match jsonwebtoken::decode::<Claims>(id_token, &key, &validation) {
-            Ok(data) => {
-                let subject = check_claims(&data.claims, expect)?;
-                return Ok((subject, Value::Object(data.claims.all)));
-            }
-            Err(e) if is_wrong_key(e.kind()) => continue,
-            Err(e) => return Err(refusal(e.kind())),
+    match jose::verify::<Claims>(id_token, &header, keys, &validation(alg, expect)) {
+        Ok(data) => {
+            let subject = check_claims(&data.claims, expect)?;
+            Ok((subject, Value::Object(data.claims.all)))
         }
+        Err(KeyError::NoKey) => Err(IdTokenError::NoKey),
+        Err(KeyError::BadSignature) => Err(IdTokenError::BadSignature),
+        Err(KeyError::Token(e)) => Err(refusal(e.kind())),
     }
-    Err(IdTokenError::BadSignature)
-}
-
-/// jsonwebtoken picks its crypto backend from its features, and panics at the first
-/// verification if it cannot tell (both backends on, through another crate's features).
-/// Naming it once removes that doubt.
-fn install_crypto_provider() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        // Fails only if a provider was installed first, which serves as well.
-        let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
-    });
 }
 
 /// What the library checks: the algorithm (this one only: a `Validation` holds algorithms
@@ -141,39 +108,6 @@ fn validation(alg: Algorithm, expect: &Expectations<'_>) -> Validation {
     }
     v.set_required_spec_claims(&required);
     v
-}
-
-/// Whether `key` may verify a token signed with `alg`: meant for signatures (or not saying),
-/// for this algorithm (or not saying), and of the kind and size the algorithm needs.
-fn fits(key: &Jwk, alg: Algorithm) -> bool {
-    let for_signing = matches!(key.common.public_key_use, None | Some(PublicKeyUse::Signature));
-    let for_alg = key.common.key_algorithm.is_none_or(|a| a == KeyAlgorithm::from(alg));
-    let kind = match (&key.algorithm, alg) {
-        (AlgorithmParameters::RSA(rsa), Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256) => {
-            URL_SAFE_NO_PAD
-                .decode(rsa.n.trim_end_matches('='))
-                .is_ok_and(|n| n.iter().skip_while(|b| **b == 0).count() >= MIN_RSA_MODULUS_BYTES)
-        }
-        (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES256) => ec.curve == EllipticCurve::P256,
-        (AlgorithmParameters::OctetKeyPair(okp), Algorithm::EdDSA) => okp.curve == EllipticCurve::Ed25519,
-        _ => false,
-    };
-    for_signing && for_alg && kind
-}
-
-/// Errors that mean "not this key", so the next candidate is tried. The library verifies
-/// the signature before it looks at any claim, so every other error is about a token whose
-/// signature checked out, or about the token's shape.
-fn is_wrong_key(kind: &ErrorKind) -> bool {
-    matches!(
-        kind,
-        ErrorKind::InvalidSignature
-            | ErrorKind::InvalidEcdsaKey
-            | ErrorKind::InvalidEddsaKey
-            | ErrorKind::InvalidRsaKey(_)
-            | ErrorKind::InvalidKeyFormat
-            | ErrorKind::InvalidAlgorithm
-    )
 }
 
 fn refusal(kind: &ErrorKind) -> IdTokenError {
@@ -214,6 +148,9 @@ fn check_claims(claims: &Claims, expect: &Expectations<'_>) -> Result<String, Id
 mod tests {
     //! Tokens are signed here with ring, independently of the library under test, as the
     //! development identity provider signs them.
+
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     use ring::rand::SystemRandom;
     use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
@@ -357,19 +294,6 @@ mod tests {
         let mut for_es384 = key.jwk("k1");
         for_es384["alg"] = "ES384".into();
         assert_eq!(subject_of(&token, &set(&[for_es384]), &expect(None)), Err(IdTokenError::NoKey));
-    }
-
-    #[test]
-    fn rsa_keys_under_2048_bits_do_not_count() {
-        let rsa = |modulus_bytes: usize| -> Jwk {
-            let n = std::iter::once(0u8).chain(std::iter::repeat_n(0xc5, modulus_bytes)).collect::<Vec<u8>>();
-            serde_json::from_value(json!({"kty": "RSA", "n": b64(n), "e": "AQAB"})).unwrap()
-        };
-        assert!(fits(&rsa(256), Algorithm::RS256), "2048 bits, with a leading zero byte");
-        assert!(fits(&rsa(256), Algorithm::PS256));
-        assert!(!fits(&rsa(255), Algorithm::RS256));
-        assert!(!fits(&rsa(128), Algorithm::RS512));
-        assert!(!fits(&rsa(256), Algorithm::ES256), "an RSA key is no EC key");
     }
 
     #[test]
