@@ -123,6 +123,25 @@ impl PgStore {
     }
 
     /// Issues `pair` into `family_id` within `tx`.
+    /// A new grant's row: by a login (with its code) or at the token endpoint (with its
+    /// tokens).
+    async fn insert_family(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, f: &NewFamily) -> Result<(), StoreError> {
+        sqlx::query(sql::INSERT_FAMILY)
+            .bind(&f.id)
+            .bind(&f.server)
+            .bind(&f.client_id)
+            .bind(&f.subject)
+            .bind(&f.scope)
+            .bind(&f.resource)
+            .bind(&f.upstream_sealed)
+            .bind(f.upstream_expires_at)
+            .bind(f.created_at)
+            .bind(f.trace_id.as_deref())
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
     async fn insert_pair(
         tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
         family_id: &str,
@@ -253,19 +272,7 @@ impl Store for PgStore {
 
     async fn create_family(&self, f: &NewFamily, code: &NewCode) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(sql::INSERT_FAMILY)
-            .bind(&f.id)
-            .bind(&f.server)
-            .bind(&f.client_id)
-            .bind(&f.subject)
-            .bind(&f.scope)
-            .bind(&f.resource)
-            .bind(&f.upstream_sealed)
-            .bind(f.upstream_expires_at)
-            .bind(f.created_at)
-            .bind(f.trace_id.as_deref())
-            .execute(&mut *tx)
-            .await?;
+        Self::insert_family(&mut tx, f).await?;
         sqlx::query(sql::INSERT_CODE)
             .bind(blob(&code.hash))
             .bind(&code.family_id)
@@ -299,19 +306,7 @@ impl Store for PgStore {
 
     async fn issue_grant(&self, f: &NewFamily, pair: &NewTokenPair) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(sql::INSERT_FAMILY)
-            .bind(&f.id)
-            .bind(&f.server)
-            .bind(&f.client_id)
-            .bind(&f.subject)
-            .bind(&f.scope)
-            .bind(&f.resource)
-            .bind(&f.upstream_sealed)
-            .bind(f.upstream_expires_at)
-            .bind(f.created_at)
-            .bind(f.trace_id.as_deref())
-            .execute(&mut *tx)
-            .await?;
+        Self::insert_family(&mut tx, f).await?;
         Self::insert_pair(&mut tx, &f.id, pair).await?;
         Ok(tx.commit().await?)
     }

@@ -93,6 +93,23 @@ fn migrate(conn: &Connection) -> Result<(), Failure> {
 }
 
 /// Issues `pair` into `family_id`: its access token, and its refresh token if it has one.
+/// A new grant's row: by a login (with its code) or at the token endpoint (with its tokens).
+fn insert_family(conn: &Connection, f: &NewFamily) -> Result<(), Failure> {
+    conn.prepare_cached(sql::INSERT_FAMILY)?.execute(params![
+        f.id,
+        f.server,
+        f.client_id,
+        f.subject,
+        f.scope,
+        f.resource,
+        f.upstream_sealed,
+        f.upstream_expires_at,
+        f.created_at,
+        f.trace_id,
+    ])?;
+    Ok(())
+}
+
 fn insert_pair(conn: &Connection, family_id: &str, pair: &NewTokenPair) -> Result<(), Failure> {
     let access = Some((sql::INSERT_ACCESS_TOKEN, &pair.access_hash, pair.access_expires_at));
     let refresh = pair.refresh.as_ref().map(|(hash, exp)| (sql::INSERT_REFRESH_TOKEN, hash, *exp));
@@ -289,18 +306,7 @@ impl Store for SqliteStore {
     async fn create_family(&self, f: &NewFamily, code: &NewCode) -> Result<(), StoreError> {
         let (f, code) = (f.clone(), code.clone());
         self.write(move |c| {
-            c.prepare_cached(sql::INSERT_FAMILY)?.execute(params![
-                f.id,
-                f.server,
-                f.client_id,
-                f.subject,
-                f.scope,
-                f.resource,
-                f.upstream_sealed,
-                f.upstream_expires_at,
-                f.created_at,
-                f.trace_id,
-            ])?;
+            insert_family(c, &f)?;
             c.prepare_cached(sql::INSERT_CODE)?.execute((
                 code.hash.as_bytes(),
                 &code.family_id,
@@ -333,18 +339,7 @@ impl Store for SqliteStore {
     async fn issue_grant(&self, f: &NewFamily, pair: &NewTokenPair) -> Result<(), StoreError> {
         let (f, pair) = (f.clone(), pair.clone());
         self.write(move |c| {
-            c.prepare_cached(sql::INSERT_FAMILY)?.execute(params![
-                f.id,
-                f.server,
-                f.client_id,
-                f.subject,
-                f.scope,
-                f.resource,
-                f.upstream_sealed,
-                f.upstream_expires_at,
-                f.created_at,
-                f.trace_id,
-            ])?;
+            insert_family(c, &f)?;
             insert_pair(c, &f.id, &pair)
         })
         .await
