@@ -4,31 +4,29 @@
 //!
 //! The identity is sealed with the grant's provider credential (see
 //! `mcp_oauth_core::sealed::UserIdentity`) and never changes for a grant, so it is opened
-//! once per grant and kept (LRU, like the opened provider tokens). An assertion is signed
+//! once per grant and kept (a sharded LRU, like the opened provider tokens). An assertion is signed
 //! once per grant and then reused while more than a fifth of its lifetime remains, so the
 //! MCP path does not sign per request; a token of the grant with other scopes (a refresh
 //! may narrow them) gets its own. The signing keys are fixed for the life of the process
 //! (they derive from the configured encryption keys), so a kept assertion is always one
 //! the current key signed.
 
-use std::num::NonZeroUsize;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::body::Bytes;
 use axum::http::{HeaderName, HeaderValue};
-use lru::LruCache;
 use mcp_oauth_core::clock::SharedClock;
 use mcp_oauth_core::identity_assertion::{AssertionKeys, Claims, Subject};
 use mcp_oauth_core::seal::KeyRing;
 use mcp_oauth_core::sealed::{UpstreamSecret, UserIdentity};
 use mcp_oauth_store::AccessTokenInfo;
 
+use crate::services::sharded_lru::ShardedLru;
 use crate::settings::IdentitySettings;
 
 /// Grants whose identity is kept opened: the ones in use; others are opened again.
-const CAPACITY: NonZeroUsize = NonZeroUsize::new(16_384).expect("not zero");
+const CAPACITY: usize = 16_384;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
@@ -77,7 +75,7 @@ pub struct Identities {
     clock: SharedClock,
     /// The key set as served, made once.
     jwks: Bytes,
-    grants: Mutex<LruCache<String, Entry>>,
+    grants: ShardedLru<Entry>,
     signed: AtomicU64,
 }
 
@@ -85,7 +83,7 @@ impl Identities {
     pub fn new(ring: Arc<KeyRing>, issuer: String, clock: SharedClock) -> Self {
         let keys = AssertionKeys::from_key_ring(&ring);
         let jwks = serde_json::to_vec(&keys.jwks()).expect("a key set serialises").into();
-        Self { keys, ring, issuer, clock, jwks, grants: Mutex::new(LruCache::new(CAPACITY)), signed: AtomicU64::new(0) }
+        Self { keys, ring, issuer, clock, jwks, grants: ShardedLru::new(CAPACITY), signed: AtomicU64::new(0) }
     }
 
     /// The public signing keys, current first: `P/.well-known/jwks.json`.
@@ -100,7 +98,11 @@ impl Identities {
 
     /// The identity headers for `token`'s grant.
     pub fn headers(&self, token: &AccessTokenInfo) -> Result<IdentityHeaders, IdentityError> {
-        let kept = self.lock().get(token.upstream.family_id.as_str()).map(|e| Arc::clone(&e.known));
+        let kept = self
+            .grants
+            .lock(&token.upstream.family_id)
+            .get(token.upstream.family_id.as_str())
+            .map(|e| Arc::clone(&e.known));
         match kept {
             Some(known) => Ok(IdentityHeaders(known)),
             None => Ok(IdentityHeaders(self.open(token)?)),
@@ -116,7 +118,7 @@ impl Identities {
     ) -> Result<HeaderValue, IdentityError> {
         let now = self.clock.now();
         let family_id = token.upstream.family_id.as_str();
-        let kept = match self.lock().get(family_id) {
+        let kept = match self.grants.lock(family_id).get(family_id) {
             Some(Entry { assertion: Some(a), .. }) if a.scope == token.scope && now < a.renew_at => {
                 return Ok(a.value.clone());
             }
@@ -146,7 +148,7 @@ impl Identities {
         // runs a little ahead, or a request that takes a while, still meets a valid one.
         let renew_at = claims.exp - settings.lifetime_secs / 5;
         let assertion = Assertion { scope: token.scope.clone(), value: value.clone(), renew_at };
-        self.lock().put(family_id.to_owned(), Entry { known, assertion: Some(assertion) });
+        self.grants.lock(family_id).put(family_id.to_owned(), Entry { known, assertion: Some(assertion) });
         Ok(value)
     }
 
@@ -161,7 +163,7 @@ impl Identities {
         let identity = secret.identity.unwrap_or_default();
         let headers = identity_headers(&token.subject, &identity);
         let known = Arc::new(Known { subject: token.subject.clone(), identity, headers });
-        let mut grants = self.lock();
+        let mut grants = self.grants.lock(family_id);
         match grants.get_mut(family_id) {
             Some(entry) => entry.known = Arc::clone(&known),
             None => {
@@ -169,10 +171,6 @@ impl Identities {
             }
         }
         Ok(known)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<String, Entry>> {
-        self.grants.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

@@ -17,6 +17,8 @@
 //! - `history`: each server's last hour, a sample a minute, for the operators' console;
 //! - `last_uses`: when grants were last used, recorded coarsely for the account page;
 //! - `revocations`: open event streams, ended when their grant or token is revoked;
+//! - `sharded_lru`: recently used entries by key, in shards with a lock each (what the
+//!   MCP path keeps per grant);
 //! - `tool_pins`: the tool definitions each server's tools were first seen with;
 //! - `enterprise_idps`: the IdPs whose ID-JAGs servers accept, and their signing keys.
 
@@ -32,5 +34,6 @@ pub(crate) mod mcp_client;
 pub(crate) mod metrics;
 pub(crate) mod providers;
 pub(crate) mod revocations;
+pub(crate) mod sharded_lru;
 pub(crate) mod tool_pins;
 pub(crate) mod upstream_access;

@@ -11,26 +11,18 @@
 //! and no invalidation is needed. The tokens are no more exposed than before: the process
 //! holds the key that opens them all.
 //!
-//! The entries are split in shards by grant, so that requests on different serving
-//! threads rarely wait for the same lock; each shard is an LRU, so the grants kept are
-//! the ones in use.
+//! The entries are split in shards by grant (`sharded_lru`), so that requests on different
+//! serving threads rarely wait for the same lock; the grants kept are the ones in use.
 
-use std::hash::{BuildHasher, RandomState};
-use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex};
-
-use lru::LruCache;
+use std::sync::Arc;
 
 use crate::services::last_uses::NOTE_EVERY_SECS;
+use crate::services::sharded_lru::ShardedLru;
 
-const SHARDS: usize = 16;
 /// Grants kept in all: the ones in use; others are opened again.
-const CAPACITY_PER_SHARD: NonZeroUsize = NonZeroUsize::new(16_384 / SHARDS).expect("not zero");
+const CAPACITY: usize = 16_384;
 
-pub struct GrantCache {
-    shards: [Mutex<LruCache<String, Entry>>; SHARDS],
-    hasher: RandomState,
-}
+pub struct GrantCache(ShardedLru<Entry>);
 
 struct Entry {
     opened: Option<Opened>,
@@ -56,10 +48,7 @@ pub struct Seen {
 
 impl Default for GrantCache {
     fn default() -> Self {
-        Self {
-            shards: std::array::from_fn(|_| Mutex::new(LruCache::new(CAPACITY_PER_SHARD))),
-            hasher: RandomState::new(),
-        }
+        Self(ShardedLru::new(CAPACITY))
     }
 }
 
@@ -67,7 +56,7 @@ impl GrantCache {
     /// Looks `family_id` up for a request presenting `sealed` at `now`, and marks the
     /// grant seen (and its use noted, when that is due).
     pub fn see(&self, family_id: &str, sealed: &str, now: i64) -> Seen {
-        let mut shard = self.shard(family_id).lock().unwrap_or_else(|e| e.into_inner());
+        let mut shard = self.0.lock(family_id);
         match shard.get_mut(family_id) {
             Some(entry) => {
                 let note_use = now >= entry.noted_at + NOTE_EVERY_SECS;
@@ -88,7 +77,7 @@ impl GrantCache {
     /// Keeps `access_token`, opened from `sealed`, for `family_id`.
     pub fn keep(&self, family_id: &str, sealed: &str, access_token: Arc<str>) {
         let opened = Some(Opened { sealed: sealed.to_owned(), access_token });
-        let mut shard = self.shard(family_id).lock().unwrap_or_else(|e| e.into_inner());
+        let mut shard = self.0.lock(family_id);
         match shard.get_mut(family_id) {
             Some(entry) => entry.opened = opened,
             None => {
@@ -96,10 +85,6 @@ impl GrantCache {
                 shard.put(family_id.to_owned(), Entry { opened, noted_at: i64::MIN / 2 });
             }
         }
-    }
-
-    fn shard(&self, family_id: &str) -> &Mutex<LruCache<String, Entry>> {
-        &self.shards[self.hasher.hash_one(family_id) as usize % SHARDS]
     }
 }
 
