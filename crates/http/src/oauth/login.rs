@@ -4,10 +4,11 @@
 use mcp_oauth_core::form::Params;
 use mcp_oauth_core::pkce;
 use mcp_oauth_core::sealed::UserIdentity;
-use mcp_oauth_core::token::{TokenHash, TokenKind, mint, random_b64, random_id};
-use mcp_oauth_store::{NewCode, NewFamily, PendingAuthorization, PendingCaps};
+use mcp_oauth_core::token::{TokenHash, TokenKind, mint, random_b64};
+use mcp_oauth_store::{PendingAuthorization, PendingCaps};
 use mcp_oauth_upstream::{Identity, UpstreamTokens};
 
+use super::login_grant::{Completed, LOGIN_TTL_SECS, Step, store_grant};
 use super::request::AuthorizationRequest;
 use crate::client_address::ClientAddress;
 use crate::error::HttpError;
@@ -15,9 +16,6 @@ use crate::provider_login;
 use crate::services::audit::Caller;
 use crate::settings::ServerSettings;
 use crate::state::App;
-
-/// How long a user may take to log in at the provider.
-pub(super) const LOGIN_TTL_SECS: i64 = 600;
 
 /// Everything checked and consented to: remember the request (bound to this browser) and
 /// return the provider URL to send the browser to.
@@ -143,20 +141,6 @@ pub async fn finish(
     }
 }
 
-/// A completed login: the proxy's authorization code for the client, and what it grants.
-pub(super) struct Completed {
-    pub code: String,
-    pub grant_id: String,
-    pub subject: String,
-}
-
-/// What a login step led to.
-pub(super) enum Step {
-    Done(Completed),
-    /// Brokered OAuth: the provider's login done, the upstream's to come (its URL).
-    Upstream(String),
-}
-
 /// [`finish`]'s work; a failure comes with the user's subject when it was known.
 async fn complete(
     app: &App,
@@ -203,43 +187,4 @@ async fn log_in_at_provider(
 ) -> Result<(UpstreamTokens, Identity), HttpError> {
     let provider = app.providers.for_server(server);
     provider_login::redeem(app, provider, (&pending.upstream_verifier, pending.nonce.as_deref()), params).await
-}
-
-/// A new grant holding the provider's tokens (or, brokered, the upstream authorization
-/// server's, `issuer` naming it) and who the user is (sealed with them: it is personal
-/// data), and the code that starts it: (code, grant id).
-pub(super) async fn store_grant(
-    app: &App,
-    pending: &PendingAuthorization,
-    tokens: &UpstreamTokens,
-    (subject, identity): (&str, UserIdentity),
-    issuer: Option<&str>,
-) -> Result<(String, String), HttpError> {
-    let now = app.now();
-    let family_id = random_id();
-    let family = NewFamily {
-        id: family_id.clone(),
-        server: pending.server.clone(),
-        client_id: pending.client_id.clone(),
-        subject: subject.to_owned(),
-        scope: pending.scope.clone(),
-        resource: pending.resource.clone(),
-        upstream_sealed: app.upstream.seal(&family_id, tokens, identity, issuer),
-        upstream_expires_at: tokens.expires_in.map(|secs| now + secs),
-        created_at: now,
-        trace_id: pending.trace_id.clone(),
-    };
-    let code = mint(TokenKind::AuthorizationCode);
-    let stored_code = NewCode {
-        hash: code.hash,
-        family_id: family_id.clone(),
-        client_id: pending.client_id.clone(),
-        redirect_uri: pending.redirect_uri.clone(),
-        code_challenge: pending.code_challenge.clone(),
-        expires_at: now + app.settings.tokens.code_ttl_secs,
-    };
-    app.store.create_family(&family, &stored_code).await?;
-    let trace_id = pending.trace_id.as_deref().unwrap_or("-");
-    tracing::info!(trace_id, server = %pending.server, client_id = %pending.client_id, %subject, family = %family_id, "user authorized a client");
-    Ok((code.secret, family_id))
 }

@@ -17,6 +17,7 @@ mod consent;
 mod grants;
 mod id_jag;
 mod login;
+mod login_grant;
 pub(crate) mod metadata;
 pub(crate) mod register;
 pub(crate) mod request;

@@ -18,7 +18,7 @@ use mcp_oauth_store::{PendingAuthorization, PendingCaps};
 use mcp_oauth_upstream::UpstreamTokens;
 use serde::{Deserialize, Serialize};
 
-use super::login::{Completed, LOGIN_TTL_SECS, Step, store_grant};
+use super::login_grant::{Completed, LOGIN_TTL_SECS, Step, store_grant};
 use crate::error::HttpError;
 use crate::services::brokers::Broker;
 use crate::settings::ServerSettings;
