@@ -118,6 +118,8 @@ struct Inner {
     rejecting: bool,
     /// Clients registered dynamically: client_id → secret (`None`: a public client).
     registered: HashMap<String, Option<String>>,
+    /// The metadata of every registration request (RFC 7591), in order.
+    registration_requests: Vec<Value>,
     /// Tokens revoked at the revocation endpoint (RFC 7009), in order.
     revoked: Vec<String>,
     /// Client ID Metadata Documents fetched.
@@ -299,6 +301,11 @@ impl DevIdp {
         self.inner.lock().unwrap().registered.len()
     }
 
+    /// The metadata each dynamic registration sent (RFC 7591), in order.
+    pub fn registration_requests(&self) -> Vec<Value> {
+        self.inner.lock().unwrap().registration_requests.clone()
+    }
+
     /// Every token revoked at the revocation endpoint, in order.
     pub fn revoked_tokens(&self) -> Vec<String> {
         self.inner.lock().unwrap().revoked.clone()
@@ -402,7 +409,11 @@ async fn register(State(idp): State<DevIdp>, axum::Json(metadata): axum::Json<Va
     let client_id = format!("dcr_{}", random_b64(12));
     let public = metadata["token_endpoint_auth_method"] == "none";
     let secret = (!public).then(|| random_b64(24));
-    idp.inner.lock().unwrap().registered.insert(client_id.clone(), secret.clone());
+    {
+        let mut inner = idp.inner.lock().unwrap();
+        inner.registered.insert(client_id.clone(), secret.clone());
+        inner.registration_requests.push(metadata.clone());
+    }
     let mut answer = metadata.clone();
     answer["client_id"] = client_id.into();
     if let Some(secret) = secret {

@@ -157,6 +157,9 @@ impl Brokers {
             "grant_types": ["authorization_code", "refresh_token"],
             "response_types": ["code"],
             "token_endpoint_auth_method": "none",
+            // SEP-837: a client says what kind it is when it registers. The proxy is a web
+            // application: its redirect URI is its own public URL, not a native app's.
+            "application_type": "web",
         })
     }
 

@@ -196,6 +196,11 @@ async fn dynamic_registration_is_stored_once_and_outlives_a_restart() {
     let (_, first) = logged_in(&b.h, None).await;
     let (_, second) = logged_in(&b.h, None).await;
     assert_eq!(b.upstream_as.registrations(), 1, "registered once, used for both logins");
+    // SEP-837 (the conformance suite's `sep-837-application-type-present`): the proxy says
+    // it is a web application when it registers.
+    let sent = b.upstream_as.registration_requests();
+    assert_eq!(sent[0]["application_type"], "web", "{sent:?}");
+    assert_eq!(sent[0]["redirect_uris"][0], b.h.url("/oauth/upstream-callback"));
     let issuer = b.names.lock().unwrap().clone();
     let stored = b.h.app.store.upstream_registration("demo", &issuer).await.unwrap().expect("stored");
     assert!(stored.client_id.starts_with("dcr_"));
@@ -232,6 +237,7 @@ async fn a_client_id_metadata_document_is_preferred_to_registration() {
     assert_eq!(served["client_id"], document);
     assert_eq!(served["redirect_uris"][0], b.h.url("/oauth/upstream-callback"));
     assert_eq!(served["token_endpoint_auth_method"], "none");
+    assert_eq!(served["application_type"], "web");
 }
 
 #[tokio::test]
