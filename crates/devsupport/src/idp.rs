@@ -120,6 +120,8 @@ struct Inner {
     registered: HashMap<String, Option<String>>,
     /// The metadata of every registration request (RFC 7591), in order.
     registration_requests: Vec<Value>,
+    /// The form of every authenticated token request, in order.
+    token_requests: Vec<HashMap<String, String>>,
     /// Tokens revoked at the revocation endpoint (RFC 7009), in order.
     revoked: Vec<String>,
     /// Client ID Metadata Documents fetched.
@@ -299,6 +301,11 @@ impl DevIdp {
     /// How many clients registered dynamically.
     pub fn registrations(&self) -> usize {
         self.inner.lock().unwrap().registered.len()
+    }
+
+    /// The form of every authenticated token request, in order.
+    pub fn token_requests(&self) -> Vec<HashMap<String, String>> {
+        self.inner.lock().unwrap().token_requests.clone()
     }
 
     /// The metadata each dynamic registration sent (RFC 7591), in order.
@@ -550,6 +557,7 @@ async fn token(State(idp): State<DevIdp>, headers: HeaderMap, body: Bytes) -> Re
     let Some(client) = client_of(&idp, &headers, &form) else {
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed");
     };
+    idp.inner.lock().unwrap().token_requests.push(form.clone());
     if let Some(fault) = idp.inner.lock().unwrap().fault.take() {
         return match fault {
             Fault::InvalidGrant => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "injected failure"),

@@ -147,7 +147,7 @@ pub(super) async fn complete(
     };
     let tokens = broker
         .provider
-        .exchange_code(code, &pending.upstream_verifier, app.brokers.callback_url())
+        .exchange_code(code, &pending.upstream_verifier, app.brokers.callback_url(), Some(&broker.discovered.resource))
         .await
         .map_err(|e| {
             tracing::warn!(server = %server.slug, error = %e, "the code exchange at the MCP upstream's authorization server failed");

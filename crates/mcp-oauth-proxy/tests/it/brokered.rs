@@ -147,6 +147,11 @@ async fn the_upstream_gets_its_own_authorization_servers_token_refreshed_once_an
     assert_eq!(asked["scope"], "files:read offline_access", "offline_access, which its server lists");
     assert_eq!(asked["redirect_uri"], b.h.url("/oauth/upstream-callback"));
     assert_eq!(b.upstream_as.token_clients(), ["proxy-at-upstream"], "authenticated as the configured client");
+    // The code exchange names the same resource (RFC 8707 §2.2; the conformance suite's
+    // `resource-parameter-in-token`).
+    let exchanged = b.upstream_as.token_requests().last().cloned().unwrap();
+    assert_eq!(exchanged["grant_type"], "authorization_code");
+    assert_eq!(exchanged.get("resource"), Some(&b.h.upstream_url), "{exchanged:?}");
 
     // Expired: a burst of requests refreshes once.
     b.h.clock.advance(301);
@@ -545,4 +550,38 @@ async fn a_failed_discovery_is_not_repeated_per_request() {
     h.clock.advance(31);
     assert!(h.app.brokers.broker(&server).await.is_err());
     assert_eq!(fetched(&fetches), 2, "tried again after the pause");
+}
+
+#[tokio::test]
+async fn metadata_naming_another_resource_is_refused() {
+    // RFC 9728 §3.3 (the conformance suite's `auth/resource-mismatch`): the upstream's
+    // protected-resource metadata names `http://127.0.0.1:…/mcp`, and the proxy reaches it
+    // as `http://localhost:…/mcp`, another origin: its authorization server is never used.
+    let clock = ManualClock::starting_now();
+    let (upstream_as, issuer) = authorization_server(upstream_as_options(), &clock).await;
+    let a = upstream_as.clone();
+    let protection = Protection {
+        authorization_server: Arc::new(Mutex::new(issuer)),
+        scopes: vec!["files:read".into()],
+        tool_scope: None,
+        scopes_of: Arc::new(move |t: &str| a.scope_of(t)),
+        metadata_fetches: Default::default(),
+    };
+    let upstream_url =
+        mcp_server::spawn_protected(upstream_as.token_check(), Observed::default(), protection).await.unwrap();
+    let elsewhere = upstream_url.replace("127.0.0.1", "localhost");
+    assert_ne!(elsewhere, upstream_url);
+    let env: Vec<(String, String)> = [
+        ("MCP_OAUTH_PROXY_SERVERS__0__UPSTREAM_AUTH", "oauth"),
+        ("MCP_OAUTH_PROXY_SERVERS__0__UPSTREAM_OAUTH__ALLOW_HTTP_LOOPBACK", "true"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let h = Harness::start_with(Start { upstream_url: Some(elsewhere), env, clock: Some(clock), ..Default::default() })
+        .await;
+    let server = h.app.settings.server("demo").unwrap().clone();
+    let e = h.app.brokers.broker(&server).await.err().expect("refused");
+    assert!(e.to_string().contains("not for the MCP upstream"), "{e}");
+    assert!(upstream_as.authorize_requests().is_empty() && upstream_as.token_requests().is_empty());
 }
