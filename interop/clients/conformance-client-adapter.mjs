@@ -74,7 +74,7 @@ key = "${randomBytes(32).toString('base64')}"
 slug = "conformance"
 upstream_url = "${upstreamUrl}"
 upstream_auth = "oauth"
-${scopes ? `scopes = ${JSON.stringify(scopes)}\n` : ''}[servers.upstream_oauth]
+${scopes ? `scopes = ${JSON.stringify(scopes)}\n` : ''}${scopes ? `default_scopes = ${JSON.stringify(scopes.slice(0, 1))}\n` : ''}[servers.upstream_oauth]
 allow_http_loopback = true
 ${context.client_id ? `client_id = "${context.client_id}"\n` : ''}${context.client_secret ? `client_secret_env = "${secretEnv}"\n` : ''}`);
 
@@ -134,6 +134,7 @@ async function withStepUp(client, fn) {
     log('step-up:', e.message);
     const had = (provider.saved.tokens?.scope ?? '').split(' ').filter(Boolean);
     const want = [...new Set([...had, ...scopes])].join(' ');
+    provider.invalidateCredentials('tokens'); // else auth() only refreshes, which cannot widen a grant
     const result = await auth(provider, { serverUrl: mcpUrl, scope: want });
     if (result !== 'REDIRECT') throw new Error(`step-up authorization: ${result}`);
     await login();

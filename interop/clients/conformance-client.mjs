@@ -87,7 +87,7 @@ for (const name of chosen) {
     ? `${r.checks.filter((c) => c.status === 'SUCCESS').length} checks SUCCESS`
     : `${r.bad.map((c) => `${c.id}=${c.status}${c.description ? ` (${c.description})` : ''}`).join('; ') || `exit ${r.code}`}`;
   console.log(`${r.ok ? 'PASS' : 'FAIL'} ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s): ${summary}`);
-  if (!r.ok && process.env.MOP_INTEROP_VERBOSE) console.log(r.plain.slice(-4000));
+  if (!r.ok && process.env.MOP_INTEROP_VERBOSE) console.log(r.plain);
 }
 for (const [name, why] of Object.entries(NOT_APPLICABLE)) console.log(`N/A  ${name}: ${why}`);
 console.log(`conformance client scenarios: ${passed} passed, ${failed} failed, ${Object.keys(NOT_APPLICABLE).length} not applicable`);

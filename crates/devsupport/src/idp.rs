@@ -51,6 +51,8 @@ pub struct IdpOptions {
     /// Publish a userinfo endpoint in the metadata (an authorization server that says
     /// nothing about its users has none).
     pub userinfo: bool,
+    /// Scopes left out of the metadata's `scopes_supported` (which it still grants).
+    pub unlisted_scopes: Vec<String>,
 }
 
 impl Default for IdpOptions {
@@ -73,6 +75,7 @@ impl Default for IdpOptions {
             iss_parameter_supported: true,
             omit_iss: false,
             userinfo: true,
+            unlisted_scopes: Vec::new(),
         }
     }
 }
@@ -382,6 +385,10 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
 async fn discovery(State(idp): State<DevIdp>) -> Response {
     let issuer = idp.issuer();
     let o = idp.options();
+    let listed_scopes: Vec<&str> = ["openid", "files:read", "files:write", "offline_access"]
+        .into_iter()
+        .filter(|s| !o.unlisted_scopes.iter().any(|u| u == s))
+        .collect();
     let mut doc = json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}/authorize"),
@@ -395,7 +402,7 @@ async fn discovery(State(idp): State<DevIdp>) -> Response {
         "id_token_signing_alg_values_supported": ["ES256"],
         "jwks_uri": format!("{issuer}/jwks"),
         "revocation_endpoint": format!("{issuer}/revoke"),
-        "scopes_supported": ["openid", "files:read", "files:write", "offline_access"],
+        "scopes_supported": listed_scopes,
         "authorization_response_iss_parameter_supported": o.iss_parameter_supported,
         "client_id_metadata_document_supported": o.metadata_documents,
     });

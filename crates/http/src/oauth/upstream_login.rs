@@ -79,7 +79,7 @@ pub(super) async fn start(
             "Too many logins were started from this browser or network and not finished. Finish one, or try again in ten minutes.",
         ));
     }
-    let scopes = broker.scopes_for(settings, &pending.scope);
+    let scopes = broker.scopes_for(settings, &server.scopes, &pending.scope);
     let url = broker
         .provider
         .authorization_url_for(

@@ -334,6 +334,24 @@ async fn the_upstreams_insufficient_scope_is_a_step_up_the_proxy_can_satisfy() {
 }
 
 #[tokio::test]
+async fn a_step_up_is_satisfied_when_only_the_servers_scopes_name_the_scope() {
+    // The upstream's metadata lists no `files:write`, only its 403 names it (as the
+    // conformance suite's `auth/scope-step-up` upstream does); the server's `scopes` list
+    // it, so the proxy's step-up challenge names it, and the new login must ask for it.
+    let options = IdpOptions { unlisted_scopes: vec!["files:write".into()], ..upstream_as_options() };
+    let b = start(options, PRE_REGISTERED).await;
+    let (_, tokens) = logged_in(&b.h, None).await;
+    let (status, challenge) = call(&b.h, access(&tokens), "echo").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(challenge.contains(r#"scope="files:read files:write""#), "{challenge}");
+    let (_, wider) = logged_in(&b.h, Some("files:read files:write")).await;
+    let asked = b.upstream_as.authorize_requests().last().cloned().unwrap();
+    assert_eq!(asked["scope"], "files:read offline_access files:write");
+    let (status, _) = call(&b.h, access(&wider), "echo").await;
+    assert_ne!(status, StatusCode::FORBIDDEN, "the upstream's token now carries the scope");
+}
+
+#[tokio::test]
 async fn an_operators_grants_revoke_revokes_the_upstream_tokens_too() {
     let b = start(upstream_as_options(), PRE_REGISTERED).await;
     let (_, tokens) = logged_in(&b.h, None).await;
