@@ -193,11 +193,14 @@ const scenarios = [
 // The conformance suite listens on a fixed port for its callback: run it on its own.
 const afterwards = [
   ['conformance (authorization server)', 'node', ['clients/conformance.mjs', issuer, mcpUrl, String(CONFORMANCE_PORT)], 1],
+  // The suite's client authorization scenarios, the proxy as the OAuth client of the suite's
+  // MCP server (brokered mode): each scenario starts its own proxy through the adapter.
+  ['conformance client (brokered OAuth)', 'node', ['clients/conformance-client.mjs'], 0, 300_000],
 ];
 const only = process.env.MOP_INTEROP_ONLY; // a name fragment, to run fewer scenarios while debugging
 const chosen = (list) => list.filter(([name]) => !only || name.includes(only));
 const results = await Promise.all(chosen(scenarios).map(async ([name, cmd, args]) => [name, await run(cmd, args)]));
-for (const [name, cmd, args] of chosen(afterwards)) results.push([name, await run(cmd, args)]);
+for (const [name, cmd, args, , timeout] of chosen(afterwards)) results.push([name, await run(cmd, args, timeout)]);
 // The pages in a real browser, in this process (it logs another user in for a moment, so
 // it runs alone): two SDK logins, the account page's, the console's and a stranger's.
 const PAGES = 'pages (account and console in Chromium)';
@@ -221,7 +224,8 @@ let failed = 0;
 for (const [name, { code, out }] of results) {
   const ok = code === 0;
   ok ? passed++ : failed++;
-  const last = process.env.MOP_INTEROP_VERBOSE ? out : out.split('\n').filter(Boolean).slice(ok ? -1 : -8).join(' | ');
+  // The conformance client runner prints one line per scenario: all of them are kept.
+  const last = process.env.MOP_INTEROP_VERBOSE || name.startsWith('conformance client') ? `\n${out}` : out.split('\n').filter(Boolean).slice(ok ? -1 : -8).join(' | ');
   console.log(`${ok ? 'PASS' : 'FAIL'} ${name}: ${last}`);
 }
 // Every client logged in exactly once (so each kept working by refreshing, not by sending
@@ -244,8 +248,8 @@ if (expectedNotes.length) {
 // The identity upstream verified every call's assertion, and never saw a client's
 // X-Forwarded-User; the Python example verifies the last assertion it was sent too.
 if (chosen(scenarios).some(([name]) => name.includes('identity assertion'))) {
-  const { calls, rejected, forwardedUsers, lastAssertionBySubject } = identityUpstream.stats;
-  const lastAssertion = lastAssertionBySubject.johndoe;
+  const { calls, rejected, forwardedUsers, assertions } = identityUpstream.stats;
+  const lastAssertion = assertions.johndoe;
   const clean = calls > 0 && rejected === 0 && forwardedUsers.length === 0;
   clean ? passed++ : failed++;
   console.log(`${clean ? 'PASS' : 'FAIL'} identity-upstream: ${calls} call(s) with a verified assertion, ${rejected} refused, X-Forwarded-User arrived ${forwardedUsers.length} time(s) (expected none)`);

@@ -25,7 +25,7 @@ async function exampleVerifier() {
 
 export async function startIdentityUpstream({ publicUrl }) {
   const { identityVerifier, assertionOf } = await exampleVerifier();
-  const stats = { calls: 0, rejected: 0, forwardedUsers: [], lastAssertionBySubject: {} };
+  const stats = { calls: 0, rejected: 0, forwardedUsers: [], assertions: {} };
   let verify;
   const server = http.createServer(async (req, res) => {
     if (req.headers['x-forwarded-user'] !== undefined) stats.forwardedUsers.push(req.headers['x-forwarded-user']);
@@ -33,10 +33,9 @@ export async function startIdentityUpstream({ publicUrl }) {
     try {
       const jwt = assertionOf(req);
       identity = await verify(jwt);
-      // A user's, for the Python example's check (machine clients call it too, as `client:<id>`).
-      // Per subject: the scenarios that share this upstream (a browser login, machine clients,
-      // an enterprise IdP's user) run at once, and each check reads its own user's.
-      stats.lastAssertionBySubject[identity.sub] = jwt;
+      // The last one of each subject, for the Python example's check of the provider's user
+      // (machine clients and the enterprise IdP's user call it too, at the same time).
+      stats.assertions[identity.sub] = jwt;
     } catch {
       stats.rejected += 1;
       res.writeHead(401, { 'www-authenticate': 'Bearer error="invalid_token"' }).end();

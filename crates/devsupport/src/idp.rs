@@ -51,6 +51,8 @@ pub struct IdpOptions {
     /// Publish a userinfo endpoint in the metadata (an authorization server that says
     /// nothing about its users has none).
     pub userinfo: bool,
+    /// Scopes left out of the metadata's `scopes_supported` (which it still grants).
+    pub unlisted_scopes: Vec<String>,
 }
 
 impl Default for IdpOptions {
@@ -73,6 +75,7 @@ impl Default for IdpOptions {
             iss_parameter_supported: true,
             omit_iss: false,
             userinfo: true,
+            unlisted_scopes: Vec::new(),
         }
     }
 }
@@ -118,6 +121,10 @@ struct Inner {
     rejecting: bool,
     /// Clients registered dynamically: client_id → secret (`None`: a public client).
     registered: HashMap<String, Option<String>>,
+    /// The metadata of every registration request (RFC 7591), in order.
+    registration_requests: Vec<Value>,
+    /// The form of every authenticated token request, in order.
+    token_requests: Vec<HashMap<String, String>>,
     /// Tokens revoked at the revocation endpoint (RFC 7009), in order.
     revoked: Vec<String>,
     /// Client ID Metadata Documents fetched.
@@ -299,6 +306,16 @@ impl DevIdp {
         self.inner.lock().unwrap().registered.len()
     }
 
+    /// The form of every authenticated token request, in order.
+    pub fn token_requests(&self) -> Vec<HashMap<String, String>> {
+        self.inner.lock().unwrap().token_requests.clone()
+    }
+
+    /// The metadata each dynamic registration sent (RFC 7591), in order.
+    pub fn registration_requests(&self) -> Vec<Value> {
+        self.inner.lock().unwrap().registration_requests.clone()
+    }
+
     /// Every token revoked at the revocation endpoint, in order.
     pub fn revoked_tokens(&self) -> Vec<String> {
         self.inner.lock().unwrap().revoked.clone()
@@ -368,6 +385,10 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
 async fn discovery(State(idp): State<DevIdp>) -> Response {
     let issuer = idp.issuer();
     let o = idp.options();
+    let listed_scopes: Vec<&str> = ["openid", "files:read", "files:write", "offline_access"]
+        .into_iter()
+        .filter(|s| !o.unlisted_scopes.iter().any(|u| u == s))
+        .collect();
     let mut doc = json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}/authorize"),
@@ -381,7 +402,7 @@ async fn discovery(State(idp): State<DevIdp>) -> Response {
         "id_token_signing_alg_values_supported": ["ES256"],
         "jwks_uri": format!("{issuer}/jwks"),
         "revocation_endpoint": format!("{issuer}/revoke"),
-        "scopes_supported": ["openid", "files:read", "files:write", "offline_access"],
+        "scopes_supported": listed_scopes,
         "authorization_response_iss_parameter_supported": o.iss_parameter_supported,
         "client_id_metadata_document_supported": o.metadata_documents,
     });
@@ -402,7 +423,11 @@ async fn register(State(idp): State<DevIdp>, axum::Json(metadata): axum::Json<Va
     let client_id = format!("dcr_{}", random_b64(12));
     let public = metadata["token_endpoint_auth_method"] == "none";
     let secret = (!public).then(|| random_b64(24));
-    idp.inner.lock().unwrap().registered.insert(client_id.clone(), secret.clone());
+    {
+        let mut inner = idp.inner.lock().unwrap();
+        inner.registered.insert(client_id.clone(), secret.clone());
+        inner.registration_requests.push(metadata.clone());
+    }
     let mut answer = metadata.clone();
     answer["client_id"] = client_id.into();
     if let Some(secret) = secret {
@@ -539,6 +564,7 @@ async fn token(State(idp): State<DevIdp>, headers: HeaderMap, body: Bytes) -> Re
     let Some(client) = client_of(&idp, &headers, &form) else {
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed");
     };
+    idp.inner.lock().unwrap().token_requests.push(form.clone());
     if let Some(fault) = idp.inner.lock().unwrap().fault.take() {
         return match fault {
             Fault::InvalidGrant => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "injected failure"),

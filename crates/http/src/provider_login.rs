@@ -42,7 +42,7 @@ pub async fn redeem(
         .get("code")
         .ok_or_else(|| OAuthError::server_error("the upstream identity provider sent neither a code nor an error"))?;
     let tokens = provider
-        .exchange_code(code, verifier, &app.settings.callback_url())
+        .exchange_code(code, verifier, &app.settings.callback_url(), None)
         .await
         .map_err(failed(provider, "code exchange"))?;
     let who = provider.identify(&tokens, nonce, app.now()).await.map_err(failed(provider, "identify user"))?;

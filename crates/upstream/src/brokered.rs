@@ -183,6 +183,13 @@ pub async fn discover(http: &reqwest::Client, mcp_url: &Url, policy: UrlPolicy) 
     }
     let resource = resource.ok_or(last)?;
     let resource_id = resource["resource"].as_str().unwrap_or(mcp_url.as_str()).to_owned();
+    // RFC 9728 §3.3 and §7.3: metadata that names another resource is not this upstream's
+    // (an attacker's, or a misconfiguration): its authorization server is never asked.
+    if !resource_covers(&resource_id, mcp_url) {
+        return Err(UpstreamError::Protocol(format!(
+            "the protected-resource metadata is for {resource_id:?}, not for the MCP upstream {mcp_url}"
+        )));
+    }
     let issuer = resource["authorization_servers"]
         .as_array()
         .and_then(|a| a.first())
@@ -396,6 +403,19 @@ pub fn preferred_auth_method(server: &AuthorizationServer) -> &'static str {
 /// The provider settings that make `server` and `registration` an ordinary
 /// [`Provider`](crate::Provider): every endpoint explicit (no second discovery), the
 /// `resource` always sent (RFC 8707: the upstream MCP URL, which such servers expect).
+/// Whether the protected-resource metadata's `resource` names the MCP upstream at `mcp_url`:
+/// the same origin, and a path that is the upstream's or one of its parents (as the MCP
+/// SDKs accept), compared segment by segment.
+fn resource_covers(resource: &str, mcp_url: &Url) -> bool {
+    let Ok(resource) = Url::parse(resource) else { return false };
+    if resource.origin() != mcp_url.origin() || resource.query().is_some() || resource.fragment().is_some() {
+        return false;
+    }
+    let parent = resource.path().trim_end_matches('/');
+    let path = mcp_url.path().trim_end_matches('/');
+    path == parent || path.strip_prefix(parent).is_some_and(|rest| rest.starts_with('/'))
+}
+
 pub fn provider(
     name: &str,
     server: &AuthorizationServer,
@@ -585,6 +605,20 @@ mod tests {
         assert_eq!(registration_method(false, &server(true, true)).unwrap(), MetadataDocument);
         assert_eq!(registration_method(false, &server(false, true)).unwrap(), Dynamic);
         assert!(registration_method(false, &server(false, false)).is_err());
+    }
+
+    #[test]
+    fn the_metadatas_resource_must_name_the_upstream() {
+        let mcp = Url::parse("http://localhost:3000/mcp").unwrap();
+        assert!(resource_covers("http://localhost:3000/mcp", &mcp));
+        assert!(resource_covers("http://localhost:3000/mcp/", &mcp));
+        assert!(resource_covers("http://localhost:3000", &mcp), "a parent path");
+        assert!(resource_covers("http://localhost:3000/", &mcp));
+        assert!(!resource_covers("https://evil.example.com/mcp", &mcp), "another origin");
+        assert!(!resource_covers("http://localhost:3001/mcp", &mcp), "another port");
+        assert!(!resource_covers("http://localhost:3000/mcp-other", &mcp), "not a path segment");
+        assert!(!resource_covers("http://localhost:3000/mcp/deeper", &mcp), "a child is not the upstream");
+        assert!(!resource_covers("not a url", &mcp));
     }
 
     #[test]

@@ -111,19 +111,25 @@ impl Provider {
         Ok(authorization_url::build(endpoint, &self.settings, &login))
     }
 
+    /// The authorization code grant. `resource` (RFC 8707) is sent when given and the
+    /// provider forwards resources: the same one the authorization request named.
     pub async fn exchange_code(
         &self,
         code: &str,
         verifier: &str,
         redirect_uri: &str,
+        resource: Option<&str>,
     ) -> Result<UpstreamTokens, UpstreamError> {
-        self.token_request(&[
+        let mut params = vec![
             ("grant_type", "authorization_code"),
             ("code", code),
             ("redirect_uri", redirect_uri),
             ("code_verifier", verifier),
-        ])
-        .await
+        ];
+        if let (true, Some(resource)) = (self.settings.forward_resource, resource) {
+            params.push(("resource", resource));
+        }
+        self.token_request(&params).await
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> Result<UpstreamTokens, UpstreamError> {

@@ -79,7 +79,7 @@ pub(super) async fn start(
             "Too many logins were started from this browser or network and not finished. Finish one, or try again in ten minutes.",
         ));
     }
-    let scopes = broker.scopes_for(settings, &pending.scope);
+    let scopes = broker.scopes_for(settings, &server.scopes, &pending.scope);
     let url = broker
         .provider
         .authorization_url_for(
@@ -147,7 +147,7 @@ pub(super) async fn complete(
     };
     let tokens = broker
         .provider
-        .exchange_code(code, &pending.upstream_verifier, app.brokers.callback_url())
+        .exchange_code(code, &pending.upstream_verifier, app.brokers.callback_url(), Some(&broker.discovered.resource))
         .await
         .map_err(|e| {
             tracing::warn!(server = %server.slug, error = %e, "the code exchange at the MCP upstream's authorization server failed");

@@ -29,6 +29,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use mcp_oauth_core::clock::SharedClock;
+use mcp_oauth_core::scope::Scopes;
 use mcp_oauth_core::seal::KeyRing;
 use mcp_oauth_core::sealed::{UpstreamSecret, upstream_registration_aad};
 use mcp_oauth_store::{Store, UpstreamRegistration};
@@ -69,9 +70,12 @@ impl Broker {
     /// `offline_access` when the authorization server lists it (several issue refresh
     /// tokens only for it, and a grant without one ends when its first token expires);
     /// and (so that a step-up the upstream asked for can be satisfied) every requested
-    /// scope the upstream knows. Proxy scopes map to upstream scopes by name: list the
-    /// upstream's scopes under the server's `scopes` to let clients ask for them.
-    pub fn scopes_for(&self, settings: &UpstreamOAuthSettings, requested: &str) -> Vec<String> {
+    /// scope the upstream knows: its metadata lists it, or the server's `scopes` (`listed`)
+    /// do. Proxy scopes map to upstream scopes by name: list the upstream's scopes under
+    /// the server's `scopes` to let clients ask for them (an upstream's step-up may name a
+    /// scope its metadata does not list, as the conformance suite's `auth/scope-step-up`
+    /// upstream does).
+    pub fn scopes_for(&self, settings: &UpstreamOAuthSettings, listed: &Scopes, requested: &str) -> Vec<String> {
         const OFFLINE_ACCESS: &str = crate::settings::OFFLINE_ACCESS;
         let mut scopes = settings.scopes.clone().unwrap_or_else(|| {
             let mut named = self.discovered.scopes.clone();
@@ -84,6 +88,9 @@ impl Broker {
         let known = |s: &str| {
             self.discovered.scopes.iter().any(|k| k == s)
                 || self.discovered.server.scopes_supported.iter().any(|k| k == s)
+                // `mcp` is what the configuration grants when a server lists no scopes: the
+                // proxy's own, never the upstream's unless its metadata names it.
+                || (s != "mcp" && listed.iter().any(|k| k == s))
         };
         for s in requested.split_whitespace() {
             if known(s) && !scopes.iter().any(|k| k == s) {
@@ -157,6 +164,9 @@ impl Brokers {
             "grant_types": ["authorization_code", "refresh_token"],
             "response_types": ["code"],
             "token_endpoint_auth_method": "none",
+            // SEP-837: a client says what kind it is when it registers. The proxy is a web
+            // application: its redirect URI is its own public URL, not a native app's.
+            "application_type": "web",
         })
     }
 

@@ -147,6 +147,11 @@ async fn the_upstream_gets_its_own_authorization_servers_token_refreshed_once_an
     assert_eq!(asked["scope"], "files:read offline_access", "offline_access, which its server lists");
     assert_eq!(asked["redirect_uri"], b.h.url("/oauth/upstream-callback"));
     assert_eq!(b.upstream_as.token_clients(), ["proxy-at-upstream"], "authenticated as the configured client");
+    // The code exchange names the same resource (RFC 8707 §2.2; the conformance suite's
+    // `resource-parameter-in-token`).
+    let exchanged = b.upstream_as.token_requests().last().cloned().unwrap();
+    assert_eq!(exchanged["grant_type"], "authorization_code");
+    assert_eq!(exchanged.get("resource"), Some(&b.h.upstream_url), "{exchanged:?}");
 
     // Expired: a burst of requests refreshes once.
     b.h.clock.advance(301);
@@ -196,6 +201,11 @@ async fn dynamic_registration_is_stored_once_and_outlives_a_restart() {
     let (_, first) = logged_in(&b.h, None).await;
     let (_, second) = logged_in(&b.h, None).await;
     assert_eq!(b.upstream_as.registrations(), 1, "registered once, used for both logins");
+    // SEP-837 (the conformance suite's `sep-837-application-type-present`): the proxy says
+    // it is a web application when it registers.
+    let sent = b.upstream_as.registration_requests();
+    assert_eq!(sent[0]["application_type"], "web", "{sent:?}");
+    assert_eq!(sent[0]["redirect_uris"][0], b.h.url("/oauth/upstream-callback"));
     let issuer = b.names.lock().unwrap().clone();
     let stored = b.h.app.store.upstream_registration("demo", &issuer).await.unwrap().expect("stored");
     assert!(stored.client_id.starts_with("dcr_"));
@@ -232,6 +242,7 @@ async fn a_client_id_metadata_document_is_preferred_to_registration() {
     assert_eq!(served["client_id"], document);
     assert_eq!(served["redirect_uris"][0], b.h.url("/oauth/upstream-callback"));
     assert_eq!(served["token_endpoint_auth_method"], "none");
+    assert_eq!(served["application_type"], "web");
 }
 
 #[tokio::test]
@@ -315,6 +326,24 @@ async fn the_upstreams_insufficient_scope_is_a_step_up_the_proxy_can_satisfy() {
     let ours = b.h.app.settings.resource_metadata_url("demo");
     assert!(challenge.contains(&format!(r#"resource_metadata="{ours}""#)), "the proxy's metadata: {challenge}");
     // Authorizing again with those scopes asks the upstream for them too.
+    let (_, wider) = logged_in(&b.h, Some("files:read files:write")).await;
+    let asked = b.upstream_as.authorize_requests().last().cloned().unwrap();
+    assert_eq!(asked["scope"], "files:read offline_access files:write");
+    let (status, _) = call(&b.h, access(&wider), "echo").await;
+    assert_ne!(status, StatusCode::FORBIDDEN, "the upstream's token now carries the scope");
+}
+
+#[tokio::test]
+async fn a_step_up_is_satisfied_when_only_the_servers_scopes_name_the_scope() {
+    // The upstream's metadata lists no `files:write`, only its 403 names it (as the
+    // conformance suite's `auth/scope-step-up` upstream does); the server's `scopes` list
+    // it, so the proxy's step-up challenge names it, and the new login must ask for it.
+    let options = IdpOptions { unlisted_scopes: vec!["files:write".into()], ..upstream_as_options() };
+    let b = start(options, PRE_REGISTERED).await;
+    let (_, tokens) = logged_in(&b.h, None).await;
+    let (status, challenge) = call(&b.h, access(&tokens), "echo").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(challenge.contains(r#"scope="files:read files:write""#), "{challenge}");
     let (_, wider) = logged_in(&b.h, Some("files:read files:write")).await;
     let asked = b.upstream_as.authorize_requests().last().cloned().unwrap();
     assert_eq!(asked["scope"], "files:read offline_access files:write");
@@ -539,4 +568,38 @@ async fn a_failed_discovery_is_not_repeated_per_request() {
     h.clock.advance(31);
     assert!(h.app.brokers.broker(&server).await.is_err());
     assert_eq!(fetched(&fetches), 2, "tried again after the pause");
+}
+
+#[tokio::test]
+async fn metadata_naming_another_resource_is_refused() {
+    // RFC 9728 §3.3 (the conformance suite's `auth/resource-mismatch`): the upstream's
+    // protected-resource metadata names `http://127.0.0.1:…/mcp`, and the proxy reaches it
+    // as `http://localhost:…/mcp`, another origin: its authorization server is never used.
+    let clock = ManualClock::starting_now();
+    let (upstream_as, issuer) = authorization_server(upstream_as_options(), &clock).await;
+    let a = upstream_as.clone();
+    let protection = Protection {
+        authorization_server: Arc::new(Mutex::new(issuer)),
+        scopes: vec!["files:read".into()],
+        tool_scope: None,
+        scopes_of: Arc::new(move |t: &str| a.scope_of(t)),
+        metadata_fetches: Default::default(),
+    };
+    let upstream_url =
+        mcp_server::spawn_protected(upstream_as.token_check(), Observed::default(), protection).await.unwrap();
+    let elsewhere = upstream_url.replace("127.0.0.1", "localhost");
+    assert_ne!(elsewhere, upstream_url);
+    let env: Vec<(String, String)> = [
+        ("MCP_OAUTH_PROXY_SERVERS__0__UPSTREAM_AUTH", "oauth"),
+        ("MCP_OAUTH_PROXY_SERVERS__0__UPSTREAM_OAUTH__ALLOW_HTTP_LOOPBACK", "true"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let h = Harness::start_with(Start { upstream_url: Some(elsewhere), env, clock: Some(clock), ..Default::default() })
+        .await;
+    let server = h.app.settings.server("demo").unwrap().clone();
+    let e = h.app.brokers.broker(&server).await.err().expect("refused");
+    assert!(e.to_string().contains("not for the MCP upstream"), "{e}");
+    assert!(upstream_as.authorize_requests().is_empty() && upstream_as.token_requests().is_empty());
 }
