@@ -4,7 +4,6 @@
 import { spawn } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +13,7 @@ import { startIdentityUpstream } from './lib/identity-upstream.mjs';
 import { startProvider } from './lib/provider.mjs';
 import { startUpstream } from './lib/upstream.mjs';
 import { runPages } from './clients/pages-browser.mjs';
+import { freePort, waitForPort } from './lib/ports.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const bin = process.env.MOP_PROXY_BIN ?? path.join(here, '../target/debug/mcp-oauth-proxy');
@@ -23,26 +23,6 @@ const WAIT = 20; // clients wait this long, so that both have expired, then call
 // Ports that clients listen on for their callback sit below the ephemeral range (32768 and
 // up on Linux), where an outgoing connection of this very run could hold them.
 const CONFORMANCE_PORT = 31700;
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitForPort(port) {
-  for (let i = 0; i < 200; i++) {
-    const ok = await new Promise((resolve) => {
-      const c = net.connect(port, '127.0.0.1', () => { c.end(); resolve(true); }).on('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`nothing listens on ${port}`);
-}
 
 function run(cmd, args, timeoutMs = 120_000, env = {}) {
   return new Promise((resolve) => {

@@ -12,7 +12,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +20,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { auth, UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { browse } from '../lib/browser.mjs';
 import { MemoryProvider } from '../lib/memory-provider.mjs';
+import { freePort, waitForPort } from '../lib/ports.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const upstreamUrl = process.argv[process.argv.length - 1];
@@ -28,26 +28,6 @@ const scenario = process.env.MCP_CONFORMANCE_SCENARIO ?? '';
 const context = process.env.MCP_CONFORMANCE_CONTEXT ? JSON.parse(process.env.MCP_CONFORMANCE_CONTEXT) : {};
 const bin = process.env.MOP_PROXY_BIN ?? path.join(here, '../../target/debug/mcp-oauth-proxy');
 const log = (...a) => console.error('[adapter]', ...a);
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitForPort(port) {
-  for (let i = 0; i < 200; i++) {
-    const ok = await new Promise((resolve) => {
-      const c = net.connect(port, '127.0.0.1', () => { c.end(); resolve(true); }).on('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`the proxy never listened on ${port}`);
-}
 
 // The scopes the proxy offers its own clients: in brokered mode proxy scopes map to the
 // upstream's by name, so a scenario whose upstream asks for scopes lists them here.

@@ -7,9 +7,8 @@
 // upstream's `whoami` answer must contain: the issuer or user only its own server vouches for)
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
-import { browse } from '../lib/browser.mjs';
 import { MemoryProvider } from '../lib/memory-provider.mjs';
+import { connectLoggedIn } from '../lib/sdk-login.mjs';
 
 const [mcpUrl, expected, wait] = process.argv.slice(2);
 const redirectUrl = 'http://127.0.0.1:31687/callback'; // a prefix the browser stops at; nothing listens
@@ -31,18 +30,7 @@ async function whoami(client) {
 }
 
 const provider = new MemoryProvider(redirectUrl, 'interop: brokered');
-let client;
-try {
-  client = await connect(provider);
-  throw new Error('connected without authorization');
-} catch (e) {
-  if (!(e instanceof UnauthorizedError)) throw e;
-  const back = await browse(provider.authorizationUrl, redirectUrl);
-  const code = new URL(back).searchParams.get('code');
-  if (!code) throw new Error(`no code: ${back}`);
-  await transport(provider).finishAuth(code);
-  client = await connect(provider);
-}
+const client = await connectLoggedIn({ provider, redirectUrl, transport: () => transport(provider), connect: () => connect(provider) });
 await whoami(client);
 await new Promise((r) => setTimeout(r, Number(wait) * 1000));
 const seen = await whoami(client);

@@ -5,9 +5,8 @@
 // Usage: node clients/ts-identity.mjs MCP_URL
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
-import { browse } from '../lib/browser.mjs';
 import { MemoryProvider } from '../lib/memory-provider.mjs';
+import { connectLoggedIn } from '../lib/sdk-login.mjs';
 
 const mcpUrl = process.argv[2];
 const redirectUrl = 'http://127.0.0.1:31686/callback';
@@ -28,18 +27,7 @@ async function connect(provider) {
 }
 
 const provider = new MemoryProvider(redirectUrl, 'interop: identity assertion');
-let client;
-try {
-  client = await connect(provider);
-  throw new Error('connected without authorization');
-} catch (e) {
-  if (!(e instanceof UnauthorizedError)) throw e;
-  const back = await browse(provider.authorizationUrl, redirectUrl);
-  const code = new URL(back).searchParams.get('code');
-  if (!code) throw new Error(`no code: ${back}`);
-  await transport(provider).finishAuth(code);
-  client = await connect(provider);
-}
+const client = await connectLoggedIn({ provider, redirectUrl, transport: () => transport(provider), connect: () => connect(provider) });
 const result = await client.callTool({ name: 'whoami', arguments: {} });
 const seen = JSON.parse(result.content[0].text);
 await client.close();

@@ -5,9 +5,8 @@
 // Usage: node clients/ts-sdk.mjs MCP_URL WAIT_SECONDS
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
-import { browse } from '../lib/browser.mjs';
 import { MemoryProvider } from '../lib/memory-provider.mjs';
+import { connectLoggedIn } from '../lib/sdk-login.mjs';
 
 const [mcpUrl, waitSeconds] = [process.argv[2], Number(process.argv[3] ?? 0)];
 const redirectUrl = 'http://127.0.0.1:31682/callback';
@@ -19,19 +18,12 @@ async function connect(provider) {
 }
 
 const provider = new MemoryProvider(redirectUrl, 'interop: TypeScript SDK');
-let client;
-try {
-  client = await connect(provider);
-  throw new Error('connected without authorization');
-} catch (e) {
-  if (!(e instanceof UnauthorizedError)) throw e;
-  const back = await browse(provider.authorizationUrl, redirectUrl);
-  const params = new URL(back).searchParams;
-  if (!params.get('code')) throw new Error(`no code: ${back}`);
-  const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider });
-  await transport.finishAuth(params.get('code'));
-  client = await connect(provider);
-}
+let client = await connectLoggedIn({
+  provider,
+  redirectUrl,
+  transport: () => new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider }),
+  connect: () => connect(provider),
+});
 const tools = await client.listTools();
 if (!tools.tools.some((t) => t.name === 'whoami')) throw new Error('whoami not listed');
 const first = await client.callTool({ name: 'whoami', arguments: {} });
