@@ -42,15 +42,11 @@ export const APPLICABLE = [
   'auth/resource-mismatch',
   'auth/offline-access-scope',
   'auth/offline-access-not-supported',
+  'auth/authorization-server-migration',
 ];
 // Applicable, run, and known to fail: reported (XFAIL, or XPASS once it passes), not
 // counted, each with the reason.
-export const KNOWN_FAILURES = {
-  'auth/authorization-server-migration':
-    'the proxy learns that the upstream names another authorization server only at its next discovery (every 10 minutes), '
-    + 'not from the upstream\'s 401: it refreshes at the former server, the upstream refuses that token too, and the client '
-    + 'gets 502 upstream_rejected_credential instead of the 401 that would re-register at the new one',
-};
+export const KNOWN_FAILURES = {};
 // The scenarios of the issue's list that cannot score the proxy, and why.
 export const NOT_APPLICABLE = {
   'auth/basic-cimd':

@@ -68,6 +68,7 @@ mod tests {
             refresh_margin_secs: 60,
             extra_authorize_params: vec![("prompt".into(), "consent".into())],
             forward_resource,
+            refresh_resource: None,
             groups_claim: "groups".into(),
         }
     }

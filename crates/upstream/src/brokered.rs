@@ -400,9 +400,6 @@ pub fn preferred_auth_method(server: &AuthorizationServer) -> &'static str {
     }
 }
 
-/// The provider settings that make `server` and `registration` an ordinary
-/// [`Provider`](crate::Provider): every endpoint explicit (no second discovery), the
-/// `resource` always sent (RFC 8707: the upstream MCP URL, which such servers expect).
 /// Whether the protected-resource metadata's `resource` names the MCP upstream at `mcp_url`:
 /// the same origin, and a path that is the upstream's or one of its parents (as the MCP
 /// SDKs accept), compared segment by segment.
@@ -416,8 +413,12 @@ fn resource_covers(resource: &str, mcp_url: &Url) -> bool {
     path == parent || path.strip_prefix(parent).is_some_and(|rest| rest.starts_with('/'))
 }
 
+/// The provider settings that make `server` and `registration` an ordinary
+/// [`Provider`](crate::Provider): every endpoint explicit (no second discovery), the
+/// `resource` always sent, refreshes included (RFC 8707: the upstream MCP URL, which such servers expect).
 pub fn provider(
     name: &str,
+    resource: &str,
     server: &AuthorizationServer,
     registration: &Registration,
     scopes: Vec<String>,
@@ -438,6 +439,7 @@ pub fn provider(
         extra_authorize_params: Vec::new(),
         groups_claim: "groups".into(),
         forward_resource: true,
+        refresh_resource: Some(resource.to_owned()),
     }
 }
 

@@ -133,7 +133,11 @@ impl Provider {
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> Result<UpstreamTokens, UpstreamError> {
-        self.token_request(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token)]).await
+        let mut params = vec![("grant_type", "refresh_token"), ("refresh_token", refresh_token)];
+        if let Some(resource) = &self.settings.refresh_resource {
+            params.push(("resource", resource));
+        }
+        self.token_request(&params).await
     }
 
     async fn token_request(&self, params: &[(&str, &str)]) -> Result<UpstreamTokens, UpstreamError> {

@@ -42,6 +42,10 @@ pub struct ProviderSettings {
     /// Send the client's `resource` upstream. Off by default: Entra ID, Auth0 and
     /// others reject resource indicators they do not know, and the login fails.
     pub forward_resource: bool,
+    /// The RFC 8707 `resource` every refresh request names: brokered OAuth's MCP upstream,
+    /// the same for every grant. `None` for providers, whose resource was the client's and
+    /// is not kept.
+    pub refresh_resource: Option<String>,
 }
 
 impl fmt::Debug for ProviderSettings {

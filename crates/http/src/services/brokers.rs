@@ -19,11 +19,18 @@
 //!    once both end up with the first one stored.
 //!
 //! Discovery happens at the first use and again after `DISCOVERY_TTL_SECS`, one at a time
-//! (a lock), never per request: every request in between is served from memory, and a
+//! per server (a lock), never per request: every request in between is served from memory, and a
 //! failure is not retried for `RETRY_AFTER_FAILURE_SECS`. If the
 //! upstream names another issuer when discovered again, the broker is rebuilt for it (and
 //! registers there); grants sealed with the old issuer then need a new login
 //! (`UpstreamAccess` compares the issuer sealed with a grant's tokens).
+//!
+//! An upstream that moves to another authorization server says so first with a 401 to
+//! the tokens of the former one (SEP-2352): the MCP path then has the upstream discovered
+//! again at once ([`Brokers::upstream_refused`]), not at the end of the TTL, at most once
+//! per `REDISCOVER_ON_REFUSAL_SECS` per server however many requests are refused, so that
+//! the grants of the former server end with the 401 challenge their clients re-authorize
+//! on, instead of being refreshed at a server the upstream no longer trusts.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -49,6 +56,10 @@ const STALE_FOR_SECS: i64 = 24 * 3600;
 /// answered with that failure (or served what was found before) without trying again:
 /// anyone can start logins, and each would otherwise cost the upstream a discovery.
 const RETRY_AFTER_FAILURE_SECS: i64 = 30;
+/// How often (at most, per server) an MCP upstream's 401 has the upstream discovered
+/// again: an upstream refusing every token costs it one discovery per interval, not one
+/// per request. Logins' own discoveries do not count.
+const REDISCOVER_ON_REFUSAL_SECS: i64 = 30;
 /// Discovery and registration requests: each bounded well below a login's patience,
 /// since a discovery tries several places one after the other.
 const DISCOVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -121,9 +132,12 @@ pub struct Brokers {
     entries: Mutex<HashMap<String, Entry>>,
     /// The last failure to discover or register, per server: (when, what).
     failures: Mutex<HashMap<String, (i64, UpstreamError)>>,
-    /// Discovery and registration one at a time (they are rare, and each costs the
-    /// upstream several requests).
-    resolving: tokio::sync::Mutex<()>,
+    /// When an MCP upstream's 401 last had it discovered again, per server.
+    rediscovered: Mutex<HashMap<String, i64>>,
+    /// Discovery and registration one at a time per server (they are rare, and each costs
+    /// the upstream several requests), so that a slow upstream holds up its own logins
+    /// only. One entry per configured server.
+    resolving: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Brokers {
@@ -150,7 +164,8 @@ impl Brokers {
             public_url: settings.public_url.clone(),
             entries: Mutex::default(),
             failures: Mutex::default(),
-            resolving: tokio::sync::Mutex::const_new(()),
+            rediscovered: Mutex::default(),
+            resolving: Mutex::default(),
         }
     }
 
@@ -180,11 +195,49 @@ impl Brokers {
         if let Some(known) = self.known(&server.slug) {
             return known;
         }
-        let _turn = self.resolving.lock().await;
+        let turn = self.turn(&server.slug);
+        let _turn = turn.lock().await;
         // Someone may have resolved it (or failed to) while we waited.
         if let Some(known) = self.known(&server.slug) {
             return known;
         }
+        self.resolve_and_keep(server).await
+    }
+
+    /// The MCP upstream answered 401 to a brokered grant's token: it may have moved to
+    /// another authorization server (see the module's comment), so it is discovered again
+    /// now unless that was done within `REDISCOVER_ON_REFUSAL_SECS`. What is found
+    /// replaces what was known (a new issuer: a new broker, registered there); a failure
+    /// keeps it.
+    pub async fn upstream_refused(&self, server: &ServerSettings) {
+        let due = |at: Option<&i64>| at.is_none_or(|at| self.clock.now() - at >= REDISCOVER_ON_REFUSAL_SECS);
+        if !due(self.rediscovered().get(&server.slug)) {
+            return;
+        }
+        let turn = self.turn(&server.slug);
+        let _turn = turn.lock().await;
+        // Requests refused together wait here for the first one's discovery, then go on
+        // with what it found.
+        if !due(self.rediscovered().get(&server.slug)) {
+            return;
+        }
+        self.rediscovered().insert(server.slug.clone(), self.clock.now());
+        let before = self.cached(&server.slug, STALE_FOR_SECS);
+        if let Ok(found) = self.resolve_and_keep(server).await
+            && let Some(before) = before.filter(|b| b.issuer() != found.issuer())
+        {
+            tracing::warn!(
+                server = %server.slug,
+                former = before.issuer(),
+                issuer = found.issuer(),
+                "the MCP upstream names another authorization server; its former grants need a new authorization"
+            );
+        }
+    }
+
+    /// Discovers and registers (the caller holds the server's `turn`), and keeps the result, or the
+    /// failure (see [`Self::known`]).
+    async fn resolve_and_keep(&self, server: &ServerSettings) -> Result<Arc<Broker>, UpstreamError> {
         match self.resolve(server).await {
             Ok(broker) => {
                 let broker = Arc::new(broker);
@@ -198,6 +251,16 @@ impl Brokers {
                 self.stale_or(server, e)
             }
         }
+    }
+
+    /// The lock that makes `slug`'s discoveries one at a time.
+    fn turn(&self, slug: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.resolving.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Arc::clone(locks.entry(slug.to_owned()).or_default())
+    }
+
+    fn rediscovered(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+        self.rediscovered.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// After a failure: what was found before, if it is not too old, else the failure.
@@ -258,8 +321,14 @@ impl Brokers {
         );
         let name = format!("upstream:{}", server.slug);
         let scopes = settings.scopes.clone().unwrap_or_else(|| discovered.scopes.clone());
-        let provider_settings =
-            brokered::provider(&name, &discovered.server, &registration, scopes, settings.refresh_margin_secs);
+        let provider_settings = brokered::provider(
+            &name,
+            &discovered.resource,
+            &discovered.server,
+            &registration,
+            scopes,
+            settings.refresh_margin_secs,
+        );
         let provider = Arc::new(Provider::new(provider_settings, self.http.clone()));
         Ok(Broker { provider, discovered, method })
     }

@@ -82,6 +82,7 @@ fn provider(problems: &mut Problems, name: String, p: RawProvider, lookup: Looku
         refresh_margin_secs,
         extra_authorize_params: p.authorize_params.into_iter().collect(),
         forward_resource: p.forward_resource.unwrap_or(false),
+        refresh_resource: None,
         groups_claim: p.groups_claim.unwrap_or_else(|| "groups".to_owned()),
     }
 }

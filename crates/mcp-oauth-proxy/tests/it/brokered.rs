@@ -6,6 +6,7 @@
 //! once); a changed issuer; RFC 9207 `iss`; a step-up the upstream asks for; revocation.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +27,9 @@ struct Brokered {
     /// The authorization servers whose tokens the MCP upstream accepts, by issuer.
     trusted: Arc<Mutex<HashMap<String, DevIdp>>>,
     observed: Observed,
+    /// How often the MCP upstream's protected-resource metadata was fetched (once per
+    /// discovery).
+    metadata_fetches: Arc<AtomicUsize>,
     env: Vec<(String, String)>,
 }
 
@@ -60,12 +64,13 @@ async fn start(options: IdpOptions, extra: &[(&str, &str)]) -> Brokered {
     let (n, t) = (Arc::clone(&names), Arc::clone(&trusted));
     let scopes_of = Arc::new(move |token: &str| current(&n, &t)?.scope_of(token));
     let observed = Observed::default();
+    let metadata_fetches = Arc::new(AtomicUsize::new(0));
     let protection = Protection {
         authorization_server: Arc::clone(&names),
         scopes: vec!["files:read".into()],
         tool_scope: Some(("echo".into(), "files:write".into())),
         scopes_of,
-        metadata_fetches: Default::default(),
+        metadata_fetches: Arc::clone(&metadata_fetches),
     };
     let upstream_url = mcp_server::spawn_protected(check, observed.clone(), protection).await.unwrap();
     let mut env: Vec<(String, String)> = [
@@ -86,7 +91,7 @@ async fn start(options: IdpOptions, extra: &[(&str, &str)]) -> Brokered {
         ..Default::default()
     })
     .await;
-    Brokered { h, upstream_as, names, trusted, observed, env }
+    Brokered { h, upstream_as, names, trusted, observed, metadata_fetches, env }
 }
 
 const PRE_REGISTERED: &[(&str, &str)] = &[
@@ -160,6 +165,9 @@ async fn the_upstream_gets_its_own_authorization_servers_token_refreshed_once_an
         assert_eq!(status, StatusCode::OK);
     }
     assert_eq!(b.upstream_as.refresh_count(), 1, "single flight");
+    let refresh = b.upstream_as.token_requests().last().cloned().unwrap();
+    assert_eq!(refresh["grant_type"], "refresh_token");
+    assert_eq!(refresh.get("resource"), Some(&b.h.upstream_url), "the refresh names the resource too: {refresh:?}");
     let refreshed = b.observed.authorization_headers().last().cloned().unwrap();
     assert_ne!(refreshed, seen, "the refreshed token is sent");
 
@@ -274,18 +282,8 @@ async fn a_changed_issuer_registers_anew_and_old_grants_authorize_again() {
     b.trusted.lock().unwrap().insert(issuer.clone(), moved_to.clone());
     *b.names.lock().unwrap() = issuer.clone();
     b.h.clock.advance(601); // past the discovery's lifetime (and the token's)
-    let r =
-        b.h.http
-            .post(b.h.url("/mcp/demo"))
-            .bearer_auth(access(&tokens))
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .body(crate::harness::INITIALIZE)
-            .send()
-            .await
-            .unwrap();
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "the old grant must authorize again");
-    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    let (status, challenge) = initialize(&b.h, access(&tokens)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the old grant must authorize again");
     assert!(challenge.contains("resource_metadata"), "{challenge}");
     assert_eq!(b.upstream_as.refresh_count(), 0, "no refresh at the former issuer");
     assert_eq!(moved_to.refresh_count(), 0, "nor is its refresh token sent to the new one");
@@ -294,6 +292,95 @@ async fn a_changed_issuer_registers_anew_and_old_grants_authorize_again() {
     assert_eq!(moved_to.registrations(), 1);
     assert_eq!(b.h.mcp_status(access(&tokens)).await, StatusCode::OK);
     assert!(b.h.app.store.upstream_registration("demo", &issuer).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn an_upstream_that_moves_is_noticed_from_its_401_at_once() {
+    // SEP-2352 (the conformance suite's `auth/authorization-server-migration`): the
+    // upstream names another authorization server and refuses the former's tokens, long
+    // before the discovery's lifetime ends or the grant's token expires.
+    let options = IdpOptions { dynamic_registration: true, ..upstream_as_options() };
+    let b = start(options.clone(), &[]).await;
+    let (_, tokens) = logged_in(&b.h, None).await;
+    let (_, other) = logged_in(&b.h, None).await;
+    assert_eq!(b.h.mcp_status(access(&tokens)).await, StatusCode::OK);
+    let former_client = b.upstream_as.token_clients()[0].clone();
+    let (moved_to, issuer) = authorization_server(options, &b.h.clock).await;
+    b.trusted.lock().unwrap().insert(issuer.clone(), moved_to.clone());
+    *b.names.lock().unwrap() = issuer.clone();
+    b.h.clock.advance(5);
+    let fetched = b.metadata_fetches.load(SeqCst);
+
+    let (status, challenge) = initialize(&b.h, access(&tokens)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a challenge to authorize again, not a 502");
+    assert!(challenge.contains("resource_metadata"), "{challenge}");
+    assert_eq!(b.metadata_fetches.load(SeqCst), fetched + 1, "discovered again, once");
+    assert_eq!(moved_to.registrations(), 1, "registered at the new server");
+    assert_eq!(b.upstream_as.refresh_count(), 0, "no refresh at the former server");
+    assert_eq!(moved_to.refresh_count(), 0, "nor is its refresh token sent to the new one");
+    // The other grant of the former server ends at its first refusal, with no second
+    // discovery within the interval.
+    let (status, _) = initialize(&b.h, access(&other)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(b.metadata_fetches.load(SeqCst), fetched + 1);
+
+    // The client authorizes again: the new server's registration, never the former's.
+    let (_, tokens) = logged_in(&b.h, None).await;
+    assert_eq!(b.h.mcp_status(access(&tokens)).await, StatusCode::OK);
+    assert_eq!(moved_to.registrations(), 1);
+    let at_new = moved_to.authorize_requests().last().cloned().unwrap();
+    assert_ne!(at_new["client_id"], former_client, "the former server's client id is not reused");
+    assert!(!moved_to.token_clients().contains(&former_client));
+}
+
+#[tokio::test]
+async fn an_upstream_refusing_every_token_is_discovered_again_at_most_every_30_seconds() {
+    let b = start(upstream_as_options(), PRE_REGISTERED).await;
+    let (_, tokens) = logged_in(&b.h, None).await;
+    let (_, other) = logged_in(&b.h, None).await;
+    assert_eq!(b.h.mcp_status(access(&tokens)).await, StatusCode::OK);
+    b.trusted.lock().unwrap().clear(); // the same server named, none of its tokens accepted
+    let fetched = b.metadata_fetches.load(SeqCst);
+    for token in [&tokens, &other, &tokens, &other] {
+        let (status, _) = initialize(&b.h, access(token)).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "the upstream's own refusal keeps the grant");
+    }
+    assert_eq!(b.metadata_fetches.load(SeqCst), fetched + 1, "one discovery for four refusals");
+    b.h.clock.advance(31);
+    assert_eq!(initialize(&b.h, access(&tokens)).await.0, StatusCode::BAD_GATEWAY);
+    assert_eq!(b.metadata_fetches.load(SeqCst), fetched + 2, "and another after the interval");
+    assert!(b.h.access_token_works(access(&tokens)).await, "the grant is kept");
+}
+
+#[tokio::test]
+async fn a_grant_outlives_no_switch_of_upstream_auth_and_its_refresh_token_stays_with_its_issuer() {
+    let b = start(upstream_as_options(), PRE_REGISTERED).await;
+    let (_, tokens) = logged_in(&b.h, None).await;
+    assert_eq!(b.h.mcp_status(access(&tokens)).await, StatusCode::OK);
+    // The operator puts the server back on the provider's token.
+    let Brokered { h, upstream_as, mut env, .. } = b;
+    env.retain(|(k, _)| !k.contains("__UPSTREAM_AUTH") && !k.contains("__UPSTREAM_OAUTH__"));
+    let h = h.restarted(env).await;
+    h.clock.advance(301); // the upstream's token is due for a refresh
+    assert_eq!(h.mcp_status(access(&tokens)).await, StatusCode::UNAUTHORIZED, "the grant authorizes again");
+    assert_eq!(h.idp.refresh_count(), 0, "the upstream's refresh token is never sent to the provider");
+    assert_eq!(upstream_as.refresh_count(), 0);
+}
+
+/// An `initialize` with `token`; returns the status and the `WWW-Authenticate` header.
+async fn initialize(h: &Harness, token: &str) -> (StatusCode, String) {
+    let r = h
+        .http
+        .post(h.url("/mcp/demo"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(crate::harness::INITIALIZE)
+        .send()
+        .await
+        .unwrap();
+    let challenge = r.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    (r.status(), challenge)
 }
 
 /// A `tools/call` of `tool`; returns the status and the `WWW-Authenticate` header.
@@ -542,7 +629,7 @@ async fn upstream_refresh_failures_are_classified_as_provider_failures_are() {
 async fn a_failed_discovery_is_not_repeated_per_request() {
     let clock = ManualClock::starting_now();
     let (upstream_as, issuer) = authorization_server(upstream_as_options(), &clock).await;
-    let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let fetches = Arc::new(AtomicUsize::new(0));
     let a = upstream_as.clone();
     let protection = Protection {
         authorization_server: Arc::new(Mutex::new(issuer)),
@@ -563,11 +650,52 @@ async fn a_failed_discovery_is_not_repeated_per_request() {
         let e = h.app.brokers.broker(&server).await.err().expect("refused");
         assert!(e.to_string().contains("https"), "{e}");
     }
-    let fetched = |f: &Arc<std::sync::atomic::AtomicUsize>| f.load(std::sync::atomic::Ordering::SeqCst);
+    let fetched = |f: &Arc<AtomicUsize>| f.load(SeqCst);
     assert_eq!(fetched(&fetches), 1, "one discovery for five attempts");
     h.clock.advance(31);
     assert!(h.app.brokers.broker(&server).await.is_err());
     assert_eq!(fetched(&fetches), 2, "tried again after the pause");
+}
+
+#[tokio::test]
+async fn a_silent_upstream_holds_up_only_its_own_discovery() {
+    let clock = ManualClock::starting_now();
+    let (upstream_as, issuer) = authorization_server(upstream_as_options(), &clock).await;
+    let a = upstream_as.clone();
+    let protection = Protection {
+        authorization_server: Arc::new(Mutex::new(issuer)),
+        scopes: vec!["files:read".into()],
+        tool_scope: None,
+        scopes_of: Arc::new(move |t: &str| a.scope_of(t)),
+        metadata_fetches: Default::default(),
+    };
+    let upstream_url =
+        mcp_server::spawn_protected(upstream_as.token_check(), Observed::default(), protection).await.unwrap();
+    // An upstream that takes connections and never answers: its discovery waits for the
+    // timeout (10 s).
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let extra_toml = format!(
+        "[[servers]]\nslug = \"silent\"\nupstream_url = \"http://{}/mcp\"\nprovider = \"dev\"\n\
+         upstream_auth = \"oauth\"\n[servers.upstream_oauth]\nallow_http_loopback = true\n",
+        silent.local_addr().unwrap()
+    );
+    let env = [("MCP_OAUTH_PROXY_SERVERS__0__UPSTREAM_AUTH", "oauth")]
+        .iter()
+        .chain(&[("MCP_OAUTH_PROXY_SERVERS__0__UPSTREAM_OAUTH__ALLOW_HTTP_LOOPBACK", "true")])
+        .chain(PRE_REGISTERED)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let start = Start { upstream_url: Some(upstream_url), env, clock: Some(clock), extra_toml, ..Default::default() };
+    let h = Harness::start_with(start).await;
+    let (demo, silent_server) =
+        (h.app.settings.server("demo").unwrap().clone(), h.app.settings.server("silent").unwrap().clone());
+    let brokers = Arc::clone(&h.app.brokers);
+    let waiting = tokio::spawn(async move { brokers.broker(&silent_server).await.map(|_| ()) });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let found = tokio::time::timeout(Duration::from_secs(5), h.app.brokers.broker(&demo)).await;
+    assert!(found.expect("not held up by the silent upstream's discovery").is_ok());
+    assert!(!waiting.is_finished(), "the silent upstream's discovery is still waiting");
+    waiting.abort();
 }
 
 #[tokio::test]

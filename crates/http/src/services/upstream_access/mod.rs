@@ -176,6 +176,13 @@ impl ProviderToken<'_> {
     }
 }
 
+/// The issuer sealed with the tokens of `server`'s grants (`UpstreamSecret::issuer`):
+/// brokered OAuth's authorization server, whose provider `provider` is; `None` for a
+/// provider's grants, which seal none.
+fn sealed_issuer<'p>(server: &ServerSettings, provider: &'p Provider) -> Option<&'p str> {
+    server.upstream_auth.brokered().and(provider.settings().issuer.as_deref())
+}
+
 pub fn needs_refresh(expires_at: Option<i64>, now: i64, margin: i64) -> bool {
     expires_at.is_some_and(|e| now >= e - margin)
 }
@@ -272,6 +279,11 @@ impl UpstreamAccess {
     ) -> Result<ProviderToken<'a>, AccessError> {
         let (family_id, sealed) = (credential.family_id.as_str(), credential.sealed.as_str());
         let seen = self.see(credential);
+        if trigger == Some(Trigger::Rejected) && server.upstream_auth.brokered().is_some() {
+            // The upstream may have moved to another authorization server: if so, the
+            // grant cannot be refreshed (see `refresh`) and needs a new authorization.
+            self.brokers.upstream_refused(server).await;
+        }
         let provider = self.provider(server).await?;
         let provider = provider.as_ref();
         let mut token = match trigger {
@@ -285,7 +297,10 @@ impl UpstreamAccess {
                     first_use: false,
                 },
             },
-            _ => self.in_flight(provider, family_id, sealed, trigger.unwrap_or(Trigger::Expiring)).await?,
+            _ => {
+                let issuer = sealed_issuer(server, provider);
+                self.in_flight(provider, issuer, family_id, sealed, trigger.unwrap_or(Trigger::Expiring)).await?
+            }
         };
         token.first_use = seen.first;
         Ok(token)
@@ -319,7 +334,8 @@ impl UpstreamAccess {
         let provider = self.provider(server).await?;
         let provider = provider.as_ref();
         if self.due(provider, credential.expires_at) {
-            self.in_flight(provider, &credential.family_id, &credential.sealed, Trigger::Expiring).await?;
+            let issuer = sealed_issuer(server, provider);
+            self.in_flight(provider, issuer, &credential.family_id, &credential.sealed, Trigger::Expiring).await?;
         }
         Ok(())
     }
@@ -332,6 +348,7 @@ impl UpstreamAccess {
     async fn in_flight(
         &self,
         provider: &Provider,
+        issuer: Option<&str>,
         family_id: &str,
         sealed: &str,
         trigger: Trigger,
@@ -340,7 +357,7 @@ impl UpstreamAccess {
         // future ends or is dropped, as it is when the client goes away mid-wait.
         let flight = self.flights.join(family_id);
         let _turn = flight.lock().await;
-        self.refresh(provider, family_id, sealed, trigger).await
+        self.refresh(provider, issuer, family_id, sealed, trigger).await
     }
 
     fn is_current(&self, sealed: &str) -> bool {
@@ -384,6 +401,7 @@ impl UpstreamAccess {
     async fn refresh(
         &self,
         provider: &Provider,
+        issuer: Option<&str>,
         family_id: &str,
         seen_sealed: &str,
         trigger: Trigger,
@@ -399,6 +417,9 @@ impl UpstreamAccess {
         loop {
             // Someone (a request before us, or another replica) may have refreshed already.
             let current = self.current_credential(family_id).await?;
+            if self.issued_elsewhere(issuer, &current)? {
+                return self.needs_login(family_id, "the grant's tokens come from another authorization server").await;
+            }
             if let Some(token) = self.usable(provider, &current, seen_sealed, refused)? {
                 return Ok(token);
             }
@@ -418,16 +439,6 @@ impl UpstreamAccess {
                     return Ok(token);
                 }
                 let secret = self.open(family_id, &current.sealed)?;
-                // Brokered OAuth: tokens from an authorization server the upstream no
-                // longer names cannot be refreshed (nor revoked) there: the user must
-                // authorize again, which the client learns from the 401 challenge,
-                // rather than failing at every refresh for ever.
-                if let (Some(bound), Some(issuer)) = (secret.issuer.as_deref(), provider.settings().issuer.as_deref())
-                    && bound != issuer
-                {
-                    self.store.release_refresh_lease(&lease).await?;
-                    return self.needs_login(family_id, "the MCP upstream's authorization server changed").await;
-                }
                 if refused.is_none() {
                     return self.refresh_with_lease(provider, &lease, &current, secret, trigger).await;
                 }
@@ -464,6 +475,20 @@ impl UpstreamAccess {
                 Ok((*token != *refused).then(|| ProviderToken::stored(token, current.sealed.clone())))
             }
         }
+    }
+
+    /// Whether the grant's tokens were issued by someone other than `issuer` (see
+    /// [`sealed_issuer`]): brokered OAuth's authorization server that the upstream no
+    /// longer names, or a server whose `upstream_auth` changed between `provider_token`
+    /// and `oauth` since the grant began. Such tokens cannot be refreshed (nor revoked)
+    /// here, and a refresh token must never be sent to a server that did not issue it: the
+    /// user must authorize again, which the client learns from the 401 challenge, rather
+    /// than failing at every request for ever. Asked before anything else on the slow path,
+    /// so that neither a token stored since nor a refusal checked within the minute keeps
+    /// such a grant alive.
+    fn issued_elsewhere(&self, issuer: Option<&str>, current: &UpstreamCredential) -> Result<bool, AccessError> {
+        let secret = self.open(&current.family_id, &current.sealed)?;
+        Ok(secret.issuer.as_deref() != issuer)
     }
 
     fn on_refusal(&self, current: &UpstreamCredential) -> Result<OnRefusal, AccessError> {
