@@ -59,7 +59,7 @@ pub struct RevokedLabels {
 pub struct ProviderOutcome {
     pub provider: String,
     /// Refreshes: `ok`, `permanent` (the grant ended), `transient`, `misconfigured`; for
-    /// refusals by the MCP upstream, see `upstream_access::Refusal`.
+    /// refusals by the MCP upstream, see `upstream_access::refusal::Refusal`.
     pub outcome: &'static str,
 }
 
@@ -146,7 +146,7 @@ pub struct Metrics {
     pub grants_revoked: Family<RevokedLabels, Counter>,
     pub upstream_refreshes: Family<ProviderOutcome, Counter>,
     pub upstream_refresh_seconds: Family<ProviderLabels, Histogram>,
-    /// What an MCP upstream's 401 led to (see `upstream_access::Refusal`).
+    /// What an MCP upstream's 401 led to (see `upstream_access::refusal::Refusal`).
     pub upstream_credential_refusals: Family<ProviderOutcome, Counter>,
     pub mcp_responses: Family<McpLabels, Counter>,
     pub mcp_first_byte_seconds: Family<SlugLabels, Histogram>,

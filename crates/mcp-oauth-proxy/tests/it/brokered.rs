@@ -48,6 +48,24 @@ async fn authorization_server(options: IdpOptions, clock: &ManualClock) -> (DevI
     (idp, issuer)
 }
 
+/// An MCP upstream (needing `files:read`) protected by an authorization server of its
+/// own, without the proxy `start` puts in front: (that server, its issuer, the
+/// upstream's URL, how often its protected-resource metadata was fetched).
+async fn protected_upstream(options: IdpOptions, clock: &ManualClock) -> (DevIdp, String, String, Arc<AtomicUsize>) {
+    let (upstream_as, issuer) = authorization_server(options, clock).await;
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let a = upstream_as.clone();
+    let protection = Protection {
+        authorization_server: Arc::new(Mutex::new(issuer.clone())),
+        scopes: vec!["files:read".into()],
+        tool_scope: None,
+        scopes_of: Arc::new(move |t: &str| a.scope_of(t)),
+        metadata_fetches: Arc::clone(&fetches),
+    };
+    let url = mcp_server::spawn_protected(upstream_as.token_check(), Observed::default(), protection).await.unwrap();
+    (upstream_as, issuer, url, fetches)
+}
+
 /// `extra`: more `MCP_OAUTH_PROXY_*` variables (and the ones `*_env` keys name).
 async fn start(options: IdpOptions, extra: &[(&str, &str)]) -> Brokered {
     let clock = ManualClock::starting_now();
@@ -551,17 +569,7 @@ async fn replicas_registering_at_once_share_one_registration() {
     let Some(storage) = crate::replicas::postgres_url().await else { return };
     let clock = ManualClock::starting_now();
     let options = IdpOptions { dynamic_registration: true, ..upstream_as_options() };
-    let (upstream_as, issuer) = authorization_server(options, &clock).await;
-    let a_s = upstream_as.clone();
-    let protection = Protection {
-        authorization_server: Arc::new(Mutex::new(issuer.clone())),
-        scopes: vec!["files:read".into()],
-        tool_scope: None,
-        scopes_of: Arc::new(move |t: &str| a_s.scope_of(t)),
-        metadata_fetches: Default::default(),
-    };
-    let upstream =
-        mcp_server::spawn_protected(upstream_as.token_check(), Observed::default(), protection).await.unwrap();
+    let (upstream_as, issuer, upstream, _) = protected_upstream(options, &clock).await;
     let env: Vec<(String, String)> = [
         ("MCP_OAUTH_PROXY_SERVERS__0__UPSTREAM_AUTH", "oauth"),
         ("MCP_OAUTH_PROXY_SERVERS__0__UPSTREAM_OAUTH__ALLOW_HTTP_LOOPBACK", "true"),
@@ -628,18 +636,7 @@ async fn upstream_refresh_failures_are_classified_as_provider_failures_are() {
 #[tokio::test]
 async fn a_failed_discovery_is_not_repeated_per_request() {
     let clock = ManualClock::starting_now();
-    let (upstream_as, issuer) = authorization_server(upstream_as_options(), &clock).await;
-    let fetches = Arc::new(AtomicUsize::new(0));
-    let a = upstream_as.clone();
-    let protection = Protection {
-        authorization_server: Arc::new(Mutex::new(issuer)),
-        scopes: vec!["files:read".into()],
-        tool_scope: None,
-        scopes_of: Arc::new(move |t: &str| a.scope_of(t)),
-        metadata_fetches: Arc::clone(&fetches),
-    };
-    let upstream_url =
-        mcp_server::spawn_protected(upstream_as.token_check(), Observed::default(), protection).await.unwrap();
+    let (_upstream_as, _, upstream_url, fetches) = protected_upstream(upstream_as_options(), &clock).await;
     // Its authorization server is on plain http, which is not allowed here: discovery fails.
     let env = vec![("MCP_OAUTH_PROXY_SERVERS__0__UPSTREAM_AUTH".to_owned(), "oauth".to_owned())];
     let h =
@@ -660,17 +657,7 @@ async fn a_failed_discovery_is_not_repeated_per_request() {
 #[tokio::test]
 async fn a_silent_upstream_holds_up_only_its_own_discovery() {
     let clock = ManualClock::starting_now();
-    let (upstream_as, issuer) = authorization_server(upstream_as_options(), &clock).await;
-    let a = upstream_as.clone();
-    let protection = Protection {
-        authorization_server: Arc::new(Mutex::new(issuer)),
-        scopes: vec!["files:read".into()],
-        tool_scope: None,
-        scopes_of: Arc::new(move |t: &str| a.scope_of(t)),
-        metadata_fetches: Default::default(),
-    };
-    let upstream_url =
-        mcp_server::spawn_protected(upstream_as.token_check(), Observed::default(), protection).await.unwrap();
+    let (_upstream_as, _, upstream_url, _) = protected_upstream(upstream_as_options(), &clock).await;
     // An upstream that takes connections and never answers: its discovery waits for the
     // timeout (10 s).
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -704,17 +691,7 @@ async fn metadata_naming_another_resource_is_refused() {
     // protected-resource metadata names `http://127.0.0.1:…/mcp`, and the proxy reaches it
     // as `http://localhost:…/mcp`, another origin: its authorization server is never used.
     let clock = ManualClock::starting_now();
-    let (upstream_as, issuer) = authorization_server(upstream_as_options(), &clock).await;
-    let a = upstream_as.clone();
-    let protection = Protection {
-        authorization_server: Arc::new(Mutex::new(issuer)),
-        scopes: vec!["files:read".into()],
-        tool_scope: None,
-        scopes_of: Arc::new(move |t: &str| a.scope_of(t)),
-        metadata_fetches: Default::default(),
-    };
-    let upstream_url =
-        mcp_server::spawn_protected(upstream_as.token_check(), Observed::default(), protection).await.unwrap();
+    let (upstream_as, _, upstream_url, _) = protected_upstream(upstream_as_options(), &clock).await;
     let elsewhere = upstream_url.replace("127.0.0.1", "localhost");
     assert_ne!(elsewhere, upstream_url);
     let env: Vec<(String, String)> = [
