@@ -35,7 +35,8 @@ await client.connect(new StreamableHTTPClientTransport(new URL(mcpUrl), { authPr
 const result = await client.callTool({ name: 'whoami', arguments: {} });
 await client.close();
 const who = JSON.parse(result.content[0].text);
-if (who.sub !== 'ema-user-1' || who.email !== 'ema.user@acme.example' || !who.groups?.includes('acme-staff') || who.clientId !== clientId) {
+// The IdP is not the proxy's provider: its users' subjects are in its own namespace.
+if (who.sub !== 'idp:interop-idp:ema-user-1' || who.email !== 'ema.user@acme.example' || !who.groups?.includes('acme-staff') || who.clientId !== clientId) {
   throw new Error(`the upstream saw ${JSON.stringify(who)}`);
 }
 // The same ID-JAG again, at the token endpoint: its jti is spent.

@@ -22,7 +22,7 @@ use super::browserless::{self, Browserless};
 use super::token_response::TokenResponse;
 use crate::error::HttpError;
 use crate::services::audit::Caller;
-use crate::settings::ServerSettings;
+use crate::settings::{EnterpriseIdp, ServerSettings};
 use crate::state::App;
 
 /// Clock skew tolerated between the IdP and the proxy.
@@ -72,15 +72,16 @@ pub async fn jwt_bearer(
         groups_claim: &settings.groups_claim,
     };
     let jag = app.enterprise_idps.verify(idp, assertion, &expected).await.map_err(|e| refused(&e))?;
+    let subject = grant_subject(app, server, settings, &jag.subject);
     if let Some(rules) = &server.access {
         let who = mcp_oauth_upstream::Identity {
-            subject: jag.subject.clone(),
+            subject: subject.clone(),
             email: jag.identity.verified_email().map(str::to_owned),
             groups: jag.identity.groups.clone(),
             name: None,
         };
         if !rules.allows(&who) {
-            return Err(refused(&format_args!("the access rules do not let subject {} in", jag.subject)));
+            return Err(refused(&format_args!("the access rules do not let subject {subject} in")));
         }
     }
     let scope = granted_scope(server, client, params.get("scope"), jag.scope.as_ref())?;
@@ -97,7 +98,7 @@ pub async fn jwt_bearer(
         }
     }
     let grant = Browserless {
-        subject: jag.subject,
+        subject,
         identity: jag.identity,
         scope,
         grant_type: jwt_grant::JWT_BEARER,
@@ -105,6 +106,19 @@ pub async fn jwt_bearer(
         expires_in: app.settings.tokens.access_ttl_secs,
     };
     browserless::issue(app, server, client, grant, caller).await
+}
+
+/// Who an ID-JAG's grant speaks for. A `sub` is unique only at its issuer (OpenID Connect
+/// Core §2; an ID-JAG's is the IdP's, as in the id_tokens of its single sign-on), while a
+/// server's grants, access rules, account page and identity assertions know one namespace
+/// of subjects, its provider's. So the IdP's `sub` is kept as it is when the IdP *is* the
+/// server's provider (one user, one subject, whichever way they came), and is otherwise
+/// `idp:<name>:<sub>`, so that no IdP can speak for a user of the provider, or of another
+/// IdP, who has the same id. (Client grants are `client:<id>`; provider subjects carry no
+/// such prefix.)
+fn grant_subject(app: &App, server: &ServerSettings, idp: &EnterpriseIdp, sub: &str) -> String {
+    let provider = app.providers.get(&server.provider).and_then(|p| p.settings().issuer.clone());
+    if provider.as_deref() == Some(idp.issuer.as_str()) { sub.to_owned() } else { format!("idp:{}:{sub}", idp.name) }
 }
 
 /// SEP-990 §7.2.1: the intersection of the requested scopes and the asserted ones (within

@@ -19,6 +19,12 @@ pub(super) fn validate(
     let mut idps: Vec<Arc<EnterpriseIdp>> = Vec::new();
     for (name, r) in raw {
         let key = |k: &str| format!("enterprise_idps.{name}.{k}");
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            problems.push(
+                &format!("enterprise_idps.{name}"),
+                "an IdP's name is letters, digits, '-' and '_' (it names its users: idp:<name>:<sub>)",
+            );
+        }
         let issuer = r.issuer.unwrap_or_default();
         if issuer.is_empty() {
             problems.required(&key("issuer"));

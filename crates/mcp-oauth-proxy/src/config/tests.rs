@@ -773,7 +773,8 @@ fn enterprise_idps_and_the_servers_that_take_their_assertions() {
     // Each problem names its key.
     let bad = format!(
         "{}enterprise_idps = [\"acme\", \"nobody\"]\n[enterprise_idps.acme]\njwks = \"not json\"\nmax_lifetime_secs = 99999\n\
-         [enterprise_idps.beta]\nissuer = \"https://b.example\"\n",
+         [enterprise_idps.beta]\nissuer = \"https://b.example\"\n\
+         [enterprise_idps.\"a:b\"]\nissuer = \"https://ab.example\"\njwks_url = \"https://ab.example/keys\"\n",
         minimal()
     );
     let e = load(&bad, &identity).unwrap_err().to_string();
@@ -782,6 +783,7 @@ fn enterprise_idps_and_the_servers_that_take_their_assertions() {
         "enterprise_idps.acme.jwks",
         "enterprise_idps.acme.max_lifetime_secs",
         "enterprise_idps.beta.jwks_url",
+        "enterprise_idps.a:b: an IdP's name is letters, digits",
         "servers[0].enterprise_idps: no IdP named \"nobody\"",
     ] {
         assert!(e.contains(needle), "missing {needle:?} in:\n{e}");

@@ -36,10 +36,18 @@ async fn setup() -> Setup {
 /// A proxy whose demo server takes `acme`'s ID-JAGs, lets in acme.com addresses, and
 /// sends the echo its identity assertion. `storage` and `public_url` make a replica.
 async fn proxy(s: &Setup, storage: Option<String>, public_url: Option<String>) -> Harness {
-    proxy_with(s, storage, public_url, "").await
+    proxy_with(s, storage, public_url, "", &[]).await
 }
 
-async fn proxy_with(s: &Setup, storage: Option<String>, public_url: Option<String>, more: &str) -> Harness {
+/// [`proxy`] with `more` tables (the demo server takes every IdP they configure too) and
+/// `more_env` variables.
+async fn proxy_with(
+    s: &Setup,
+    storage: Option<String>,
+    public_url: Option<String>,
+    more: &str,
+    more_env: &[(&str, &str)],
+) -> Harness {
     let limited = format!("clients = [\"{CLIENT}\"]\n");
     // A test that brings its own `[client_metadata_documents]` lets any client present them.
     let idp_clients = if more.contains("client_metadata_documents") { "" } else { limited.as_str() };
@@ -49,14 +57,18 @@ async fn proxy_with(s: &Setup, storage: Option<String>, public_url: Option<Strin
          [[clients]]\nclient_id = \"cursor\"\nclient_secret = \"{SECRET}-cursor\"\nredirect_uris = [\"{REDIRECT}\"]\n\n{more}",
         issuer = s.issuer
     );
+    let idps: Vec<&str> = std::iter::once("acme")
+        .chain(more.lines().filter_map(|l| l.strip_prefix("[enterprise_idps.")?.strip_suffix(']')))
+        .collect();
+    let idps = idps.join(",");
     let env = [
         ("MCP_OAUTH_PROXY_SERVERS__0__UPSTREAM_AUTH", "identity"),
-        ("MCP_OAUTH_PROXY_SERVERS__0__ENTERPRISE_IDPS", "acme"),
+        ("MCP_OAUTH_PROXY_SERVERS__0__ENTERPRISE_IDPS", idps.as_str()),
         ("MCP_OAUTH_PROXY_SERVERS__0__ACCESS__EMAIL_DOMAINS", "acme.com"),
     ];
     Harness::start_with(Start {
         upstream_url: Some(s.upstream.clone()),
-        env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        env: env.iter().chain(more_env).map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         extra_toml: extra,
         idp: Some((s.idp.clone(), s.issuer.clone())),
         clock: Some(s.clock.clone()),
@@ -92,7 +104,7 @@ async fn an_id_jag_reaches_an_identity_upstream_as_the_user_the_idp_named() {
     let dir = std::env::temp_dir().join(format!("mop-id-jag-{}", random_id()));
     std::fs::create_dir_all(&dir).unwrap();
     let audit = dir.join("audit.log");
-    let h = proxy_with(&s, None, None, &format!("[audit]\npath = \"{}\"\n", audit.display())).await;
+    let h = proxy_with(&s, None, None, &format!("[audit]\npath = \"{}\"\n", audit.display()), &[]).await;
     let metadata = h.get_json("/.well-known/oauth-authorization-server/oauth/demo").await;
     assert!(metadata["grant_types_supported"].as_array().unwrap().iter().any(|g| g == JWT_BEARER), "{metadata:#}");
     assert_eq!(metadata["authorization_grant_profiles_supported"], json!([ID_JAG_PROFILE]));
@@ -122,6 +134,43 @@ async fn an_id_jag_reaches_an_identity_upstream_as_the_user_the_idp_named() {
     assert_eq!((issued["subject"].as_str(), issued["client_id"].as_str()), (Some("00u-ada"), Some(CLIENT)));
     let trail = std::fs::read_to_string(&audit).unwrap();
     assert!(!trail.contains(&jag) && !trail.contains(jag.split('.').nth(2).unwrap()), "the assertion is not audited");
+}
+
+#[tokio::test]
+async fn an_idp_that_is_not_the_provider_speaks_only_for_its_own_users() {
+    let s = setup().await;
+    // acme's IdP is also the provider its users log in with; partner's is not.
+    let partner = DevIdp::new(Default::default(), Arc::new(s.clock.clone()));
+    let partner_issuer = partner.spawn().await.unwrap();
+    let more = format!(
+        "[enterprise_idps.partner]\nissuer = \"{partner_issuer}\"\njwks_url = \"{partner_issuer}/jwks\"\nclients = [\"{CLIENT}\"]\n"
+    );
+    // Ada, by her id at acme, or anyone with an acme.com address.
+    let h = proxy_with(&s, None, None, &more, &[("MCP_OAUTH_PROXY_SERVERS__0__ACCESS__SUBJECTS", "00u-ada")]).await;
+    let from_partner = |sub: &str, email: &str| {
+        let mut c = claims(&s, &h);
+        c["iss"] = json!(partner_issuer);
+        c["sub"] = json!(sub);
+        c["email"] = json!(email);
+        partner.sign_jwt(ID_JAG_TYPE, &c)
+    };
+    // Partner's user with Ada's id is not Ada: the subject rule does not let them in.
+    let (status, body) = redeem(&h, (CLIENT, SECRET), &from_partner("00u-ada", "eve@partner.example")).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
+    // One let in by the address rule is known to the upstream by partner's namespace.
+    let (status, tokens) = redeem(&h, (CLIENT, SECRET), &from_partner("00u-bob", "bob@acme.com")).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let upstream = seen(&h, tokens["access_token"].as_str().unwrap(), &[]).await.unwrap();
+    let (_, asserted) = verified(&h, upstream["authorization"].as_str().unwrap(), &h.upstream_url).await;
+    assert_eq!(asserted["sub"], "idp:partner:00u-bob");
+    // acme's, the provider's own, keeps its id: the one her browser logins have.
+    let mut c = claims(&s, &h);
+    c["email"] = json!("ada@elsewhere.example");
+    let (status, tokens) = redeem(&h, (CLIENT, SECRET), &s.idp.sign_jwt(ID_JAG_TYPE, &c)).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let upstream = seen(&h, tokens["access_token"].as_str().unwrap(), &[]).await.unwrap();
+    let (_, asserted) = verified(&h, upstream["authorization"].as_str().unwrap(), &h.upstream_url).await;
+    assert_eq!(asserted["sub"], "00u-ada");
 }
 
 #[tokio::test]
@@ -199,7 +248,7 @@ async fn a_metadata_document_client_signs_its_request_and_redeems_an_id_jag() {
     });
     let router = axum::Router::new().route("/client.json", axum::routing::get(move || async move { axum::Json(doc) }));
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    let h = proxy_with(&s, None, None, "[client_metadata_documents]\nallow_loopback = true\n").await;
+    let h = proxy_with(&s, None, None, "[client_metadata_documents]\nallow_loopback = true\n", &[]).await;
 
     let mut jag_claims = claims(&s, &h);
     jag_claims["client_id"] = json!(client_id);
