@@ -75,11 +75,22 @@ pub async fn serve(
         tokio::spawn(serve_metrics(app.clone(), metrics));
     }
     let admission = Admission::for_app(&app);
-    let router = mcp_oauth_http::router(app);
+    let router = mcp_oauth_http::router(app.clone());
     // One serving thread per core the process may use.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    mcp_oauth_http::serve::serve_on_threads(listener, threads, router, admission, shutdown_signal(), SHUTDOWN_GRACE)
-        .await
+    let served = mcp_oauth_http::serve::serve_on_threads(
+        listener,
+        threads,
+        router,
+        admission,
+        shutdown_signal(),
+        SHUTDOWN_GRACE,
+    )
+    .await;
+    // The grants' uses noted since the last batch, written before the process ends, so
+    // that a deploy (every replica restarted in turn) loses none of them.
+    app.last_uses.flush(app.store.as_ref()).await;
+    served
 }
 
 /// Serves `/metrics` on `listener` for as long as the process runs, with the public

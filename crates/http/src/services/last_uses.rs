@@ -4,7 +4,8 @@
 //! `upstream_access` says when it is due, under the lock the request takes anyway); the
 //! notes are written in one batch every [`FLUSH_EVERY`], off the request path. A time
 //! read from the store is therefore at most about five and a half minutes behind the last
-//! use; notes not yet written when a process stops are lost (a few seconds' worth).
+//! use. A process that stops writes what it noted since the last batch (`runtime::serve`);
+//! one that is killed loses it, at most [`FLUSH_EVERY`]'s worth.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -189,10 +189,12 @@ async fn keygen_prints_a_usable_key() {
 }
 
 /// A deploy sends SIGTERM: the proxy must exit even while a client holds an MCP event
-/// stream open (the rmcp client keeps a GET stream), after a bounded grace period.
+/// stream open (the rmcp client keeps a GET stream), after a bounded grace period, and
+/// write the grants' last uses it noted (batched every 30 s) before it does.
 #[tokio::test]
 async fn sigterm_ends_the_process_despite_open_streams() {
-    let (mut child, mcp_url) = spawn_demo(&[]).await;
+    let data = std::env::temp_dir().join(format!("mop-demo-{}", mcp_oauth_core::token::random_id()));
+    let (mut child, mcp_url) = spawn_demo(&["--data", data.to_str().unwrap()]).await;
     let client = rmcp_oauth_session(&mcp_url).await;
     assert_eq!(text(&call(&client, "add", json!({"a": 1, "b": 2})).await), "3");
     tokio::time::sleep(Duration::from_millis(300)).await; // let the GET stream settle
@@ -203,6 +205,11 @@ async fn sigterm_ends_the_process_despite_open_streams() {
     let exit = exit.expect("the proxy exited within the grace period").unwrap();
     assert!(exit.success(), "{exit:?}");
     drop(client);
+    let url = format!("sqlite://{}", data.join("proxy.db").display());
+    let store = mcp_oauth_store::open(&url).await.unwrap();
+    let grants = store.list_grants(&mcp_oauth_store::GrantFilter::default(), 10).await.unwrap();
+    assert_eq!(grants.len(), 1);
+    assert!(grants[0].last_used_at.is_some(), "the last use was written at shutdown: {:?}", grants[0]);
 }
 
 /// `serve` with JSON logs chosen through the environment: the variable is the command
