@@ -18,113 +18,35 @@
 //! token; every action is audited with `"by": "admin"`.
 
 mod audit_view;
+mod operator;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::Response;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use mcp_oauth_core::clock::utc;
 use mcp_oauth_core::family::FamilyStatus;
 use mcp_oauth_core::form::Params;
-use mcp_oauth_store::GrantFilter;
+use mcp_oauth_store::{GrantFilter, StoreError};
 
-use crate::account::{self, session::OPERATOR_MAX_SECS, session::Session};
-use crate::cookies;
+use crate::account;
 use crate::error::HttpError;
-use crate::extract::{Browser, BrowserQuery, OAuthForm};
-use crate::pages::{self, AdminGrant, AdminPage};
+use crate::extract::BrowserQuery;
+use crate::pages::{self, AdminGrant};
 use crate::responses;
 use crate::services::audit::Caller;
 use crate::services::history::Minute;
-use crate::settings::AdminSettings;
-use crate::state::{App, AppState};
+use crate::state::AppState;
+use operator::{OperatorForm, OperatorPage, back_to, console, page};
 
 /// Rows a listing shows at most.
 const LIST_LIMIT: i64 = 200;
-const CSRF_PURPOSE: &str = "admin form";
-
-/// Why a page is not shown: the console is off (404), or there is no operator's session
-/// (to the login).
-enum Away {
-    Off(HttpError),
-    LogIn(String),
-}
-
-impl Away {
-    fn answer(self) -> Response {
-        match self {
-            Self::Off(e) => axum::response::IntoResponse::into_response(e),
-            Self::LogIn(url) => responses::redirect(StatusCode::SEE_OTHER, &url),
-        }
-    }
-}
-
-/// The operator's session of a request to a page.
-fn operator_for_page<'a>(app: &'a App, headers: &HeaderMap) -> Result<(Session, &'a AdminSettings), Away> {
-    let admin = console(app).map_err(Away::Off)?;
-    match session_of(app, headers) {
-        Some(s) => Ok((s, admin)),
-        None => Err(Away::LogIn(format!("{}/admin/login", app.settings.public_url))),
-    }
-}
-
-/// The operator's session a form was posted in, with its CSRF token checked.
-fn operator_for_form<'a>(
-    app: &'a App,
-    headers: &HeaderMap,
-    form: &Params,
-) -> Result<(Session, &'a AdminSettings), HttpError> {
-    let admin = console(app)?;
-    let session = session_of(app, headers).ok_or_else(|| {
-        HttpError::forbidden_page(
-            "Your operator session has ended (15 idle minutes). Open the console and log in again.",
-        )
-    })?;
-    if !app.signer.verify(CSRF_PURPOSE, &[&session.id], form.get("csrf").unwrap_or_default()) {
-        return Err(HttpError::forbidden_page("This form did not come from the console. Open it and try again."));
-    }
-    Ok((session, admin))
-}
-
-fn console(app: &App) -> Result<&AdminSettings, HttpError> {
-    app.settings.admin.as_ref().ok_or_else(|| HttpError::not_found_page("This proxy has no operators' console."))
-}
-
-fn session_of(app: &App, headers: &HeaderMap) -> Option<Session> {
-    let session =
-        Session::open_operator(&app.keys, cookies::get(headers, &app.cookies.operator_session())?, app.now())?;
-    // Named by the operators' rules when it began; a provider changed since is no longer theirs.
-    app.settings.admin.as_ref().is_some_and(|a| a.provider == session.provider).then_some(session)
-}
-
-/// A page, with the session extended by this request.
-fn page(app: &App, session: &Session, html: String) -> Response {
-    let mut resp = responses::html(StatusCode::OK, html);
-    extend(app, session, &mut resp);
-    resp
-}
-
-fn extend(app: &App, session: &Session, resp: &mut Response) {
-    let extended = session.extended(app.now());
-    let cookie =
-        app.cookies.set(&app.cookies.operator_session(), &extended.seal_operator(&app.keys), OPERATOR_MAX_SECS);
-    resp.headers_mut().append(header::SET_COOKIE, cookie);
-}
-
-fn frame<'a>(app: &'a App, session: &'a Session, csrf: &'a str) -> AdminPage<'a> {
-    AdminPage { prefix: app.settings.path_prefix(), operator: &session.subject, csrf_token: csrf }
-}
 
 pub async fn login(State(app): State<AppState>) -> Result<Response, HttpError> {
     let provider = console(&app)?.provider.clone();
     account::send_to_provider(&app, &provider, true).await
 }
 
-pub async fn overview(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    let (session, _) = match operator_for_page(&app, &headers) {
-        Ok(s) => s,
-        Err(away) => return away.answer(),
-    };
-    let csrf = app.signer.sign(CSRF_PURPOSE, &[&session.id]);
+pub async fn overview(State(app): State<AppState>, OperatorPage(session): OperatorPage) -> Response {
     let servers: Vec<pages::AdminServer> = app
         .settings
         .servers
@@ -147,7 +69,7 @@ pub async fn overview(State(app): State<AppState>, headers: HeaderMap) -> Respon
                 .collect(),
         })
         .collect();
-    page(&app, &session, pages::admin_overview(&frame(&app, &session, &csrf), &servers))
+    page(&app, &session, |frame| pages::admin_overview(frame, &servers))
 }
 
 /// A server's recent health in words: its upstream over the last five minutes, its
@@ -174,15 +96,15 @@ fn grant_filter(params: &Params) -> GrantFilter {
     GrantFilter { grant_id: None, subject: given("subject"), client_id: given("client"), server: given("server") }
 }
 
-pub async fn grants(State(app): State<AppState>, headers: HeaderMap, BrowserQuery(params): BrowserQuery) -> Response {
-    let (session, _) = match operator_for_page(&app, &headers) {
-        Ok(s) => s,
-        Err(away) => return away.answer(),
-    };
+pub async fn grants(
+    State(app): State<AppState>,
+    OperatorPage(session): OperatorPage,
+    BrowserQuery(params): BrowserQuery,
+) -> Response {
     let filter = grant_filter(&params);
     let listed = match app.store.list_grants(&filter, LIST_LIMIT).await {
         Ok(listed) => listed,
-        Err(e) => return axum::response::IntoResponse::into_response(HttpError::from(e).for_browser()),
+        Err(e) => return failed(e).into_response(),
     };
     let grants: Vec<AdminGrant> = listed
         .into_iter()
@@ -198,17 +120,14 @@ pub async fn grants(State(app): State<AppState>, headers: HeaderMap, BrowserQuer
             last_used: g.last_used_at.max(g.last_issued_at).map(utc),
         })
         .collect();
-    let csrf = app.signer.sign(CSRF_PURPOSE, &[&session.id]);
-    page(&app, &session, pages::admin_grants(&frame(&app, &session, &csrf), &filter, &grants))
+    page(&app, &session, |frame| pages::admin_grants(frame, &filter, &grants))
 }
 
 pub async fn revoke_grants(
     State(app): State<AppState>,
     caller: Caller,
-    headers: HeaderMap,
-    OAuthForm(form, _): OAuthForm<Browser>,
+    OperatorForm { session, form }: OperatorForm,
 ) -> Result<Response, HttpError> {
-    let (session, _) = operator_for_form(&app, &headers, &form)?;
     let targets = match (form.get("grant"), form.get("matching")) {
         (Some(id), None) => vec![GrantFilter { grant_id: Some(id.to_owned()), ..GrantFilter::default() }],
         (None, Some("1")) => {
@@ -216,8 +135,7 @@ pub async fn revoke_grants(
             if filter == GrantFilter::default() {
                 return Err(HttpError::bad_request_page("Name the grants to revoke: a subject, a client or a server."));
             }
-            let listed =
-                app.store.list_grants(&filter, i64::MAX).await.map_err(|e| HttpError::from(e).for_browser())?;
+            let listed = app.store.list_grants(&filter, i64::MAX).await.map_err(failed)?;
             listed
                 .into_iter()
                 .filter(|g| g.status == FamilyStatus::Active)
@@ -228,44 +146,26 @@ pub async fn revoke_grants(
     };
     for target in targets {
         // Listed again for the audit event's details, in the statement's own terms.
-        let Some(grant) = app.store.list_grants(&target, 1).await.map_err(|e| HttpError::from(e).for_browser())?.pop()
-        else {
-            continue;
-        };
-        if app.store.revoke_grants(&target, app.now()).await.map_err(|e| HttpError::from(e).for_browser())? == 1 {
+        let Some(grant) = app.store.list_grants(&target, 1).await.map_err(failed)?.pop() else { continue };
+        if app.store.revoke_grants(&target, app.now()).await.map_err(failed)? == 1 {
             app.metrics.grant_revoked("admin");
             let event = app.event("grant.revoked").slug(&grant.server).client(&grant.client_id).grant(&grant.id);
             let event = event.subject(&grant.subject).by("admin").reason(format!("operator {}", session.subject));
             app.audit.record(event.from(&caller));
         }
     }
-    let mut resp = responses::redirect(StatusCode::SEE_OTHER, &back_to(&app, "/admin/grants", &form));
-    extend(&app, &session, &mut resp);
-    Ok(resp)
+    Ok(back_to(&app, &session, "/admin/grants", &form))
 }
 
-/// `path` with the filter the form was posted from, so that the operator sees the result.
-fn back_to(app: &App, path: &str, form: &Params) -> String {
-    let mut query = url::form_urlencoded::Serializer::new(String::new());
-    for key in ["subject", "client", "server", "q"] {
-        if let Some(v) = form.get(key).filter(|v| !v.is_empty()) {
-            query.append_pair(key, v);
-        }
-    }
-    let query = query.finish();
-    let sep = if query.is_empty() { "" } else { "?" };
-    format!("{}{path}{sep}{query}", app.settings.public_url)
-}
-
-pub async fn clients(State(app): State<AppState>, headers: HeaderMap, BrowserQuery(params): BrowserQuery) -> Response {
-    let (session, _) = match operator_for_page(&app, &headers) {
-        Ok(s) => s,
-        Err(away) => return away.answer(),
-    };
+pub async fn clients(
+    State(app): State<AppState>,
+    OperatorPage(session): OperatorPage,
+    BrowserQuery(params): BrowserQuery,
+) -> Response {
     let needle = params.get("q").map(str::trim).unwrap_or_default().to_lowercase();
     let listed = match app.store.list_clients().await {
         Ok(listed) => listed,
-        Err(e) => return axum::response::IntoResponse::into_response(HttpError::from(e).for_browser()),
+        Err(e) => return failed(e).into_response(),
     };
     let clients: Vec<pages::AdminClient> = listed
         .into_iter()
@@ -283,50 +183,45 @@ pub async fn clients(State(app): State<AppState>, headers: HeaderMap, BrowserQue
             client_id: r.client.client_id,
         })
         .collect();
-    let csrf = app.signer.sign(CSRF_PURPOSE, &[&session.id]);
-    page(&app, &session, pages::admin_clients(&frame(&app, &session, &csrf), &needle, &clients))
+    page(&app, &session, |frame| pages::admin_clients(frame, &needle, &clients))
 }
 
 pub async fn delete_client(
     State(app): State<AppState>,
     caller: Caller,
-    headers: HeaderMap,
-    OAuthForm(form, _): OAuthForm<Browser>,
+    OperatorForm { session, form }: OperatorForm,
 ) -> Result<Response, HttpError> {
-    let (session, _) = operator_for_form(&app, &headers, &form)?;
     let client_id = form.get("client_id").ok_or_else(|| HttpError::bad_request_page("Name the client to delete."))?;
-    if app.store.delete_client(client_id, app.now()).await.map_err(|e| HttpError::from(e).for_browser())? > 0 {
+    if app.store.delete_client(client_id, app.now()).await.map_err(failed)? > 0 {
         let event = app.event("client.deleted").client(client_id).by("admin");
         app.audit.record(event.reason(format!("operator {}", session.subject)).from(&caller));
     }
-    let mut resp = responses::redirect(StatusCode::SEE_OTHER, &back_to(&app, "/admin/clients", &form));
-    extend(&app, &session, &mut resp);
-    Ok(resp)
+    Ok(back_to(&app, &session, "/admin/clients", &form))
 }
 
-pub async fn audit(State(app): State<AppState>, headers: HeaderMap, BrowserQuery(params): BrowserQuery) -> Response {
-    let (session, admin) = match operator_for_page(&app, &headers) {
-        Ok(s) => s,
-        Err(away) => return away.answer(),
-    };
+pub async fn audit(
+    State(app): State<AppState>,
+    OperatorPage(session): OperatorPage,
+    BrowserQuery(params): BrowserQuery,
+) -> Response {
     let filter = audit_view::Filter {
         event: params.get("event").filter(|v| !v.is_empty()).map(str::to_owned),
         subject: params.get("subject").filter(|v| !v.is_empty()).map(str::to_owned),
         trace: params.get("trace").filter(|v| !v.is_empty()).map(str::to_owned),
     };
-    let events = admin.audit_path.as_deref().map(|path| audit_view::latest(path, &filter, LIST_LIMIT as usize));
-    let csrf = app.signer.sign(CSRF_PURPOSE, &[&session.id]);
+    let audit_path = app.settings.admin.as_ref().and_then(|a| a.audit_path.as_deref());
+    let events = audit_path.map(|path| audit_view::latest(path, &filter, LIST_LIMIT as usize));
     let given = [filter.event.as_deref(), filter.subject.as_deref(), filter.trace.as_deref()];
-    page(&app, &session, pages::admin_audit(&frame(&app, &session, &csrf), given, events.as_ref()))
+    page(&app, &session, |frame| pages::admin_audit(frame, given, events.as_ref()))
 }
 
-pub async fn logout(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    OAuthForm(form, _): OAuthForm<Browser>,
-) -> Result<Response, HttpError> {
-    operator_for_form(&app, &headers, &form)?;
+pub async fn logout(State(app): State<AppState>, _: OperatorForm) -> Result<Response, HttpError> {
     let mut resp = responses::redirect(StatusCode::SEE_OTHER, &format!("{}/admin", app.settings.public_url));
     resp.headers_mut().append(header::SET_COOKIE, app.cookies.clear(&app.cookies.operator_session()));
     Ok(resp)
+}
+
+/// A store failure, as the console's error page.
+fn failed(e: StoreError) -> HttpError {
+    HttpError::from(e).for_browser()
 }
