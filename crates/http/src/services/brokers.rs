@@ -19,11 +19,11 @@
 //!    once both end up with the first one stored.
 //!
 //! Discovery happens at the first use and again after `DISCOVERY_TTL_SECS`, one at a time
-//! per server (a lock), never per request: every request in between is served from memory, and a
-//! failure is not retried for `RETRY_AFTER_FAILURE_SECS`. If the
-//! upstream names another issuer when discovered again, the broker is rebuilt for it (and
-//! registers there); grants sealed with the old issuer then need a new login
-//! (`UpstreamAccess` compares the issuer sealed with a grant's tokens).
+//! per server (a lock), never per request: every request in between is served from
+//! memory, and a failure is not retried for `RETRY_AFTER_FAILURE_SECS`. If the upstream
+//! names another issuer when discovered again, the broker is rebuilt for it (and registers
+//! there); grants sealed with the old issuer then need a new login (`UpstreamAccess`
+//! compares the issuer sealed with a grant's tokens).
 //!
 //! An upstream that moves to another authorization server says so first with a 401 to
 //! the tokens of the former one (SEP-2352): the MCP path then has the upstream discovered
@@ -235,8 +235,8 @@ impl Brokers {
         }
     }
 
-    /// Discovers and registers (the caller holds the server's `turn`), and keeps the result, or the
-    /// failure (see [`Self::known`]).
+    /// Discovers and registers (the caller holds the server's `turn`), and keeps the
+    /// result, or the failure (see [`Self::known`]).
     async fn resolve_and_keep(&self, server: &ServerSettings) -> Result<Arc<Broker>, UpstreamError> {
         match self.resolve(server).await {
             Ok(broker) => {

@@ -44,6 +44,7 @@ use crate::settings::ServerSettings;
 /// longer than a provider call may take (30 s), so a live holder never loses it.
 const LEASE_SECS: i64 = 45;
 const LEASE_POLL: Duration = Duration::from_millis(100);
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AccessError {
     /// The provider grant is gone for good: the user must log in again.
