@@ -55,6 +55,24 @@ async fn client_credentials(h: &Harness, basic: Option<(&str, &str)>, form: &[(&
 }
 
 #[tokio::test]
+async fn a_browserless_grant_sends_nothing_once_its_server_wants_provider_tokens() {
+    let h = start().await;
+    let (status, tokens) = client_credentials(&h, Some(("ci-bot", SECRET)), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    // The operator switches the server to provider tokens (and so drops the client rule).
+    let h = h.restarted(vec![]).await;
+    let before = h.idp.userinfo_requests();
+    let r = h.http.post(h.url("/mcp/demo")).bearer_auth(&access).header("content-type", "application/json");
+    let r = r.header("accept", "application/json, text/event-stream").body(crate::harness::INITIALIZE).send();
+    let r = r.await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "the grant has no provider token to send");
+    assert!(r.headers()["www-authenticate"].to_str().unwrap().contains("resource_metadata"));
+    assert_eq!(h.idp.userinfo_requests(), before, "the provider is not asked about an empty token");
+    assert!(!h.access_token_works(&access).await, "the grant has ended");
+}
+
+#[tokio::test]
 async fn a_client_credentials_token_reaches_an_identity_upstream_as_the_client() {
     let h = start().await;
     let resource = h.url("/mcp/demo");

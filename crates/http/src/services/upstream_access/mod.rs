@@ -229,6 +229,14 @@ impl UpstreamAccess {
                 self.in_flight(provider, issuer, family_id, sealed, trigger.unwrap_or(Trigger::Expiring)).await?
             }
         };
+        if token.token.is_empty() {
+            // A grant made without a browser (client credentials, an ID-JAG), which holds
+            // no provider token, on a server that has since been switched to sending one:
+            // the client must authorize again, and nothing goes upstream meanwhile.
+            return self
+                .needs_login(family_id, "the grant holds no provider token: it was made without a browser")
+                .await;
+        }
         token.first_use = seen.first;
         Ok(token)
     }
