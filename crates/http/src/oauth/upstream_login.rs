@@ -10,6 +10,8 @@
 //! server says it sends it, and a mismatch always refused); the code is exchanged, and
 //! the grant holds the upstream's tokens, sealed with the issuer that issued them.
 
+use std::sync::Arc;
+
 use mcp_oauth_core::form::Params;
 use mcp_oauth_core::sealed::UserIdentity;
 use mcp_oauth_core::token::{TokenHash, TokenKind, mint, random_b64, random_id};
@@ -32,6 +34,10 @@ struct FirstStep {
     subject: Option<String>,
     #[serde(default)]
     identity: UserIdentity,
+    /// The authorization server the browser was sent to: its code goes to that server's
+    /// token endpoint and no other's (absent in logins begun before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    issuer: Option<String>,
 }
 
 /// The additional data that binds a sealed first step to its pending row.
@@ -50,14 +56,15 @@ pub(super) async fn start(
     who: Option<(&str, UserIdentity)>,
 ) -> Result<String, HttpError> {
     let settings = server.upstream_auth.brokered().ok_or_else(|| OAuthError::server_error("not a brokered server"))?;
-    let broker = app.brokers.broker(server).await?;
+    let broker = app.brokers.for_login(server).await?;
     let state = mint(TokenKind::UpstreamState);
     let verifier = pkce::new_verifier();
     let nonce = broker.provider.wants_nonce().then(|| random_b64(16));
     let step = match who {
-        Some((subject, identity)) => FirstStep { subject: Some(subject.to_owned()), identity },
-        None => FirstStep { subject: None, identity: UserIdentity::default() },
+        Some((subject, identity)) => (Some(subject.to_owned()), identity),
+        None => (None, UserIdentity::default()),
     };
+    let step = FirstStep { subject: step.0, identity: step.1, issuer: Some(broker.issuer().to_owned()) };
     let step = serde_json::to_vec(&step).map_err(|e| OAuthError::server_error(e.to_string()))?;
     let next = PendingAuthorization {
         state_hash: state.hash,
@@ -111,7 +118,7 @@ pub(super) async fn complete(
         .and_then(|bytes| serde_json::from_slice::<FirstStep>(&bytes).ok())
         .ok_or_else(|| (HttpError::from(OAuthError::server_error("the login's first step cannot be read")), None))?;
     let subject = step.subject.clone();
-    let broker = app.brokers.broker(server).await.map_err(|e| (e.into(), subject.clone()))?;
+    let broker = began_at(app, server, step.issuer.as_deref()).await.map_err(|e| (e, subject.clone()))?;
     // RFC 9207: refuse an answer naming another issuer (a mix-up), and one naming none
     // from a server that said it always names itself.
     match params.get("iss") {
@@ -154,7 +161,7 @@ pub(super) async fn complete(
             (HttpError::from(e), subject.clone())
         })?;
     let (who, identity) = match step {
-        FirstStep { subject: Some(subject), identity } => (subject, identity),
+        FirstStep { subject: Some(subject), identity, .. } => (subject, identity),
         FirstStep { subject: None, .. } => {
             identify(app, server, &broker, &tokens, pending).await.map_err(|e| (e, None))?
         }
@@ -163,6 +170,28 @@ pub(super) async fn complete(
         .await
         .map_err(|e| (e, subject))
         .map(|(code, grant_id)| Step::Done(Completed { code, grant_id, subject: who }))
+}
+
+/// The broker of the authorization server a login began at (`began`). This replica may
+/// know another: the login began at a replica that had noticed a move this one has not
+/// (the upstream is then discovered again), or the upstream moved during the login.
+/// Either way the code goes only to the server that issued it (the mix-up RFC 9207
+/// guards against, here for servers that send no `iss` too): if the upstream names
+/// another server now, the login fails and the client starts a new one.
+async fn began_at(app: &App, server: &ServerSettings, began: Option<&str>) -> Result<Arc<Broker>, HttpError> {
+    let broker = app.brokers.broker(server).await?;
+    let Some(began) = began.filter(|b| *b != broker.issuer()) else { return Ok(broker) };
+    app.brokers.rediscover(server).await;
+    let broker = app.brokers.broker(server).await?;
+    if broker.issuer() == began {
+        return Ok(broker);
+    }
+    tracing::warn!(server = %server.slug, began, now = broker.issuer(), "the MCP upstream names another authorization server than the one this login began at");
+    let e = OAuthError::temporarily_unavailable(
+        "the MCP server moved to another authorization server during the login; authorize again",
+        1,
+    );
+    Err(e.into())
 }
 
 /// Without a provider: who the user is, as the upstream's authorization server says (its

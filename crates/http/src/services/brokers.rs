@@ -27,7 +27,7 @@
 //!
 //! An upstream that moves to another authorization server says so first with a 401 to
 //! the tokens of the former one (SEP-2352): the MCP path then has the upstream discovered
-//! again at once ([`Brokers::upstream_refused`]), not at the end of the TTL, at most once
+//! again at once ([`Brokers::rediscover`]), not at the end of the TTL, at most once
 //! per `REDISCOVER_ON_REFUSAL_SECS` per server however many requests are refused, so that
 //! the grants of the former server end with the 401 challenge their clients re-authorize
 //! on, instead of being refreshed at a server the upstream no longer trusts.
@@ -56,6 +56,9 @@ const STALE_FOR_SECS: i64 = 24 * 3600;
 /// answered with that failure (or served what was found before) without trying again:
 /// anyone can start logins, and each would otherwise cost the upstream a discovery.
 const RETRY_AFTER_FAILURE_SECS: i64 = 30;
+/// How old what discovery found may be when a login starts (see `Brokers::for_login`):
+/// logins are what bind new grants to an authorization server.
+const LOGIN_FRESH_SECS: i64 = 60;
 /// How often (at most, per server) an MCP upstream's 401 has the upstream discovered
 /// again: an upstream refusing every token costs it one discovery per interval, not one
 /// per request. Logins' own discoveries do not count.
@@ -192,24 +195,40 @@ impl Brokers {
     /// The broker of a server with `upstream_auth = "oauth"`, discovered and registered
     /// at its first use (and again after the TTL). `Err` for any other server.
     pub async fn broker(&self, server: &ServerSettings) -> Result<Arc<Broker>, UpstreamError> {
-        if let Some(known) = self.known(&server.slug) {
+        self.within(server, DISCOVERY_TTL_SECS).await
+    }
+
+    /// [`Self::broker`] for a login about to start: discovered again first when what is
+    /// known is older than `LOGIN_FRESH_SECS`, so that a new grant begins at the
+    /// authorization server the upstream names now (a replica that has had no 401 to
+    /// tell it of a move would otherwise send users on to the former one for up to the
+    /// TTL, and their grants would end at their first call).
+    pub async fn for_login(&self, server: &ServerSettings) -> Result<Arc<Broker>, UpstreamError> {
+        self.within(server, LOGIN_FRESH_SECS).await
+    }
+
+    /// The broker, if it was discovered within `max_age_secs`; else discovered again
+    /// (once at a time per server; after a failure see [`Self::known`]).
+    async fn within(&self, server: &ServerSettings, max_age_secs: i64) -> Result<Arc<Broker>, UpstreamError> {
+        if let Some(known) = self.known(&server.slug, max_age_secs) {
             return known;
         }
         let turn = self.turn(&server.slug);
         let _turn = turn.lock().await;
         // Someone may have resolved it (or failed to) while we waited.
-        if let Some(known) = self.known(&server.slug) {
+        if let Some(known) = self.known(&server.slug, max_age_secs) {
             return known;
         }
         self.resolve_and_keep(server).await
     }
 
-    /// The MCP upstream answered 401 to a brokered grant's token: it may have moved to
-    /// another authorization server (see the module's comment), so it is discovered again
-    /// now unless that was done within `REDISCOVER_ON_REFUSAL_SECS`. What is found
+    /// Something says the upstream may have moved to another authorization server (see
+    /// the module's comment): its 401 to a grant's token, or a login that began at
+    /// another issuer than this replica knows. It is discovered again now unless that
+    /// was done for such a reason within `REDISCOVER_ON_REFUSAL_SECS`. What is found
     /// replaces what was known (a new issuer: a new broker, registered there); a failure
     /// keeps it.
-    pub async fn upstream_refused(&self, server: &ServerSettings) {
+    pub async fn rediscover(&self, server: &ServerSettings) {
         let due = |at: Option<&i64>| at.is_none_or(|at| self.clock.now() - at >= REDISCOVER_ON_REFUSAL_SECS);
         if !due(self.rediscovered().get(&server.slug)) {
             return;
@@ -277,11 +296,11 @@ impl Brokers {
         }
     }
 
-    /// What is known without asking the upstream: a fresh broker; or, within
-    /// `RETRY_AFTER_FAILURE_SECS` of a failure, the broker found before (if any) or that
-    /// failure. `None`: ask.
-    fn known(&self, slug: &str) -> Option<Result<Arc<Broker>, UpstreamError>> {
-        if let Some(fresh) = self.cached(slug, DISCOVERY_TTL_SECS) {
+    /// What is known without asking the upstream: a broker discovered within
+    /// `max_age_secs`; or, within `RETRY_AFTER_FAILURE_SECS` of a failure, the broker
+    /// found before (if any) or that failure. `None`: ask.
+    fn known(&self, slug: &str, max_age_secs: i64) -> Option<Result<Arc<Broker>, UpstreamError>> {
+        if let Some(fresh) = self.cached(slug, max_age_secs) {
             return Some(Ok(fresh));
         }
         let now = self.clock.now();

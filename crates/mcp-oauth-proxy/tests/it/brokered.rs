@@ -352,6 +352,61 @@ async fn an_upstream_that_moves_is_noticed_from_its_401_at_once() {
 }
 
 #[tokio::test]
+async fn a_login_a_minute_after_a_move_begins_at_the_new_server() {
+    // No call has been refused yet to tell the proxy; a login binds a new grant to a
+    // server, so it does not trust what was discovered more than a minute before.
+    let options = IdpOptions { dynamic_registration: true, ..upstream_as_options() };
+    let b = start(options.clone(), &[]).await;
+    let (_, tokens) = logged_in(&b.h, None).await;
+    assert_eq!(b.h.mcp_status(access(&tokens)).await, StatusCode::OK);
+    let (moved_to, issuer) = authorization_server(options, &b.h.clock).await;
+    b.trusted.lock().unwrap().insert(issuer.clone(), moved_to.clone());
+    *b.names.lock().unwrap() = issuer;
+    b.h.clock.advance(61);
+    let (_, tokens) = logged_in(&b.h, None).await;
+    assert_eq!(moved_to.authorize_requests().len(), 1, "the login went to the server the upstream names now");
+    assert_eq!(b.h.mcp_status(access(&tokens)).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_login_finished_at_a_replica_that_missed_a_move_redeems_its_code_where_it_began() {
+    let options = IdpOptions { dynamic_registration: true, ..upstream_as_options() };
+    let b = start(options.clone(), &[]).await;
+    let other = Harness::start_with(Start {
+        storage_url: Some(b.h.storage_url.clone()),
+        public_url: Some(b.h.base.clone()),
+        idp: Some((b.h.idp.clone(), b.h.idp_issuer())),
+        clock: Some(b.h.clock.clone()),
+        upstream_url: Some(b.h.upstream_url.clone()),
+        env: b.env.clone(),
+        ..Default::default()
+    })
+    .await;
+    // The other replica knows the first server; then the upstream moves.
+    let server = other.app.settings.server("demo").unwrap().clone();
+    let first = b.names.lock().unwrap().clone();
+    assert_eq!(other.app.brokers.broker(&server).await.unwrap().issuer(), first);
+    let (moved_to, issuer) = authorization_server(options, &b.h.clock).await;
+    b.trusted.lock().unwrap().insert(issuer.clone(), moved_to.clone());
+    *b.names.lock().unwrap() = issuer.clone();
+    // A login begins at the first replica (which discovers the new server) and its answer
+    // reaches the other (a load balancer's choice).
+    let client_id = b.h.register_public().await;
+    let mut browser = Browser::new();
+    let sent = browser.through_callback(&b.h.authorize_url(&client_id, &[]), &[("login", "approve")]).await;
+    assert!(sent.location().starts_with(&issuer), "{}", sent.location());
+    let login = browser.get(&sent.location()).await;
+    let back = browser.submit(&login, &issuer, &[("login", "approve")]).await;
+    let done = browser.get(&back.location().replace(&b.h.base, &other.base)).await;
+    assert_eq!(done.status, StatusCode::FOUND, "{}", done.body);
+    let code = query(&done.location()).get("code").cloned().unwrap_or_else(|| panic!("{}", done.location()));
+    assert_eq!(moved_to.code_exchanges(), 1, "the code went to the server that issued it");
+    assert_eq!(b.upstream_as.code_exchanges(), 0, "and to no other");
+    let tokens = other.exchange(&client_id, &code).await;
+    assert_eq!(other.mcp_status(access(&tokens)).await, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn an_upstream_refusing_every_token_is_discovered_again_at_most_every_30_seconds() {
     let b = start(upstream_as_options(), PRE_REGISTERED).await;
     let (_, tokens) = logged_in(&b.h, None).await;

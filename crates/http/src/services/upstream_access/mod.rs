@@ -209,7 +209,7 @@ impl UpstreamAccess {
         if trigger == Some(Trigger::Rejected) && server.upstream_auth.brokered().is_some() {
             // The upstream may have moved to another authorization server: if so, the
             // grant cannot be refreshed (see `refresh`) and needs a new authorization.
-            self.brokers.upstream_refused(server).await;
+            self.brokers.rediscover(server).await;
         }
         let provider = self.provider(server).await?;
         let provider = provider.as_ref();
