@@ -7,8 +7,9 @@
 //! `state`, `resource` (RFC 8707: the upstream's resource identifier) and the scopes the
 //! upstream named (see `Broker::scopes_for`). Its answer comes back to the one fixed
 //! `P/oauth/upstream-callback`; RFC 9207's `iss` is checked there (required when the
-//! server says it sends it, and a mismatch always refused); the code is exchanged, and
-//! the grant holds the upstream's tokens, sealed with the issuer that issued them.
+//! server says it sends it, and a mismatch always refused); the code is exchanged at the
+//! server the login began at (its issuer sealed with the first step: see [`began_at`]),
+//! and the grant holds the upstream's tokens, sealed with the issuer that issued them.
 
 use std::sync::Arc;
 
