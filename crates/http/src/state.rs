@@ -55,12 +55,12 @@ pub struct App {
     /// The security events' trail.
     pub audit: Arc<Audit>,
     /// Open event streams, ended when their grant or access token is revoked (the look
-    /// for revocations is started by [`Revocations::watch`]).
+    /// for revocations is started by `Revocations::watch`).
     pub revocations: Arc<Revocations>,
     /// Grants' uses on the MCP path, noted coarsely and written in batches (started by
-    /// [`LastUses::record_every`]).
+    /// `LastUses::record_every`).
     pub last_uses: Arc<LastUses>,
-    /// Each server's last hour, for the console (started by [`History::sample_every`]).
+    /// Each server's last hour, for the console (started by `History::sample_every`).
     pub history: Arc<History>,
     /// The tool definitions each server's tools were first seen with.
     pub tool_pins: Arc<ToolPins>,

@@ -52,7 +52,7 @@ impl Admission {
         }
     }
 
-    /// A place for a connection from `peer`, held until the [`Admitted`] is dropped; `None`
+    /// A place for a connection from `peer`, held until the `Admitted` is dropped; `None`
     /// when `peer`'s address already has `max_connections_per_address` open.
     pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<Admitted> {
         let peer = peer.to_canonical();
