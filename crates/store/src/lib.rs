@@ -137,7 +137,7 @@ impl Retention {
 }
 
 impl From<[u64; 8]> for Purged {
-    /// The rows each of a purge's statements removed, in the order of [`Retention::cutoffs`].
+    /// The rows each of a purge's statements removed, in the order of `Retention::cutoffs`.
     fn from(n: [u64; 8]) -> Self {
         let [pending, codes, access_tokens, refresh_tokens, successors, families, clients, assertions] = n;
         Self { pending, codes, access_tokens, refresh_tokens, successors, families, clients, assertions }
