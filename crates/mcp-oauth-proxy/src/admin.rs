@@ -4,6 +4,7 @@
 //! serving processes learn of it within two seconds (a PostgreSQL replica at once; a
 //! SQLite proxy, which caches lookups, when it next checks for outside changes).
 
+use crate::BoxError;
 use std::fmt::Write;
 
 use mcp_oauth_core::clock::{Clock, SystemClock};
@@ -12,8 +13,6 @@ use mcp_oauth_http::Brokers;
 use mcp_oauth_http::settings::Settings;
 use mcp_oauth_store::{GrantFilter, GrantSummary, Store, ToolPin};
 use serde_json::json;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// At most this many grants are listed.
 const LIST_LIMIT: i64 = 10_000;
