@@ -32,16 +32,18 @@
 //! the grants of the former server end with the 401 challenge their clients re-authorize
 //! on, instead of being refreshed at a server the upstream no longer trusts.
 
+mod registration;
+mod revocation;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use mcp_oauth_core::clock::SharedClock;
 use mcp_oauth_core::scope::Scopes;
 use mcp_oauth_core::seal::KeyRing;
-use mcp_oauth_core::sealed::{UpstreamSecret, upstream_registration_aad};
-use mcp_oauth_store::{Store, UpstreamRegistration};
-use mcp_oauth_upstream::brokered::{self, Discovered, Registration, RegistrationMethod, UrlPolicy};
-use mcp_oauth_upstream::{Provider, ProviderAuthMethod, UpstreamError};
+use mcp_oauth_store::Store;
+use mcp_oauth_upstream::brokered::{self, Discovered, RegistrationMethod, UrlPolicy};
+use mcp_oauth_upstream::{Provider, UpstreamError};
 use serde_json::json;
 
 use crate::settings::{ServerSettings, UpstreamOAuthSettings};
@@ -351,153 +353,4 @@ impl Brokers {
         let provider = Arc::new(Provider::new(provider_settings, self.http.clone()));
         Ok(Broker { provider, discovered, method })
     }
-
-    /// The proxy's registration at the discovered authorization server (see the module's
-    /// comment for the order).
-    async fn registration(
-        &self,
-        server: &ServerSettings,
-        settings: &UpstreamOAuthSettings,
-        discovered: &Discovered,
-    ) -> Result<(Registration, RegistrationMethod), UpstreamError> {
-        match brokered::registration_method(settings.client_id.is_some(), &discovered.server)? {
-            RegistrationMethod::PreRegistered => {
-                let client_id = settings.client_id.clone().unwrap_or_default();
-                let auth_method = auth_method_for(&settings.client_secret, discovered);
-                let client_secret = settings.client_secret.clone();
-                let registration = Registration { client_id, client_secret, auth_method };
-                return Ok((registration, RegistrationMethod::PreRegistered));
-            }
-            RegistrationMethod::MetadataDocument => {
-                let registration = Registration {
-                    client_id: self.metadata_url.clone(),
-                    client_secret: None,
-                    auth_method: ProviderAuthMethod::None,
-                };
-                return Ok((registration, RegistrationMethod::MetadataDocument));
-            }
-            RegistrationMethod::Dynamic => {}
-        }
-        let issuer = discovered.server.issuer.as_str();
-        let aad = upstream_registration_aad(&server.slug, issuer);
-        let stored = match self.store.upstream_registration(&server.slug, issuer).await.map_err(store_failed)? {
-            Some(stored) => stored,
-            None => {
-                let mut metadata = self.client_metadata_document();
-                let object = metadata.as_object_mut().expect("a JSON object");
-                object.remove("client_id");
-                object.insert(
-                    "token_endpoint_auth_method".into(),
-                    brokered::preferred_auth_method(&discovered.server).into(),
-                );
-                let registered = brokered::register(&self.discovery, &discovered.server, &metadata).await?;
-                let mine = UpstreamRegistration {
-                    server: server.slug.clone(),
-                    issuer: issuer.to_owned(),
-                    client_id: registered.client_id.clone(),
-                    secret_sealed: registered.client_secret.as_ref().map(|s| self.keys.seal(s.as_bytes(), &aad)),
-                    created_at: self.clock.now(),
-                };
-                // Conditional: another replica may have registered first; then its
-                // registration is the one every replica uses (ours is left unused).
-                let stored = self.store.insert_upstream_registration(&mine).await.map_err(store_failed)?;
-                if stored.client_id != mine.client_id {
-                    tracing::info!(server = %server.slug, issuer, "another replica registered first; using its registration");
-                }
-                stored
-            }
-        };
-        let client_secret = match &stored.secret_sealed {
-            None => None,
-            Some(sealed) => {
-                let bytes = self.keys.open(sealed, &aad).map_err(|e| {
-                    UpstreamError::Misconfigured(format!("the stored registration's secret cannot be opened: {e}"))
-                })?;
-                Some(
-                    String::from_utf8(bytes)
-                        .map_err(|_| UpstreamError::Protocol("stored secret is not text".into()))?,
-                )
-            }
-        };
-        let auth_method = auth_method_for(&client_secret, discovered);
-        Ok((Registration { client_id: stored.client_id, client_secret, auth_method }, RegistrationMethod::Dynamic))
-    }
-
-    /// RFC 7009: revokes the upstream tokens of a brokered grant that has just ended at
-    /// the upstream authorization server, when it has a revocation endpoint. Off the
-    /// request's path and best effort: the outcome is logged, never waited for.
-    pub fn revoke_later(self: &Arc<Self>, server: &ServerSettings, family_id: &str) {
-        if server.upstream_auth.brokered().is_none() {
-            return;
-        }
-        let (brokers, server, family) = (Arc::clone(self), server.clone(), family_id.to_owned());
-        tokio::spawn(async move {
-            let _ = brokers.revoke_now(&server, &family).await;
-        });
-    }
-
-    /// [`Self::revoke_later`]'s work, awaited (the command line's `grants revoke`): how many
-    /// tokens the upstream revoked, or why none. The credential is read again here (a
-    /// refresh may have replaced the one a caller read). Tokens from a former issuer are
-    /// not sent to the current one.
-    pub async fn revoke_now(&self, server: &ServerSettings, family: &str) -> Result<usize, String> {
-        let failed = |why: String| {
-            tracing::warn!(server = %server.slug, family, why, "upstream revocation skipped");
-            Err(why)
-        };
-        let sealed = match self.store.upstream_credential(family).await {
-            Ok(Some(credential)) => credential.sealed,
-            Ok(None) => return failed("the grant is gone".into()),
-            Err(e) => return failed(e.to_string()),
-        };
-        let Ok(secret) = UpstreamSecret::open(&self.keys, family, &sealed) else {
-            return failed("the grant's credential could not be opened".into());
-        };
-        let broker = match self.broker(server).await {
-            Ok(b) => b,
-            Err(e) => return failed(e.to_string()),
-        };
-        if secret.issuer.as_deref().is_some_and(|i| i != broker.issuer()) {
-            return failed("the tokens came from a former issuer".into());
-        }
-        let Some(endpoint) = broker.discovered.server.revocation_endpoint.clone() else {
-            tracing::debug!(server = %server.slug, "the upstream offers no revocation endpoint");
-            return Ok(0);
-        };
-        let settings = broker.provider.settings();
-        // The refresh token first: revoking it takes the access tokens with it at most
-        // servers (RFC 7009 §2.1); the access token too, for those where it does not.
-        let mut tokens = vec![(secret.access_token.as_str(), "access_token")];
-        if let Some(rt) = secret.refresh_token.as_deref() {
-            tokens.insert(0, (rt, "refresh_token"));
-        }
-        let mut revoked = 0;
-        for (token, hint) in tokens {
-            match brokered::revoke(&self.http, &endpoint, settings, token, hint).await {
-                Ok(()) => {
-                    revoked += 1;
-                    tracing::info!(server = %server.slug, family, hint, "upstream token revoked");
-                }
-                Err(e) => {
-                    tracing::warn!(server = %server.slug, family, hint, error = %e, "upstream token revocation failed")
-                }
-            }
-        }
-        Ok(revoked)
-    }
-}
-
-/// How a client with (or without) a secret authenticates at the discovered server.
-fn auth_method_for(secret: &Option<String>, discovered: &Discovered) -> ProviderAuthMethod {
-    match secret {
-        None => ProviderAuthMethod::None,
-        Some(_) if brokered::preferred_auth_method(&discovered.server) == "client_secret_basic" => {
-            ProviderAuthMethod::ClientSecretBasic
-        }
-        Some(_) => ProviderAuthMethod::ClientSecretPost,
-    }
-}
-
-fn store_failed(e: mcp_oauth_store::StoreError) -> UpstreamError {
-    UpstreamError::Unavailable(format!("the store: {e}"))
 }
