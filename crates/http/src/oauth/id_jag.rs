@@ -117,8 +117,9 @@ pub async fn jwt_bearer(
 /// IdP, who has the same id. (Client grants are `client:<id>`; provider subjects carry no
 /// such prefix.)
 fn grant_subject(app: &App, server: &ServerSettings, idp: &EnterpriseIdp, sub: &str) -> String {
-    let provider = app.providers.get(&server.provider).and_then(|p| p.settings().issuer.clone());
-    if provider.as_deref() == Some(idp.issuer.as_str()) { sub.to_owned() } else { format!("idp:{}:{sub}", idp.name) }
+    let is_provider =
+        app.providers.get(&server.provider).is_some_and(|p| p.settings().issuer.as_ref() == Some(&idp.issuer));
+    if is_provider { sub.to_owned() } else { format!("idp:{}:{sub}", idp.name) }
 }
 
 /// SEP-990 §7.2.1: the intersection of the requested scopes and the asserted ones (within

@@ -61,11 +61,11 @@ pub(super) async fn start(
     let state = mint(TokenKind::UpstreamState);
     let verifier = pkce::new_verifier();
     let nonce = broker.provider.wants_nonce().then(|| random_b64(16));
-    let step = match who {
+    let (subject, identity) = match who {
         Some((subject, identity)) => (Some(subject.to_owned()), identity),
         None => (None, UserIdentity::default()),
     };
-    let step = FirstStep { subject: step.0, identity: step.1, issuer: Some(broker.issuer().to_owned()) };
+    let step = FirstStep { subject, identity, issuer: Some(broker.issuer().to_owned()) };
     let step = serde_json::to_vec(&step).map_err(|e| OAuthError::server_error(e.to_string()))?;
     let next = PendingAuthorization {
         state_hash: state.hash,
