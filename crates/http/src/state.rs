@@ -134,7 +134,13 @@ impl App {
         let keys = Arc::new(keys);
         let identities = Arc::new(Identities::new(Arc::clone(&keys), settings.public_url.clone(), Arc::clone(&clock)));
         let providers = Arc::new(providers);
-        let brokers = Arc::new(Brokers::new(Arc::clone(&store), Arc::clone(&keys), Arc::clone(&clock), &settings));
+        let brokers = Arc::new(Brokers::new(
+            Arc::clone(&store),
+            Arc::clone(&keys),
+            Arc::clone(&clock),
+            Arc::clone(&audit),
+            &settings,
+        ));
         let last_uses = Arc::new(LastUses::default());
         let servers = settings.servers.iter().map(|s| (s.slug.clone(), s.provider.clone())).collect();
         let history = Arc::new(History::new(Arc::clone(&metrics), Arc::clone(&clock), servers));

@@ -283,7 +283,10 @@ fn main() -> ExitCode {
                     GrantsCommand::Revoke { subject, client, grant } => {
                         let filter = GrantFilter { subject, client_id: client, server: None, grant_id: grant };
                         let (keys, clock) = (Arc::new(config.keys), Arc::new(SystemClock));
-                        let brokers = mcp_oauth_http::Brokers::new(Arc::clone(&store), keys, clock, &config.settings);
+                        // A new process knows no former authorization server: it sees no move to audit.
+                        let audit = Arc::new(mcp_oauth_http::Audit::off());
+                        let brokers =
+                            mcp_oauth_http::Brokers::new(Arc::clone(&store), keys, clock, audit, &config.settings);
                         admin::revoke_grants(store.as_ref(), &filter, &config.settings, &brokers).await
                     }
                 }

@@ -318,11 +318,13 @@ async fn an_upstream_that_moves_is_noticed_from_its_401_at_once() {
     // upstream names another authorization server and refuses the former's tokens, long
     // before the discovery's lifetime ends or the grant's token expires.
     let options = IdpOptions { dynamic_registration: true, ..upstream_as_options() };
-    let b = start(options.clone(), &[]).await;
+    let audit = std::env::temp_dir().join(format!("mop-moved-{}.log", mcp_oauth_core::token::random_id()));
+    let b = start(options.clone(), &[("MCP_OAUTH_PROXY_AUDIT__PATH", audit.to_str().unwrap())]).await;
     let (_, tokens) = logged_in(&b.h, None).await;
     let (_, other) = logged_in(&b.h, None).await;
     assert_eq!(b.h.mcp_status(access(&tokens)).await, StatusCode::OK);
     let former_client = b.upstream_as.token_clients()[0].clone();
+    let former = b.names.lock().unwrap().clone();
     let (moved_to, issuer) = authorization_server(options, &b.h.clock).await;
     b.trusted.lock().unwrap().insert(issuer.clone(), moved_to.clone());
     *b.names.lock().unwrap() = issuer.clone();
@@ -334,6 +336,18 @@ async fn an_upstream_that_moves_is_noticed_from_its_401_at_once() {
     assert!(challenge.contains("resource_metadata"), "{challenge}");
     assert_eq!(b.metadata_fetches.load(SeqCst), fetched + 1, "discovered again, once");
     assert_eq!(moved_to.registrations(), 1, "registered at the new server");
+    let mut moved = None;
+    for _ in 0..100 {
+        let events = crate::audit::read_events(&audit, 1).await;
+        moved = events.into_iter().find(|e| e["event"] == "upstream.moved");
+        if moved.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let moved = moved.expect("upstream.moved audited");
+    assert_eq!(moved["slug"], "demo");
+    assert_eq!(moved["reason"], format!("from {former} to {issuer}"));
     assert_eq!(b.upstream_as.refresh_count(), 0, "no refresh at the former server");
     assert_eq!(moved_to.refresh_count(), 0, "nor is its refresh token sent to the new one");
     // The other grant of the former server ends at its first refusal, with no second

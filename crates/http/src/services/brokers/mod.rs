@@ -46,6 +46,7 @@ use mcp_oauth_upstream::brokered::{self, Discovered, RegistrationMethod, UrlPoli
 use mcp_oauth_upstream::{Provider, UpstreamError};
 use serde_json::json;
 
+use crate::services::audit::{Audit, Event};
 use crate::settings::{ServerSettings, UpstreamOAuthSettings};
 
 /// How long (seconds, on the proxy's clock) what discovery found is used before the
@@ -131,6 +132,7 @@ pub struct Brokers {
     store: Arc<dyn Store>,
     keys: Arc<KeyRing>,
     clock: SharedClock,
+    audit: Arc<Audit>,
     callback_url: String,
     metadata_url: String,
     public_url: String,
@@ -150,6 +152,7 @@ impl Brokers {
         store: Arc<dyn Store>,
         keys: Arc<KeyRing>,
         clock: SharedClock,
+        audit: Arc<Audit>,
         settings: &crate::settings::Settings,
     ) -> Self {
         Self {
@@ -164,6 +167,7 @@ impl Brokers {
             store,
             keys,
             clock,
+            audit,
             callback_url: settings.upstream_callback_url(),
             metadata_url: settings.upstream_client_metadata_url(),
             public_url: settings.public_url.clone(),
@@ -243,17 +247,8 @@ impl Brokers {
             return;
         }
         self.rediscovered().insert(server.slug.clone(), self.clock.now());
-        let before = self.cached(&server.slug, STALE_FOR_SECS);
-        if let Ok(found) = self.resolve_and_keep(server).await
-            && let Some(before) = before.filter(|b| b.issuer() != found.issuer())
-        {
-            tracing::warn!(
-                server = %server.slug,
-                former = before.issuer(),
-                issuer = found.issuer(),
-                "the MCP upstream names another authorization server; its former grants need a new authorization"
-            );
-        }
+        // A failure keeps what was known (and is logged there).
+        let _ = self.resolve_and_keep(server).await;
     }
 
     /// Discovers and registers (the caller holds the server's `turn`), and keeps the
@@ -262,6 +257,11 @@ impl Brokers {
         match self.resolve(server).await {
             Ok(broker) => {
                 let broker = Arc::new(broker);
+                if let Some(former) =
+                    self.cached(&server.slug, STALE_FOR_SECS).filter(|b| b.issuer() != broker.issuer())
+                {
+                    self.moved(server, former.issuer(), broker.issuer());
+                }
                 let entry = Entry { broker: Arc::clone(&broker), at: self.clock.now() };
                 self.lock().insert(server.slug.clone(), entry);
                 self.failures().remove(&server.slug);
@@ -272,6 +272,20 @@ impl Brokers {
                 self.stale_or(server, e)
             }
         }
+    }
+
+    /// The upstream names another authorization server than before: said in the log and
+    /// the audit trail (`upstream.moved`, by each replica that notices), since whoever
+    /// controls that metadata decides where users log in.
+    fn moved(&self, server: &ServerSettings, former: &str, issuer: &str) {
+        tracing::warn!(
+            server = %server.slug,
+            former,
+            issuer,
+            "the MCP upstream names another authorization server; its former grants need a new authorization"
+        );
+        let event = Event::new("upstream.moved", self.clock.now()).slug(&server.slug);
+        self.audit.record(event.reason(format!("from {former} to {issuer}")));
     }
 
     /// The lock that makes `slug`'s discoveries one at a time.
