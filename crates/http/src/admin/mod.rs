@@ -59,7 +59,10 @@ pub async fn overview(State(app): State<AppState>, OperatorPage(session): Operat
             } else {
                 s.provider.clone()
             },
-            upstream_auth: s.upstream_auth.label().to_owned(),
+            upstream_auth: match app.brokers.describe(s) {
+                Some(broker) => format!("{}: {broker}", s.upstream_auth.label()),
+                None => s.upstream_auth.label().to_owned(),
+            },
             health: health(&app.history.last_hour(&s.slug)),
             last_hour: app
                 .history

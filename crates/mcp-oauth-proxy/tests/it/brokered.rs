@@ -221,6 +221,22 @@ async fn the_upstream_gets_its_own_authorization_servers_token_refreshed_once_an
 }
 
 #[tokio::test]
+async fn the_console_names_the_authorization_server_a_brokered_upstream_uses() {
+    let env: Vec<(&str, &str)> =
+        PRE_REGISTERED.iter().copied().chain([("MCP_OAUTH_PROXY_ADMIN__EMAILS", "demo@example.com")]).collect();
+    let b = start(upstream_as_options(), &env).await;
+    let mut browser = Browser::new();
+    let _ = crate::admin_console::console_login(&b.h, &mut browser).await;
+    let page = browser.get(&b.h.url("/admin")).await;
+    assert!(page.body.contains("not discovered by this replica yet"), "{}", page.body);
+    let _ = logged_in(&b.h, None).await;
+    let page = browser.get(&b.h.url("/admin")).await;
+    let issuer = b.names.lock().unwrap().clone();
+    let said = format!("tokens of {issuer} (the proxy's registration: pre-registered client)");
+    assert!(page.body.replace("&#39;", "'").contains(&said), "{}", page.body);
+}
+
+#[tokio::test]
 async fn dynamic_registration_is_stored_once_and_outlives_a_restart() {
     let options = IdpOptions { dynamic_registration: true, ..upstream_as_options() };
     let b = start(options, &[]).await;

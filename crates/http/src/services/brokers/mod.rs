@@ -198,6 +198,17 @@ impl Brokers {
         &self.callback_url
     }
 
+    /// For the operators' console: the authorization server this replica knows for a
+    /// brokered server, and how the proxy is registered there, without asking the
+    /// upstream. `None` for other servers.
+    pub fn describe(&self, server: &ServerSettings) -> Option<String> {
+        server.upstream_auth.brokered()?;
+        Some(match self.cached(&server.slug, STALE_FOR_SECS) {
+            Some(b) => format!("tokens of {} (the proxy's registration: {})", b.issuer(), b.method.label()),
+            None => "tokens of its authorization server (not discovered by this replica yet)".to_owned(),
+        })
+    }
+
     /// The broker of a server with `upstream_auth = "oauth"`, discovered and registered
     /// at its first use (and again after the TTL). `Err` for any other server.
     pub async fn broker(&self, server: &ServerSettings) -> Result<Arc<Broker>, UpstreamError> {
