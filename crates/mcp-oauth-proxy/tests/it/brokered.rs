@@ -444,11 +444,16 @@ async fn an_upstream_refusing_every_token_is_discovered_again_at_most_every_30_s
     assert_eq!(b.h.mcp_status(access(&tokens)).await, StatusCode::OK);
     b.trusted.lock().unwrap().clear(); // the same server named, none of its tokens accepted
     let fetched = b.metadata_fetches.load(SeqCst);
-    for token in [&tokens, &other, &tokens, &other] {
-        let (status, _) = initialize(&b.h, access(token)).await;
+    // Eight refused at once, then four more one after the other.
+    let at_once = (0..8).map(|i| initialize(&b.h, access(if i % 2 == 0 { &tokens } else { &other })));
+    for (status, _) in futures_util::future::join_all(at_once).await {
         assert_eq!(status, StatusCode::BAD_GATEWAY, "the upstream's own refusal keeps the grant");
     }
-    assert_eq!(b.metadata_fetches.load(SeqCst), fetched + 1, "one discovery for four refusals");
+    for token in [&tokens, &other, &tokens, &other] {
+        let (status, _) = initialize(&b.h, access(token)).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+    }
+    assert_eq!(b.metadata_fetches.load(SeqCst), fetched + 1, "one discovery for twelve refusals");
     b.h.clock.advance(31);
     assert_eq!(initialize(&b.h, access(&tokens)).await.0, StatusCode::BAD_GATEWAY);
     assert_eq!(b.metadata_fetches.load(SeqCst), fetched + 2, "and another after the interval");
