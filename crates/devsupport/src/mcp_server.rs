@@ -170,6 +170,9 @@ pub struct Protection {
     pub scopes_of: TokenCheck,
     /// How many times its protected-resource metadata was fetched.
     pub metadata_fetches: Arc<std::sync::atomic::AtomicUsize>,
+    /// How long its protected-resource metadata takes to answer, in milliseconds (none by
+    /// default): a slow upstream, for what waits behind a discovery.
+    pub metadata_delay_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[derive(Clone)]
@@ -223,6 +226,10 @@ pub async fn spawn_protected(check: TokenCheck, observed: Observed, protection: 
         let resource = resource.clone();
         async move {
             p.metadata_fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let delay = p.metadata_delay_ms.load(std::sync::atomic::Ordering::SeqCst);
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
             let server = p.authorization_server.lock().unwrap().clone();
             axum::Json(serde_json::json!({
                 "resource": resource,

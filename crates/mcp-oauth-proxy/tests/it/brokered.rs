@@ -6,7 +6,7 @@
 //! once); a changed issuer; RFC 9207 `iss`; a step-up the upstream asks for; revocation.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +30,8 @@ struct Brokered {
     /// How often the MCP upstream's protected-resource metadata was fetched (once per
     /// discovery).
     metadata_fetches: Arc<AtomicUsize>,
+    /// How long the MCP upstream's metadata takes to answer (milliseconds).
+    metadata_delay_ms: Arc<AtomicU64>,
     env: Vec<(String, String)>,
 }
 
@@ -61,6 +63,7 @@ async fn protected_upstream(options: IdpOptions, clock: &ManualClock) -> (DevIdp
         tool_scope: None,
         scopes_of: Arc::new(move |t: &str| a.scope_of(t)),
         metadata_fetches: Arc::clone(&fetches),
+        metadata_delay_ms: Default::default(),
     };
     let url = mcp_server::spawn_protected(upstream_as.token_check(), Observed::default(), protection).await.unwrap();
     (upstream_as, issuer, url, fetches)
@@ -83,12 +86,14 @@ async fn start(options: IdpOptions, extra: &[(&str, &str)]) -> Brokered {
     let scopes_of = Arc::new(move |token: &str| current(&n, &t)?.scope_of(token));
     let observed = Observed::default();
     let metadata_fetches = Arc::new(AtomicUsize::new(0));
+    let metadata_delay_ms = Arc::new(AtomicU64::new(0));
     let protection = Protection {
         authorization_server: Arc::clone(&names),
         scopes: vec!["files:read".into()],
         tool_scope: Some(("echo".into(), "files:write".into())),
         scopes_of,
         metadata_fetches: Arc::clone(&metadata_fetches),
+        metadata_delay_ms: Arc::clone(&metadata_delay_ms),
     };
     let upstream_url = mcp_server::spawn_protected(check, observed.clone(), protection).await.unwrap();
     let mut env: Vec<(String, String)> = [
@@ -109,7 +114,7 @@ async fn start(options: IdpOptions, extra: &[(&str, &str)]) -> Brokered {
         ..Default::default()
     })
     .await;
-    Brokered { h, upstream_as, names, trusted, observed, metadata_fetches, env }
+    Brokered { h, upstream_as, names, trusted, observed, metadata_fetches, metadata_delay_ms, env }
 }
 
 const PRE_REGISTERED: &[(&str, &str)] = &[
@@ -461,6 +466,28 @@ async fn an_upstream_refusing_every_token_is_discovered_again_at_most_every_30_s
 }
 
 #[tokio::test]
+async fn refusals_waiting_behind_a_logins_discovery_share_one_discovery_after_it() {
+    let b = start(upstream_as_options(), PRE_REGISTERED).await;
+    let (_, tokens) = logged_in(&b.h, None).await;
+    b.trusted.lock().unwrap().clear();
+    b.h.clock.advance(61); // a login now discovers the upstream again first
+    b.metadata_delay_ms.store(500, SeqCst);
+    let server = b.h.app.settings.server("demo").unwrap().clone();
+    let fetched = b.metadata_fetches.load(SeqCst);
+    let login = b.h.app.brokers.for_login(&server);
+    let refusals = async {
+        // The login's discovery holds the server's turn; these queue behind it.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        futures_util::future::join_all((0..6).map(|_| initialize(&b.h, access(&tokens)))).await
+    };
+    let (found, answers) = tokio::join!(login, refusals);
+    assert!(found.is_ok());
+    assert!(answers.iter().all(|(status, _)| *status == StatusCode::BAD_GATEWAY), "{answers:?}");
+    let discoveries = b.metadata_fetches.load(SeqCst) - fetched;
+    assert!(discoveries <= 2, "the login's discovery and one for the refusals, not one each: {discoveries}");
+}
+
+#[tokio::test]
 async fn a_grant_outlives_no_switch_of_upstream_auth_and_its_refresh_token_stays_with_its_issuer() {
     let b = start(upstream_as_options(), PRE_REGISTERED).await;
     let (_, tokens) = logged_in(&b.h, None).await;
@@ -586,6 +613,7 @@ async fn solo_login(options: IdpOptions) -> String {
         tool_scope: None,
         scopes_of: Arc::new(move |t: &str| a.scope_of(t)),
         metadata_fetches: Default::default(),
+        metadata_delay_ms: Default::default(),
     };
     let url = mcp_server::spawn_protected(upstream_as.token_check(), observed.clone(), protection).await.unwrap();
     // servers[2]: no provider.
