@@ -35,6 +35,17 @@ struct Brokered {
     env: Vec<(String, String)>,
 }
 
+impl Brokered {
+    /// The MCP upstream moves to a new authorization server (made with `options`): its
+    /// metadata names it, and it accepts that server's tokens. Returns it and its issuer.
+    async fn move_to(&self, options: IdpOptions) -> (DevIdp, String) {
+        let (moved_to, issuer) = authorization_server(options, &self.h.clock).await;
+        self.trusted.lock().unwrap().insert(issuer.clone(), moved_to.clone());
+        *self.names.lock().unwrap() = issuer.clone();
+        (moved_to, issuer)
+    }
+}
+
 fn upstream_as_options() -> IdpOptions {
     IdpOptions {
         client_id: "proxy-at-upstream".into(),
@@ -317,9 +328,7 @@ async fn a_changed_issuer_registers_anew_and_old_grants_authorize_again() {
     let (_, tokens) = logged_in(&b.h, None).await;
     assert_eq!(b.h.mcp_status(access(&tokens)).await, StatusCode::OK);
     // The MCP upstream moves to another authorization server.
-    let (moved_to, issuer) = authorization_server(options, &b.h.clock).await;
-    b.trusted.lock().unwrap().insert(issuer.clone(), moved_to.clone());
-    *b.names.lock().unwrap() = issuer.clone();
+    let (moved_to, issuer) = b.move_to(options).await;
     b.h.clock.advance(601); // past the discovery's lifetime (and the token's)
     let (status, challenge) = initialize(&b.h, access(&tokens)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "the old grant must authorize again");
@@ -346,9 +355,7 @@ async fn an_upstream_that_moves_is_noticed_from_its_401_at_once() {
     assert_eq!(b.h.mcp_status(access(&tokens)).await, StatusCode::OK);
     let former_client = b.upstream_as.token_clients()[0].clone();
     let former = b.names.lock().unwrap().clone();
-    let (moved_to, issuer) = authorization_server(options, &b.h.clock).await;
-    b.trusted.lock().unwrap().insert(issuer.clone(), moved_to.clone());
-    *b.names.lock().unwrap() = issuer.clone();
+    let (moved_to, issuer) = b.move_to(options).await;
     b.h.clock.advance(5);
     let fetched = b.metadata_fetches.load(SeqCst);
 
@@ -394,9 +401,7 @@ async fn a_login_a_minute_after_a_move_begins_at_the_new_server() {
     let b = start(options.clone(), &[]).await;
     let (_, tokens) = logged_in(&b.h, None).await;
     assert_eq!(b.h.mcp_status(access(&tokens)).await, StatusCode::OK);
-    let (moved_to, issuer) = authorization_server(options, &b.h.clock).await;
-    b.trusted.lock().unwrap().insert(issuer.clone(), moved_to.clone());
-    *b.names.lock().unwrap() = issuer;
+    let (moved_to, _) = b.move_to(options).await;
     b.h.clock.advance(61);
     let (_, tokens) = logged_in(&b.h, None).await;
     assert_eq!(moved_to.authorize_requests().len(), 1, "the login went to the server the upstream names now");
@@ -421,9 +426,7 @@ async fn a_login_finished_at_a_replica_that_missed_a_move_redeems_its_code_where
     let server = other.app.settings.server("demo").unwrap().clone();
     let first = b.names.lock().unwrap().clone();
     assert_eq!(other.app.brokers.broker(&server).await.unwrap().issuer(), first);
-    let (moved_to, issuer) = authorization_server(options, &b.h.clock).await;
-    b.trusted.lock().unwrap().insert(issuer.clone(), moved_to.clone());
-    *b.names.lock().unwrap() = issuer.clone();
+    let (moved_to, issuer) = b.move_to(options).await;
     // A login begins at the first replica (which discovers the new server) and its answer
     // reaches the other (a load balancer's choice).
     let client_id = b.h.register_public().await;
@@ -504,16 +507,7 @@ async fn a_grant_outlives_no_switch_of_upstream_auth_and_its_refresh_token_stays
 
 /// An `initialize` with `token`; returns the status and the `WWW-Authenticate` header.
 async fn initialize(h: &Harness, token: &str) -> (StatusCode, String) {
-    let r = h
-        .http
-        .post(h.url("/mcp/demo"))
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(crate::harness::INITIALIZE)
-        .send()
-        .await
-        .unwrap();
+    let r = crate::harness::send_initialize(&h.http, &h.base, token).await.unwrap();
     let challenge = r.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
     (r.status(), challenge)
 }

@@ -66,18 +66,25 @@ pub use mcp_oauth_devsupport::browser::{Browser, client};
 /// The first message of an MCP session, for status-level checks of the MCP path.
 pub const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
 
-/// Sends `initialize` to `base`'s demo MCP server with `token`; returns the status.
-pub async fn mcp_initialize(http: &reqwest::Client, base: &str, token: &str) -> Result<StatusCode, reqwest::Error> {
-    Ok(http
-        .post(format!("{base}/mcp/demo"))
+/// Sends `initialize` to `base`'s demo MCP server with `token`; returns the answer.
+pub async fn send_initialize(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+) -> Result<reqwest::Response, reqwest::Error> {
+    http.post(format!("{base}/mcp/demo"))
         .bearer_auth(token)
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
         .body(INITIALIZE)
         .timeout(std::time::Duration::from_secs(30))
         .send()
-        .await?
-        .status())
+        .await
+}
+
+/// [`send_initialize`]'s status.
+pub async fn mcp_initialize(http: &reqwest::Client, base: &str, token: &str) -> Result<StatusCode, reqwest::Error> {
+    Ok(send_initialize(http, base, token).await?.status())
 }
 
 impl Harness {

@@ -11,7 +11,7 @@ use mcp_oauth_devsupport::mcp_server::{self, Observed};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::harness::{Harness, INITIALIZE, Start};
+use crate::harness::{Harness, Start};
 
 /// A proxy in front of the sample MCP server, which refuses every token while the switch
 /// is on (an MCP server with a bug or an outage of its own), else accepts the provider's.
@@ -38,16 +38,7 @@ fn github_like() -> IdpOptions {
 
 /// `initialize` through the proxy: the status, the body, and whether it is a challenge.
 async fn call(h: &Harness, token: &str) -> (StatusCode, Value, bool) {
-    let r = h
-        .http
-        .post(h.url("/mcp/demo"))
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(INITIALIZE)
-        .send()
-        .await
-        .unwrap();
+    let r = crate::harness::send_initialize(&h.http, &h.base, token).await.unwrap();
     let challenge = r.headers().get("www-authenticate").is_some();
     (r.status(), r.json().await.unwrap_or(Value::Null), challenge)
 }
