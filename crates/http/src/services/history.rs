@@ -98,16 +98,7 @@ impl History {
 
     /// Samples every `every` until this is dropped (the first at once, as the baseline).
     pub fn sample_every(self: &Arc<Self>, every: Duration) {
-        let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(this) = weak.upgrade() else { return };
-                this.sample();
-            }
-        });
+        super::every(self, every, |this| async move { this.sample() });
     }
 }
 

@@ -50,15 +50,9 @@ impl LastUses {
 
     /// Writes the notes every `every` until this is dropped.
     pub fn record_every(self: &Arc<Self>, store: Arc<dyn Store>, every: Duration) {
-        let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(this) = weak.upgrade() else { return };
-                this.flush(store.as_ref()).await;
-            }
+        super::every(self, every, move |this| {
+            let store = Arc::clone(&store);
+            async move { this.flush(store.as_ref()).await }
         });
     }
 }

@@ -37,3 +37,25 @@ pub(crate) mod revocations;
 pub(crate) mod sharded_lru;
 pub(crate) mod tool_pins;
 pub(crate) mod upstream_access;
+
+/// Runs `work` on `owner` every `interval` (the first at once), off the request path, until
+/// `owner` is dropped: the task holds it only weakly, so dropping the `App` ends the task
+/// (as it must in tests, which build many). A tick that comes late waits for the next
+/// rather than bunching up.
+pub(crate) fn every<T, F, Fut>(owner: &std::sync::Arc<T>, interval: std::time::Duration, work: F)
+where
+    T: Send + Sync + 'static,
+    F: Fn(std::sync::Arc<T>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let weak = std::sync::Arc::downgrade(owner);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(this) = weak.upgrade() else { return };
+            work(this).await;
+        }
+    });
+}

@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -76,12 +76,16 @@ pub struct Revocations {
     /// How long a revocation is remembered for streams registering late: longer than a
     /// request can take from its token check to its answer's head.
     remember: Duration,
+    /// Where the next look for revocations starts (the database's clock). The first look
+    /// only learns that clock: no stream is open before it, and a token revoked before a
+    /// stream opened would have been refused.
+    since: AtomicI64,
 }
 
 impl Revocations {
     /// `remember`: see the field.
     pub fn new(remember: Duration) -> Arc<Self> {
-        Arc::new(Self { registry: Mutex::default(), remember })
+        Arc::new(Self { registry: Mutex::default(), remember, since: AtomicI64::new(i64::MAX) })
     }
 
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
@@ -152,28 +156,25 @@ impl Revocations {
     /// is dropped. Failed looks are retried at the next tick from where the last good one
     /// left off, so an outage of the database loses nothing.
     pub fn watch(self: &Arc<Self>, store: Arc<dyn Store>, every: Duration) {
-        let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            // The first look only learns the database's clock: no stream is open before
-            // it, and a token revoked before a stream opened would have been refused.
-            let mut since = i64::MAX;
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(this) = weak.upgrade() else { return };
-                match store.revocations_since(since).await {
-                    Ok(found) => {
-                        let ended = this.end_streams(&found);
-                        if ended > 0 {
-                            tracing::info!(ended, "event streams of revoked grants or access tokens ended");
-                        }
-                        since = found.now - OVERLAP_SECS;
-                    }
-                    Err(e) => tracing::debug!(error = %e, "looking for revocations failed; will retry"),
-                }
-            }
+        super::every(self, every, move |this| {
+            let store = Arc::clone(&store);
+            async move { this.look(store.as_ref()).await }
         });
+    }
+
+    /// One look for revocations since the last good one.
+    async fn look(&self, store: &dyn Store) {
+        let since = self.since.load(Ordering::Relaxed);
+        match store.revocations_since(since).await {
+            Ok(found) => {
+                let ended = self.end_streams(&found);
+                if ended > 0 {
+                    tracing::info!(ended, "event streams of revoked grants or access tokens ended");
+                }
+                self.since.store(found.now - OVERLAP_SECS, Ordering::Relaxed);
+            }
+            Err(e) => tracing::debug!(error = %e, "looking for revocations failed; will retry"),
+        }
     }
 }
 
