@@ -27,6 +27,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use url::Url;
 
+use crate::discovery::{at, first_naming};
 use crate::error::UpstreamError;
 use crate::settings::{ProviderAuthMethod, ProviderSettings};
 
@@ -243,24 +244,9 @@ pub async fn authorization_server(
         format!("{origin}/.well-known/openid-configuration{path}"),
         format!("{base}/.well-known/openid-configuration"),
     ];
-    let mut last = UpstreamError::Misconfigured(format!("{issuer} publishes no authorization server metadata"));
-    for url in candidates {
-        let doc = match fetch_document(http.get(&url)).await {
-            Ok(doc) => doc,
-            Err(e) => {
-                last = at(&url, e);
-                continue;
-            }
-        };
-        let named = doc["issuer"].as_str().unwrap_or_default();
-        if named.trim_end_matches('/') != base {
-            return Err(UpstreamError::Protocol(format!(
-                "the metadata at {url} names issuer {named:?}, not {issuer:?}"
-            )));
-        }
-        return read_server(&doc, named, policy);
-    }
-    Err(last)
+    let none = UpstreamError::Misconfigured(format!("{issuer} publishes no authorization server metadata"));
+    let doc = first_naming(issuer, &candidates, none, |url| fetch_document(http.get(url))).await?;
+    read_server(&doc, doc["issuer"].as_str().unwrap_or_default(), policy)
 }
 
 fn read_server(doc: &Value, issuer: &str, policy: UrlPolicy) -> Result<AuthorizationServer, UpstreamError> {
@@ -492,15 +478,6 @@ async fn fetch_document(request: reqwest::RequestBuilder) -> Result<Value, Upstr
         }
     }
     serde_json::from_slice(&body).map_err(|_| UpstreamError::Protocol("the answer is not JSON".into()))
-}
-
-fn at(url: impl std::fmt::Display, e: UpstreamError) -> UpstreamError {
-    match e {
-        UpstreamError::Unavailable(m) => UpstreamError::Unavailable(format!("{m} (at {url})")),
-        UpstreamError::Protocol(m) => UpstreamError::Protocol(format!("{m} (at {url})")),
-        UpstreamError::Misconfigured(m) => UpstreamError::Misconfigured(format!("{m} (at {url})")),
-        rejected @ UpstreamError::Rejected { .. } => rejected,
-    }
 }
 
 #[cfg(test)]
