@@ -80,6 +80,20 @@ async fn protected_upstream(options: IdpOptions, clock: &ManualClock) -> (DevIdp
     (upstream_as, issuer, url, fetches)
 }
 
+/// An upstream authorization server that takes dynamic registrations.
+fn dynamic_options() -> IdpOptions {
+    IdpOptions { dynamic_registration: true, ..upstream_as_options() }
+}
+
+/// A proxy in front of an upstream whose server takes dynamic registrations, and a grant
+/// that has made a call through it.
+async fn serving_a_grant() -> (Brokered, Value) {
+    let b = start(dynamic_options(), &[]).await;
+    let (_, tokens) = logged_in(&b.h, None).await;
+    assert_eq!(b.h.mcp_status(access(&tokens)).await, StatusCode::OK);
+    (b, tokens)
+}
+
 /// `extra`: more `MCP_OAUTH_PROXY_*` variables (and the ones `*_env` keys name).
 async fn start(options: IdpOptions, extra: &[(&str, &str)]) -> Brokered {
     let clock = ManualClock::starting_now();
@@ -254,7 +268,7 @@ async fn the_console_names_the_authorization_server_a_brokered_upstream_uses() {
 
 #[tokio::test]
 async fn dynamic_registration_is_stored_once_and_outlives_a_restart() {
-    let options = IdpOptions { dynamic_registration: true, ..upstream_as_options() };
+    let options = dynamic_options();
     let b = start(options, &[]).await;
     let (_, first) = logged_in(&b.h, None).await;
     let (_, second) = logged_in(&b.h, None).await;
@@ -323,12 +337,9 @@ async fn an_answer_naming_another_issuer_or_none_is_refused() {
 
 #[tokio::test]
 async fn a_changed_issuer_registers_anew_and_old_grants_authorize_again() {
-    let options = IdpOptions { dynamic_registration: true, ..upstream_as_options() };
-    let b = start(options.clone(), &[]).await;
-    let (_, tokens) = logged_in(&b.h, None).await;
-    assert_eq!(b.h.mcp_status(access(&tokens)).await, StatusCode::OK);
+    let (b, tokens) = serving_a_grant().await;
     // The MCP upstream moves to another authorization server.
-    let (moved_to, issuer) = b.move_to(options).await;
+    let (moved_to, issuer) = b.move_to(dynamic_options()).await;
     b.h.clock.advance(601); // past the discovery's lifetime (and the token's)
     let (status, challenge) = initialize(&b.h, access(&tokens)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "the old grant must authorize again");
@@ -347,7 +358,7 @@ async fn an_upstream_that_moves_is_noticed_from_its_401_at_once() {
     // SEP-2352 (the conformance suite's `auth/authorization-server-migration`): the
     // upstream names another authorization server and refuses the former's tokens, long
     // before the discovery's lifetime ends or the grant's token expires.
-    let options = IdpOptions { dynamic_registration: true, ..upstream_as_options() };
+    let options = dynamic_options();
     let audit = std::env::temp_dir().join(format!("mop-moved-{}.log", mcp_oauth_core::token::random_id()));
     let b = start(options.clone(), &[("MCP_OAUTH_PROXY_AUDIT__PATH", audit.to_str().unwrap())]).await;
     let (_, tokens) = logged_in(&b.h, None).await;
@@ -397,11 +408,8 @@ async fn an_upstream_that_moves_is_noticed_from_its_401_at_once() {
 async fn a_login_a_minute_after_a_move_begins_at_the_new_server() {
     // No call has been refused yet to tell the proxy; a login binds a new grant to a
     // server, so it does not trust what was discovered more than a minute before.
-    let options = IdpOptions { dynamic_registration: true, ..upstream_as_options() };
-    let b = start(options.clone(), &[]).await;
-    let (_, tokens) = logged_in(&b.h, None).await;
-    assert_eq!(b.h.mcp_status(access(&tokens)).await, StatusCode::OK);
-    let (moved_to, _) = b.move_to(options).await;
+    let (b, _) = serving_a_grant().await;
+    let (moved_to, _) = b.move_to(dynamic_options()).await;
     b.h.clock.advance(61);
     let (_, tokens) = logged_in(&b.h, None).await;
     assert_eq!(moved_to.authorize_requests().len(), 1, "the login went to the server the upstream names now");
@@ -410,7 +418,7 @@ async fn a_login_a_minute_after_a_move_begins_at_the_new_server() {
 
 #[tokio::test]
 async fn a_login_finished_at_a_replica_that_missed_a_move_redeems_its_code_where_it_began() {
-    let options = IdpOptions { dynamic_registration: true, ..upstream_as_options() };
+    let options = dynamic_options();
     let b = start(options.clone(), &[]).await;
     let other = Harness::start_with(Start {
         storage_url: Some(b.h.storage_url.clone()),
@@ -680,7 +688,7 @@ async fn solo_login(options: IdpOptions) -> String {
 async fn replicas_registering_at_once_share_one_registration() {
     let Some(storage) = crate::replicas::postgres_url().await else { return };
     let clock = ManualClock::starting_now();
-    let options = IdpOptions { dynamic_registration: true, ..upstream_as_options() };
+    let options = dynamic_options();
     let (upstream_as, issuer, upstream, _) = protected_upstream(options, &clock).await;
     let env: Vec<(String, String)> = [
         ("MCP_OAUTH_PROXY_SERVERS__0__UPSTREAM_AUTH", "oauth"),
